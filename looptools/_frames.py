@@ -1,0 +1,140 @@
+"""Frames as plain data, and the rule for which frame is the culprit.
+
+A frame is kept as a ``(function, file, line)`` tuple until a report is
+rendered.  The culprit of a stall is the innermost frame of *application* code:
+not the standard library, not an installed package, not looptools itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import site
+import sys
+import sysconfig
+import types
+from collections.abc import Iterable
+
+Frame = tuple[str, str, "int | None"]
+
+
+def _prefixes() -> tuple[str, ...]:
+    paths: set[str] = set()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        try:
+            paths.add(sysconfig.get_paths()[key])
+        except KeyError:
+            pass
+    for getter in (site.getsitepackages, lambda: [site.getusersitepackages()]):
+        try:
+            paths.update(getter())
+        except Exception:  # noqa: S110 - some embedded interpreters lack these
+            pass
+    paths.update(p for p in sys.path if p.rstrip(os.sep).endswith(("site-packages", "dist-packages")))
+    paths.add(os.path.dirname(os.path.abspath(__file__)))
+    out = set()
+    for path in paths:
+        if path:
+            out.add(os.path.join(os.path.realpath(path), ""))
+            out.add(os.path.join(os.path.abspath(path), ""))
+    return tuple(sorted(out, key=len, reverse=True))
+
+
+_NOT_APP = _prefixes()
+_cache: dict[str, bool] = {}
+
+
+def is_app_file(filename: str) -> bool:
+    """True for files of the application: not stdlib, site-packages or looptools."""
+    known = _cache.get(filename)
+    if known is not None:
+        return known
+    if not filename or filename.startswith("<") or "shibokensupport" in filename:
+        result = False
+    else:
+        # No os.path.abspath here: it calls os.getcwd(), which blockbuster
+        # reports as blocking.  Code objects from files carry absolute paths;
+        # a relative one was run from the current directory: the app's.
+        result = not os.path.isabs(filename) or not filename.startswith(_NOT_APP)
+    if len(_cache) < 10_000:
+        _cache[filename] = result
+    return result
+
+
+def _qualname(code: types.CodeType) -> str:
+    return getattr(code, "co_qualname", code.co_name)
+
+
+def frame_tuple(frame: types.FrameType) -> Frame:
+    return (_qualname(frame.f_code), frame.f_code.co_filename, frame.f_lineno)
+
+
+def stack_of(frame: types.FrameType | None, limit: int = 64) -> list[Frame]:
+    """The stack ending at ``frame``, outermost first, at most ``limit`` deep."""
+    out: list[Frame] = []
+    while frame is not None and len(out) < limit:
+        out.append(frame_tuple(frame))
+        frame = frame.f_back
+    out.reverse()
+    return out
+
+
+def culprit_of(stack: Iterable[Frame]) -> Frame | None:
+    """Innermost application frame of ``stack`` (outermost first), else the innermost."""
+    frames = list(stack)
+    for frame in reversed(frames):
+        if is_app_file(frame[1]):
+            return frame
+    return frames[-1] if frames else None
+
+
+def caller_site(frame: types.FrameType | None, depth: int = 8) -> Frame | None:
+    """The first application frame at or above ``frame`` (a cheap, bounded walk)."""
+    first = frame
+    while frame is not None and depth > 0:
+        if is_app_file(frame.f_code.co_filename):
+            return frame_tuple(frame)
+        frame = frame.f_back
+        depth -= 1
+    return frame_tuple(first) if first is not None else None
+
+
+def as_dict(frame: Frame | None) -> dict[str, object] | None:
+    if frame is None:
+        return None
+    return {"function": frame[0], "file": frame[1], "line": frame[2]}
+
+
+_THREAD = re.compile(r"^(?:Current thread|Thread) (0x[0-9a-fA-F]+)")
+_FILE = re.compile(r'^\s+File "(?P<file>.*)", line (?P<line>\d+|\?\?\?) in (?P<func>.*)$')
+
+
+def parse_faulthandler(text: str, thread_id: int) -> list[Frame]:
+    """Stack of ``thread_id`` from the *last* faulthandler dump in ``text``.
+
+    faulthandler prints innermost first and only ``co_name``; we return
+    outermost first like :func:`stack_of`.
+    """
+    dumps = text.split("Timeout (")
+    for dump in reversed(dumps):
+        frames: list[Frame] = []
+        in_thread = False
+        for line in dump.splitlines():
+            header = _THREAD.match(line)
+            if header:
+                if in_thread:
+                    break
+                in_thread = int(header.group(1), 16) == thread_id
+                continue
+            if in_thread:
+                match = _FILE.match(line)
+                if match:
+                    lineno = match.group("line")
+                    frames.append(
+                        (match.group("func"), match.group("file"),
+                         int(lineno) if lineno.isdigit() else None)
+                    )
+        if frames:
+            frames.reverse()
+            return frames
+    return []

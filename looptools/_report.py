@@ -1,0 +1,132 @@
+"""Build, write and summarise the JSON report (the contract in docs/report-schema.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+def empty_report() -> dict[str, Any]:
+    from looptools._version import __version__
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "looptools", "version": __version__},
+        "loop": {"kind": "none", "class": None, "variant": None, "callback_timing": False,
+                 "qt_dispatcher": None, "attached_at_s": None},
+        "meta": {
+            "python": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "platform": platform.platform(),
+            "pid": os.getpid(),
+            "argv": [str(arg) for arg in sys.argv],
+            "cwd": os.getcwd(),
+        },
+        "stalls": [],
+        "stall_summary": {"count": 0, "total_ms": 0.0, "max_ms": 0.0, "dropped": 0},
+        "slow_callbacks": [],
+        "lag": None,
+        "dispatcher": None,
+        "tasks": None,
+        "blocking_calls": [],
+        "detector_errors": [],
+        "profile": None,
+    }
+
+
+def write_report(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``report`` to ``path`` atomically (temp file in the same folder + rename)."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=1, default=str)
+            handle.write("\n")
+        os.replace(temp, target)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    return target
+
+
+def _short(path: str) -> str:
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return path
+    return relative if not relative.startswith("..") else path
+
+
+def _where(frame: dict[str, Any] | None) -> str:
+    if not frame:
+        return "?"
+    line = frame.get("line")
+    return f"{frame.get('function')} ({_short(str(frame.get('file')))}:{line})"
+
+
+def summary_lines(report: dict[str, Any], report_path: str | None = None) -> list[str]:
+    """A few lines for stderr at exit: top stalls with culprits, leaks, blocking calls."""
+    meta = report["meta"]
+    loop = report["loop"]
+    stalls = report["stall_summary"]
+    lines = [
+        f"looptools: {loop['kind']} loop, {meta.get('duration_s', 0):.1f} s, "
+        f"threshold {meta.get('threshold_ms', 0):g} ms: "
+        + (
+            f"{stalls['count']} stall{'s' if stalls['count'] != 1 else ''} "
+            f"(longest {stalls['max_ms']:.0f} ms, total {stalls['total_ms']:.0f} ms)"
+            if stalls["count"]
+            else "no stalls"
+        )
+    ]
+    top = sorted(report["stalls"], key=lambda s: s["duration_ms"], reverse=True)[:5]
+    for stall in top:
+        gil = ", GIL held" if stall["gil_held"] else ""
+        lines.append(
+            f"  stall {stall['duration_ms']:7.0f} ms at {stall['started_at_s']:.2f} s in "
+            f"{_where(stall['culprit'])} [{stall['source']}{gil}]"
+        )
+    slow = report["slow_callbacks"]
+    if slow:
+        worst = slow[0]
+        lines.append(
+            f"  slow callbacks: {sum(row['count'] for row in slow)} "
+            f"(most time: {worst['name']} x{worst['count']}, max {worst['max_ms']:.0f} ms)"
+        )
+    extras = []
+    if report["lag"]:
+        extras.append(f"lag p99 {report['lag']['p99_ms']:.1f} ms")
+    if report["dispatcher"]:
+        extras.append(f"Qt busy {100 * report['dispatcher']['busy_fraction']:.0f}%")
+    tasks = report["tasks"]
+    if tasks:
+        extras.append(f"tasks peak {tasks['peak_pending']}")
+    if extras:
+        lines.append("  " + ", ".join(extras))
+    if tasks:
+        for task in tasks["pending_at_exit"][:5]:
+            lines.append(
+                f"  task pending at exit: {task['name']} ({task['coro']}) "
+                f"created at {_where(task['created_at'])}, awaiting {_where(task['awaiting'])}"
+            )
+        for lost in tasks["unretrieved_exceptions"][:3]:
+            lines.append(f"  exception never retrieved: {lost['task']}: {lost['exception']}")
+    for row in report["blocking_calls"][:5]:
+        site = row["sites"][0] if row["sites"] else None
+        lines.append(f"  blocking call {row['call']} x{row['count']}, first at {_where(site)}")
+    for error in report["detector_errors"]:
+        lines.append(f"  detector {error['detector']} was switched off: {error['error']}")
+    if report_path:
+        lines.append(f"  report: {report_path}")
+    return lines

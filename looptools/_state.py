@@ -1,0 +1,53 @@
+"""State shared between the loop thread's hot path and the watchdog thread.
+
+The loop thread writes plain attributes (a few stores per callback); the
+watchdog thread only reads them.  Under the GIL each store is atomic, and the
+watchdog tolerates reading a slightly stale combination.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+class LoopState:
+    __slots__ = (
+        "beats",
+        "cur",
+        "cur_t0",
+        "last_beat",
+        "last_end",
+        "loop",
+        "running",
+        "slow",
+        "thread_id",
+        "thr",
+    )
+
+    def __init__(self, loop: Any, thread_id: int, threshold_s: float) -> None:
+        now = time.perf_counter()
+        self.loop = loop
+        self.thread_id = thread_id
+        self.thr = threshold_s
+        self.running = False
+        #: the asyncio handle running now, or None
+        self.cur: Any = None
+        #: when ``cur`` started
+        self.cur_t0 = now
+        #: when the last asyncio callback ended
+        self.last_end = now
+        #: when the heartbeat last ran
+        self.last_beat = now
+        self.beats = 0
+        #: called as slow(handle, started, duration) for callbacks over ``thr``
+        self.slow: Callable[[Any, float, float], None] | None = None
+
+    def last_seen(self) -> float:
+        """The last moment the loop thread was known to be back in the loop."""
+        cur = self.cur
+        seen = self.last_beat if self.last_beat > self.last_end else self.last_end
+        if cur is not None and self.cur_t0 > seen:
+            return self.cur_t0
+        return seen

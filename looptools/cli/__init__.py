@@ -1,0 +1,62 @@
+"""The ``looptools`` command line.
+
+Subcommands live in their own modules and are imported only when used, so that
+``looptools --version`` and ``looptools --help`` stay fast and a broken optional
+dependency of one command cannot break the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from looptools._version import __version__
+
+# name -> "module:attribute" of a click.Command
+_COMMANDS: dict[str, str] = {
+    "profile": "looptools.cli.profile:profile",
+    "dashboard": "looptools.cli.dashboard:dashboard",
+    "ps": "looptools.cli.dashboard:ps",
+    "report": "looptools.cli.report:report",
+    "check": "looptools.cli.check:check",
+    "baseline": "looptools.cli.check:baseline",
+    "diff": "looptools.cli.check:diff",
+    "doctor": "looptools.cli.doctor:doctor",
+}
+
+
+def _available() -> dict[str, str]:
+    found = {}
+    for name, target in _COMMANDS.items():
+        module = target.split(":", 1)[0]
+        if importlib.util.find_spec(module) is not None:
+            found[name] = target
+    return found
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_available())
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _available().get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":", 1)
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="looptools")
+def cli() -> None:
+    """Event-loop health for Qt + asyncio apps: stalls, slow callbacks, lag, tasks."""
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point of the ``looptools`` script."""
+    return cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="looptools")

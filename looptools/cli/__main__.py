@@ -1,0 +1,3 @@
+from looptools.cli import main
+
+main()

@@ -1,0 +1,133 @@
+"""Qt dispatcher busy/idle accounting from ``aboutToBlock`` plus the heartbeat.
+
+What we measured (tests/test_dispatcher.py proves it on both dispatchers):
+
+* On ``QEventDispatcherGlib`` a 200 ms slot runs *between* ``aboutToBlock`` and
+  the next ``awake``: glib waits and then dispatches inside one
+  ``g_main_context_iteration``, and ``awake`` comes after.  An idle 200 ms wait
+  looks the same.  The naive "awake→aboutToBlock is busy" reading is wrong there.
+* On ``QEventDispatcherUNIX`` the slot sits in awake→aboutToBlock, but timers and
+  socket notifiers are dispatched right after the wait, before the next awake.
+
+What holds on both: ``aboutToBlock`` is emitted just before the thread may
+wait, so each window between two ``aboutToBlock`` emissions is *wait first,
+then dispatch*.  The wait cannot outlast the next heartbeat (a precise Qt timer
+every ``heartbeat_ms``), and it has certainly ended when the heartbeat slot
+runs.  So in each window::
+
+    idle = min(first heartbeat in the window, heartbeat due time) - window start
+    busy = window length - idle
+
+which is exact to within one heartbeat period.  ``awake`` carries no extra
+information on glib and costs as much as ``aboutToBlock`` per emission (two
+emissions per asyncio callback on a busy loop), so it is not connected.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+from typing import Any
+
+from looptools._hub import Detector
+from looptools.settings import Settings
+
+
+class DispatcherBusy(Detector):
+    name = "dispatcher"
+
+    def __init__(self, settings: Settings) -> None:
+        self.interval = settings.heartbeat_ms / 1000.0
+        self.dispatcher: Any = None
+        self.dispatcher_name: str | None = None
+        self.busy = 0.0
+        self.idle = 0.0
+        self.iterations = 0
+        self.longest = 0.0
+        self.windows: list[tuple[float, float]] = []  # (start, busy s), the longest few
+        self._window_start: float | None = None
+        self._first_beat: float | None = None
+        self._next_due = 0.0
+        self._connected = False
+        self._since = 0.0
+
+    def attach(self, state: Any, plugin: Any) -> None:
+        if not plugin.is_qt:
+            return
+        from looptools.plugins._qt import dispatcher_name
+
+        self.dispatcher = plugin.dispatcher()
+        if self.dispatcher is None:
+            return
+        self.dispatcher_name = dispatcher_name(self.dispatcher)
+        self.dispatcher.aboutToBlock.connect(self._about_to_block)
+        self._connected = True
+        self._since = perf_counter()
+        self._next_due = self._since + self.interval
+
+    def detach(self) -> None:
+        if self._connected and self.dispatcher is not None:
+            try:
+                self.dispatcher.aboutToBlock.disconnect(self._about_to_block)
+            except (RuntimeError, TypeError):  # the dispatcher went away with the app
+                pass
+        self._connected = False
+
+    def loop_started(self, now: float) -> None:
+        self._window_start = None
+
+    def heartbeat(self, now: float, lag: float) -> None:
+        if self._first_beat is None:
+            self._first_beat = now
+        self._next_due = now + self.interval
+
+    def _about_to_block(self) -> None:
+        now = perf_counter()
+        start = self._window_start
+        self._window_start = now
+        first_beat, self._first_beat = self._first_beat, None
+        self.iterations += 1
+        if start is None:
+            return
+        length = now - start
+        wait_ended = self._next_due if first_beat is None else min(first_beat, self._next_due)
+        idle = min(length, max(0.0, wait_ended - start))
+        busy = length - idle
+        self.busy += busy
+        self.idle += idle
+        if busy > self.longest:
+            self.longest = busy
+        if busy >= 0.010:
+            windows = self.windows
+            windows.append((start, busy))
+            if len(windows) > 400:
+                windows.sort(key=lambda w: w[1], reverse=True)
+                del windows[200:]
+
+    def totals(self) -> dict[str, Any] | None:
+        if not self._connected and not self.iterations:
+            return None
+        elapsed = max(1e-9, perf_counter() - self._since)
+        accounted = self.busy + self.idle
+        origin = self.hub.started if self.hub is not None else 0.0
+        longest = sorted(self.windows, key=lambda w: w[1], reverse=True)[:200]
+        return {
+            "name": self.dispatcher_name or "unknown",
+            "busy_fraction": round(self.busy / accounted, 4) if accounted > 0 else 0.0,
+            "busy_ms": round(self.busy * 1000.0, 3),
+            "idle_ms": round(self.idle * 1000.0, 3),
+            "iterations": self.iterations,
+            "iterations_per_s": round(self.iterations / elapsed, 2),
+            "longest_busy_ms": round(self.longest * 1000.0, 3),
+            "busy_windows": sorted(
+                [[round(s - origin, 4), round(b * 1000.0, 3)] for s, b in longest]
+            ),
+        }
+
+    def contribute(self, report: dict[str, Any]) -> None:
+        report["dispatcher"] = self.totals()
+
+    def snapshot(self) -> dict[str, Any]:
+        totals = self.totals()
+        if totals is not None:
+            totals.pop("busy_windows", None)
+        return {"dispatcher": totals}

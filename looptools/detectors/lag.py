@@ -1,0 +1,53 @@
+"""Loop lag: how late the periodic heartbeat ran (like Node's ``monitorEventLoopDelay``).
+
+Lag is ``actual - scheduled`` of each heartbeat, clamped at 0: Qt's whole-ms
+timers can fire up to a millisecond early, which would otherwise read as
+negative lag (loopmon's reading on qasync; see docs/design.md).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from looptools._hub import Detector
+from looptools._stats import LogHistogram
+from looptools.settings import Settings
+
+
+class LoopLag(Detector):
+    name = "lag"
+
+    def __init__(self, settings: Settings) -> None:
+        self.interval_ms = settings.heartbeat_ms
+        self.histogram = LogHistogram()
+        # (t_s, max lag ms) per half-second window, for sparklines.
+        self.recent: deque[tuple[float, float]] = deque(maxlen=240)
+        self._window_start = 0.0
+        self._window_max = 0.0
+
+    def heartbeat(self, now: float, lag: float) -> None:
+        lag_ms = lag * 1000.0
+        self.histogram.add(lag_ms)
+        if lag_ms > self._window_max:
+            self._window_max = lag_ms
+        if now - self._window_start >= 0.5:
+            origin = self.hub.started if self.hub is not None else 0.0
+            self.recent.append((round(now - origin, 3), round(self._window_max, 3)))
+            self._window_start = now
+            self._window_max = 0.0
+
+    def summary(self) -> dict[str, Any] | None:
+        if not self.histogram.count:
+            return None
+        out = self.histogram.summary()
+        out["interval_ms"] = self.interval_ms
+        out["histogram"] = self.histogram.pairs()
+        return out
+
+    def contribute(self, report: dict[str, Any]) -> None:
+        report["lag"] = self.summary()
+
+    def snapshot(self) -> dict[str, Any]:
+        summary = self.histogram.summary() if self.histogram.count else None
+        return {"lag": summary, "lag_recent": list(self.recent)[-60:]}

@@ -1,0 +1,87 @@
+"""Slow callbacks: asyncio callbacks and task steps that ran longer than the threshold.
+
+The timing itself is done by the loop plugin's replacement of the handle's run
+method; this detector only sees callbacks already known to be slow, so its
+per-call work (naming the callback) is off the common path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from looptools._describe import describe_handle, describe_task
+from looptools._hub import Detector
+from looptools._stats import Reservoir
+from looptools.settings import Settings
+
+
+class _Stats:
+    __slots__ = ("count", "kind", "location", "max", "name", "samples", "total")
+
+    def __init__(self, kind: str, name: str, location: str | None) -> None:
+        self.kind = kind
+        self.name = name
+        self.location = location
+        self.count = 0
+        self.total = 0.0
+        self.max = 0.0
+        self.samples = Reservoir(128)
+
+    def add(self, duration_ms: float) -> None:
+        self.count += 1
+        self.total += duration_ms
+        if duration_ms > self.max:
+            self.max = duration_ms
+        self.samples.add(duration_ms)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "location": self.location,
+            "count": self.count,
+            "total_ms": round(self.total, 3),
+            "max_ms": round(self.max, 3),
+            "p50_ms": round(self.samples.percentile(50), 3),
+            "p99_ms": round(self.samples.percentile(99), 3),
+        }
+
+
+class SlowCallbacks(Detector):
+    name = "slow_callbacks"
+
+    def __init__(self, settings: Settings) -> None:
+        self.limit = settings.max_callbacks
+        self.by_identity: dict[tuple[str, str, str | None], _Stats] = {}
+
+    def slow_callback(self, handle: Any, started: float, duration: float) -> None:
+        kind, name, location, task = describe_handle(handle)
+        key = (kind, name, location)
+        stats = self.by_identity.get(key)
+        if stats is None:
+            if len(self.by_identity) >= self.limit:
+                key = ("callback", "<other>", None)
+                stats = self.by_identity.get(key)
+            if stats is None:
+                stats = self.by_identity[key] = _Stats(*key)
+        stats.add(duration * 1000.0)
+        if self.hub is not None:
+            self.hub.emit(
+                "slow_callback",
+                name=name,
+                kind=kind,
+                location=location,
+                task=describe_task(task) if task is not None else None,
+                duration_ms=round(duration * 1000.0, 3),
+            )
+
+    def top(self, n: int | None = None) -> list[dict[str, Any]]:
+        rows = [stats.as_dict() for stats in list(self.by_identity.values())]
+        rows.sort(key=lambda row: row["total_ms"], reverse=True)
+        return rows[:n] if n else rows
+
+    def contribute(self, report: dict[str, Any]) -> None:
+        report["slow_callbacks"] = self.top()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"slow_callbacks": self.top(10)}

@@ -1,0 +1,277 @@
+"""The stall watchdog: sees, while it happens, that the loop thread has not come back.
+
+A daemon thread polls every few milliseconds.  The loop thread leaves evidence
+of being alive in :class:`~looptools._state.LoopState` (heartbeat, callback
+start/end); when that evidence is older than the threshold the loop is stalled,
+whatever holds it — an asyncio callback, a Qt slot, timer or paint event, or a C
+call.  The loop thread's stack is sampled *during* the stall with
+``sys._current_frames()``.
+
+A C call that holds the GIL starves this thread too, so it cannot sample; it
+notices afterwards by waking up late.  For those, ``faulthandler``'s C watchdog
+(which needs no GIL), re-armed by this thread while it is healthy, has already
+dumped the stacks to a private file during the stall.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import faulthandler
+import os
+import sys
+import tempfile
+import threading
+import time
+from typing import IO, Any
+
+from looptools._describe import describe_handle, describe_task
+from looptools._frames import Frame, as_dict, culprit_of, parse_faulthandler, stack_of
+from looptools._hub import Detector
+from looptools.settings import Settings
+
+
+@dataclasses.dataclass
+class Stall:
+    """One stall of the loop thread."""
+
+    started: float  # perf_counter
+    detected: float | None  # perf_counter when the watchdog saw it, None if after the fact
+    ended: float | None = None
+    stack: list[Frame] = dataclasses.field(default_factory=list)
+    culprit: Frame | None = None
+    callback: str | None = None
+    task: str | None = None
+    gil_held: bool = False
+    source: str = "loop"
+    stack_source: str = "none"
+
+    def duration(self, now: float | None = None) -> float:
+        end = self.ended if self.ended is not None else (now or time.perf_counter())
+        return max(0.0, end - self.started)
+
+    def as_dict(self, origin: float) -> dict[str, Any]:
+        return {
+            "started_at_s": round(self.started - origin, 6),
+            "duration_ms": round(self.duration() * 1000.0, 3),
+            "detected_after_ms": (
+                round((self.detected - self.started) * 1000.0, 3) if self.detected else None
+            ),
+            "culprit": as_dict(self.culprit),
+            "stack": [as_dict(frame) for frame in self.stack],
+            "callback": self.callback,
+            "task": self.task,
+            "gil_held": self.gil_held,
+            "source": self.source,
+            "stack_source": self.stack_source,
+        }
+
+
+class StallWatchdog(Detector):
+    name = "stalls"
+
+    def __init__(self, settings: Settings) -> None:
+        self.threshold = settings.threshold_s
+        heartbeat = settings.heartbeat_ms / 1000.0
+        # Poll often enough that a stall is seen within threshold + ~poll.
+        self.poll = min(0.010, max(0.002, self.threshold / 10.0, heartbeat / 2.0))
+        self.gil_late = max(0.020, self.threshold / 2.0)
+        self.use_faulthandler = settings.gil_capture
+        self.limit = settings.max_stalls
+        self.kept: list[Stall] = []
+        self.count = 0
+        self.total = 0.0
+        self.longest = 0.0
+        self.current: Stall | None = None
+        self.state: Any = None
+        self.qt = False
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._dump: IO[bytes] | None = None
+        self._armed_at = 0.0
+        self._lock = threading.Lock()
+
+    # -- lifecycle (loop thread) --------------------------------------------
+    def attach(self, state: Any, plugin: Any) -> None:
+        self.state = state
+        self.qt = bool(plugin.is_qt)
+        if self.use_faulthandler:
+            self._dump = tempfile.TemporaryFile(prefix="looptools-dump-")
+            # O_APPEND so that faulthandler always writes at the end, even after
+            # we truncate the file between stalls.
+            try:
+                import fcntl
+
+                flags = fcntl.fcntl(self._dump.fileno(), fcntl.F_GETFL)
+                fcntl.fcntl(self._dump.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
+            except (ImportError, OSError):
+                pass
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="looptools-watchdog", daemon=True)
+        self._thread.start()
+
+    def detach(self) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=1.0)
+        if self._dump is not None:
+            faulthandler.cancel_dump_traceback_later()
+            self._dump.close()
+            self._dump = None
+        if self.current is not None:
+            self._finish(self.current, self.state.last_seen() if self.state else None)
+
+    def loop_stopped(self, now: float) -> None:
+        # The loop stopping is the loop thread coming back: end any stall now.
+        current = self.current
+        if current is not None:
+            self._finish(current, now)
+
+    # -- the watchdog thread -----------------------------------------------
+    def _run(self) -> None:
+        poll = self.poll
+        previous = time.perf_counter()
+        rearm_every = self.threshold / 2.0
+        while not self._stop.wait(poll):
+            now = time.perf_counter()
+            late = now - previous - poll
+            try:
+                if self._dump is not None and now - self._armed_at >= rearm_every:
+                    faulthandler.dump_traceback_later(self.threshold, file=self._dump)
+                    self._armed_at = now
+                self._check(now, previous, late)
+                if self._dump is not None and late < self.gil_late:
+                    # A dump from a short hiccup that was no stall: drop it so it
+                    # cannot be mistaken for the stack of a later stall.
+                    if os.fstat(self._dump.fileno()).st_size:
+                        os.ftruncate(self._dump.fileno(), 0)
+            except Exception as exc:
+                if self.hub is not None:
+                    self.hub.disable(self, exc, "watchdog")
+                return
+            previous = now
+
+    def _check(self, now: float, previous: float, late: float) -> None:
+        state = self.state
+        if state is None:
+            return
+        gil = late >= self.gil_late
+        current = self.current
+        if not state.running:
+            if current is not None:
+                self._finish(current, state.last_seen())
+            return
+        seen = state.last_seen()
+        if current is not None:
+            if seen > current.started + 1e-6:
+                self._finish(current, seen)
+            elif gil and not current.gil_held:
+                current.gil_held = True
+            return
+        if now - seen > self.threshold:
+            self._begin(seen, now, gil, previous)
+        elif gil and late > self.threshold and seen > previous:
+            # A GIL-holding stall that began after our last look and had already
+            # ended when we could run again: record it after the fact.
+            stall = Stall(started=previous, detected=None, gil_held=True, source="loop")
+            self._fill_from_dump(stall)
+            self._finish(stall, seen, already_current=False)
+
+    def _begin(self, started: float, now: float, gil: bool, previous: float) -> None:
+        state = self.state
+        stall = Stall(started=started, detected=None if gil else now, gil_held=gil)
+        handle = state.cur
+        if handle is not None and state.cur_t0 >= started - 1e-6:
+            try:
+                kind, name, location, task = describe_handle(handle)
+            except Exception:
+                kind, name, location, task = "callback", "<unknown>", None, None
+            stall.source = kind
+            if task is not None:
+                stall.task = describe_task(task)
+                stall.callback = f"{name} step"
+            else:
+                stall.callback = f"{name} ({location})" if location else name
+        else:
+            stall.source = "qt" if self.qt else "loop"
+        if gil:
+            self._fill_from_dump(stall)
+        if not stall.stack:
+            frame = sys._current_frames().get(state.thread_id)
+            stall.stack = stack_of(frame)
+            stall.stack_source = "sampled" if stall.stack else "none"
+        stall.culprit = culprit_of(stall.stack)
+        self.current = stall
+        if self.hub is not None:
+            self.hub.call("stall_started", stall)
+            self.hub.emit("stall_started", **stall.as_dict(self.hub.started))
+
+    def _fill_from_dump(self, stall: Stall) -> None:
+        dump = self._dump
+        if dump is None:
+            return
+        try:
+            size = os.fstat(dump.fileno()).st_size
+            text = os.pread(dump.fileno(), min(size, 1 << 20), max(0, size - (1 << 20)))
+            os.ftruncate(dump.fileno(), 0)
+        except OSError:
+            return
+        frames = parse_faulthandler(text.decode("utf-8", "replace"), self.state.thread_id)
+        if frames:
+            stall.stack = frames
+            stall.stack_source = "faulthandler"
+            stall.culprit = culprit_of(frames)
+
+    def _finish(self, stall: Stall, ended: float | None, already_current: bool = True) -> None:
+        with self._lock:
+            if already_current:
+                if self.current is not stall:
+                    return  # the other thread finished it first
+                self.current = None
+        stall.ended = ended if ended is not None else time.perf_counter()
+        if stall.culprit is None:
+            stall.culprit = culprit_of(stall.stack)
+        duration = stall.duration()
+        if duration <= self.threshold * 0.5:
+            return
+        self.count += 1
+        self.total += duration
+        self.longest = max(self.longest, duration)
+        if len(self.kept) < self.limit:
+            self.kept.append(stall)
+        else:
+            shortest = min(range(len(self.kept)), key=lambda i: self.kept[i].duration())
+            if self.kept[shortest].duration() < duration:
+                self.kept[shortest] = stall
+        if self.hub is not None:
+            self.hub.call("stall_ended", stall)
+            self.hub.emit("stall_ended", **stall.as_dict(self.hub.started))
+
+    # -- reporting (off the loop thread) -------------------------------------
+    def stalls(self, origin: float) -> list[dict[str, Any]]:
+        kept = sorted(list(self.kept), key=lambda stall: stall.started)
+        return [stall.as_dict(origin) for stall in kept]
+
+    def contribute(self, report: dict[str, Any]) -> None:
+        origin = self.hub.started if self.hub else 0.0
+        report["stalls"] = self.stalls(origin)
+        report["stall_summary"] = {
+            "count": self.count,
+            "total_ms": round(self.total * 1000.0, 3),
+            "max_ms": round(self.longest * 1000.0, 3),
+            "dropped": max(0, self.count - len(self.kept)),
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        origin = self.hub.started if self.hub else 0.0
+        current = self.current
+        recent = sorted(list(self.kept), key=lambda stall: stall.started)[-8:]
+        return {
+            "stall_now": current.as_dict(origin) if current is not None else None,
+            "recent_stalls": [stall.as_dict(origin) for stall in recent],
+            "stall_summary": {
+                "count": self.count,
+                "total_ms": round(self.total * 1000.0, 3),
+                "max_ms": round(self.longest * 1000.0, 3),
+            },
+        }

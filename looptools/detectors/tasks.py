@@ -1,0 +1,218 @@
+"""Pending-task audits: counts over time, long-pending tasks, leaks, lost exceptions.
+
+* Creation is recorded by wrapping the loop's ``create_task`` (an instance
+  attribute, removed on detach): the creation time and one application frame,
+  not a traceback.
+* Every ``task_audit_s`` the loop thread counts ``asyncio.all_tasks(loop)`` and
+  notes tasks pending longer than ``long_pending_s``.
+* When the loop stops, the tasks still pending are remembered; those that never
+  finished normally afterwards are the tasks pending at exit (``asyncio.run``
+  cancels them; they were leaked by the app).
+* "Task exception was never retrieved" is caught by chaining the loop's
+  exception handler.
+* Where a task is suspended comes from its coroutine's ``cr_await`` chain, so it
+  works on QtAsyncio, whose ``Task.get_stack()`` raises ``NotImplementedError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import weakref
+from collections import deque
+from time import perf_counter
+from typing import Any
+
+from looptools._describe import awaiting_frame, coro_name, coro_of, task_name
+from looptools._frames import Frame, as_dict, caller_site
+from looptools._hub import Detector
+from looptools.settings import Settings
+
+
+class TaskAudit(Detector):
+    name = "tasks"
+
+    def __init__(self, settings: Settings) -> None:
+        self.long_after = settings.long_pending_s
+        self.limit = settings.max_tasks
+        self.loop: Any = None
+        self.created: weakref.WeakKeyDictionary[Any, tuple[float, Frame | None]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.created_count = 0
+        self.peak = 0
+        self.pending_now = 0
+        self.samples: deque[tuple[float, int]] = deque(maxlen=3600)
+        self.long_pending: dict[int, dict[str, Any]] = {}
+        self.at_stop: list[tuple[weakref.ref[Any], dict[str, Any]]] = []
+        self.unretrieved: list[dict[str, Any]] = []
+        self._wrapped_create = False
+        self._previous_handler: Any = None
+        self._handler_installed = False
+
+    # -- install / uninstall (loop thread) ----------------------------------
+    def attach(self, state: Any, plugin: Any) -> None:
+        loop = state.loop
+        if loop is None:
+            return
+        self.loop = loop
+        original = loop.create_task
+        created = self.created
+
+        def create_task(coro: Any, *args: Any, **kwargs: Any) -> Any:
+            task = original(coro, *args, **kwargs)
+            try:
+                created[task] = (perf_counter(), caller_site(sys._getframe(1)))
+                self.created_count += 1
+            except TypeError:  # a task type without weakref support
+                pass
+            return task
+
+        try:
+            loop.create_task = create_task
+            self._wrapped_create = True
+        except (AttributeError, TypeError):  # e.g. uvloop: no instance attributes
+            self._wrapped_create = False
+        try:
+            self._previous_handler = loop.get_exception_handler()
+            loop.set_exception_handler(self._exception_handler)
+            self._handler_installed = True
+        except (AttributeError, NotImplementedError):
+            self._handler_installed = False
+
+    def detach(self) -> None:
+        loop = self.loop
+        if loop is None:
+            return
+        if self._wrapped_create:
+            try:
+                del loop.create_task
+            except AttributeError:
+                pass
+            self._wrapped_create = False
+        if self._handler_installed:
+            try:
+                if loop.get_exception_handler() == self._exception_handler:
+                    loop.set_exception_handler(self._previous_handler)
+            except Exception:  # noqa: S110 - a closed loop may refuse; nothing to restore then
+                pass
+            self._handler_installed = False
+
+    def _exception_handler(self, loop: Any, context: dict[str, Any]) -> None:
+        try:
+            message = str(context.get("message", ""))
+            future = context.get("future")
+            exc = context.get("exception")
+            if "never retrieved" in message and len(self.unretrieved) < self.limit:
+                entry: dict[str, Any] = {
+                    "task": task_name(future) if future is not None else None,
+                    "coro": coro_name(coro_of(future)) if future is not None else None,
+                    "exception": f"{type(exc).__name__}: {exc}" if exc else "<none>",
+                    "message": message,
+                    "created_at": as_dict(self._created_site(future)),
+                }
+                self.unretrieved.append(entry)
+                if self.hub is not None:
+                    self.hub.emit("unretrieved_exception", **entry)
+        finally:
+            previous = self._previous_handler
+            if previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+    def _created_site(self, task: Any) -> Frame | None:
+        try:
+            meta = self.created.get(task)
+        except TypeError:
+            return None
+        return meta[1] if meta else None
+
+    # -- audits (loop thread) --------------------------------------------------
+    def _pending(self) -> list[Any]:
+        try:
+            return [task for task in asyncio.all_tasks(self.loop) if not task.done()]
+        except RuntimeError:
+            return []
+
+    def describe(self, task: Any, now: float) -> dict[str, Any]:
+        try:
+            meta = self.created.get(task)
+        except TypeError:
+            meta = None
+        coro = coro_of(task)
+        return {
+            "name": task_name(task),
+            "coro": coro_name(coro),
+            "age_s": round(now - meta[0], 3) if meta else None,
+            "created_at": as_dict(meta[1]) if meta else None,
+            "awaiting": as_dict(awaiting_frame(coro)),
+            "state": "pending" if not task.done() else "done",
+        }
+
+    def tick(self, now: float) -> None:
+        if self.loop is None:
+            return
+        pending = self._pending()
+        self.pending_now = len(pending)
+        self.peak = max(self.peak, self.pending_now)
+        origin = self.hub.started if self.hub is not None else 0.0
+        self.samples.append((round(now - origin, 3), self.pending_now))
+        for task in pending:
+            try:
+                meta = self.created.get(task)
+            except TypeError:
+                continue
+            if meta is None or now - meta[0] < self.long_after:
+                continue
+            key = id(task)
+            if key in self.long_pending or len(self.long_pending) < self.limit:
+                self.long_pending[key] = self.describe(task, now)
+
+    def loop_started(self, now: float) -> None:
+        self.tick(now)
+
+    def loop_stopped(self, now: float) -> None:
+        pending = self._pending()
+        self.peak = max(self.peak, len(pending))
+        if pending:
+            self.at_stop = [
+                (weakref.ref(task), self.describe(task, now)) for task in pending[: self.limit]
+            ]
+
+    # -- reporting ---------------------------------------------------------------
+    def pending_at_exit(self) -> list[dict[str, Any]]:
+        out = []
+        for ref, entry in self.at_stop:
+            task = ref()
+            if task is not None and task.done():
+                try:
+                    finished_normally = not task.cancelled() and task.exception() is None
+                except Exception:
+                    finished_normally = False
+                if finished_normally:
+                    continue  # awaited after all
+            out.append(entry)
+        return out
+
+    def contribute(self, report: dict[str, Any]) -> None:
+        report["tasks"] = {
+            "peak_pending": self.peak,
+            "pending_now": self.pending_now,
+            "created": self.created_count,
+            "long_pending_after_s": self.long_after,
+            "pending_over_time": [[t, float(n)] for t, n in list(self.samples)],
+            "long_pending": list(self.long_pending.values()),
+            "pending_at_exit": self.pending_at_exit(),
+            "unretrieved_exceptions": list(self.unretrieved),
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "tasks": {
+                "pending_now": self.pending_now,
+                "peak_pending": self.peak,
+                "long_pending": len(self.long_pending),
+                "unretrieved_exceptions": len(self.unretrieved),
+            }
+        }

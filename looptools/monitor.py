@@ -1,0 +1,393 @@
+"""The monitor: attaches to a loop, runs the detectors, writes the report.
+
+Data flows one way: the loop plugin's hooks and the heartbeat feed detectors on
+the loop thread; the watchdog thread feeds the stall detector; reports and
+snapshots are built from the detectors off the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import datetime
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+from looptools import _attach
+from looptools._hub import Hub
+from looptools._report import empty_report, summary_lines, write_report
+from looptools._state import LoopState
+from looptools.detectors import build
+from looptools.plugins import LoopPlugin, plugin_for
+from looptools.settings import Settings, resolve
+
+_active: Monitor | None = None
+
+
+def _warn(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except Exception:  # noqa: S110 - stderr may be closed at exit; never fail the app
+        pass
+
+
+def active() -> Monitor | None:
+    """The monitor that is running in this process, if any."""
+    return _active
+
+
+class Monitor:
+    """Monitors the first event loop that runs on the main thread.
+
+    ``Monitor(threshold_ms=20)`` takes settings as keyword arguments (they win
+    over the environment and pyproject.toml); ``start()``/``stop()`` or use it as
+    a context manager.  ``stop()`` returns the report as a dict and writes it to
+    ``settings.report`` unless that is None.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, exit_hooks: bool = False,
+                 **overrides: Any) -> None:
+        self.settings = settings if settings is not None else resolve(overrides)
+        for problem in self.settings.problems:
+            _warn(problem)
+        self.hub = Hub(warn=_warn)
+        for detector in build(self.settings, self.settings.enabled_detectors):
+            self.hub.add(detector)
+        self.state: LoopState | None = None
+        self.plugin: LoopPlugin | None = None
+        self.exit_hooks = exit_hooks
+        self.started_at = datetime.datetime.now(datetime.timezone.utc)
+        self.started = self.hub.started
+        self.attached_at: float | None = None
+        self.exit_info: dict[str, Any] = {"reason": "stopped", "signal": None, "exception": None}
+        self.report_path: str | None = None
+        self.final_report: dict[str, Any] | None = None
+        self._interval = self.settings.heartbeat_ms / 1000.0
+        self._due = 0.0
+        self._next_tick = 0.0
+        self._running = False
+        self._stopped = False
+        self._lock = threading.RLock()
+        self._probe_stop = threading.Event()
+        self._previous_sigterm: Any = None
+        self._previous_excepthook: Any = None
+        self._broken = False
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self) -> Monitor:
+        global _active
+        if self._running:
+            return self
+        if _active is not None and _active is not self:
+            raise RuntimeError("another looptools monitor is already running in this process")
+        _active = self
+        self._running = True
+        _attach.install(self._on_running_loop)
+        if threading.current_thread() is threading.main_thread():
+            loop = asyncio._get_running_loop()
+            if loop is not None:
+                self._on_running_loop(loop)
+        if self._wants_heartbeat():
+            threading.Thread(target=self._qt_probe, name="looptools-qt-probe",
+                             daemon=True).start()
+        if self.exit_hooks:
+            self._install_exit_hooks()
+        return self
+
+    def stop(self, write: bool = True) -> dict[str, Any]:
+        """Detach everything, build the report, write it; idempotent."""
+        global _active
+        with self._lock:
+            if self._stopped:
+                return self.final_report or self.report()
+            self._stopped = True
+            self._probe_stop.set()
+            self._detach()
+            _attach.uninstall()
+            self._remove_exit_hooks()
+            if _active is self:
+                _active = None
+            self._running = False
+            report = self.report()
+            self.final_report = report
+        if write and self.settings.report:
+            self.report_path = self._write(report)
+        if self.settings.summary and self.exit_hooks:
+            for line in summary_lines(report, self.report_path):
+                _warn(line)
+        return report
+
+    def __enter__(self) -> Monitor:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is not None and not isinstance(exc, GeneratorExit):
+            self.exit_info = {"reason": "exception", "signal": None,
+                              "exception": f"{type(exc).__name__}: {exc}"}
+        self.stop()
+
+    # -- attaching -----------------------------------------------------------------
+    def _wants_heartbeat(self) -> bool:
+        needs = {"stalls", "lag", "dispatcher"}
+        return bool(needs & {d.name for d in self.hub.detectors})
+
+    def _on_running_loop(self, loop: Any) -> None:
+        if self._broken or self._stopped:
+            return
+        try:
+            self._loop_changed(loop)
+        except Exception as exc:  # our failure must never become the app's
+            self._broken = True
+            _warn(f"looptools: could not attach to the event loop ({type(exc).__name__}: {exc}); "
+                  "monitoring is off for this process")
+            try:
+                self._detach()
+            except Exception:  # noqa: S110
+                pass
+
+    def _loop_changed(self, loop: Any) -> None:
+        now = time.perf_counter()
+        state = self.state
+        if loop is None:
+            if state is not None and state.running and self.plugin is not None \
+                    and self.plugin.kind != "qt":
+                state.running = False
+                self.plugin.stop_heartbeat()
+                self.hub.call("loop_stopped", now)
+            return
+        if state is None or state.loop is not loop:
+            if state is not None:
+                self._detach()
+            self._attach_plugin(plugin_for(loop), loop)
+            state = self.state
+        assert state is not None
+        self._start_running(now)
+
+    def _attach_plugin(self, plugin: LoopPlugin, loop: Any) -> None:
+        state = LoopState(loop, threading.get_ident(), self.settings.threshold_s)
+        self.state = state
+        self.plugin = plugin
+        self.attached_at = time.perf_counter()
+        names = {d.name for d in self.hub.detectors}
+        if names & {"slow_callbacks", "stalls"}:
+            plugin.install_timing(state)
+        if "slow_callbacks" in names:
+            call = self.hub.call
+
+            def slow(handle: Any, started: float, duration: float) -> None:
+                call("slow_callback", handle, started, duration)
+
+            state.slow = slow
+        self.hub.call("attach", state, plugin)
+
+    def _start_running(self, now: float) -> None:
+        state = self.state
+        plugin = self.plugin
+        assert state is not None and plugin is not None
+        state.last_beat = state.last_end = state.cur_t0 = now
+        state.running = True
+        if self._wants_heartbeat():
+            plugin.stop_heartbeat()
+            self._due = now + self._interval
+            self._next_tick = now
+            plugin.start_heartbeat(self._beat, self._interval)
+        self.hub.call("loop_started", now)
+
+    def _detach(self) -> None:
+        plugin, state = self.plugin, self.state
+        if plugin is None:
+            return
+        if state is not None and state.running:
+            state.running = False
+            self.hub.call("loop_stopped", time.perf_counter())
+        for detector in list(self.hub.detectors):
+            try:
+                detector.detach()
+            except Exception as exc:
+                self.hub.disable(detector, exc, "detach")
+        try:
+            plugin.stop_heartbeat()
+        finally:
+            plugin.uninstall_timing()
+            if state is not None:
+                state.slow = None
+
+    def _beat(self) -> None:
+        """The heartbeat, on the loop thread: O(1) unless an audit is due."""
+        now = time.perf_counter()
+        state = self.state
+        if state is None:
+            return
+        due = self._due
+        lag = now - due if now > due else 0.0
+        next_due = due + self._interval
+        self._due = next_due if next_due > now else now + self._interval
+        state.last_beat = now
+        state.beats += 1
+        hub = self.hub
+        hub.call("heartbeat", now, lag)
+        if now >= self._next_tick:
+            self._next_tick = now + self.settings.task_audit_s
+            hub.call("tick", now)
+
+    def _qt_probe(self) -> None:
+        """Attach to a Qt main thread that never starts an asyncio loop."""
+        posted = False
+        while not self._probe_stop.wait(0.25):
+            if self.plugin is not None or self._stopped:
+                return
+            qtcore = sys.modules.get("PySide6.QtCore")
+            if qtcore is None or posted:
+                continue
+            try:
+                app = qtcore.QCoreApplication.instance()
+                if app is None:
+                    continue
+                qtcore.QTimer.singleShot(0, app, self._attach_qt_only)
+                posted = True
+            except Exception:  # noqa: S112 - Qt not usable from here; stay passive
+                return
+
+    def _attach_qt_only(self) -> None:
+        # Runs on the main thread inside the Qt event loop.
+        if self.plugin is not None or self._stopped or self._broken:
+            return
+        if asyncio._get_running_loop() is not None:
+            return
+        try:
+            from PySide6.QtCore import QCoreApplication
+
+            from looptools.plugins.qt_only import QtOnlyPlugin
+
+            self._attach_plugin(QtOnlyPlugin(), None)
+            self._start_running(time.perf_counter())
+            app = QCoreApplication.instance()
+            if app is not None:
+                app.aboutToQuit.connect(self._qt_quitting)
+        except Exception as exc:
+            self._broken = True
+            _warn(f"looptools: could not attach to the Qt main thread ({exc}); monitoring is off")
+
+    def _qt_quitting(self) -> None:
+        state = self.state
+        if state is not None and state.running:
+            state.running = False
+            if self.plugin is not None:
+                self.plugin.stop_heartbeat()
+            self.hub.call("loop_stopped", time.perf_counter())
+
+    # -- exit ----------------------------------------------------------------------
+    def _install_exit_hooks(self) -> None:
+        atexit.register(self._at_exit)
+        self._previous_excepthook = sys.excepthook
+        sys.excepthook = self._excepthook
+        if threading.current_thread() is threading.main_thread():
+            try:
+                if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+                    self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+            except (ValueError, OSError, AttributeError):
+                self._previous_sigterm = None
+
+    def _remove_exit_hooks(self) -> None:
+        if not self.exit_hooks:
+            return
+        atexit.unregister(self._at_exit)
+        if sys.excepthook == self._excepthook and self._previous_excepthook is not None:
+            sys.excepthook = self._previous_excepthook
+        if self._previous_sigterm is not None and \
+                threading.current_thread() is threading.main_thread():
+            try:
+                if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+                    signal.signal(signal.SIGTERM, self._previous_sigterm)
+            except (ValueError, OSError):
+                pass
+            self._previous_sigterm = None
+
+    def _excepthook(self, exc_type: type[BaseException], exc: BaseException,
+                    tb: TracebackType | None) -> None:
+        if issubclass(exc_type, KeyboardInterrupt):
+            self.exit_info = {"reason": "signal", "signal": "SIGINT", "exception": None}
+        else:
+            self.exit_info = {"reason": "exception", "signal": None,
+                              "exception": f"{exc_type.__name__}: {exc}"}
+        previous = self._previous_excepthook or sys.__excepthook__
+        previous(exc_type, exc, tb)
+
+    def _at_exit(self) -> None:
+        if self.exit_info["reason"] == "stopped":
+            self.exit_info = {"reason": "normal", "signal": None, "exception": None}
+        try:
+            self.stop()
+        except Exception as exc:
+            _warn(f"looptools: could not finish the report: {type(exc).__name__}: {exc}")
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.exit_info = {"reason": "signal", "signal": "SIGTERM", "exception": None}
+        try:
+            self.stop()
+        finally:
+            # Die of SIGTERM as the app would have without us.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    # -- output ----------------------------------------------------------------------
+    def _write(self, report: dict[str, Any]) -> str | None:
+        path = str(self.settings.report)
+        try:
+            return str(write_report(report, path))
+        except OSError as exc:
+            fallback = os.path.join(tempfile.gettempdir(), f"looptools-report-{os.getpid()}.json")
+            _warn(f"looptools: cannot write the report to {path} ({exc.strerror or exc}); "
+                  f"writing it to {fallback} instead")
+            try:
+                return str(write_report(report, fallback))
+            except OSError as again:
+                _warn(f"looptools: cannot write the report to {fallback} either ({again})")
+                return None
+
+    def report(self) -> dict[str, Any]:
+        """The report so far, as a dict matching the JSON schema."""
+        report = empty_report()
+        if self.plugin is not None:
+            report["loop"] = self.plugin.info()
+            if self.attached_at is not None:
+                report["loop"]["attached_at_s"] = round(self.attached_at - self.started, 6)
+        ended = datetime.datetime.now(datetime.timezone.utc)
+        report["meta"].update({
+            "started_at": self.started_at.isoformat(),
+            "ended_at": ended.isoformat(),
+            "duration_s": round((ended - self.started_at).total_seconds(), 3),
+            "threshold_ms": self.settings.threshold_ms,
+            "heartbeat_ms": self.settings.heartbeat_ms,
+            "detectors": [d.name for d in self.hub.detectors],
+            "settings_sources": dict(self.settings.sources),
+            "exit": dict(self.exit_info),
+        })
+        for detector in list(self.hub.detectors):
+            try:
+                detector.contribute(report)
+            except Exception as exc:
+                self.hub.disable(detector, exc, "report")
+        report["detector_errors"] = list(self.hub.errors)
+        return report
+
+    def snapshot(self) -> dict[str, Any]:
+        """A small view of the current state, for the live dashboard."""
+        out: dict[str, Any] = {
+            "t": round(time.perf_counter() - self.started, 3),
+            "loop": self.plugin.info() if self.plugin is not None else None,
+            "running": bool(self.state and self.state.running),
+        }
+        for detector in list(self.hub.detectors):
+            try:
+                out.update(detector.snapshot())
+            except Exception:  # noqa: S112 - a racing snapshot is skipped, not fatal
+                continue
+        return out

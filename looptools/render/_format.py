@@ -1,0 +1,256 @@
+"""Wording and number formatting shared by the renderers.
+
+Everything here works on the plain report dict (the JSON contract), so that
+every format says the same thing in the same words.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from looptools.render.base import Report
+
+Frame = Mapping[str, Any]
+
+# C0/C1 control characters (ESC, CSI, NUL...), which a hostile or odd function or
+# file name could use to move the cursor or recolour a terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def oneline(value: object) -> str:
+    """*value* as text on one line, with control characters replaced by spaces."""
+    return _CONTROL.sub(" ", str(value))
+
+
+def fmt_ms(ms: float | None) -> str:
+    """A duration given in milliseconds, in the unit a reader expects (``0.42 ms``, ``812 ms``, ``1.81 s``)."""
+    if ms is None:
+        return "-"
+    if ms >= 1000:
+        return f"{ms / 1000:.2f} s"
+    if ms >= 100:
+        return f"{ms:.0f} ms"
+    if ms >= 10:
+        return f"{ms:.1f} ms"
+    return f"{ms:.2f} ms"
+
+
+def fmt_s(seconds: float | None) -> str:
+    """A duration or an age given in seconds (``3.21 s``, ``4 min 12 s``)."""
+    if seconds is None:
+        return "-"
+    if seconds >= 120:
+        minutes, rest = divmod(seconds, 60)
+        return f"{minutes:.0f} min {rest:.0f} s"
+    if seconds >= 10:
+        return f"{seconds:.1f} s"
+    return f"{seconds:.2f} s"
+
+
+def fmt_at(seconds: float) -> str:
+    """A point in time in seconds since the monitor started, e.g. ``+3.210 s``."""
+    return f"+{seconds:.3f} s"
+
+
+def fmt_pct(fraction: float) -> str:
+    """A fraction in 0..1 as a percentage."""
+    return f"{fraction * 100:.1f}%"
+
+
+def location(frame: Frame | None) -> str:
+    """``file:line`` of a frame (``file`` alone when the line is unknown, ``?`` for no frame)."""
+    if not frame:
+        return "?"
+    line = frame.get("line")
+    file = str(frame.get("file") or "?")
+    return file if line is None else f"{file}:{line}"
+
+
+def frame_text(frame: Frame | None) -> str:
+    """``function (file:line)`` for a frame, ``-`` for none."""
+    if not frame:
+        return "-"
+    return f"{frame.get('function', '?')} ({location(frame)})"
+
+
+def argv_text(report: Report) -> str:
+    """The monitored command line, quoted the way a shell would need it."""
+    argv = report["meta"].get("argv") or []
+    return shlex.join(str(a) for a in argv) if argv else "(unknown command)"
+
+
+def stall_label(stall: Mapping[str, Any]) -> str:
+    """What a stall is best called: its culprit function, else its callback or task."""
+    culprit = stall.get("culprit")
+    if culprit:
+        return str(culprit.get("function", "?"))
+    for key in ("callback", "task"):
+        if stall.get(key):
+            return str(stall[key])
+    return f"({stall.get('source', 'unknown')})"
+
+
+def stalls_by_duration(report: Report) -> list[tuple[int, Mapping[str, Any]]]:
+    """``(index in report["stalls"], stall)`` pairs, longest first."""
+    indexed = list(enumerate(report.get("stalls") or []))
+    indexed.sort(key=lambda pair: (-float(pair[1]["duration_ms"]), pair[0]))
+    return indexed
+
+
+def culprit_key(stall: Mapping[str, Any]) -> tuple[str, str]:
+    """Stalls with equal keys were caused by the same line."""
+    culprit = stall.get("culprit")
+    if culprit:
+        return (location(culprit), str(culprit.get("function", "")))
+    return ("?", stall_label(stall))
+
+
+def distinct_culprits(
+    ranked: Sequence[tuple[int, Mapping[str, Any]]],
+) -> list[tuple[int, Mapping[str, Any], list[int]]]:
+    """``(rank, stall, ranks of other stalls at the same culprit)`` for each culprit's longest stall.
+
+    *ranked* is :func:`stalls_by_duration`'s output; ranks count from 1.
+    """
+    groups: dict[tuple[str, str], tuple[int, Mapping[str, Any], list[int]]] = {}
+    for rank, (_, stall) in enumerate(ranked, 1):
+        key = culprit_key(stall)
+        if key in groups:
+            groups[key][2].append(rank)
+        else:
+            groups[key] = (rank, stall, [])
+    return list(groups.values())
+
+
+def slow_callbacks_by_total(report: Report) -> list[Mapping[str, Any]]:
+    """Slow callbacks, most total time first."""
+    return sorted(report.get("slow_callbacks") or [], key=lambda c: -float(c["total_ms"]))
+
+
+def loop_text(report: Report) -> str:
+    """``qasync (qasync.QSelectorEventLoop, Qt dispatcher QEventDispatcherGlib)``."""
+    loop = report["loop"]
+    details = [str(loop["class"])] if loop.get("class") else []
+    if loop.get("variant"):
+        details.append(f"variant {loop['variant']}")
+    if loop.get("qt_dispatcher"):
+        details.append(f"Qt dispatcher {loop['qt_dispatcher']}")
+    details.append("callback timing " + ("on" if loop.get("callback_timing") else "off"))
+    return f"{loop['kind']} ({', '.join(details)})"
+
+
+def exit_text(report: Report) -> str:
+    """How the monitored process ended."""
+    exit_ = report["meta"]["exit"]
+    reason = str(exit_["reason"])
+    if reason == "signal" and exit_.get("signal"):
+        return f"signal {exit_['signal']}"
+    if reason == "exception" and exit_.get("exception"):
+        return f"exception: {exit_['exception']}"
+    return reason
+
+
+def tasks_leaked(report: Report) -> list[Mapping[str, Any]]:
+    """Tasks still pending when the process exited."""
+    tasks = report.get("tasks")
+    return list(tasks.get("pending_at_exit") or []) if tasks else []
+
+
+def blocking_total(report: Report) -> int:
+    """How many blocking calls were seen on the loop thread, all kinds together."""
+    return sum(int(b.get("count", 0)) for b in report.get("blocking_calls") or [])
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The one-line answer to "is this loop healthy?"."""
+
+    level: str  # "ok", "warn" or "bad"
+    text: str
+
+    @property
+    def label(self) -> str:
+        """``OK``, ``WARN`` or ``STALLED``."""
+        return {"ok": "OK", "warn": "WARN", "bad": "STALLED"}[self.level]
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (plural or word + 's')}"
+
+
+def verdict(report: Report) -> Verdict:
+    """Stalls make a report ``bad``; leaks, lost exceptions, blocking calls and detector errors ``warn``."""
+    meta = report["meta"]
+    summary = report["stall_summary"]
+    problems: list[str] = []
+    level = "ok"
+    count = int(summary["count"])
+    if count:
+        level = "bad"
+        problems.append(
+            f"{_plural(count, 'stall')} over {meta['threshold_ms']:g} ms "
+            f"(longest {fmt_ms(summary['max_ms'])}, {fmt_ms(summary['total_ms'])} in total)"
+        )
+    warnings: list[str] = []
+    leaked = len(tasks_leaked(report))
+    if leaked:
+        warnings.append(f"{_plural(leaked, 'task')} pending at exit")
+    tasks = report.get("tasks") or {}
+    lost = len(tasks.get("unretrieved_exceptions") or [])
+    if lost:
+        warnings.append(f"{_plural(lost, 'task exception')} never retrieved")
+    blocking = blocking_total(report)
+    if blocking:
+        warnings.append(f"{_plural(blocking, 'blocking call')} on the loop thread")
+    errors = len(report.get("detector_errors") or [])
+    if errors:
+        warnings.append(f"{_plural(errors, 'detector error')}")
+    if warnings and level == "ok":
+        level = "warn"
+    problems.extend(warnings)
+    if not problems:
+        return Verdict("ok", f"no stalls over {meta['threshold_ms']:g} ms and nothing leaked")
+    return Verdict(level, "; ".join(problems))
+
+
+def percentile_row(lag: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(label, value)`` pairs for the lag percentiles present in *lag*."""
+    row = [(k, fmt_ms(lag[f"{k}_ms"])) for k in ("p50", "p90", "p99", "max")]
+    if lag.get("mean_ms") is not None:
+        row.append(("mean", fmt_ms(lag["mean_ms"])))
+    return row
+
+
+def dispatcher_text(dispatcher: Mapping[str, Any]) -> str:
+    """``busy 37.2% of the time; 812 iterations (65/s); longest busy 812 ms``."""
+    parts = [f"busy {fmt_pct(dispatcher['busy_fraction'])} of the time"]
+    its = f"{dispatcher['iterations']} iterations"
+    if dispatcher.get("iterations_per_s") is not None:
+        its += f" ({dispatcher['iterations_per_s']:.0f}/s)"
+    parts.append(its)
+    parts.append(f"longest busy {fmt_ms(dispatcher['longest_busy_ms'])}")
+    return "; ".join(parts)
+
+
+def task_counts_text(tasks: Mapping[str, Any]) -> str:
+    """``peak 14 pending; 230 created; 2 pending now``."""
+    parts = [f"peak {tasks['peak_pending']} pending"]
+    if tasks.get("created") is not None:
+        parts.append(f"{tasks['created']} created")
+    if tasks.get("pending_now") is not None:
+        parts.append(f"{tasks['pending_now']} pending now")
+    return "; ".join(parts)
+
+
+def histogram_label(upper_ms: float) -> str:
+    """Bucket label for a lag histogram bar: ``≤5 ms``."""
+    return f"≤{upper_ms:g} ms"
+
+
+def stack_lines(stack: Sequence[Frame]) -> list[str]:
+    """Stack frames as ``file:line in function``, outermost first."""
+    return [f"{location(f)} in {f.get('function', '?')}" for f in stack]

@@ -1,0 +1,497 @@
+"""One self-contained HTML page: timeline, lag histogram, offenders, tasks.
+
+Nothing is fetched when the page is viewed: styles, charts (inline SVG) and the
+small script are all in the file, and a Content-Security-Policy forbids any
+network access.  Every string from the report is escaped, because function and
+file names come from the monitored program and cannot be trusted; the CSP only
+lets the one known script run, as a second line of defence.  The page works
+without JavaScript (``<details>`` and SVG links); the script only opens the
+stall a timeline link points at and adds expand/collapse-all buttons.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from html import escape
+from typing import Any
+
+from looptools.render import _format as f
+from looptools.render.base import Renderer, Report
+
+_SCRIPT = """
+(function () {
+  function openTarget() {
+    var id = decodeURIComponent(location.hash.slice(1));
+    var el = id && document.getElementById(id);
+    if (el && el.tagName === "DETAILS") { el.open = true; el.scrollIntoView(); }
+  }
+  window.addEventListener("hashchange", openTarget);
+  openTarget();
+  var tools = document.getElementById("stall-tools");
+  if (tools) {
+    tools.hidden = false;
+    tools.addEventListener("click", function (ev) {
+      var open = ev.target && ev.target.getAttribute("data-open");
+      if (open === null || open === undefined) { return; }
+      document.querySelectorAll("#stalls details").forEach(function (d) {
+        d.open = open === "1";
+      });
+    });
+  }
+})();
+""".strip()
+
+_SCRIPT_HASH = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
+_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    f"script-src 'sha256-{_SCRIPT_HASH}'; base-uri 'none'; form-action 'none'"
+)
+
+_CSS = """
+:root { --fg:#1d2330; --muted:#5d6778; --bg:#fff; --panel:#f5f7fa; --line:#d8dde6;
+  --bad:#c62828; --warn:#b26a00; --ok:#2e7d32; --stall:#d9480f; --qt:#1971c2;
+  --task:#7048e8; --bar:#4c6ef5; --over:#e8590c; }
+@media (prefers-color-scheme: dark) {
+  :root { --fg:#e6e9ef; --muted:#9aa3b2; --bg:#14171c; --panel:#1d2129; --line:#343a46;
+    --bad:#ff6b6b; --warn:#ffa94d; --ok:#69db7c; --stall:#ff8a50; --qt:#4dabf7;
+    --task:#9775fa; --bar:#748ffc; --over:#ff922b; }
+}
+* { box-sizing: border-box; }
+body { margin: 0 auto; max-width: 1240px; padding: 16px 24px 48px; color: var(--fg);
+  background: var(--bg); font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; }
+h1 { font-size: 22px; margin: 8px 0 4px; }
+h2 { font-size: 17px; margin: 28px 0 8px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
+h3 { font-size: 14px; margin: 16px 0 6px; }
+code, .mono { font: 12.5px/1.4 ui-monospace, "SF Mono", Menlo, Consolas, monospace; }
+.argv { color: var(--muted); margin: 0 0 8px; word-break: break-all; }
+.verdict { font-size: 16px; font-weight: 600; padding: 8px 12px; border-radius: 6px;
+  border-left: 5px solid; background: var(--panel); }
+.verdict-ok { border-color: var(--ok); } .verdict-warn { border-color: var(--warn); }
+.verdict-bad { border-color: var(--bad); }
+.verdict .label { margin-right: 8px; }
+.verdict-ok .label { color: var(--ok); } .verdict-warn .label { color: var(--warn); }
+.verdict-bad .label { color: var(--bad); }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 12px 0; }
+dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; word-break: break-word; }
+nav { margin: 12px 0; } nav a { margin-right: 14px; }
+a { color: var(--qt); }
+.muted { color: var(--muted); }
+table { border-collapse: collapse; width: 100%; margin: 6px 0; }
+table.compact { width: auto; } table.compact td, table.compact th { min-width: 90px; }
+th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line);
+  vertical-align: top; word-break: break-word; }
+th { color: var(--muted); font-weight: 600; font-size: 12px; }
+td.num, th.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+.meter { display: inline-block; height: 8px; background: var(--bar); border-radius: 2px;
+  vertical-align: middle; margin-right: 6px; }
+svg.chart { display: block; width: 100%; height: auto; background: var(--panel); border-radius: 6px; }
+svg.chart text { fill: var(--fg); font: 11px system-ui, sans-serif; }
+svg.chart .axis { stroke: var(--line); }
+svg.chart .grid { stroke: var(--line); stroke-dasharray: 2 3; }
+svg.chart .tick { fill: var(--muted); }
+svg.chart .stall { fill: var(--stall); } svg.chart a:hover .stall { fill: var(--bad); }
+svg.chart .qt { fill: var(--qt); opacity: .75; }
+svg.chart .pending { fill: var(--task); opacity: .25; stroke: var(--task); stroke-width: 1; }
+svg.chart .bar { fill: var(--bar); } svg.chart .bar.over { fill: var(--over); }
+svg.chart .threshold { stroke: var(--bad); stroke-dasharray: 4 3; }
+.legend span { margin-right: 16px; } .swatch { display: inline-block; width: 10px; height: 10px;
+  border-radius: 2px; margin-right: 4px; vertical-align: -1px; }
+details.stall { border: 1px solid var(--line); border-radius: 6px; margin: 6px 0; background: var(--panel); }
+details.stall > summary { cursor: pointer; padding: 6px 10px; list-style-position: inside; }
+details.stall > summary .dur { font-weight: 600; display: inline-block; min-width: 72px; }
+details.stall .body { padding: 0 12px 10px; }
+ol.stack { margin: 6px 0; padding-left: 28px; }
+ol.stack li { padding: 1px 0; }
+ol.stack li.culprit { font-weight: 700; color: var(--bad); }
+.badge { display: inline-block; font-size: 11px; padding: 0 6px; border-radius: 8px;
+  border: 1px solid var(--line); color: var(--muted); margin-left: 6px; }
+#stall-tools { margin: 4px 0; }
+footer { margin-top: 36px; color: var(--muted); font-size: 12px; }
+""".strip()
+
+
+def e(value: object) -> str:
+    """Escape any value for HTML text or a quoted attribute."""
+    return escape(str(value), quote=True)
+
+
+def _num(value: float) -> str:
+    """A number for an SVG attribute: short, never scientific notation."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _nice_step(span: float, target_ticks: int = 10) -> float:
+    """A 1/2/5×10^n step giving at most about *target_ticks* ticks over *span*."""
+    if span <= 0:
+        return 1.0
+    raw = span / target_ticks
+    power = 10 ** math.floor(math.log10(raw))
+    for mult in (1, 2, 5, 10):
+        if raw <= mult * power:
+            return float(mult * power)
+    return float(10 * power)
+
+
+def _tick_label(value: float, step: float) -> str:
+    decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
+    return f"{value:.{decimals}f}"
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], num: Sequence[int] = (),
+           cls: str = "") -> str:
+    """An HTML table; *rows* cells are already-escaped HTML."""
+    head = "".join(f'<th class="num">{h}</th>' if i in num else f"<th>{h}</th>"
+                   for i, h in enumerate(headers))
+    body = "".join(
+        "<tr>" + "".join(f'<td class="num">{c}</td>' if i in num else f"<td>{c}</td>"
+                         for i, c in enumerate(row)) + "</tr>"
+        for row in rows)
+    cls_attr = f' class="{cls}"' if cls else ""
+    return f"<table{cls_attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _frame_html(frame: Mapping[str, Any] | None) -> str:
+    if not frame:
+        return '<span class="muted">-</span>'
+    return (f"<code>{e(frame.get('function', '?'))}</code> "
+            f'<code class="muted">{e(f.location(frame))}</code>')
+
+
+class HtmlRenderer(Renderer):
+    """A single HTML file that needs no network to view."""
+
+    name = "html"
+    aliases = ("htm",)
+    extensions = (".html", ".htm")
+    description = "one self-contained HTML page with charts"
+
+    #: SVG coordinate widths; the charts scale to the page with CSS.
+    width = 1200
+    label_width = 130
+
+    def render(self, report: Report) -> str:
+        """The whole HTML document."""
+        meta = report["meta"]
+        verdict = f.verdict(report)
+        sections = [
+            ("timeline", "Timeline", self._timeline(report)),
+            ("lag", "Loop lag", self._lag(report)),
+            ("stalls", "Stalls", self._stalls(report)),
+            ("slow-callbacks", "Slow callbacks", self._slow_callbacks(report)),
+            ("tasks", "Tasks", self._tasks(report)),
+            ("blocking", "Blocking calls", self._blocking(report)),
+            ("errors", "Detector errors", self._errors(report)),
+        ]
+        sections = [s for s in sections if s[2]]
+        nav = "".join(f'<a href="#{sid}">{e(title)}</a>' for sid, title, _ in sections)
+        body = "".join(f'<section id="{sid}"><h2>{e(title)}</h2>{html}</section>'
+                       for sid, title, html in sections)
+        facts = [
+            ("loop", f.loop_text(report)),
+            ("ran", f"{f.fmt_s(meta['duration_s'])}: {meta['started_at']} → {meta['ended_at']}"),
+            ("threshold", f"{meta['threshold_ms']:g} ms"),
+            ("exit", f.exit_text(report)),
+            ("process", f"pid {meta['pid']}, Python {meta['python']} on {meta['platform']}"),
+            ("detectors", ", ".join(meta.get("detectors") or []) or "none"),
+        ]
+        if meta.get("cwd"):
+            facts.append(("cwd", meta["cwd"]))
+        facts_html = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts)
+        return (
+            "<!DOCTYPE html>\n"
+            '<html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{e(_CSP)}">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>looptools report: {e(f.argv_text(report))}</title>"
+            f"<style>{_CSS}</style></head>\n<body>"
+            "<header><h1>looptools report</h1>"
+            f'<p class="argv"><code>{e(f.argv_text(report))}</code></p>'
+            f'<p class="verdict verdict-{verdict.level}" id="verdict">'
+            f'<span class="label">{e(verdict.label)}</span>{e(verdict.text)}</p>'
+            f'<dl class="facts">{facts_html}</dl><nav>{nav}</nav></header>\n'
+            f"<main>{body}</main>\n"
+            f"<footer>looptools {e(report['tool']['version'])}, "
+            f"report schema {e(report['schema_version'])}</footer>\n"
+            f"<script>{_SCRIPT}</script>\n</body></html>\n"
+        )
+
+    # -- timeline ---------------------------------------------------------------------------
+
+    def _timeline(self, report: Report) -> str:
+        meta = report["meta"]
+        stalls = report.get("stalls") or []
+        dispatcher = report.get("dispatcher")
+        windows = (dispatcher or {}).get("busy_windows") or []
+        tasks = report.get("tasks") or {}
+        pending = sorted((float(t), float(n)) for t, n in tasks.get("pending_over_time") or [])
+        span = max([float(meta["duration_s"]),
+                    *(float(s["started_at_s"]) + float(s["duration_ms"]) / 1000 for s in stalls),
+                    *(float(w[0]) + float(w[1]) / 1000 for w in windows),
+                    *(t for t, _ in pending)])
+        span = span if span > 0 else 1.0
+        x0, x1 = self.label_width, self.width - 20
+        scale = (x1 - x0) / span
+
+        def x(seconds: float) -> float:
+            return x0 + max(0.0, seconds) * scale
+
+        row_h, gap, top = 26, 10, 10
+        labels = [f"stalls ({len(stalls)})"]
+        if dispatcher is not None:
+            labels.append(f"Qt busy ({len(windows)})")
+        peak = max((n for _, n in pending), default=0.0)
+        if pending:
+            labels.append(f"pending tasks (peak {peak:g})")
+        ys = [top + n * (row_h + gap) for n in range(len(labels))]
+        axis_y = top + len(labels) * (row_h + gap)
+        height = axis_y + 30
+
+        parts = [f'<svg class="chart" id="timeline-chart" xmlns="http://www.w3.org/2000/svg" '
+                 f'viewBox="0 0 {self.width} {height}" width="{self.width}" height="{height}" '
+                 f'role="img" aria-label="timeline of stalls and Qt busy windows">']
+        step = _nice_step(span)
+        tick = 0.0
+        while tick <= span + 1e-9:
+            tx = _num(x(tick))
+            parts.append(f'<line class="grid" x1="{tx}" x2="{tx}" y1="{top}" y2="{axis_y}"/>'
+                         f'<text class="tick" x="{tx}" y="{axis_y + 14}" text-anchor="middle">'
+                         f"{_tick_label(tick, step)}</text>")
+            tick = round(tick + step, 9)
+        parts.append(f'<line class="axis" x1="{x0}" x2="{x1}" y1="{axis_y}" y2="{axis_y}"/>'
+                     f'<text class="tick" x="{x1}" y="{axis_y + 27}" text-anchor="end">'
+                     "seconds since start</text>")
+        for label, y in zip(labels, ys, strict=True):
+            parts.append(f'<text x="8" y="{y + row_h / 2 + 4:g}">{e(label)}</text>')
+
+        y = ys[0]
+        parts.append('<g class="row-stalls">')
+        for index, stall in enumerate(stalls):
+            width = max(2.0, float(stall["duration_ms"]) / 1000 * scale)
+            tip = (f"stall {f.fmt_ms(stall['duration_ms'])} at {f.fmt_at(stall['started_at_s'])}: "
+                   f"{f.stall_label(stall)} ({f.location(stall.get('culprit'))})")
+            parts.append(
+                f'<a href="#stall-{index}"><rect class="stall" '
+                f'x="{_num(x(float(stall["started_at_s"])))}" y="{y}" width="{_num(width)}" '
+                f'height="{row_h}"><title>{e(tip)}</title></rect></a>')
+        parts.append("</g>")
+        if dispatcher is not None:
+            y = ys[1]
+            parts.append('<g class="row-qt">')
+            for started_at_s, duration_ms in windows:
+                width = max(2.0, float(duration_ms) / 1000 * scale)
+                tip = f"Qt busy {f.fmt_ms(duration_ms)} at {f.fmt_at(started_at_s)}"
+                parts.append(f'<rect class="qt" x="{_num(x(float(started_at_s)))}" y="{y}" '
+                             f'width="{_num(width)}" height="{row_h}"><title>{e(tip)}</title></rect>')
+            parts.append("</g>")
+        if pending:
+            parts.append(self._step_area(pending, x, peak or 1.0, ys[-1], row_h))
+        parts.append("</svg>")
+
+        legend = ('<p class="legend muted"><span><i class="swatch" style="background:var(--stall)">'
+                  "</i>stall (click for its stack)</span>")
+        if dispatcher is not None:
+            legend += ('<span><i class="swatch" style="background:var(--qt)"></i>'
+                       "Qt dispatcher busy window</span>")
+        if pending:
+            legend += ('<span><i class="swatch" style="background:var(--task)"></i>'
+                       "pending tasks</span>")
+        legend += "</p>"
+        if not stalls:
+            legend += f'<p class="muted">No stalls over {meta["threshold_ms"]:g} ms.</p>'
+        return "".join(parts) + legend
+
+    @staticmethod
+    def _step_area(points: Sequence[tuple[float, float]], x: Callable[[float], float],
+                   peak: float, y: float, height: float) -> str:
+        """Pending-task count as a filled step chart inside one timeline row."""
+        base = y + height
+
+        def level(n: float) -> str:
+            return _num(base - height * n / peak)
+
+        coords = [f"{_num(x(points[0][0]))},{_num(base)}"]
+        previous: str | None = None
+        for t, n in points:
+            if previous is not None:
+                coords.append(f"{_num(x(t))},{previous}")
+            previous = level(n)
+            coords.append(f"{_num(x(t))},{previous}")
+        coords.append(f"{_num(x(points[-1][0]))},{_num(base)}")
+        tip = f"pending tasks, peak {peak:g}"
+        return (f'<polygon class="pending" points="{" ".join(coords)}">'
+                f"<title>{e(tip)}</title></polygon>")
+
+    # -- lag ----------------------------------------------------------------------------------
+
+    def _lag(self, report: Report) -> str:
+        lag = report.get("lag")
+        if not lag:
+            return '<p class="muted">Lag was not measured.</p>'
+        cells = f.percentile_row(lag)
+        every = f" every {lag['interval_ms']:g} ms" if lag.get("interval_ms") else ""
+        html = (f'<p class="muted">{e(lag["samples"])} samples{e(every)}: how late the loop '
+                "ran a callback scheduled to run at once.</p>"
+                + _table([e(k) for k, _ in cells], [[e(v) for _, v in cells]],
+                         num=range(len(cells)), cls="compact"))
+        histogram = [(float(b), float(c)) for b, c in lag.get("histogram") or []]
+        if not histogram:
+            return html + '<p class="muted">No histogram in the report.</p>'
+        return html + self._histogram(histogram, float(report["meta"]["threshold_ms"]))
+
+    def _histogram(self, buckets: Sequence[tuple[float, float]], threshold_ms: float) -> str:
+        height, top, bottom, left = 220, 24, 40, 60
+        plot_h = height - top - bottom
+        inner_w = self.width - left - 20
+        slot = inner_w / len(buckets)
+        peak = max(c for _, c in buckets)
+        log_peak = math.log10(peak + 1) if peak > 0 else 1.0
+        parts = [f'<svg class="chart" id="lag-histogram" xmlns="http://www.w3.org/2000/svg" '
+                 f'viewBox="0 0 {self.width} {height}" width="{self.width}" height="{height}" '
+                 'role="img" aria-label="loop lag histogram">',
+                 f'<line class="axis" x1="{left}" x2="{self.width - 20}" y1="{top + plot_h}" '
+                 f'y2="{top + plot_h}"/>',
+                 f'<text class="tick" x="8" y="{top + 4}">count</text>',
+                 f'<text class="tick" x="8" y="{top + 16}">(log)</text>']
+        for i, (upper, count) in enumerate(buckets):
+            bar_h = plot_h * math.log10(count + 1) / log_peak if count > 0 else 0.0
+            bx = left + i * slot + slot * 0.12
+            bw = slot * 0.76
+            over = " over" if upper > threshold_ms else ""
+            label = f.histogram_label(upper)
+            parts.append(
+                f'<rect class="bar{over}" x="{_num(bx)}" y="{_num(top + plot_h - bar_h)}" '
+                f'width="{_num(bw)}" height="{_num(bar_h)}">'
+                f"<title>{e(label)}: {count:g} samples</title></rect>"
+                f'<text class="tick" x="{_num(bx + bw / 2)}" y="{_num(top + plot_h - bar_h - 4)}" '
+                f'text-anchor="middle">{count:g}</text>'
+                f'<text class="tick" x="{_num(bx + bw / 2)}" y="{top + plot_h + 14}" '
+                f'text-anchor="middle">{e(label)}</text>')
+        parts.append(f'<text class="tick" x="{self.width - 20}" y="{height - 6}" text-anchor="end">'
+                     "lag bucket (upper bound)</text></svg>")
+        note = (f'<p class="legend muted"><span><i class="swatch" style="background:var(--bar)">'
+                f'</i>within the {threshold_ms:g} ms threshold</span><span><i class="swatch" '
+                'style="background:var(--over)"></i>over the threshold</span></p>')
+        return "".join(parts) + note
+
+    # -- stalls and offenders -----------------------------------------------------------------
+
+    def _stalls(self, report: Report) -> str:
+        stalls = f.stalls_by_duration(report)
+        summary = report["stall_summary"]
+        if not stalls:
+            return ""
+        head = (f'<p class="muted">{e(summary["count"])} stalls, longest '
+                f'{e(f.fmt_ms(summary["max_ms"]))}, {e(f.fmt_ms(summary["total_ms"]))} in total'
+                + (f"; {e(summary['dropped'])} more were counted but not kept"
+                   if summary["dropped"] else "")
+                + ". Longest first; open one to see its stack (innermost last).</p>"
+                '<p id="stall-tools" hidden><button type="button" data-open="1">expand all</button> '
+                '<button type="button" data-open="0">collapse all</button></p>')
+        items = []
+        for rank, (index, stall) in enumerate(stalls):
+            culprit = stall.get("culprit")
+            badges = f'<span class="badge">{e(stall["source"])}</span>'
+            if stall.get("gil_held"):
+                badges += '<span class="badge">GIL held</span>'
+            summary_html = (
+                f'<span class="dur">{e(f.fmt_ms(stall["duration_ms"]))}</span> '
+                f'<code>{e(f.stall_label(stall))}</code> '
+                f'<code class="muted">{e(f.location(culprit))}</code> '
+                f'<span class="muted">at {e(f.fmt_at(stall["started_at_s"]))}</span>{badges}')
+            facts = []
+            for key, label in (("callback", "callback"), ("task", "task")):
+                if stall.get(key):
+                    facts.append(f"{label} <code>{e(stall[key])}</code>")
+            if stall.get("detected_after_ms") is not None:
+                facts.append(f"seen after {e(f.fmt_ms(stall['detected_after_ms']))}")
+            if stall.get("stack_source"):
+                facts.append(f"stack: {e(stall['stack_source'])}")
+            frames = []
+            for frame in stall.get("stack") or []:
+                is_culprit = bool(culprit) and f.location(frame) == f.location(culprit) \
+                    and frame.get("function") == culprit.get("function")
+                cls = ' class="culprit"' if is_culprit else ""
+                frames.append(f"<li{cls}>{_frame_html(frame)}</li>")
+            stack_html = (f'<ol class="stack mono">{"".join(frames)}</ol>' if frames
+                          else '<p class="muted">No stack was captured.</p>')
+            open_attr = " open" if rank == 0 else ""
+            items.append(
+                f'<details class="stall" id="stall-{index}"{open_attr}><summary>{summary_html}'
+                f'</summary><div class="body"><p class="muted">{" · ".join(facts)}</p>'
+                f"{stack_html}</div></details>")
+        return head + "".join(items)
+
+    def _slow_callbacks(self, report: Report) -> str:
+        callbacks = f.slow_callbacks_by_total(report)
+        if not callbacks:
+            return ""
+        top = max(float(c["total_ms"]) for c in callbacks) or 1.0
+        rows = []
+        for c in callbacks:
+            width = max(1, round(120 * float(c["total_ms"]) / top))
+            rows.append([
+                f"<code>{e(c['name'])}</code>", e(c.get("kind", "")),
+                f"<code>{e(c['location'] or '?')}</code>", e(c["count"]),
+                f'<span class="meter" style="width:{width}px"></span>{e(f.fmt_ms(c["total_ms"]))}',
+                e(f.fmt_ms(c["max_ms"])), e(f.fmt_ms(c["p50_ms"])), e(f.fmt_ms(c["p99_ms"])),
+            ])
+        return _table(["callback", "kind", "location", "count", "total", "max", "p50", "p99"],
+                      rows, num=(3, 4, 5, 6, 7))
+
+    # -- tasks, blocking calls, errors --------------------------------------------------------
+
+    def _task_table(self, tasks: Sequence[Mapping[str, Any]]) -> str:
+        rows = [[
+            f"<code>{e(t['name'])}</code>", f"<code>{e(t['coro'])}</code>",
+            e(f.fmt_s(t.get("age_s"))), _frame_html(t.get("created_at")),
+            _frame_html(t.get("awaiting")), e(t.get("state") or ""),
+        ] for t in tasks]
+        return _table(["task", "coroutine", "age", "created at", "awaiting", "state"], rows,
+                      num=(2,))
+
+    def _tasks(self, report: Report) -> str:
+        tasks = report.get("tasks")
+        if not tasks:
+            return ""
+        html = f"<p>{e(f.task_counts_text(tasks))}.</p>"
+        leaked = tasks.get("pending_at_exit") or []
+        html += f"<h3>Pending at exit ({len(leaked)})</h3>"
+        html += self._task_table(leaked) if leaked else '<p class="muted">None leaked.</p>'
+        long_pending = tasks.get("long_pending") or []
+        if long_pending:
+            after = tasks.get("long_pending_after_s")
+            label = f" (over {f.fmt_s(after)})" if after else ""
+            html += f"<h3>Long pending{e(label)} ({len(long_pending)})</h3>"
+            html += self._task_table(long_pending)
+        lost = tasks.get("unretrieved_exceptions") or []
+        if lost:
+            html += f"<h3>Exceptions never retrieved ({len(lost)})</h3>"
+            html += _table(["task", "coroutine", "exception", "message", "created at"], [[
+                f"<code>{e(x.get('task') or '?')}</code>", f"<code>{e(x.get('coro') or '-')}</code>",
+                f"<code>{e(x['exception'])}</code>", e(x["message"]),
+                _frame_html(x.get("created_at")),
+            ] for x in lost])
+        return html
+
+    def _blocking(self, report: Report) -> str:
+        calls = sorted(report.get("blocking_calls") or [], key=lambda b: -int(b["count"]))
+        if not calls:
+            return ""
+        rows = []
+        for call in calls:
+            sites = sorted(call.get("sites") or [], key=lambda s: -int(s.get("count", 0)))
+            where = "<br>".join(
+                f"{_frame_html(s)}" + (f" ×{e(s['count'])}" if s.get("count") is not None else "")
+                for s in sites) or '<span class="muted">-</span>'
+            rows.append([f"<code>{e(call['call'])}</code>", e(call["count"]), where])
+        return _table(["call", "count", "sites"], rows, num=(1,))
+
+    def _errors(self, report: Report) -> str:
+        errors = report.get("detector_errors") or []
+        if not errors:
+            return ""
+        return _table(["detector", "error"],
+                      [[f"<code>{e(x['detector'])}</code>", e(x["error"])] for x in errors])

@@ -1,0 +1,196 @@
+"""A short Markdown summary, made for ``$GITHUB_STEP_SUMMARY``."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from looptools.render import _format as f
+from looptools.render.base import Renderer, Report
+
+_ICON = {"ok": "✅", "warn": "⚠️", "bad": "❌"}
+
+
+def code(value: object) -> str:
+    """*value* as an inline code span that is safe inside a GFM table cell.
+
+    Code spans show ``<script>`` literally; pipes are escaped because GFM
+    splits table cells on them even inside code; the fence is longer than any
+    backtick run in the value so it cannot be closed early.
+    """
+    text = f.oneline(value).replace("|", "\\|")
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    if text.startswith("`") or text.endswith("`") or not text.strip():
+        text = f" {text} "
+    return f"{fence}{text}{fence}"
+
+
+def plain(value: object) -> str:
+    """*value* as table-cell text: HTML-escaped, Markdown punctuation neutralised."""
+    text = html.escape(f.oneline(value), quote=False)
+    return re.sub(r"([\\`*_\[\]|#~])", r"\\\1", text)
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> list[str]:
+    """A GFM table; cells must already be escaped."""
+    align = ["---:" if i in right else "---" for i in range(len(headers))]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def fenced(lines: Sequence[str]) -> list[str]:
+    """A fenced code block whose fence no line can close."""
+    longest = max((len(m) for line in lines for m in re.findall(r"`{3,}", line)), default=2)
+    fence = "`" * (longest + 1)
+    return [fence, *lines, fence]
+
+
+class MarkdownRenderer(Renderer):
+    """Tables and collapsible stacks, short enough for a CI job summary."""
+
+    name = "md"
+    aliases = ("markdown", "gfm")
+    extensions = (".md", ".markdown")
+    description = "Markdown summary for a GitHub job summary"
+
+    max_stalls = 10
+    max_stacks = 5
+    max_callbacks = 10
+    max_tasks = 10
+
+    def render(self, report: Report) -> str:
+        """The Markdown summary."""
+        meta = report["meta"]
+        verdict = f.verdict(report)
+        lines = [
+            f"### {_ICON[verdict.level]} looptools: {plain(verdict.label)}",
+            "",
+            f"**{plain(verdict.text)}**",
+            "",
+            *md_table(
+                ["command", "loop", "ran", "threshold", "exit"],
+                [[code(f.argv_text(report)), code(f.loop_text(report)),
+                  f.fmt_s(meta["duration_s"]), f"{meta['threshold_ms']:g} ms",
+                  plain(f.exit_text(report))]],
+            ),
+        ]
+        for section in (self._stalls, self._slow_callbacks, self._health, self._tasks,
+                        self._blocking, self._errors):
+            part = section(report)
+            if part:
+                lines += ["", *part]
+        return "\n".join(lines) + "\n"
+
+    def _stalls(self, report: Report) -> list[str]:
+        summary = report["stall_summary"]
+        stalls = f.stalls_by_duration(report)[: self.max_stalls]
+        if not stalls:
+            return []
+        title = f"#### Stalls ({summary['count']}"
+        title += f", {summary['dropped']} not kept)" if summary["dropped"] else ")"
+        rows = [[
+            str(rank), f.fmt_ms(s["duration_ms"]), f.fmt_at(s["started_at_s"]),
+            code(f.location(s.get("culprit"))), code(f.stall_label(s)),
+            plain(s["source"]) + (" (GIL held)" if s.get("gil_held") else ""),
+        ] for rank, (_, s) in enumerate(stalls, 1)]
+        lines = [title, "", *md_table(["#", "duration", "at", "culprit", "function", "source"],
+                                      rows, right=(0, 1, 2))]
+        # One collapsible stack per culprit (its longest stall), innermost frame last.
+        for rank, stall, same in f.distinct_culprits(stalls)[: self.max_stacks]:
+            title = (f"Stack of #{rank}: {f.fmt_ms(stall['duration_ms'])} in "
+                     f"{f.stall_label(stall)} ({f.location(stall.get('culprit'))})")
+            if same:
+                title += " — same culprit as " + ", ".join(f"#{n}" for n in same)
+            stack = f.stack_lines(stall.get("stack") or []) or [
+                f"(no stack: {stall.get('stack_source') or 'none'})"]
+            lines += ["", f"<details><summary>{html.escape(f.oneline(title))}</summary>", "",
+                      *fenced([f.oneline(s) for s in stack]), "", "</details>"]
+        return lines
+
+    def _slow_callbacks(self, report: Report) -> list[str]:
+        callbacks = f.slow_callbacks_by_total(report)
+        if not callbacks:
+            return []
+        rows = [[
+            code(c["name"]), code(c["location"] or "?"), str(c["count"]), f.fmt_ms(c["total_ms"]),
+            f.fmt_ms(c["max_ms"]), f.fmt_ms(c["p99_ms"]),
+        ] for c in callbacks[: self.max_callbacks]]
+        lines = [f"#### Slow callbacks ({len(callbacks)})", "",
+                 *md_table(["callback", "location", "count", "total", "max", "p99"], rows,
+                           right=(2, 3, 4, 5))]
+        if len(callbacks) > self.max_callbacks:
+            lines += ["", f"… and {len(callbacks) - self.max_callbacks} more"]
+        return lines
+
+    def _health(self, report: Report) -> list[str]:
+        lag, dispatcher = report.get("lag"), report.get("dispatcher")
+        if not lag and not dispatcher:
+            return []
+        headers, row = [], []
+        if lag:
+            for label, value in f.percentile_row(lag):
+                headers.append(f"lag {label}")
+                row.append(value)
+        if dispatcher:
+            headers += ["Qt busy", "longest busy"]
+            row += [f.fmt_pct(dispatcher["busy_fraction"]), f.fmt_ms(dispatcher["longest_busy_ms"])]
+        return ["#### Loop lag and Qt dispatcher", "", *md_table(headers, [row],
+                                                                  right=range(len(headers)))]
+
+    def _task_table(self, tasks: Sequence[Mapping[str, Any]]) -> list[str]:
+        rows = [[
+            code(t["name"]), code(t["coro"]), f.fmt_s(t.get("age_s")),
+            code(f.location(t["created_at"])) if t.get("created_at") else "-",
+            code(f.frame_text(t["awaiting"])) if t.get("awaiting") else "-",
+        ] for t in tasks[: self.max_tasks]]
+        lines = md_table(["task", "coroutine", "age", "created at", "awaiting"], rows, right=(2,))
+        if len(tasks) > self.max_tasks:
+            lines += ["", f"… and {len(tasks) - self.max_tasks} more"]
+        return lines
+
+    def _tasks(self, report: Report) -> list[str]:
+        tasks = report.get("tasks")
+        if not tasks:
+            return []
+        lines = ["#### Tasks", "", plain(f.task_counts_text(tasks))]
+        leaked = tasks.get("pending_at_exit") or []
+        if leaked:
+            lines += ["", f"**Pending at exit ({len(leaked)})**", "", *self._task_table(leaked)]
+        long_pending = tasks.get("long_pending") or []
+        if long_pending:
+            lines += ["", f"<details><summary>Long pending ({len(long_pending)})</summary>", "",
+                      *self._task_table(long_pending), "", "</details>"]
+        lost = tasks.get("unretrieved_exceptions") or []
+        if lost:
+            rows = [[code(e.get("task") or "?"), code(e["exception"]), plain(e["message"])]
+                    for e in lost]
+            lines += ["", f"**Exceptions never retrieved ({len(lost)})**", "",
+                      *md_table(["task", "exception", "message"], rows)]
+        return lines
+
+    def _blocking(self, report: Report) -> list[str]:
+        calls = sorted(report.get("blocking_calls") or [], key=lambda b: -int(b["count"]))
+        if not calls:
+            return []
+        rows = []
+        for call in calls:
+            sites = sorted(call.get("sites") or [], key=lambda s: -int(s.get("count", 0)))
+            where = "<br>".join(
+                f"{code(f.location(s))} in {code(s.get('function', '?'))}"
+                + (f" ×{s['count']}" if s.get("count") is not None else "") for s in sites[:5])
+            if len(sites) > 5:
+                where += f"<br>… {len(sites) - 5} more"
+            rows.append([code(call["call"]), str(call["count"]), where or "-"])
+        return [f"#### Blocking calls on the loop thread ({f.blocking_total(report)})", "",
+                *md_table(["call", "count", "sites"], rows, right=(1,))]
+
+    def _errors(self, report: Report) -> list[str]:
+        errors = report.get("detector_errors") or []
+        if not errors:
+            return []
+        return [f"#### Detector errors ({len(errors)})", "",
+                *(f"- {code(e['detector'])}: {plain(e['error'])}" for e in errors)]

@@ -1,0 +1,304 @@
+"""Settings, resolved in one documented order.
+
+Precedence, highest first: explicit arguments (``looptools.install(threshold_ms=20)``)
+> environment (``LOOPTOOLS_THRESHOLD_MS=20``) > ``[tool.looptools]`` in the app's
+``pyproject.toml`` (the nearest one above the current directory) > defaults.
+
+A value that cannot be used is reported on one line naming the setting, the value
+and where it came from.  Inside a user's app that line is a warning and the
+detectors that depend on the setting are switched off; an explicit argument in
+code raises :class:`SettingsError` instead, because that is a programming error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+DETECTORS: tuple[str, ...] = ("slow_callbacks", "stalls", "dispatcher", "lag", "tasks", "blocking")
+
+
+class SettingsError(ValueError):
+    """A setting had a value that cannot be used; ``str()`` is one line."""
+
+    def __init__(self, name: str, value: object, where: str, problem: str) -> None:
+        self.name = name
+        self.value = value
+        self.where = where
+        self.problem = problem
+        super().__init__(f"looptools: {name}={value!r} ({where}): {problem}")
+
+
+def _positive_float(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError("expected a number") from None
+    if not number > 0 or number != number or number == float("inf"):
+        raise ValueError("expected a number greater than 0")
+    return number
+
+
+def _positive_int(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number")
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if number <= 0:
+        raise ValueError("expected a whole number greater than 0")
+    return number
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _boolean(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+
+
+def _detector_list(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items = [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
+    elif isinstance(value, (list, tuple)):
+        items = [str(part).strip() for part in value]
+    else:
+        raise ValueError("expected a comma-separated list of detector names")
+    if items in (["all"], ["*"]):
+        return DETECTORS
+    if items in (["none"],):
+        return ()
+    unknown = [item for item in items if item not in DETECTORS]
+    if unknown:
+        raise ValueError(f"unknown detector {unknown[0]!r}; known: {', '.join(DETECTORS)}")
+    return tuple(dict.fromkeys(items))
+
+
+def _optional_path(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.lower() in ("", "none", "off", "0", "false"):
+        return None
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class _Field:
+    name: str
+    parse: Callable[[object], Any]
+    default: Any
+    # Detectors that cannot run without a valid value of this setting.
+    needed_by: tuple[str, ...] = ()
+    help: str = ""
+
+    @property
+    def env(self) -> str:
+        return "LOOPTOOLS_" + self.name.upper()
+
+
+FIELDS: tuple[_Field, ...] = (
+    _Field("threshold_ms", _positive_float, 50.0, ("stalls", "slow_callbacks"),
+           "Stall and slow-callback threshold in ms (50: the long-task threshold UIs use)."),
+    _Field("report", _optional_path, "looptools-report.json", (),
+           "Where the JSON report is written at exit; 'none' for no report."),
+    _Field("detectors", _detector_list, DETECTORS, (),
+           "Comma-separated detectors to run, or 'all'."),
+    _Field("disable", _detector_list, (), (), "Comma-separated detectors to switch off."),
+    _Field("heartbeat_ms", _positive_float, 10.0, ("stalls", "lag", "dispatcher"),
+           "Heartbeat period: the loop-lag sampling interval and stall-detection granularity."),
+    _Field("task_audit_s", _positive_float, 1.0, ("tasks",), "Period of the pending-task audit."),
+    _Field("long_pending_s", _positive_float, 10.0, ("tasks",),
+           "A task pending longer than this is reported as long-pending."),
+    _Field("max_stalls", _positive_int, 200, ("stalls",), "How many stalls the report keeps."),
+    _Field("max_callbacks", _positive_int, 200, ("slow_callbacks",),
+           "How many slow-callback identities are kept (the rest are folded into '<other>')."),
+    _Field("max_tasks", _positive_int, 100, ("tasks",), "How many tasks each task list keeps."),
+    _Field("gil_capture", _boolean, True, (),
+           "Use faulthandler to capture the stack during a stall that holds the GIL."),
+    _Field("blocking_strict", _boolean, False, ("blocking",),
+           "Raise blockbuster.BlockingError instead of recording (for tests)."),
+    _Field("summary", _boolean, True, (), "Print a summary to stderr at exit."),
+    _Field("stream", _optional_path, None, (),
+           "Unix socket path to stream events to (set by `looptools profile`)."),
+)
+_BY_NAME = {field.name: field for field in FIELDS}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Resolved settings; ``sources`` says where each value came from."""
+
+    threshold_ms: float = 50.0
+    report: str | None = "looptools-report.json"
+    detectors: tuple[str, ...] = DETECTORS
+    disable: tuple[str, ...] = ()
+    heartbeat_ms: float = 10.0
+    task_audit_s: float = 1.0
+    long_pending_s: float = 10.0
+    max_stalls: int = 200
+    max_callbacks: int = 200
+    max_tasks: int = 100
+    gil_capture: bool = True
+    blocking_strict: bool = False
+    summary: bool = True
+    stream: str | None = None
+    sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+    @property
+    def enabled_detectors(self) -> tuple[str, ...]:
+        return tuple(name for name in self.detectors if name not in self.disable)
+
+    @property
+    def threshold_s(self) -> float:
+        return self.threshold_ms / 1000.0
+
+
+def find_pyproject(start: Path | None = None) -> Path | None:
+    """The nearest ``pyproject.toml`` at or above ``start`` (default: the cwd)."""
+    try:
+        here = (start or Path.cwd()).resolve()
+    except OSError:
+        return None
+    for folder in (here, *here.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_pyproject_table(path: Path) -> dict[str, Any]:
+    """``[tool.looptools]`` of ``path`` (minus sub-tables such as ``budget``)."""
+    with path.open("rb") as handle:
+        data = tomllib.load(handle)
+    table = data.get("tool", {}).get("looptools", {})
+    if not isinstance(table, dict):
+        raise SettingsError("tool.looptools", table, str(path), "expected a table")
+    return {key: value for key, value in table.items() if not isinstance(value, dict)}
+
+
+def resolve(
+    explicit: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    pyproject: Path | None | bool = True,
+    strict: bool = False,
+) -> Settings:
+    """Resolve settings from explicit arguments, the environment and pyproject.
+
+    ``pyproject=True`` looks for the nearest file; ``False``/``None`` skips it.
+    With ``strict`` any bad value raises :class:`SettingsError`; otherwise bad
+    environment and pyproject values are collected in ``Settings.problems`` (one
+    line each) and the detectors that need them are disabled.  Bad explicit
+    arguments always raise.
+    """
+    explicit = dict(explicit or {})
+    environ = os.environ if environ is None else environ
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+
+    path = find_pyproject() if pyproject is True else (pyproject or None)
+    if isinstance(path, Path) and path.is_file():
+        try:
+            table = read_pyproject_table(path)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            problem = SettingsError("pyproject", str(path), str(path), f"cannot be read: {exc}")
+            if strict:
+                raise problem from None
+            layers.append((f"{path} [tool.looptools]", {}))
+            pyproject_problem: str | None = str(problem)
+        else:
+            pyproject_problem = None
+            unknown = [key for key in table if key not in _BY_NAME]
+            for key in unknown:
+                error = SettingsError(
+                    f"tool.looptools.{key}", table[key], str(path), "unknown setting"
+                )
+                if strict:
+                    raise error
+                table.pop(key)
+                pyproject_problem = (pyproject_problem or "") + str(error)
+            layers.append((f"{path} [tool.looptools]", table))
+    else:
+        pyproject_problem = None
+
+    env_layer = {
+        field.name: environ[field.env] for field in FIELDS if field.env in environ
+    }
+    layers.append(("environment", {f"{_BY_NAME[k].env}": v for k, v in env_layer.items()}))
+
+    for key in explicit:
+        if key not in _BY_NAME:
+            raise SettingsError(key, explicit[key], "argument", "unknown setting")
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    problems: list[str] = [pyproject_problem] if pyproject_problem else []
+    broken: set[str] = set()
+
+    for field in FIELDS:
+        candidates: list[tuple[str, str, Any]] = []
+        if field.name in explicit:
+            candidates.append(("argument", field.name, explicit[field.name]))
+        if field.name in env_layer:
+            candidates.append(("environment", field.env, env_layer[field.name]))
+        for where, table in layers[:-1]:
+            if field.name in table:
+                candidates.append((where, f"tool.looptools.{field.name}", table[field.name]))
+        chosen = None
+        for where, label, raw in candidates:
+            try:
+                chosen = (field.parse(raw), where)
+            except ValueError as exc:
+                error = SettingsError(label, raw, where, str(exc))
+                if strict or where == "argument":
+                    raise error from None
+                problems.append(str(error) + _consequence(field))
+                broken.update(field.needed_by)
+                chosen = None
+            break  # the highest layer decides, even when its value is bad
+        if chosen is None:
+            values[field.name] = field.default
+            sources[field.name] = "default"
+        else:
+            values[field.name], sources[field.name] = chosen
+
+    if broken:
+        values["disable"] = tuple(dict.fromkeys((*values["disable"], *sorted(broken))))
+    return Settings(**values, sources=sources, problems=tuple(problems))
+
+
+def _consequence(field: _Field) -> str:
+    if field.needed_by:
+        return f"; {', '.join(field.needed_by)} off"
+    return f"; using the default {field.default!r}"
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(environment variable, default, help) for the docs and ``looptools doctor``."""
+    rows = []
+    for field in FIELDS:
+        default = field.default
+        if isinstance(default, tuple):
+            default = ",".join(default) or "(none)"
+        rows.append((field.env, str(default), field.help))
+    return rows
