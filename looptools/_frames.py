@@ -28,9 +28,11 @@ def _prefixes() -> tuple[str, ...]:
     for getter in (site.getsitepackages, lambda: [site.getusersitepackages()]):
         try:
             paths.update(getter())
-        except Exception:  # noqa: S110 - some embedded interpreters lack these
+        except Exception:
             pass
-    paths.update(p for p in sys.path if p.rstrip(os.sep).endswith(("site-packages", "dist-packages")))
+    paths.update(
+        p for p in sys.path if p.rstrip(os.sep).endswith(("site-packages", "dist-packages"))
+    )
     paths.add(os.path.dirname(os.path.abspath(__file__)))
     out = set()
     for path in paths:

@@ -121,7 +121,7 @@ class Hub:
                    f"and was switched off ({message}); the app continues")
         try:
             detector.detach()
-        except Exception:  # noqa: S110 - already reporting this detector's failure
+        except Exception:
             pass
 
     def emit(self, kind: str, /, **payload: Any) -> None:

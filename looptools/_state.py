@@ -22,8 +22,8 @@ class LoopState:
         "loop",
         "running",
         "slow",
-        "thread_id",
         "thr",
+        "thread_id",
     )
 
     def __init__(self, loop: Any, thread_id: int, threshold_s: float) -> None:

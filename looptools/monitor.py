@@ -25,7 +25,7 @@ from looptools._report import empty_report, summary_lines, write_report
 from looptools._state import LoopState
 from looptools.detectors import build
 from looptools.plugins import LoopPlugin, plugin_for
-from looptools.settings import Settings, resolve
+from looptools.settings import DETECTORS, Settings, resolve
 
 _active: Monitor | None = None
 
@@ -33,7 +33,7 @@ _active: Monitor | None = None
 def _warn(line: str) -> None:
     try:
         print(line, file=sys.stderr, flush=True)
-    except Exception:  # noqa: S110 - stderr may be closed at exit; never fail the app
+    except Exception:
         pass
 
 
@@ -59,12 +59,19 @@ class Monitor:
         self.hub = Hub(warn=_warn)
         for detector in build(self.settings, self.settings.enabled_detectors):
             self.hub.add(detector)
+        if self.settings.stream:
+            # Streaming to `looptools profile`/`dashboard`: a consumer of hub events
+            # and snapshots; imported only when asked for.
+            from looptools.stream import StreamWriter
+
+            self.hub.add(StreamWriter(self.settings, self))
         self.state: LoopState | None = None
         self.plugin: LoopPlugin | None = None
         self.exit_hooks = exit_hooks
         self.started_at = datetime.datetime.now(datetime.timezone.utc)
         self.started = self.hub.started
         self.attached_at: float | None = None
+        self.loop_info: dict[str, Any] | None = None
         self.exit_info: dict[str, Any] = {"reason": "stopped", "signal": None, "exception": None}
         self.report_path: str | None = None
         self.final_report: dict[str, Any] | None = None
@@ -149,7 +156,7 @@ class Monitor:
                   "monitoring is off for this process")
             try:
                 self._detach()
-            except Exception:  # noqa: S110
+            except Exception:
                 pass
 
     def _loop_changed(self, loop: Any) -> None:
@@ -178,7 +185,7 @@ class Monitor:
         names = {d.name for d in self.hub.detectors}
         if names & {"slow_callbacks", "stalls"}:
             plugin.install_timing(state)
-        if "slow_callbacks" in names:
+        if names & {"slow_callbacks", "stalls"}:
             call = self.hub.call
 
             def slow(handle: Any, started: float, duration: float) -> None:
@@ -186,18 +193,24 @@ class Monitor:
 
             state.slow = slow
         self.hub.call("attach", state, plugin)
+        # Taken now: at exit the plugin is detached and Qt may be gone.
+        self.loop_info = plugin.info()
+        self.loop_info["attached_at_s"] = round(self.attached_at - self.started, 6)
 
     def _start_running(self, now: float) -> None:
         state = self.state
         plugin = self.plugin
         assert state is not None and plugin is not None
-        state.last_beat = state.last_end = state.cur_t0 = now
-        state.running = True
         if self._wants_heartbeat():
             plugin.stop_heartbeat()
+            plugin.start_heartbeat(self._beat, self._interval)
+            # Timestamps after starting the heartbeat: the first QTimer can take
+            # tens of ms (PySide6 initialises lazily), which is ours, not a stall.
+            now = time.perf_counter()
             self._due = now + self._interval
             self._next_tick = now
-            plugin.start_heartbeat(self._beat, self._interval)
+        state.last_beat = state.last_end = state.cur_t0 = now
+        state.running = True
         self.hub.call("loop_started", now)
 
     def _detach(self) -> None:
@@ -252,7 +265,7 @@ class Monitor:
                     continue
                 qtcore.QTimer.singleShot(0, app, self._attach_qt_only)
                 posted = True
-            except Exception:  # noqa: S112 - Qt not usable from here; stay passive
+            except Exception:
                 return
 
     def _attach_qt_only(self) -> None:
@@ -355,10 +368,8 @@ class Monitor:
     def report(self) -> dict[str, Any]:
         """The report so far, as a dict matching the JSON schema."""
         report = empty_report()
-        if self.plugin is not None:
-            report["loop"] = self.plugin.info()
-            if self.attached_at is not None:
-                report["loop"]["attached_at_s"] = round(self.attached_at - self.started, 6)
+        if self.loop_info is not None:
+            report["loop"] = dict(self.loop_info)
         ended = datetime.datetime.now(datetime.timezone.utc)
         report["meta"].update({
             "started_at": self.started_at.isoformat(),
@@ -366,7 +377,7 @@ class Monitor:
             "duration_s": round((ended - self.started_at).total_seconds(), 3),
             "threshold_ms": self.settings.threshold_ms,
             "heartbeat_ms": self.settings.heartbeat_ms,
-            "detectors": [d.name for d in self.hub.detectors],
+            "detectors": [d.name for d in self.hub.detectors if d.name in DETECTORS],
             "settings_sources": dict(self.settings.sources),
             "exit": dict(self.exit_info),
         })
@@ -382,12 +393,12 @@ class Monitor:
         """A small view of the current state, for the live dashboard."""
         out: dict[str, Any] = {
             "t": round(time.perf_counter() - self.started, 3),
-            "loop": self.plugin.info() if self.plugin is not None else None,
+            "loop": self.loop_info,
             "running": bool(self.state and self.state.running),
         }
         for detector in list(self.hub.detectors):
             try:
                 out.update(detector.snapshot())
-            except Exception:  # noqa: S112 - a racing snapshot is skipped, not fatal
+            except Exception:
                 continue
         return out

@@ -201,7 +201,7 @@ def read_pyproject_table(path: Path) -> dict[str, Any]:
 def resolve(
     explicit: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
-    pyproject: Path | None | bool = True,
+    pyproject: Path | bool | None = True,
     strict: bool = False,
 ) -> Settings:
     """Resolve settings from explicit arguments, the environment and pyproject.
@@ -261,9 +261,9 @@ def resolve(
             candidates.append(("argument", field.name, explicit[field.name]))
         if field.name in env_layer:
             candidates.append(("environment", field.env, env_layer[field.name]))
-        for where, table in layers[:-1]:
-            if field.name in table:
-                candidates.append((where, f"tool.looptools.{field.name}", table[field.name]))
+        for where, layer in layers[:-1]:
+            if field.name in layer:
+                candidates.append((where, f"tool.looptools.{field.name}", layer[field.name]))
         chosen = None
         for where, label, raw in candidates:
             try:

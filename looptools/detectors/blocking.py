@@ -81,7 +81,8 @@ class BlockingCalls(Detector):
                 return False
         return True
 
-    def _recorder(self, name: str, checker: Any, original: Any, error: type) -> Any:
+    def _recorder(self, name: str, checker: Any, original: Any,
+                  error: type[BaseException]) -> Any:
         state = self.state
         calls = self.calls
         counts = self.counts
@@ -127,7 +128,7 @@ class BlockingCalls(Detector):
             self._buster = None
 
     def rows(self) -> list[dict[str, Any]]:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for call, sites in list(self.calls.items()):
             ordered = sorted(sites.items(), key=lambda item: item[1], reverse=True)
             rows.append({

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from typing import IO, Any
 
 from looptools._describe import describe_handle, describe_task
@@ -89,6 +90,7 @@ class StallWatchdog(Detector):
         self._dump: IO[bytes] | None = None
         self._armed_at = 0.0
         self._lock = threading.Lock()
+        self._recent_slow: deque[tuple[float, float, Any]] = deque(maxlen=8)
 
     # -- lifecycle (loop thread) --------------------------------------------
     def attach(self, state: Any, plugin: Any) -> None:
@@ -127,6 +129,30 @@ class StallWatchdog(Detector):
         if current is not None:
             self._finish(current, now)
 
+    def slow_callback(self, handle: Any, started: float, duration: float) -> None:
+        # Loop thread, only for callbacks over the threshold.  Lets a GIL-holding
+        # stall that the watchdog could only see afterwards still name its callback.
+        self._recent_slow.append((started, started + duration, handle))
+
+    def _name_from_recent(self, stall: Stall) -> None:
+        end = stall.ended or time.perf_counter()
+        for started, finished, handle in reversed(list(self._recent_slow)):
+            if started < end and finished > stall.started:
+                self._describe(stall, handle)
+                return
+
+    def _describe(self, stall: Stall, handle: Any) -> None:
+        try:
+            kind, name, location, task = describe_handle(handle)
+        except Exception:
+            kind, name, location, task = "callback", "<unknown>", None, None
+        stall.source = kind
+        if task is not None:
+            stall.task = describe_task(task)
+            stall.callback = f"{name} step"
+        else:
+            stall.callback = f"{name} ({location})" if location else name
+
     # -- the watchdog thread -----------------------------------------------
     def _run(self) -> None:
         poll = self.poll
@@ -140,11 +166,11 @@ class StallWatchdog(Detector):
                     faulthandler.dump_traceback_later(self.threshold, file=self._dump)
                     self._armed_at = now
                 self._check(now, previous, late)
-                if self._dump is not None and late < self.gil_late:
-                    # A dump from a short hiccup that was no stall: drop it so it
-                    # cannot be mistaken for the stack of a later stall.
-                    if os.fstat(self._dump.fileno()).st_size:
-                        os.ftruncate(self._dump.fileno(), 0)
+                # A dump from a short hiccup that was no stall: drop it so it
+                # cannot be mistaken for the stack of a later stall.
+                if self._dump is not None and late < self.gil_late \
+                        and os.fstat(self._dump.fileno()).st_size:
+                    os.ftruncate(self._dump.fileno(), 0)
             except Exception as exc:
                 if self.hub is not None:
                     self.hub.disable(self, exc, "watchdog")
@@ -182,16 +208,7 @@ class StallWatchdog(Detector):
         stall = Stall(started=started, detected=None if gil else now, gil_held=gil)
         handle = state.cur
         if handle is not None and state.cur_t0 >= started - 1e-6:
-            try:
-                kind, name, location, task = describe_handle(handle)
-            except Exception:
-                kind, name, location, task = "callback", "<unknown>", None, None
-            stall.source = kind
-            if task is not None:
-                stall.task = describe_task(task)
-                stall.callback = f"{name} step"
-            else:
-                stall.callback = f"{name} ({location})" if location else name
+            self._describe(stall, handle)
         else:
             stall.source = "qt" if self.qt else "loop"
         if gil:
@@ -231,6 +248,8 @@ class StallWatchdog(Detector):
         stall.ended = ended if ended is not None else time.perf_counter()
         if stall.culprit is None:
             stall.culprit = culprit_of(stall.stack)
+        if stall.callback is None and stall.gil_held:
+            self._name_from_recent(stall)
         duration = stall.duration()
         if duration <= self.threshold * 0.5:
             return

@@ -40,6 +40,7 @@ class TaskAudit(Detector):
             weakref.WeakKeyDictionary()
         )
         self.created_count = 0
+        self.live = 0
         self.peak = 0
         self.pending_now = 0
         self.samples: deque[tuple[float, int]] = deque(maxlen=3600)
@@ -59,11 +60,20 @@ class TaskAudit(Detector):
         original = loop.create_task
         created = self.created
 
+        def finished(task: Any) -> None:
+            self.live -= 1
+
         def create_task(coro: Any, *args: Any, **kwargs: Any) -> Any:
             task = original(coro, *args, **kwargs)
             try:
                 created[task] = (perf_counter(), caller_site(sys._getframe(1)))
                 self.created_count += 1
+                # A live count kept exact between audits, so short bursts
+                # still show in the peak.
+                task.add_done_callback(finished)
+                self.live += 1
+                if self.live > self.peak:
+                    self.peak = self.live
             except TypeError:  # a task type without weakref support
                 pass
             return task
@@ -94,32 +104,41 @@ class TaskAudit(Detector):
             try:
                 if loop.get_exception_handler() == self._exception_handler:
                     loop.set_exception_handler(self._previous_handler)
-            except Exception:  # noqa: S110 - a closed loop may refuse; nothing to restore then
+            except Exception:
                 pass
             self._handler_installed = False
 
-    def _exception_handler(self, loop: Any, context: dict[str, Any]) -> None:
+    def _exception_handler(self, *args: Any) -> None:
+        # asyncio calls handler(loop, context); QtAsyncio calls handler(context).
+        context: dict[str, Any] = args[-1]
         try:
-            message = str(context.get("message", ""))
-            future = context.get("future")
-            exc = context.get("exception")
-            if "never retrieved" in message and len(self.unretrieved) < self.limit:
-                entry: dict[str, Any] = {
-                    "task": task_name(future) if future is not None else None,
-                    "coro": coro_name(coro_of(future)) if future is not None else None,
-                    "exception": f"{type(exc).__name__}: {exc}" if exc else "<none>",
-                    "message": message,
-                    "created_at": as_dict(self._created_site(future)),
-                }
-                self.unretrieved.append(entry)
-                if self.hub is not None:
-                    self.hub.emit("unretrieved_exception", **entry)
+            self._record_exception(context)
+        except Exception as exc:
+            if self.hub is not None:
+                self.hub.disable(self, exc, "exception handler")
         finally:
             previous = self._previous_handler
             if previous is not None:
-                previous(loop, context)
+                previous(*args)
             else:
-                loop.default_exception_handler(context)
+                self.loop.default_exception_handler(context)
+
+    def _record_exception(self, context: dict[str, Any]) -> None:
+        message = str(context.get("message", ""))
+        future = context.get("future")
+        exc = context.get("exception")
+        if "never retrieved" not in message or len(self.unretrieved) >= self.limit:
+            return
+        entry: dict[str, Any] = {
+            "task": task_name(future) if future is not None else None,
+            "coro": coro_name(coro_of(future)) if future is not None else None,
+            "exception": f"{type(exc).__name__}: {exc}" if exc else "<none>",
+            "message": message,
+            "created_at": as_dict(self._created_site(future)),
+        }
+        self.unretrieved.append(entry)
+        if self.hub is not None:
+            self.hub.emit("unretrieved_exception", **entry)
 
     def _created_site(self, task: Any) -> Frame | None:
         try:
@@ -154,7 +173,7 @@ class TaskAudit(Detector):
         if self.loop is None:
             return
         pending = self._pending()
-        self.pending_now = len(pending)
+        self.pending_now = self.live = len(pending)
         self.peak = max(self.peak, self.pending_now)
         origin = self.hub.started if self.hub is not None else 0.0
         self.samples.append((round(now - origin, 3), self.pending_now))

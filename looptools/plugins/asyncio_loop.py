@@ -72,7 +72,7 @@ def install_handle_timing(state: LoopState) -> None:
 def uninstall_handle_timing() -> None:
     global _original_run, _patched_for
     if _original_run is not None:
-        asyncio.events.Handle._run = _original_run  # type: ignore[method-assign]
+        asyncio.events.Handle._run = _original_run  # type: ignore[method-assign,assignment]
     _original_run = None
     _patched_for = None
 

@@ -60,7 +60,7 @@ class QtAsyncioPlugin(LoopPlugin):
 
         _cb.__qualname__ = "QAsyncioHandle._cb"
         _cb.__wrapped__ = original  # type: ignore[attr-defined]
-        QAsyncioHandle._cb = _cb
+        QAsyncioHandle._cb = _cb  # type: ignore[method-assign]
         self._original = original
         return True
 
@@ -69,7 +69,7 @@ class QtAsyncioPlugin(LoopPlugin):
             return
         from PySide6.QtAsyncio.events import QAsyncioHandle
 
-        QAsyncioHandle._cb = self._original
+        QAsyncioHandle._cb = self._original  # type: ignore[method-assign]
         self._original = None
 
     def start_heartbeat(self, beat: Callable[[], None], interval_s: float) -> None:

@@ -1,0 +1,69 @@
+"""Shared fixtures.  Every test must leave no patch, thread, monitor or loop behind."""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.events
+import os
+import signal
+import sys
+import threading
+import time
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+_ORIGINAL_RUN = asyncio.events.Handle.__dict__["_run"]
+_ORIGINAL_SET_RUNNING = asyncio.events._set_running_loop
+
+
+def _qtasyncio_cb() -> object:
+    module = sys.modules.get("PySide6.QtAsyncio.events")
+    return module.QAsyncioHandle.__dict__["_cb"] if module else None
+
+
+@pytest.fixture(autouse=True)
+def _leaves_nothing_behind() -> object:
+    import looptools
+
+    cb_before = _qtasyncio_cb()
+    sigterm_before = signal.getsignal(signal.SIGTERM)
+    hook_before = sys.excepthook
+    yield
+    problems = []
+    if looptools.active() is not None:
+        problems.append("a monitor is still running")
+        looptools.active().stop(write=False)  # type: ignore[union-attr]
+    if asyncio.events.Handle.__dict__["_run"] is not _ORIGINAL_RUN:
+        problems.append("Handle._run is still patched")
+    if asyncio.events._set_running_loop is not _ORIGINAL_SET_RUNNING:
+        problems.append("_set_running_loop is still patched")
+    if asyncio._set_running_loop is not _ORIGINAL_SET_RUNNING:  # type: ignore[attr-defined]
+        problems.append("asyncio._set_running_loop is still patched")
+    cb_after = _qtasyncio_cb()
+    if cb_before is not None and cb_after is not cb_before:
+        problems.append("QAsyncioHandle._cb is still patched")
+    if signal.getsignal(signal.SIGTERM) != sigterm_before:
+        problems.append("the SIGTERM handler was changed")
+    if sys.excepthook != hook_before:
+        problems.append("sys.excepthook was changed")
+    if time.sleep.__module__ != "time" and getattr(time.sleep, "__qualname__", "") != "sleep":
+        problems.append("time.sleep is still patched")
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        ours = [t.name for t in threading.enumerate() if t.name.startswith("looptools-")]
+        if not ours:
+            break
+        time.sleep(0.02)
+    else:
+        problems.append(f"threads left running: {ours}")
+    assert not problems, "; ".join(problems)
+
+
+@pytest.fixture(scope="session")
+def qapp() -> object:
+    """One QApplication for the in-process Qt tests (pytest-qt's fixture name)."""
+    from PySide6.QtWidgets import QApplication
+
+    return QApplication.instance() or QApplication([])

@@ -1,0 +1,133 @@
+"""Every detector on every loop kind, with real stalls of each sort, in real subprocesses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from helpers import PROBE, culprit_line, run_probe, validate
+
+LOOPS = ["asyncio", "qasync", "qtasyncio"]
+CORO_PROBLEMS = ["blocking-coro", "cpu-parse", "sync-io", "gil-call"]
+CASES = [(loop, problem) for loop in LOOPS for problem in CORO_PROBLEMS]
+CASES += [("qasync", "blocking-slot"), ("qtasyncio", "blocking-slot")]
+CASES += [("qt", "blocking-slot"), ("qt", "cpu-parse"), ("qt", "gil-call")]
+
+
+def _the_stall(report: dict, problem: str) -> dict:
+    stalls = [s for s in report["stalls"] if s["culprit"] and s["culprit"]["file"] == str(PROBE)]
+    assert stalls, f"no stall in the probe app: {report['stalls']}"
+    assert len(stalls) == 1, f"one stall expected, got {len(stalls)}: {stalls}"
+    return stalls[0]
+
+
+@pytest.mark.parametrize(("loop", "problem"), CASES)
+def test_stall_is_caught_with_culprit_and_duration(loop: str, problem: str,
+                                                  tmp_path: Path) -> None:
+    run = run_probe(loop, problem, tmp_path, stall_ms=250)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"probe done {problem}"
+    report = run.report
+    assert report is not None
+    validate(report)
+    assert report["loop"]["kind"] == loop
+    stall = _the_stall(report, problem)
+    actual_ms = (run.marks["stall_end"] - run.marks["stall_start"]) * 1000.0
+    assert stall["duration_ms"] == pytest.approx(actual_ms, rel=0.25), (stall, actual_ms)
+    culprit = stall["culprit"]
+    if problem in ("cpu-parse", "sync-io"):
+        # The hot line moves between samples (write/flush/fsync); the function doesn't.
+        assert culprit["function"] == {"cpu-parse": "parse_records", "sync-io": "save_sync"}[problem]
+    else:
+        assert culprit["line"] == culprit_line(PROBE, problem), stall["stack"]
+    if problem == "gil-call":
+        assert stall["gil_held"] is True
+        assert stall["stack_source"] == "faulthandler"
+    else:
+        # Seen while it was still going on, with the stack sampled then.
+        assert stall["detected_after_ms"] is not None
+        assert stall["detected_after_ms"] < actual_ms
+        assert stall["stack_source"] == "sampled"
+        assert stall["gil_held"] is False
+    if problem == "blocking-slot":
+        assert stall["source"] == "qt"
+        assert stall["callback"] is None
+    elif loop != "qt":
+        assert stall["source"] == "task"
+        assert stall["task"] is not None and "main" in stall["task"]
+        # The same step is also a slow callback, aggregated under the coroutine.
+        names = {row["name"]: row for row in report["slow_callbacks"]}
+        assert names["main"]["count"] >= 1
+        assert names["main"]["max_ms"] == pytest.approx(actual_ms, rel=0.25)
+    if loop in ("qasync", "qtasyncio", "qt"):
+        assert report["dispatcher"]["longest_busy_ms"] >= 0.75 * actual_ms
+    assert report["lag"]["max_ms"] >= 0.6 * actual_ms
+
+
+@pytest.mark.parametrize("loop", [*LOOPS, "qt"])
+def test_healthy_app_reports_no_stall(loop: str, tmp_path: Path) -> None:
+    run = run_probe(loop, "none", tmp_path)
+    assert run.returncode == 0, run.stderr
+    report = run.report
+    assert report is not None
+    validate(report)
+    assert report["stalls"] == [], report["stalls"]
+    assert report["stall_summary"]["count"] == 0
+    assert report["slow_callbacks"] == []
+    assert report["lag"]["samples"] > 20
+    assert report["lag"]["p50_ms"] < 10
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_leaked_task_is_pending_at_exit(loop: str, tmp_path: Path) -> None:
+    run = run_probe(loop, "leaked-task", tmp_path)
+    assert run.returncode == 0, run.stderr
+    tasks = run.report["tasks"]  # type: ignore[index]
+    leaked = [t for t in tasks["pending_at_exit"] if t["name"] == "leaky-poller"]
+    assert len(leaked) == 1, tasks["pending_at_exit"]
+    task = leaked[0]
+    assert task["coro"] == "poll_forever"
+    assert task["created_at"]["file"] == str(PROBE)
+    assert task["created_at"]["function"] == "main"
+    assert task["awaiting"]["line"] == culprit_line(PROBE, "leaked-task")
+    assert task["age_s"] > 0.2
+    assert tasks["peak_pending"] >= 2
+    assert "leaky-poller" in run.stderr  # the exit summary names it
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "qasync"])
+def test_unretrieved_exception_is_recorded(loop: str, tmp_path: Path) -> None:
+    run = run_probe(loop, "unretrieved-exception", tmp_path)
+    assert run.returncode == 0, run.stderr
+    lost = run.report["tasks"]["unretrieved_exceptions"]  # type: ignore[index]
+    assert len(lost) == 1, lost
+    assert lost[0]["exception"] == "ValueError: boom"
+    assert lost[0]["coro"] == "fail"
+    # asyncio's own log line still appears: we chain, not replace, the handler.
+    assert "Task exception was never retrieved" in run.stderr
+
+
+@pytest.mark.parametrize(("loop", "problem"), [("asyncio", "blocking-coro"),
+                                               ("qasync", "blocking-slot"),
+                                               ("qtasyncio", "sync-io")])
+def test_blocking_calls_are_recorded_with_site(loop: str, problem: str, tmp_path: Path) -> None:
+    run = run_probe(loop, problem, tmp_path, stall_ms=60)
+    assert run.returncode == 0, run.stderr
+    calls = {row["call"]: row for row in run.report["blocking_calls"]}  # type: ignore[index]
+    line = culprit_line(PROBE, problem)
+    if problem == "sync-io":
+        sites = [s for row in calls.values() for s in row["sites"]]
+        assert any(s["file"] == str(PROBE) and s["function"] == "save_sync" for s in sites), calls
+    else:
+        row = calls["time.sleep"]
+        assert row["count"] == 1
+        assert row["sites"][0]["line"] == line
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "qtasyncio"])
+def test_long_pending_tasks(loop: str, tmp_path: Path) -> None:
+    run = run_probe(loop, "leaked-task", tmp_path, long_pending_s="0.2", task_audit_s="0.1")
+    assert run.returncode == 0, run.stderr
+    long_pending = run.report["tasks"]["long_pending"]  # type: ignore[index]
+    assert any(t["name"] == "leaky-poller" and t["age_s"] >= 0.2 for t in long_pending)
