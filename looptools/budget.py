@@ -436,7 +436,8 @@ class Offender:
 
     def same(self, kind: str, label: str, function: str | None, file: str | None) -> bool:
         """True when this offender has that identity (files compare by trailing path)."""
-        if kind != self.kind or function != self.function or not _same_file(file, self.file):
+        if kind != self.kind or not _same_function(function, self.function) \
+                or not _same_file(file, self.file):
             return False
         return kind == "stall" or label == self.label
 
@@ -464,6 +465,16 @@ class Offender:
 def plural(count: float, word: str) -> str:
     """``1 call``, ``2 calls``."""
     return f"{count:g} {word}" + ("" if count == 1 else "s")
+
+
+def _same_function(a: str | None, b: str | None) -> bool:
+    if a == b:
+        return True
+    if not a or not b or ("." in a and "." in b):
+        return False
+    # Stacks read with faulthandler (GIL held) carry co_name only, sampled ones the
+    # qualified name: "on_export_clicked" is "ChatWindow.on_export_clicked".
+    return a.rsplit(".", 1)[-1] == b.rsplit(".", 1)[-1]
 
 
 def _same_file(a: str | None, b: str | None) -> bool:
@@ -506,7 +517,7 @@ def _stall_offenders(report: Mapping[str, Any]) -> list[Offender]:
         culprit = Location.from_frame(worst.get("culprit")) or Location(None, None, None)
         source = _SOURCE_WORDS.get(str(worst.get("source")), str(worst.get("source") or ""))
         if worst.get("task"):
-            source = f"{source} of task {worst['task']}"
+            source = f"{source} of {worst['task']}"
         elif worst.get("callback") and worst.get("source") == "callback":
             source = f"{source} {worst['callback']}"
         stack = tuple(loc for loc in map(Location.from_frame, worst.get("stack") or ())
@@ -676,7 +687,7 @@ class BaselineEntry:
 
     def describe(self) -> str:
         """One line naming the entry, e.g. ``stall in ChatWindow.on_send (chat.py)``."""
-        where = f" in {self.function}" if self.function else ""
+        where = f" in {self.function}" if self.function and self.kind != "slow_callback" else ""
         file = f" ({self.file})" if self.file else ""
         label = "" if self.kind == "stall" else f" {self.label}"
         return f"{_KIND_WORDS[self.kind]}{label}{where}{file}"
@@ -736,7 +747,9 @@ def baseline_to_dict(baseline: Baseline) -> dict[str, Any]:
     out: dict[str, Any] = {
         "looptools_baseline": BASELINE_FORMAT,
         "made_from": dict(baseline.made_from),
-        "tolerance": dataclasses.asdict(baseline.tolerance),
+        # busy is a diff-only threshold: a baseline records no busy fraction.
+        "tolerance": {k: v for k, v in dataclasses.asdict(baseline.tolerance).items()
+                      if k != "busy"},
     }
     for section, kind in _KIND_KEYS.items():
         rows = []
@@ -778,8 +791,12 @@ def load_baseline(path: Path) -> Baseline:
         raise _baseline_error(where, f"is not a looptools baseline (format "
                                      f"{BASELINE_FORMAT}); write one with `looptools baseline`")
     tol = data.get("tolerance") or {}
+    if not isinstance(tol, dict) or any(
+            isinstance(v, bool) or not isinstance(v, int | float) or v < 0 for v in tol.values()):
+        raise _baseline_error(where, "has a bad tolerance: expected numbers >= 0 for ratio, "
+                                     "ms and count")
     try:
-        tolerance = Tolerance(**{k: tol[k] for k in ("ratio", "ms", "count", "busy") if k in tol})
+        tolerance = Tolerance(**{k: tol[k] for k in ("ratio", "ms", "count") if k in tol})
         entries = []
         for section, kind in _KIND_KEYS.items():
             for row in data.get(section) or ():
@@ -950,6 +967,11 @@ def evaluate(report: Mapping[str, Any], budget: Budget, *, baseline: Baseline | 
     counting: list[Offender] = []
     used_baseline: set[int] = set()
     for offender in offenders(report):
+        # Matched first, so that an entry whose offender is also allowed is not stale.
+        index = None if baseline is None else next(
+            (i for i, e in enumerate(baseline.entries) if e.matches(offender)), None)
+        if index is not None:
+            used_baseline.add(index)
         pairs = _allow_candidates(offender)
         matching = [e for e in budget.allow if any(e.matches(f, p) for f, p in pairs)]
         live = [e for e in matching if not e.expired(today)]
@@ -959,10 +981,7 @@ def evaluate(report: Mapping[str, Any], budget: Budget, *, baseline: Baseline | 
         notes = [f"allow-list entry {e.describe()} ({e.where}) expired on {e.expires}"
                  for e in matching]
         if baseline is not None:
-            index = next((i for i, e in enumerate(baseline.entries) if e.matches(offender)),
-                         None)
             if index is not None:
-                used_baseline.add(index)
                 why = baseline.entries[index].worse(offender, baseline.tolerance)
                 if not why:
                     baselined.append(offender)

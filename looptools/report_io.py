@@ -135,12 +135,15 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         report = json.loads(text)
     except json.JSONDecodeError as exc:
-        if not text[exc.pos:].strip():
-            raise ReportError(f"report {name} is truncated: the JSON ends early at line "
-                              f"{exc.lineno} (was the profiled process killed while writing it?)"
-                              ) from None
-        raise ReportError(f"report {name} is not valid JSON: {exc.msg} at line {exc.lineno} "
-                          f"column {exc.colno}") from None
+        stripped = text.strip()
+        cut_short = (not text[exc.pos:].strip() or exc.msg.startswith("Unterminated string")
+                     or (stripped[:1] in "{[" and stripped[-1:] not in "}]"))
+        if cut_short:
+            raise ReportError(f"report {name} is truncated: the JSON ends early (line "
+                              f"{text.count(chr(10)) + 1}); was the profiled process killed "
+                              f"while writing it?") from None
+        raise ReportError(f"report {name} is not valid JSON: {exc.msg} (line {exc.lineno}, "
+                          f"column {exc.colno})") from None
     validate_report(report, name)
     assert isinstance(report, dict)
     return report

@@ -27,7 +27,7 @@ def oneline(value: object) -> str:
 
 
 def fmt_ms(ms: float | None) -> str:
-    """A duration given in milliseconds, in the unit a reader expects (``0.42 ms``, ``812 ms``, ``1.81 s``)."""
+    """Milliseconds in the unit a reader expects: ``0.42 ms``, ``812 ms``, ``1.81 s``."""
     if ms is None:
         return "-"
     if ms >= 1000:
@@ -83,6 +83,18 @@ def argv_text(report: Report) -> str:
     return shlex.join(str(a) for a in argv) if argv else "(unknown command)"
 
 
+def same_frame(frame: Frame | None, other: Frame | None) -> bool:
+    """Whether two frames are the same function at the same file and line."""
+    if not frame or not other:
+        return False
+    return location(frame) == location(other) and frame.get("function") == other.get("function")
+
+
+# What to call a stall that has no culprit frame, callback or task, by its source.
+_NO_CULPRIT = {"callback": "(a callback)", "task": "(a task step)", "qt": "(Qt dispatch)",
+               "loop": "(loop internals)"}
+
+
 def stall_label(stall: Mapping[str, Any]) -> str:
     """What a stall is best called: its culprit function, else its callback or task."""
     culprit = stall.get("culprit")
@@ -91,7 +103,7 @@ def stall_label(stall: Mapping[str, Any]) -> str:
     for key in ("callback", "task"):
         if stall.get(key):
             return str(stall[key])
-    return f"({stall.get('source', 'unknown')})"
+    return _NO_CULPRIT.get(str(stall.get("source")), "(unknown)")
 
 
 def stalls_by_duration(report: Report) -> list[tuple[int, Mapping[str, Any]]]:
@@ -112,7 +124,7 @@ def culprit_key(stall: Mapping[str, Any]) -> tuple[str, str]:
 def distinct_culprits(
     ranked: Sequence[tuple[int, Mapping[str, Any]]],
 ) -> list[tuple[int, Mapping[str, Any], list[int]]]:
-    """``(rank, stall, ranks of other stalls at the same culprit)`` for each culprit's longest stall.
+    """``(rank, stall, ranks of other stalls at that culprit)`` for each culprit's longest stall.
 
     *ranked* is :func:`stalls_by_duration`'s output; ranks count from 1.
     """
@@ -183,7 +195,7 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
 
 
 def verdict(report: Report) -> Verdict:
-    """Stalls make a report ``bad``; leaks, lost exceptions, blocking calls and detector errors ``warn``."""
+    """Stalls make a report ``bad``; leaks, lost exceptions, blocking, detector errors ``warn``."""
     meta = report["meta"]
     summary = report["stall_summary"]
     problems: list[str] = []

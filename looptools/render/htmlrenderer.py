@@ -63,7 +63,8 @@ _CSS = """
 body { margin: 0 auto; max-width: 1240px; padding: 16px 24px 48px; color: var(--fg);
   background: var(--bg); font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; }
 h1 { font-size: 22px; margin: 8px 0 4px; }
-h2 { font-size: 17px; margin: 28px 0 8px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
+h2 { font-size: 17px; margin: 28px 0 8px; padding-bottom: 4px;
+  border-bottom: 1px solid var(--line); }
 h3 { font-size: 14px; margin: 16px 0 6px; }
 code, .mono { font: 12.5px/1.4 ui-monospace, "SF Mono", Menlo, Consolas, monospace; }
 .argv { color: var(--muted); margin: 0 0 8px; word-break: break-all; }
@@ -75,19 +76,20 @@ code, .mono { font: 12.5px/1.4 ui-monospace, "SF Mono", Menlo, Consolas, monospa
 .verdict-ok .label { color: var(--ok); } .verdict-warn .label { color: var(--warn); }
 .verdict-bad .label { color: var(--bad); }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 12px 0; }
-dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; word-break: break-word; }
+dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 nav { margin: 12px 0; } nav a { margin-right: 14px; }
 a { color: var(--qt); }
 .muted { color: var(--muted); }
 table { border-collapse: collapse; width: 100%; margin: 6px 0; }
 table.compact { width: auto; } table.compact td, table.compact th { min-width: 90px; }
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line);
-  vertical-align: top; word-break: break-word; }
+  vertical-align: top; overflow-wrap: break-word; }
 th { color: var(--muted); font-weight: 600; font-size: 12px; }
 td.num, th.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 .meter { display: inline-block; height: 8px; background: var(--bar); border-radius: 2px;
   vertical-align: middle; margin-right: 6px; }
-svg.chart { display: block; width: 100%; height: auto; background: var(--panel); border-radius: 6px; }
+svg.chart { display: block; width: 100%; height: auto; background: var(--panel);
+  border-radius: 6px; }
 svg.chart text { fill: var(--fg); font: 11px system-ui, sans-serif; }
 svg.chart .axis { stroke: var(--line); }
 svg.chart .grid { stroke: var(--line); stroke-dasharray: 2 3; }
@@ -99,7 +101,8 @@ svg.chart .bar { fill: var(--bar); } svg.chart .bar.over { fill: var(--over); }
 svg.chart .threshold { stroke: var(--bad); stroke-dasharray: 4 3; }
 .legend span { margin-right: 16px; } .swatch { display: inline-block; width: 10px; height: 10px;
   border-radius: 2px; margin-right: 4px; vertical-align: -1px; }
-details.stall { border: 1px solid var(--line); border-radius: 6px; margin: 6px 0; background: var(--panel); }
+details.stall { border: 1px solid var(--line); border-radius: 6px; margin: 6px 0;
+  background: var(--panel); }
 details.stall > summary { cursor: pointer; padding: 6px 10px; list-style-position: inside; }
 details.stall > summary .dur { font-weight: 600; display: inline-block; min-width: 72px; }
 details.stall .body { padding: 0 12px 10px; }
@@ -153,11 +156,17 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], num: Sequence[
     return f"<table{cls_attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def c(value: object, cls: str = "") -> str:
+    """An escaped ``<code>`` element that may wrap after ``/`` and ``.`` (paths, qualnames)."""
+    # <wbr> is inserted after escaping, so it cannot come from the report.
+    text = e(value).replace("/", "/<wbr>").replace(".", ".<wbr>")
+    return f'<code class="{cls}">{text}</code>' if cls else f"<code>{text}</code>"
+
+
 def _frame_html(frame: Mapping[str, Any] | None) -> str:
     if not frame:
         return '<span class="muted">-</span>'
-    return (f"<code>{e(frame.get('function', '?'))}</code> "
-            f'<code class="muted">{e(f.location(frame))}</code>')
+    return f"{c(frame.get('function', '?'))} {c(f.location(frame), 'muted')}"
 
 
 class HtmlRenderer(Renderer):
@@ -284,7 +293,8 @@ class HtmlRenderer(Renderer):
                 width = max(2.0, float(duration_ms) / 1000 * scale)
                 tip = f"Qt busy {f.fmt_ms(duration_ms)} at {f.fmt_at(started_at_s)}"
                 parts.append(f'<rect class="qt" x="{_num(x(float(started_at_s)))}" y="{y}" '
-                             f'width="{_num(width)}" height="{row_h}"><title>{e(tip)}</title></rect>')
+                             f'width="{_num(width)}" height="{row_h}">'
+                             f"<title>{e(tip)}</title></rect>")
             parts.append("</g>")
         if pending:
             parts.append(self._step_area(pending, x, peak or 1.0, ys[-1], row_h))
@@ -345,7 +355,7 @@ class HtmlRenderer(Renderer):
         height, top, bottom, left = 220, 24, 40, 60
         plot_h = height - top - bottom
         inner_w = self.width - left - 20
-        slot = inner_w / len(buckets)
+        slot = min(inner_w / len(buckets), 110.0)
         peak = max(c for _, c in buckets)
         log_peak = math.log10(peak + 1) if peak > 0 else 1.0
         parts = [f'<svg class="chart" id="lag-histogram" xmlns="http://www.w3.org/2000/svg" '
@@ -388,7 +398,8 @@ class HtmlRenderer(Renderer):
                 + (f"; {e(summary['dropped'])} more were counted but not kept"
                    if summary["dropped"] else "")
                 + ". Longest first; open one to see its stack (innermost last).</p>"
-                '<p id="stall-tools" hidden><button type="button" data-open="1">expand all</button> '
+                '<p id="stall-tools" hidden>'
+                '<button type="button" data-open="1">expand all</button> '
                 '<button type="button" data-open="0">collapse all</button></p>')
         items = []
         for rank, (index, stall) in enumerate(stalls):
@@ -398,21 +409,19 @@ class HtmlRenderer(Renderer):
                 badges += '<span class="badge">GIL held</span>'
             summary_html = (
                 f'<span class="dur">{e(f.fmt_ms(stall["duration_ms"]))}</span> '
-                f'<code>{e(f.stall_label(stall))}</code> '
-                f'<code class="muted">{e(f.location(culprit))}</code> '
+                f"{c(f.stall_label(stall))} {c(f.location(culprit), 'muted')} "
                 f'<span class="muted">at {e(f.fmt_at(stall["started_at_s"]))}</span>{badges}')
             facts = []
             for key, label in (("callback", "callback"), ("task", "task")):
                 if stall.get(key):
-                    facts.append(f"{label} <code>{e(stall[key])}</code>")
+                    facts.append(f"{label} {c(stall[key])}")
             if stall.get("detected_after_ms") is not None:
                 facts.append(f"seen after {e(f.fmt_ms(stall['detected_after_ms']))}")
             if stall.get("stack_source"):
                 facts.append(f"stack: {e(stall['stack_source'])}")
             frames = []
             for frame in stall.get("stack") or []:
-                is_culprit = bool(culprit) and f.location(frame) == f.location(culprit) \
-                    and frame.get("function") == culprit.get("function")
+                is_culprit = f.same_frame(frame, culprit)
                 cls = ' class="culprit"' if is_culprit else ""
                 frames.append(f"<li{cls}>{_frame_html(frame)}</li>")
             stack_html = (f'<ol class="stack mono">{"".join(frames)}</ol>' if frames
@@ -428,15 +437,14 @@ class HtmlRenderer(Renderer):
         callbacks = f.slow_callbacks_by_total(report)
         if not callbacks:
             return ""
-        top = max(float(c["total_ms"]) for c in callbacks) or 1.0
+        top = max(float(cb["total_ms"]) for cb in callbacks) or 1.0
         rows = []
-        for c in callbacks:
-            width = max(1, round(120 * float(c["total_ms"]) / top))
+        for cb in callbacks:
+            width = max(1, round(120 * float(cb["total_ms"]) / top))
             rows.append([
-                f"<code>{e(c['name'])}</code>", e(c.get("kind", "")),
-                f"<code>{e(c['location'] or '?')}</code>", e(c["count"]),
-                f'<span class="meter" style="width:{width}px"></span>{e(f.fmt_ms(c["total_ms"]))}',
-                e(f.fmt_ms(c["max_ms"])), e(f.fmt_ms(c["p50_ms"])), e(f.fmt_ms(c["p99_ms"])),
+                c(cb["name"]), e(cb.get("kind", "")), c(cb["location"] or "?"), e(cb["count"]),
+                f'<span class="meter" style="width:{width}px"></span>{e(f.fmt_ms(cb["total_ms"]))}',
+                e(f.fmt_ms(cb["max_ms"])), e(f.fmt_ms(cb["p50_ms"])), e(f.fmt_ms(cb["p99_ms"])),
             ])
         return _table(["callback", "kind", "location", "count", "total", "max", "p50", "p99"],
                       rows, num=(3, 4, 5, 6, 7))
@@ -445,7 +453,7 @@ class HtmlRenderer(Renderer):
 
     def _task_table(self, tasks: Sequence[Mapping[str, Any]]) -> str:
         rows = [[
-            f"<code>{e(t['name'])}</code>", f"<code>{e(t['coro'])}</code>",
+            c(t["name"]), c(t["coro"]),
             e(f.fmt_s(t.get("age_s"))), _frame_html(t.get("created_at")),
             _frame_html(t.get("awaiting")), e(t.get("state") or ""),
         ] for t in tasks]
@@ -470,8 +478,8 @@ class HtmlRenderer(Renderer):
         if lost:
             html += f"<h3>Exceptions never retrieved ({len(lost)})</h3>"
             html += _table(["task", "coroutine", "exception", "message", "created at"], [[
-                f"<code>{e(x.get('task') or '?')}</code>", f"<code>{e(x.get('coro') or '-')}</code>",
-                f"<code>{e(x['exception'])}</code>", e(x["message"]),
+                c(x.get("task") or "?"), c(x.get("coro") or "-"), c(x["exception"]),
+                e(x["message"]),
                 _frame_html(x.get("created_at")),
             ] for x in lost])
         return html
@@ -486,7 +494,7 @@ class HtmlRenderer(Renderer):
             where = "<br>".join(
                 f"{_frame_html(s)}" + (f" ×{e(s['count'])}" if s.get("count") is not None else "")
                 for s in sites) or '<span class="muted">-</span>'
-            rows.append([f"<code>{e(call['call'])}</code>", e(call["count"]), where])
+            rows.append([c(call["call"]), e(call["count"]), where])
         return _table(["call", "count", "sites"], rows, num=(1,))
 
     def _errors(self, report: Report) -> str:
@@ -494,4 +502,4 @@ class HtmlRenderer(Renderer):
         if not errors:
             return ""
         return _table(["detector", "error"],
-                      [[f"<code>{e(x['detector'])}</code>", e(x["error"])] for x in errors])
+                      [[c(x["detector"]), e(x["error"])] for x in errors])

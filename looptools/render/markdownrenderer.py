@@ -34,7 +34,8 @@ def plain(value: object) -> str:
     return re.sub(r"([\\`*_\[\]|#~])", r"\\\1", text)
 
 
-def md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> list[str]:
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[str]],
+             right: Sequence[int] = ()) -> list[str]:
     """A GFM table; cells must already be escaped."""
     align = ["---:" if i in right else "---" for i in range(len(headers))]
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
@@ -138,8 +139,9 @@ class MarkdownRenderer(Renderer):
         if dispatcher:
             headers += ["Qt busy", "longest busy"]
             row += [f.fmt_pct(dispatcher["busy_fraction"]), f.fmt_ms(dispatcher["longest_busy_ms"])]
-        return ["#### Loop lag and Qt dispatcher", "", *md_table(headers, [row],
-                                                                  right=range(len(headers)))]
+        title = " and ".join(name for name, present in
+                             (("Loop lag", lag), ("Qt dispatcher", dispatcher)) if present)
+        return [f"#### {title}", "", *md_table(headers, [row], right=range(len(headers)))]
 
     def _task_table(self, tasks: Sequence[Mapping[str, Any]]) -> list[str]:
         rows = [[

@@ -137,9 +137,9 @@ class TextRenderer(Renderer):
             stack = stack[-self.stack_depth:]
         culprit = stall.get("culprit")
         for frame in stack:
-            text = f"      {f.oneline(f.location(frame))} in {f.oneline(frame.get('function', '?'))}"
-            if culprit and f.location(frame) == f.location(culprit) \
-                    and frame.get("function") == culprit.get("function"):
+            function = f.oneline(frame.get("function", "?"))
+            text = f"      {f.oneline(f.location(frame))} in {function}"
+            if f.same_frame(frame, culprit):
                 text = self._style(text + "   <- culprit", "bold")
             lines.append(text)
         return lines

@@ -116,7 +116,8 @@ class TraceRenderer(Renderer):
                 "stack": f.stack_lines(stall.get("stack") or []),
             }
             events.append({
-                "ph": "X", "name": f"stall {f.fmt_ms(stall['duration_ms'])}: {f.stall_label(stall)}",
+                "ph": "X",
+                "name": f"stall {f.fmt_ms(stall['duration_ms'])}: {f.stall_label(stall)}",
                 "cat": "stall", "pid": _PID_LOOP, "tid": _TID_STALLS,
                 "ts": _us(stall["started_at_s"]),
                 "dur": round(max(0.0, float(stall["duration_ms"])) * 1000, 3),

@@ -1,0 +1,343 @@
+"""The HTML report in a real headless Chromium: it renders, charts are drawn, nothing errors.
+
+Chromium is driven through the DevTools protocol over ``--remote-debugging-pipe``
+(JSON messages separated by NUL bytes on file descriptors 3 and 4), which needs
+only the standard library: no websocket client, no Selenium.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import select
+import shutil
+import signal
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from looptools.render import HtmlRenderer
+from looptools.report_io import load_report
+
+CHROMIUM = "/usr/bin/chromium"
+DATA = Path(__file__).parent / "data" / "render"
+WIDTH, HEIGHT = 1280, 1600
+TIMEOUT_S = 30.0
+
+pytestmark = pytest.mark.skipif(
+    not os.access(CHROMIUM, os.X_OK),
+    reason=f"{CHROMIUM} is missing (apt-get install chromium) so the HTML report cannot be "
+           "checked in a real browser",
+)
+
+
+class Browser:
+    """One headless Chromium process and one page, spoken to over the DevTools pipe."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.events: list[dict[str, Any]] = []
+        self._buffer = b""
+        self._next_id = 0
+        to_chrome_r, self._to_chrome = os.pipe()
+        self._from_chrome, from_chrome_w = os.pipe()
+        # Move the child's ends above 3/4 so that dup2 onto 3 and 4 cannot clobber them.
+        child_r = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD_CLOEXEC, 10)
+        child_w = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD_CLOEXEC, 10)
+        log = os.open(workdir / "chromium.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        log_fd = fcntl.fcntl(log, fcntl.F_DUPFD_CLOEXEC, 10)
+        null = os.open(os.devnull, os.O_RDONLY)
+        null_fd = fcntl.fcntl(null, fcntl.F_DUPFD_CLOEXEC, 10)
+        for fd in (to_chrome_r, from_chrome_w, log, null):
+            os.close(fd)
+        args = [
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--disable-extensions",
+            "--hide-scrollbars", "--remote-debugging-pipe", f"--window-size={WIDTH},{HEIGHT}",
+            f"--user-data-dir={workdir / 'profile'}", "about:blank",
+        ]
+        try:
+            self.pid = os.posix_spawn(CHROMIUM, args, dict(os.environ), file_actions=[
+                (os.POSIX_SPAWN_DUP2, null_fd, 0),
+                (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                (os.POSIX_SPAWN_DUP2, child_r, 3),
+                (os.POSIX_SPAWN_DUP2, child_w, 4),
+            ], setsid=True)
+        finally:
+            for fd in (child_r, child_w, log_fd, null_fd):
+                os.close(fd)
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)[
+            "sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self.call(f"{domain}.enable", session=True)
+        self.call("Emulation.setDeviceMetricsOverride", session=True, width=WIDTH,
+                  height=HEIGHT, deviceScaleFactor=1, mobile=False)
+
+    # -- protocol -------------------------------------------------------------------------
+
+    def _read_message(self, deadline: float) -> dict[str, Any]:
+        while b"\0" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no answer from Chromium; see {self.workdir / 'chromium.log'}")
+            ready, _, _ = select.select([self._from_chrome], [], [], left)
+            if ready:
+                chunk = os.read(self._from_chrome, 1 << 16)
+                if not chunk:
+                    raise ConnectionError("Chromium closed the DevTools pipe")
+                self._buffer += chunk
+        raw, _, self._buffer = self._buffer.partition(b"\0")
+        message: dict[str, Any] = json.loads(raw)
+        return message
+
+    def _send(self, method: str, session: bool, params: dict[str, Any]) -> int:
+        self._next_id += 1
+        message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = self.session
+        os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
+        return self._next_id
+
+    def _keep(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        if event["method"] == "Page.javascriptDialogOpening":
+            # An alert() would block the page (and its load event) forever: dismiss it,
+            # but keep the event so that problems() reports it.
+            self._send("Page.handleJavaScriptDialog", True, {"accept": True})
+
+    def call(self, method: str, session: bool = False, **params: Any) -> dict[str, Any]:
+        """Send one command and return its result; events seen meanwhile are kept."""
+        sent = self._send(method, session, params)
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            reply = self._read_message(deadline)
+            if reply.get("id") == sent:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                result: dict[str, Any] = reply.get("result", {})
+                return result
+            if "method" in reply:
+                self._keep(reply)
+
+    def wait_for(self, method: str) -> dict[str, Any]:
+        """The next (or an already received, not yet consumed) event called *method*."""
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            for n, event in enumerate(self.events):
+                if event["method"] == method and not event.get("_seen"):
+                    self.events[n]["_seen"] = True
+                    return event
+            message = self._read_message(deadline)
+            if "method" in message:
+                self._keep(message)
+
+    # -- page -----------------------------------------------------------------------------
+
+    def open(self, url: str) -> None:
+        """Navigate and wait for the load event."""
+        for event in self.events:
+            if event["method"] == "Page.loadEventFired":
+                event["_seen"] = True
+        self.call("Page.navigate", session=True, url=url)
+        self.wait_for("Page.loadEventFired")
+
+    def evaluate(self, expression: str) -> Any:
+        """The JSON value of a JavaScript expression in the page."""
+        result = self.call("Runtime.evaluate", session=True, expression=expression,
+                           returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise AssertionError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def screenshot(self, path: Path, clip: dict[str, float] | None = None) -> bytes:
+        """A PNG of the viewport (or of *clip*, page coordinates) written to *path*."""
+        params: dict[str, Any] = {"format": "png"}
+        if clip:
+            params.update(clip={**clip, "scale": 1}, captureBeyondViewport=True)
+        data = base64.b64decode(self.call("Page.captureScreenshot", session=True,
+                                          **params)["data"])
+        path.write_bytes(data)
+        return data
+
+    def problems(self) -> list[str]:
+        """Console errors/warnings, uncaught exceptions, error log entries, JS dialogs."""
+        found = []
+        for event in self.events:
+            method, params = event["method"], event.get("params", {})
+            if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "warning",
+                                                                              "assert"):
+                found.append(f"console.{params['type']}: {params.get('args')}")
+            elif method == "Runtime.exceptionThrown":
+                found.append(f"exception: {params.get('exceptionDetails')}")
+            elif method == "Log.entryAdded" and params["entry"]["level"] in ("error", "warning"):
+                found.append(f"log {params['entry']['level']}: {params['entry'].get('text')}")
+            elif method == "Page.javascriptDialogOpening":
+                found.append(f"dialog: {params.get('message')}")
+        return found
+
+    def requested_urls(self) -> list[str]:
+        return [e["params"]["request"]["url"] for e in self.events
+                if e["method"] == "Network.requestWillBeSent"]
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close")
+        except (OSError, TimeoutError, ConnectionError, RuntimeError):
+            pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if os.waitpid(self.pid, os.WNOHANG) != (0, 0):
+                break
+            time.sleep(0.05)
+        else:
+            # Our own process group (setsid above): the browser and its helpers.
+            os.killpg(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        os.close(self._to_chrome)
+        os.close(self._from_chrome)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    workdir = tmp_path_factory.mktemp("chromium")
+    instance = Browser(workdir)
+    try:
+        yield instance
+    finally:
+        instance.close()
+        shutil.rmtree(workdir / "profile", ignore_errors=True)
+
+
+def _page(tmp_path: Path, fixture: str) -> tuple[dict[str, Any], str]:
+    report = load_report(DATA / fixture)
+    page = tmp_path / fixture.replace(".json", ".html")
+    page.write_text(HtmlRenderer().render(report), encoding="utf-8")
+    return report, page.as_uri()
+
+
+_MEASURE = """(() => {
+  const box = (el) => { const r = el.getBoundingClientRect(); return [r.width, r.height]; };
+  const bbox = (el) => { const b = el.getBBox(); return [b.width, b.height]; };
+  const q = (s) => Array.from(document.querySelectorAll(s));
+  return {
+    title: document.title,
+    timeline: q('#timeline-chart').map(box),
+    histogram: q('#lag-histogram').map(box),
+    stalls: q('#timeline-chart rect.stall').map(bbox),
+    qt: q('#timeline-chart rect.qt').map(bbox),
+    pending: q('#timeline-chart polygon.pending').map(bbox),
+    bars: q('#lag-histogram rect.bar').map(bbox),
+    details: q('#stalls details').length,
+    openDetails: q('#stalls details[open]').map((d) => d.id),
+    scripts: q('script').length,
+    images: q('img').length,
+    bodyText: document.body.innerText,
+    verdict: document.getElementById('verdict').innerText,
+  };
+})()"""
+
+
+def _clear(browser: Browser) -> None:
+    browser.events = [e for e in browser.events if e["method"] == "Page.loadEventFired"]
+
+
+@pytest.mark.parametrize("fixture", ["qasync_chat.json", "qtasyncio_viewer.json",
+                                     "asyncio_plain.json", "healthy.json"])
+def test_report_renders_with_charts_and_no_errors(
+    browser: Browser, tmp_path: Path, fixture: str
+) -> None:
+    report, url = _page(tmp_path, fixture)
+    _clear(browser)
+    browser.open(url)
+    m = browser.evaluate(_MEASURE)
+
+    assert m["title"].startswith("looptools report")
+    assert len(m["timeline"]) == 1
+    assert m["timeline"][0][0] > 600 and m["timeline"][0][1] > 40
+    stalls = report["stalls"]
+    assert len(m["stalls"]) == len(stalls)
+    assert all(w > 0 and h > 0 for w, h in m["stalls"])
+    windows = (report["dispatcher"] or {}).get("busy_windows") or []
+    assert len(m["qt"]) == len(windows)
+    assert all(w > 0 and h > 0 for w, h in m["qt"])
+    if (report["tasks"] or {}).get("pending_over_time"):
+        assert len(m["pending"]) == 1 and m["pending"][0][0] > 0
+    histogram = report["lag"]["histogram"]
+    assert len(m["histogram"]) == 1 and all(v > 100 for v in m["histogram"][0])
+    assert len(m["bars"]) == len(histogram)
+    for (_, count), (width, height) in zip(histogram, m["bars"], strict=True):
+        assert width > 0
+        assert (height > 0) == (count > 0)
+    assert m["details"] == len(stalls)
+    if stalls:
+        longest = max(range(len(stalls)), key=lambda i: stalls[i]["duration_ms"])
+        assert m["openDetails"] == [f"stall-{longest}"]
+    assert m["scripts"] == 1 and m["images"] == 0
+    assert browser.problems() == []
+    assert all(u.startswith(("file:", "data:", "about:")) for u in browser.requested_urls()), \
+        browser.requested_urls()
+
+
+def test_timeline_link_opens_the_stall(browser: Browser, tmp_path: Path) -> None:
+    _, url = _page(tmp_path, "qasync_chat.json")
+    _clear(browser)
+    browser.open(url)
+    # Clicking a stall in the SVG timeline follows its link; the script opens the stack.
+    browser.evaluate("document.querySelectorAll('#timeline-chart a')[2]"
+                     ".dispatchEvent(new MouseEvent('click', {bubbles: true}))")
+    browser.evaluate("new Promise((ok) => setTimeout(ok, 100))")
+    assert browser.evaluate("document.getElementById('stall-tools').hidden") is False
+    assert browser.evaluate("location.hash") == "#stall-2"
+    assert browser.evaluate("document.getElementById('stall-2').open") is True
+    browser.evaluate("document.querySelector('#stall-tools [data-open=\"1\"]').click()")
+    assert browser.evaluate("document.querySelectorAll('#stalls details:not([open])').length") \
+        == 0
+    assert browser.problems() == []
+
+
+def test_hostile_strings_are_shown_not_run(browser: Browser, tmp_path: Path) -> None:
+    _, url = _page(tmp_path, "hostile.json")
+    _clear(browser)
+    browser.open(url)
+    m = browser.evaluate(_MEASURE)
+    assert m["scripts"] == 1, "a <script> from the report was parsed as markup"
+    assert m["images"] == 0, "an <img> from the report was parsed as markup"
+    assert "<script>alert(1)</script>" in m["bodyText"]
+    assert '"><img src=x onerror=alert(2)>' in m["bodyText"]
+    assert browser.problems() == []  # no alert() dialog, no CSP violation
+
+
+def test_page_works_without_javascript(browser: Browser, tmp_path: Path) -> None:
+    report, url = _page(tmp_path, "qasync_chat.json")
+    _clear(browser)
+    browser.call("Emulation.setScriptExecutionDisabled", session=True, value=True)
+    try:
+        browser.open(url)
+        m = browser.evaluate(_MEASURE)
+        script_ran = not browser.evaluate("document.getElementById('stall-tools').hidden")
+    finally:
+        browser.call("Emulation.setScriptExecutionDisabled", session=True, value=False)
+    assert not script_ran
+    assert len(m["stalls"]) == len(report["stalls"])
+    assert all(w > 0 for w, _ in m["bars"])
+    assert len(m["openDetails"]) == 1  # the longest stall's stack is open without the script
+    assert browser.problems() == []
+
+
+def test_screenshot(browser: Browser, tmp_path: Path) -> None:
+    _, url = _page(tmp_path, "qasync_chat.json")
+    browser.open(url)
+    png = browser.screenshot(tmp_path / "report.png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    assert (width, height) == (WIDTH, HEIGHT)
+    assert len(png) > 50_000  # a blank page compresses to a few kB

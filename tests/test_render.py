@@ -1,0 +1,451 @@
+"""The report renderers and their registry, on fixture reports that validate against the schema."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import re
+from collections import defaultdict
+from html.parser import HTMLParser
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from markdown_it import MarkdownIt
+
+from looptools.render import (
+    BUILTIN_RENDERERS,
+    HtmlRenderer,
+    JsonRenderer,
+    MarkdownRenderer,
+    Renderer,
+    RendererNotFound,
+    TextRenderer,
+    TraceRenderer,
+    format_names,
+    get_renderer,
+    get_renderer_class,
+    renderer_for_path,
+)
+from looptools.render import _format as fmt
+
+DATA = Path(__file__).parent / "data" / "render"
+FIXTURES = sorted(p.name for p in DATA.glob("*.json"))
+HOSTILE = "<script>alert(1)</script>"
+
+
+def load(name: str) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads((DATA / name).read_text(encoding="utf-8"))
+    return report
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    text = resources.files("looptools.schema").joinpath("report.schema.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+def test_fixture_set_is_complete() -> None:
+    kinds = {load(name)["loop"]["kind"] for name in FIXTURES}
+    assert {"qasync", "qtasyncio", "asyncio"} <= kinds
+    assert any(load(n)["dispatcher"] is None for n in FIXTURES)
+    assert any(load(n)["stall_summary"]["count"] == 0 for n in FIXTURES)
+    assert "hostile.json" in FIXTURES
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_fixture_validates_against_the_schema(name: str, schema: dict[str, Any]) -> None:
+    jsonschema.Draft202012Validator(schema).validate(load(name))
+
+
+# -- registry ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("text", TextRenderer), ("TXT", TextRenderer), ("md", MarkdownRenderer),
+    ("markdown", MarkdownRenderer), ("html", HtmlRenderer), ("Html", HtmlRenderer),
+    ("trace", TraceRenderer), ("perfetto", TraceRenderer), ("json", JsonRenderer),
+])
+def test_lookup_by_name(spec: str, expected: type[Renderer]) -> None:
+    assert get_renderer_class(spec) is expected
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("report.html", HtmlRenderer), ("out/REPORT.HTM", HtmlRenderer), (".html", HtmlRenderer),
+    ("summary.md", MarkdownRenderer), ("run.json", JsonRenderer),
+    ("run.trace.json", TraceRenderer), ("/tmp/x/run.perfetto.json", TraceRenderer),
+    ("run.txt", TextRenderer), ("a.b.c.txt", TextRenderer),
+])
+def test_lookup_by_extension(path: str, expected: type[Renderer]) -> None:
+    assert get_renderer_class(path) is expected
+    assert renderer_for_path(path) is expected
+
+
+@pytest.mark.parametrize("path", ["report.pdf", "report", "html.bak", "trace.json.gz"])
+def test_unknown_extension(path: str) -> None:
+    assert renderer_for_path(path) is None
+
+
+def test_lookup_by_dotted_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert get_renderer_class("looptools.render.jsonrenderer:JsonRenderer") is JsonRenderer
+    (tmp_path / "my_renderers.py").write_text(
+        "from looptools.render import Renderer\n"
+        "class CsvRenderer(Renderer):\n"
+        "    def render(self, report):\n"
+        "        return 'duration_ms\\n' + ''.join(f\"{s['duration_ms']}\\n\" "
+        "for s in report['stalls'])\n"
+        "NOT_A_RENDERER = 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    renderer = get_renderer("my_renderers:CsvRenderer")
+    assert isinstance(renderer, Renderer)
+    assert renderer.render(load("asyncio_plain.json")) == "duration_ms\n640.2\n"
+    with pytest.raises(RendererNotFound, match=r"not a looptools\.render\.Renderer subclass"):
+        get_renderer_class("my_renderers:NOT_A_RENDERER")
+    with pytest.raises(RendererNotFound, match="has no attribute 'Missing'"):
+        get_renderer_class("my_renderers:Missing")
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("pdf", "unknown format 'pdf'"),
+    ("report.pdf", "unknown format 'report.pdf'"),
+    ("", "empty format name"),
+    ("no_such_module_xyz:Renderer", "cannot import 'no_such_module_xyz'"),
+])
+def test_unknown_renderer_is_a_clear_error(spec: str, message: str) -> None:
+    with pytest.raises(RendererNotFound) as info:
+        get_renderer_class(spec)
+    text = str(info.value)
+    assert message in text
+    assert "\n" not in text
+    if spec in ("pdf", "report.pdf"):
+        for name in format_names():
+            assert name in text
+        assert ".trace.json" in text
+
+
+def test_get_renderer_passes_options() -> None:
+    renderer = get_renderer("text", color=True)
+    assert isinstance(renderer, TextRenderer) and renderer.color
+
+
+def test_every_builtin_is_named_and_documented() -> None:
+    names = [r.name for r in BUILTIN_RENDERERS]
+    assert names == ["text", "md", "html", "trace", "json"]
+    for renderer in BUILTIN_RENDERERS:
+        assert renderer.description and renderer.extensions and renderer.__doc__
+
+
+def test_renderers_do_not_import_rich_or_click() -> None:
+    for renderer in BUILTIN_RENDERERS:
+        source = Path(renderer.__module__.replace(".", "/") + ".py")
+        text = (Path(__file__).parent.parent / source).read_text()
+        assert not re.search(r"^\s*(import|from)\s+(rich|click)\b", text, re.M), source
+
+
+# -- every renderer on every fixture -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("renderer", BUILTIN_RENDERERS, ids=lambda r: r.name)
+@pytest.mark.parametrize("name", FIXTURES)
+def test_renders_every_fixture(renderer: type[Renderer], name: str) -> None:
+    out = renderer().render(load(name))
+    assert isinstance(out, str) and out.endswith("\n") and len(out) > 100
+
+
+# -- text -------------------------------------------------------------------------------------
+
+
+def test_text_names_each_culprit_with_file_and_line() -> None:
+    report = load("qasync_chat.json")
+    out = TextRenderer().render(report)
+    for stall in report["stalls"]:
+        if stall["culprit"]:
+            assert f"{stall['culprit']['file']}:{stall['culprit']['line']}" in out
+    assert "sample_apps/chat_qasync.py:97" in out
+    assert "810 ms" in out  # the longest stall's duration
+
+
+def test_text_sections() -> None:
+    out = TextRenderer().render(load("qasync_chat.json"))
+    lines = out.splitlines()
+    assert lines[0].startswith("looptools report  python -m looptools profile")
+    assert "qasync (qasync.QSelectorEventLoop, Qt dispatcher QEventDispatcherGlib" in out
+    assert "12.8 s" in out and "threshold 100 ms" in out
+    assert any(line.startswith("STALLED: 11 stalls over 100 ms") for line in lines)
+    # Stacks: one per culprit, innermost last, the culprit frame marked.
+    assert "#1 810 ms in ChatWindow.on_send_clicked (same culprit as #2, #3)" in out
+    assert "sample_apps/chat_qasync.py:97 in ChatWindow.on_send_clicked   <- culprit" in out
+    assert "Slow callbacks (4)" in out and "ChatWindow.load_history" in out
+    assert "p50 0.61 ms   p90 2.40 ms   p99 236 ms   max 810 ms   mean 6.80 ms" in out
+    assert "busy 23.8% of the time; 1843 iterations (144/s); longest busy 812 ms" in out
+    assert "peak 14 pending; 57 created; 3 pending now" in out
+    leaked = out[out.index("Leaked (pending at exit): 3"):]
+    assert "Task-41  ChatWindow.fetch_avatar  2.33 s  sample_apps/chat_qasync.py:166" in leaked
+    assert "ChatWindow.fetch_avatar (sample_apps/chat_qasync.py:172)" in leaked
+    assert "ConnectionResetError: [Errno 104] Connection reset by peer" in out
+    blocking = out[out.index("Blocking calls on the loop thread (9)"):]
+    assert re.search(r"time\.sleep\s+3\n\s+3\s+sample_apps/chat_qasync.py:97\s+"
+                     r"ChatWindow.on_send_clicked", blocking)
+    assert "lag: RuntimeError: heartbeat timer stopped" in out
+
+
+def test_text_healthy_and_minimal() -> None:
+    healthy = TextRenderer().render(load("healthy.json"))
+    assert "OK: no stalls over 100 ms and nothing leaked" in healthy
+    assert "Stalls:" not in healthy and "Blocking" not in healthy
+    minimal = TextRenderer().render(load("minimal.json"))
+    assert "loop      none (callback timing off)" in minimal
+    assert "Loop lag" not in minimal and "Tasks" not in minimal
+
+
+def test_text_colour_only_when_asked() -> None:
+    report = load("qasync_chat.json")
+    assert "\x1b[" not in TextRenderer().render(report)
+    coloured = TextRenderer(color=True).render(report)
+    assert "\x1b[1m\x1b[31mSTALLED" in coloured
+
+
+def test_text_strips_terminal_control_characters() -> None:
+    out = TextRenderer().render(load("hostile.json"))
+    assert "\x1b" not in out and "\r" not in out
+    assert HOSTILE in out  # shown as it is: a terminal does not run it
+    assert "line break [31mred [0m" in out
+
+
+# -- markdown ---------------------------------------------------------------------------------
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.end_tags: list[str] = []
+        self.attrs: list[str] = []
+        self.rows: list[int] = []
+        self.tables: list[list[int]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attrs += [name for name, _ in attrs]
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append(0)
+        elif tag in ("td", "th"):
+            self.tables[-1][-1] += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        self.end_tags.append(tag)
+
+
+def _md_html(markdown: str) -> _Tags:
+    rendered = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown)
+    tags = _Tags()
+    tags.feed(rendered)
+    return tags
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_markdown_tables_are_well_formed(name: str) -> None:
+    tags = _md_html(MarkdownRenderer().render(load(name)))
+    assert tags.tables, "no tables"
+    for table in tags.tables:
+        assert len(set(table)) == 1, f"ragged table (a '|' leaked into a cell?): {table}"
+    assert set(tags.tags) <= {"h3", "h4", "p", "strong", "table", "thead", "tbody", "tr", "th",
+                              "td", "code", "pre", "details", "summary", "br", "ul", "li"}
+
+
+def test_markdown_summary() -> None:
+    out = MarkdownRenderer().render(load("qasync_chat.json"))
+    assert out.startswith("### ❌ looptools: STALLED\n")
+    assert "| 1 | 810 ms | +5.951 s | `sample_apps/chat_qasync.py:97` | " \
+           "`ChatWindow.on_send_clicked` | qt |" in out
+    assert "<details><summary>Stack of #1: 810 ms in ChatWindow.on_send_clicked " \
+           "(sample_apps/chat_qasync.py:97) — same culprit as #2, #3</summary>" in out
+    assert out.count("<details>") == out.count("</details>") == 5  # 4 culprits + long pending
+    assert "| `Task-41` | `ChatWindow.fetch_avatar` | 2.33 s |" in out
+    assert len(out.splitlines()) < 150  # short enough for a job summary
+
+
+def test_markdown_healthy() -> None:
+    out = MarkdownRenderer().render(load("healthy.json"))
+    assert out.startswith("### ✅ looptools: OK")
+    assert "Stalls" not in out
+
+
+def test_markdown_hostile_strings_stay_text() -> None:
+    out = MarkdownRenderer().render(load("hostile.json"))
+    tags = _md_html(out)
+    assert "script" not in tags.tags and "img" not in tags.tags and "a" not in tags.tags
+    assert not [a for a in tags.attrs if a.startswith("on")]
+    # "</details>" in the argv and a stack frame stays text inside code: 2 real blocks.
+    assert tags.tags.count("details") == tags.end_tags.count("details") == 2
+
+
+def test_markdown_code_span_escapes() -> None:
+    from looptools.render.markdownrenderer import code
+    assert code("a|b") == "`a\\|b`"
+    assert code("x`y") == "``x`y``"
+    assert code("`edge`") == "`` `edge` ``"
+    assert code("two\nlines") == "`two lines`"
+
+
+# -- trace ------------------------------------------------------------------------------------
+
+
+def _trace(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(TraceRenderer().render(load(name)))
+    return doc
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_trace_events_are_well_formed(name: str) -> None:
+    doc = _trace(name)
+    assert doc["displayTimeUnit"] == "ms"
+    events = doc["traceEvents"]
+    named_threads = {(e["pid"], e["tid"]) for e in events
+                     if e["ph"] == "M" and e["name"] == "thread_name"}
+    named_processes = {e["pid"] for e in events if e["ph"] == "M" and e["name"] == "process_name"}
+    spans: dict[tuple[int, int], list[tuple[float, float]]] = defaultdict(list)
+    for event in events:
+        for key in ("ph", "ts", "pid", "tid", "name"):
+            assert key in event, (key, event)
+        assert isinstance(event["ts"], int | float) and event["ts"] >= 0
+        assert event["ph"] in ("M", "X", "i", "C")
+        assert event["pid"] in named_processes
+        if event["ph"] == "M":
+            assert event["name"] in ("process_name", "thread_name", "process_sort_index",
+                                     "thread_sort_index")
+            continue
+        if event["ph"] == "X":
+            assert event["dur"] >= 0
+            spans[(event["pid"], event["tid"])].append((event["ts"], event["ts"] + event["dur"]))
+        if event["ph"] != "C":  # counters belong to the process, not a thread
+            assert (event["pid"], event["tid"]) in named_threads, event
+    # Complete events on one track must not partly overlap (they would be drawn as a stack).
+    for track, intervals in spans.items():
+        intervals.sort()
+        for (_, end), (start, _) in itertools.pairwise(intervals):
+            assert start >= end - 0.001, f"overlapping events on track {track}"
+
+
+def test_trace_content() -> None:
+    report = load("qasync_chat.json")
+    events = _trace("qasync_chat.json")["traceEvents"]
+    thread_names = {e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    assert {"stalls", "Qt busy (QEventDispatcherGlib)", "task Task-3", "task Task-41",
+            "task typing-indicator"} <= thread_names
+    stalls = [e for e in events if e.get("cat") == "stall"]
+    assert len(stalls) == len(report["stalls"])
+    first = min(stalls, key=lambda e: e["ts"])
+    assert first["ph"] == "X" and first["ts"] == 1_503_000 and first["dur"] == 412_700
+    assert first["args"]["culprit"] == "sample_apps/chat_qasync.py:97"
+    assert first["args"]["stack"][-1] == "<built-in> in sleep"
+    busy = [e for e in events if e.get("cat") == "qt"]
+    assert len(busy) == len(report["dispatcher"]["busy_windows"])
+    leaked = [e for e in events if e.get("cat") == "task" and e["args"]["pending_at_exit"]]
+    assert len(leaked) == 3
+    end_us = report["meta"]["duration_s"] * 1e6
+    for event in leaked:
+        assert event["ts"] + event["dur"] == pytest.approx(end_us)
+    task3 = next(e for e in leaked if e["args"]["coro"] == "Connection.poll")
+    assert task3["args"]["long_pending"] and task3["dur"] == pytest.approx(12.71e6)
+    callbacks = [e for e in events if e.get("cat") == "slow_callback"]
+    assert callbacks[0]["args"]["name"] == "ChatWindow.load_history"
+    assert any(e["ph"] == "C" and e["name"] == "pending tasks" for e in events)
+
+
+def test_trace_without_dispatcher_or_tasks() -> None:
+    events = _trace("minimal.json")["traceEvents"]
+    assert not [e for e in events if e.get("cat") in ("qt", "task", "stall")]
+
+
+# -- html -------------------------------------------------------------------------------------
+
+
+def test_html_escapes_hostile_strings() -> None:
+    out = HtmlRenderer().render(load("hostile.json"))
+    assert HOSTILE not in out
+    assert out.count("<script") == 1  # ours
+    assert "<img" not in out
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in out
+    assert "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;" in out
+    tags = _Tags()
+    tags.feed(out)
+    assert "img" not in tags.tags and tags.tags.count("script") == 1
+    assert not [a for a in tags.attrs if a.startswith("on")]
+
+
+def test_html_is_self_contained() -> None:
+    out = HtmlRenderer().render(load("qasync_chat.json"))
+    without_ns = out.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "http://" not in without_ns and "https://" not in without_ns
+    assert not re.search(r"\bsrc=|@import|url\(|<link", out)
+    # The CSP lets exactly our inline script run.
+    script = re.search(r"<script>(.*?)</script>", out, re.S)
+    assert script is not None
+    digest = base64.b64encode(hashlib.sha256(script.group(1).encode()).digest()).decode()
+    assert f"script-src &#x27;sha256-{digest}&#x27;" in out
+    assert "default-src &#x27;none&#x27;" in out
+
+
+def test_html_charts_and_sections() -> None:
+    report = load("qasync_chat.json")
+    out = HtmlRenderer().render(report)
+    assert out.count('<rect class="stall"') == len(report["stalls"])
+    assert out.count('<details class="stall"') == len(report["stalls"])
+    assert out.count('<rect class="qt"') == len(report["dispatcher"]["busy_windows"])
+    assert out.count('<rect class="bar') == len(report["lag"]["histogram"])
+    assert out.count('<rect class="bar over"') == 3  # buckets above the 100 ms threshold
+    for index in range(len(report["stalls"])):
+        assert f'<a href="#stall-{index}">' in out and f'id="stall-{index}"' in out
+    longest = max(range(len(report["stalls"])), key=lambda i: report["stalls"][i]["duration_ms"])
+    assert f'id="stall-{longest}" open>' in out
+    for heading in ("Timeline", "Loop lag", "Stalls", "Slow callbacks", "Tasks",
+                    "Blocking calls", "Detector errors"):
+        assert f"<h2>{heading}</h2>" in out
+    assert '<li class="culprit">' in out
+
+
+def test_html_without_lag_or_dispatcher() -> None:
+    out = HtmlRenderer().render(load("minimal.json"))
+    assert "Lag was not measured." in out and "No stalls over 100 ms." in out
+    assert "lag-histogram" not in out and 'class="qt"' not in out
+
+
+# -- json -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_json_round_trips(name: str) -> None:
+    out = JsonRenderer().render(load(name))
+    assert json.loads(out) == load(name)
+    assert out.startswith('{\n  "schema_version": 1,')
+
+
+# -- wording ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("ms", "text"), [
+    (0.4249, "0.42 ms"), (9.999, "10.00 ms"), (12.34, "12.3 ms"), (812.3, "812 ms"),
+    (1810.0, "1.81 s"), (None, "-"),
+])
+def test_fmt_ms(ms: float | None, text: str) -> None:
+    assert fmt.fmt_ms(ms) == text
+
+
+def test_verdict_levels() -> None:
+    assert fmt.verdict(load("healthy.json")).level == "ok"
+    assert fmt.verdict(load("qasync_chat.json")).level == "bad"
+    warn = load("healthy.json")
+    warn["blocking_calls"] = [{"call": "time.sleep", "count": 2, "sites": []}]
+    verdict = fmt.verdict(warn)
+    assert verdict.level == "warn" and verdict.text == "2 blocking calls on the loop thread"
