@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from helpers import PROBE, culprit_line, run_probe, validate
 
 LOOPS = ["asyncio", "qasync", "qtasyncio"]
@@ -38,7 +37,8 @@ def test_stall_is_caught_with_culprit_and_duration(loop: str, problem: str,
     culprit = stall["culprit"]
     if problem in ("cpu-parse", "sync-io"):
         # The hot line moves between samples (write/flush/fsync); the function doesn't.
-        assert culprit["function"] == {"cpu-parse": "parse_records", "sync-io": "save_sync"}[problem]
+        expected = {"cpu-parse": "parse_records", "sync-io": "save_sync"}[problem]
+        assert culprit["function"] == expected
     else:
         assert culprit["line"] == culprit_line(PROBE, problem), stall["stack"]
     if problem == "gil-call":

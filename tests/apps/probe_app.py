@@ -98,7 +98,7 @@ async def main() -> None:
     elif PROBLEM == "leaked-task":
         asyncio.ensure_future(poll_forever()).set_name("leaky-poller")
     elif PROBLEM == "unretrieved-exception":
-        asyncio.ensure_future(fail())
+        asyncio.ensure_future(fail())  # noqa: RUF006 - the point: nobody keeps it
         await asyncio.sleep(0.05)
         gc.collect()
     elif PROBLEM == "idle-sleep":

@@ -1,0 +1,169 @@
+"""The in-process API on real loops: start/stop, undo, crash isolation, detection timing."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import validate
+
+import looptools
+from looptools._hub import Detector
+
+
+class _Recorder(Detector):
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.started: list[float] = []
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def stall_started(self, stall: Any) -> None:
+        self.started.append(time.perf_counter())
+
+    def event(self, kind: str, payload: dict[str, Any]) -> None:
+        self.events.append((kind, payload))
+
+
+class _Broken(Detector):
+    name = "broken"
+    calls = 0
+
+    def heartbeat(self, now: float, lag: float) -> None:
+        type(self).calls += 1
+        raise RuntimeError("detector bug")
+
+
+def _blocking_step(seconds: float, marks: dict[str, float]) -> None:
+    marks["start"] = time.perf_counter()
+    time.sleep(seconds)
+    marks["end"] = time.perf_counter()
+
+
+async def _app(marks: dict[str, float]) -> str:
+    await asyncio.sleep(0.1)
+    _blocking_step(0.2, marks)
+    await asyncio.sleep(0.1)
+    return "ok"
+
+
+def _run(kind: str, coro: Any) -> Any:
+    if kind == "asyncio":
+        return asyncio.run(coro)
+    if kind == "qasync":
+        import qasync
+        from PySide6.QtWidgets import QApplication
+
+        QApplication.instance() or QApplication([])
+        return qasync.run(coro)
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "qasync"])
+def test_stall_is_reported_while_it_happens(kind: str, tmp_path: Path) -> None:
+    marks: dict[str, float] = {}
+    recorder = _Recorder()
+    with looptools.monitor(report=str(tmp_path / "r.json")) as monitor:
+        monitor.hub.add(recorder)
+        assert _run(kind, _app(marks)) == "ok"
+    report = monitor.final_report
+    assert report is not None
+    validate(report)
+    assert (tmp_path / "r.json").exists()
+    assert len(report["stalls"]) == 1
+    # The watchdog saw the stall before the blocking call returned.
+    assert recorder.started and marks["start"] < recorder.started[0] < marks["end"]
+    kinds = [kind for kind, _ in recorder.events]
+    assert kinds.count("stall_started") == 1 and kinds.count("stall_ended") == 1
+    started = dict(recorder.events)["stall_started"]
+    assert started["culprit"]["function"] == "_blocking_step"
+
+
+def test_broken_detector_is_switched_off_once_and_app_runs_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _Broken.calls = 0
+    marks: dict[str, float] = {}
+    with looptools.monitor(report=None) as monitor:
+        monitor.hub.add(_Broken())
+        assert asyncio.run(_app(marks)) == "ok"
+    report = monitor.final_report
+    assert report is not None
+    assert _Broken.calls == 1
+    assert [e["detector"] for e in report["detector_errors"]] == ["broken"]
+    assert "detector bug" in report["detector_errors"][0]["error"]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "broken" in line]
+    assert len(warnings) == 1 and "switched off" in warnings[0]
+    assert len(report["stalls"]) == 1  # the other detectors carried on
+
+
+def test_stop_restores_everything_it_patched() -> None:
+    import asyncio.events
+
+    original_run = asyncio.events.Handle.__dict__["_run"]
+    original_set = asyncio.events._set_running_loop
+    original_sleep = time.sleep
+
+    async def inside() -> None:
+        assert asyncio.events.Handle.__dict__["_run"] is not original_run
+        assert time.sleep is not original_sleep  # blockbuster is active
+        loop = asyncio.get_running_loop()
+        assert "create_task" in vars(loop)
+        await asyncio.sleep(0.05)
+
+    monitor = looptools.monitor(report=None).start()
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(inside())
+    finally:
+        monitor.stop()
+        assert "create_task" not in vars(loop)
+        assert loop.get_exception_handler() is None
+        loop.close()
+    assert asyncio.events.Handle.__dict__["_run"] is original_run
+    assert asyncio.events._set_running_loop is original_set
+    assert time.sleep is original_sleep
+
+
+def test_install_returns_running_monitor_and_uninstall_stops_it(tmp_path: Path) -> None:
+    monitor = looptools.install(report=str(tmp_path / "x.json"), summary=False)
+    try:
+        assert looptools.install() is monitor
+        assert looptools.active() is monitor
+    finally:
+        report = looptools.uninstall()
+    assert report is not None and report["loop"]["kind"] == "none"
+    assert looptools.active() is None
+    assert looptools.uninstall() is None
+
+
+def test_attaches_to_a_loop_already_running(tmp_path: Path) -> None:
+    async def main() -> dict[str, Any]:
+        with looptools.monitor(report=None) as monitor:
+            await asyncio.sleep(0.05)
+            time.sleep(0.12)
+            await asyncio.sleep(0.05)
+        return monitor.final_report  # type: ignore[return-value]
+
+    report = asyncio.run(main())
+    assert report["loop"]["kind"] == "asyncio"
+    assert len(report["stalls"]) == 1
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(looptools.__all__) == sorted([
+        "Monitor", "Settings", "SettingsError", "__version__", "active", "install",
+        "monitor", "resolve", "uninstall",
+    ])
+
+
+def test_core_import_pulls_in_no_ui() -> None:
+    import subprocess
+
+    code = ("import sys, looptools; "
+            "print(sorted(m for m in ('click', 'rich', 'PySide6', 'qasync') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,118 @@
+"""LOOPTOOLS=1 with no code change, in real subprocesses: exit paths, bad settings, cost."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, env, run_app, validate
+
+EXIT_APP = str(ROOT / "tests" / "apps" / "exit_app.py")
+
+
+def test_startup_hook_is_installed() -> None:
+    pth = Path(sysconfig.get_paths()["purelib"]) / "looptools.pth"
+    assert pth.is_file()
+    assert "LOOPTOOLS" in pth.read_text()
+
+
+def test_unset_hook_imports_nothing() -> None:
+    code = "import sys; print(sorted(m for m in ('looptools', 'asyncio') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env(), check=True)
+    assert out.stdout.strip() == "[]"
+    for off in ("0", "", "false"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env(LOOPTOOLS=off), check=True)
+        assert out.stdout.strip() == "[]", off
+
+
+def test_normal_exit(tmp_path: Path) -> None:
+    run = run_app([EXIT_APP, "normal"], tmp_path)
+    assert run.returncode == 0
+    assert run.stdout == "finished\n"
+    assert run.report is not None
+    validate(run.report)
+    assert run.report["meta"]["exit"]["reason"] == "normal"
+    assert run.report["stall_summary"]["count"] == 1
+    assert "looptools: asyncio loop" in run.stderr
+
+
+def test_sys_exit_code_is_kept(tmp_path: Path) -> None:
+    run = run_app([EXIT_APP, "exit3"], tmp_path)
+    assert run.returncode == 3
+    assert run.report is not None
+    assert run.report["stall_summary"]["count"] == 1
+
+
+def test_unhandled_exception_still_writes_report(tmp_path: Path) -> None:
+    run = run_app([EXIT_APP, "raise"], tmp_path)
+    assert run.returncode == 1
+    assert "RuntimeError: app crashed" in run.stderr  # the app's own traceback, unchanged
+    assert run.report is not None
+    assert run.report["meta"]["exit"] == {
+        "reason": "exception", "signal": None, "exception": "RuntimeError: app crashed"}
+
+
+def test_sigterm_writes_report_and_dies_of_sigterm(tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        [sys.executable, EXIT_APP, "sigterm-wait"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        env=env(LOOPTOOLS="1", LOOPTOOLS_REPORT=str(report)),
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=20)
+    assert proc.returncode == -signal.SIGTERM
+    data = json.loads(report.read_text())
+    assert data["meta"]["exit"]["signal"] == "SIGTERM"
+    assert data["stall_summary"]["count"] == 1
+
+
+def test_bad_setting_is_one_clear_line_and_app_runs(tmp_path: Path) -> None:
+    run = run_app([EXIT_APP, "normal"], tmp_path, threshold_ms="soon")
+    assert run.returncode == 0
+    assert run.stdout == "finished\n"
+    lines = [line for line in run.stderr.splitlines() if "LOOPTOOLS_THRESHOLD_MS" in line]
+    assert lines == ["looptools: LOOPTOOLS_THRESHOLD_MS='soon' (environment): expected a number;"
+                     " stalls, slow_callbacks off"]
+    assert "Traceback" not in run.stderr
+    assert run.report is not None
+    assert "stalls" not in run.report["meta"]["detectors"]
+    assert "lag" in run.report["meta"]["detectors"]
+
+
+def test_unwritable_report_path_falls_back_and_says_where(tmp_path: Path) -> None:
+    run = run_app([EXIT_APP, "normal"], tmp_path, report="/proc/nope/r.json")
+    assert run.returncode == 0
+    line = next(line for line in run.stderr.splitlines() if "cannot write the report" in line)
+    fallback = line.rsplit("writing it to ", 1)[1].split(" instead")[0]
+    assert json.loads(Path(fallback).read_text())["schema_version"] == 1
+    Path(fallback).unlink()
+
+
+def test_pyproject_settings_apply(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.looptools]\nthreshold_ms = 400\n")
+    run = run_app([EXIT_APP, "normal"], tmp_path)
+    assert run.report is not None
+    assert run.report["meta"]["threshold_ms"] == 400
+    assert run.report["stall_summary"]["count"] == 0  # the 150 ms block is under 400 ms
+
+
+@pytest.mark.parametrize("module", ["qasync", "PySide6.QtAsyncio"])
+def test_qt_loop_apps_need_no_code_change(module: str, tmp_path: Path) -> None:
+    run = run_app([str(ROOT / "tests" / "apps" / "probe_app.py"),
+                   "qasync" if module == "qasync" else "qtasyncio", "none"], tmp_path)
+    assert run.returncode == 0
+    assert run.report is not None
+    assert run.report["loop"]["callback_timing"] is True
+    assert run.report["loop"]["qt_dispatcher"]
