@@ -10,9 +10,14 @@ import sys
 
 def _start() -> None:
     try:
+        import os
+
         from looptools import install
 
         install()
+        # Child processes (multiprocessing workers, tools the app runs) are not
+        # monitored unless they ask: they would overwrite this process's report.
+        os.environ.pop("LOOPTOOLS", None)
     except Exception as exc:  # our failure must never become the app's
         print(f"looptools: not monitoring this process ({type(exc).__name__}: {exc})",
               file=sys.stderr)

@@ -15,6 +15,7 @@ from typing import Any
 class LoopState:
     __slots__ = (
         "beats",
+        "busy",
         "cur",
         "cur_t0",
         "last_beat",
@@ -41,6 +42,8 @@ class LoopState:
         #: when the heartbeat last ran
         self.last_beat = now
         self.beats = 0
+        #: total seconds spent in timed asyncio callbacks
+        self.busy = 0.0
         #: called as slow(handle, started, duration) for callbacks over ``thr``
         self.slow: Callable[[Any, float, float], None] | None = None
 

@@ -59,9 +59,10 @@ class Monitor:
         self.hub = Hub(warn=_warn)
         for detector in build(self.settings, self.settings.enabled_detectors):
             self.hub.add(detector)
-        if self.settings.stream:
-            # Streaming to `looptools profile`/`dashboard`: a consumer of hub events
-            # and snapshots; imported only when asked for.
+        if self.settings.stream or exit_hooks:
+            # Streaming to `looptools profile` (settings.stream) or, for a process
+            # monitored by install(), listening so `looptools dashboard PID` can
+            # attach: a consumer of hub events and snapshots on its own thread.
             from looptools.stream import StreamWriter
 
             self.hub.add(StreamWriter(self.settings, self))
@@ -232,16 +233,23 @@ class Monitor:
             if state is not None:
                 state.slow = None
 
-    def _beat(self) -> None:
-        """The heartbeat, on the loop thread: O(1) unless an audit is due."""
+    def _beat(self, sent: float | None = None) -> None:
+        """The heartbeat, on the loop thread: O(1) unless an audit is due.
+
+        ``sent`` is when a probe was queued (plain asyncio); otherwise the beat
+        is a timer and its lag is measured against its schedule.
+        """
         now = time.perf_counter()
         state = self.state
         if state is None:
             return
-        due = self._due
-        lag = now - due if now > due else 0.0
-        next_due = due + self._interval
-        self._due = next_due if next_due > now else now + self._interval
+        if sent is not None:
+            lag = now - sent
+        else:
+            due = self._due
+            lag = now - due if now > due else 0.0
+            next_due = due + self._interval
+            self._due = next_due if next_due > now else now + self._interval
         state.last_beat = now
         state.beats += 1
         hub = self.hub

@@ -8,6 +8,7 @@ dependency of one command cannot break the others.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from typing import Any
 

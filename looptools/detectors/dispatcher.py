@@ -18,7 +18,10 @@ runs.  So in each window::
     idle = min(first heartbeat in the window, heartbeat due time) - window start
     busy = window length - idle
 
-which is exact to within one heartbeat period.  ``awake`` carries no extra
+which is exact to within one heartbeat period.  Time spent in timed asyncio
+callbacks inside a window is busy for certain, so a window is at least that
+busy: on a loop saturated with small callbacks the heartbeat bound alone would
+call every tiny window idle.  ``awake`` carries no extra
 information on glib and costs as much as ``aboutToBlock`` per emission (two
 emissions per asyncio callback on a busy loop), so it is not connected.
 """
@@ -49,10 +52,13 @@ class DispatcherBusy(Detector):
         self._next_due = 0.0
         self._connected = False
         self._since = 0.0
+        self.state: Any = None
+        self._callbacks_at = 0.0
 
     def attach(self, state: Any, plugin: Any) -> None:
         if not plugin.is_qt:
             return
+        self.state = state
         from looptools.plugins._qt import dispatcher_name
 
         self.dispatcher = plugin.dispatcher()
@@ -81,17 +87,37 @@ class DispatcherBusy(Detector):
         self._next_due = now + self.interval
 
     def _about_to_block(self) -> None:
+        # Runs once per dispatcher iteration: keep it small.
         now = perf_counter()
         start = self._window_start
         self._window_start = now
-        first_beat, self._first_beat = self._first_beat, None
+        first_beat = self._first_beat
+        self._first_beat = None
         self.iterations += 1
+        state = self.state
+        callbacks = state.busy - self._callbacks_at if state is not None else 0.0
+        if state is not None:
+            self._callbacks_at = state.busy
         if start is None:
             return
         length = now - start
-        wait_ended = self._next_due if first_beat is None else min(first_beat, self._next_due)
-        idle = min(length, max(0.0, wait_ended - start))
+        due = self._next_due
+        wait_ended = due if first_beat is None or first_beat > due else first_beat
+        if callbacks > 0.0 and state is not None and start < state.cur_t0 < wait_ended:
+            # The wait was over when the (last) callback of this window began.
+            wait_ended = state.cur_t0
+        idle = wait_ended - start
+        if idle < 0.0:
+            idle = 0.0
+        elif idle > length:
+            idle = length
         busy = length - idle
+        # Timed asyncio callbacks in this window are busy time for certain: on a
+        # loop saturated with small callbacks the heartbeat bound alone would
+        # call the whole window idle.
+        if callbacks > busy:
+            busy = callbacks if callbacks < length else length
+            idle = length - busy
         self.busy += busy
         self.idle += idle
         if busy > self.longest:

@@ -155,15 +155,31 @@ class StallWatchdog(Detector):
 
     # -- the watchdog thread -----------------------------------------------
     def _run(self) -> None:
+        # The watchdog sleeps until the moment the loop's last sign of life would
+        # turn into a stall (last seen + threshold), not at a fixed rate: on a
+        # healthy loop it wakes ~20 times a second instead of ~200, and each wake
+        # costs the loop thread a GIL hand-off.  Detection is as early as before.
         poll = self.poll
-        previous = time.perf_counter()
+        idle_wait = min(0.05, self.threshold)
+        # faulthandler dumps every thread's stack from its own C thread, without
+        # the GIL.  That is safe for a thread stuck in a C call, but reading the
+        # frames of a thread that is running Python races with it (we saw it
+        # crash an app when dumps fired every few ms).  So the dump timer is set
+        # to twice the threshold and re-armed every half threshold: it fires only
+        # if this thread was kept from running for 1.5 x threshold, which on a
+        # healthy machine means a C call holding the GIL.  GIL-held stalls
+        # shorter than that are sampled right after they end instead.
         rearm_every = self.threshold / 2.0
-        while not self._stop.wait(poll):
+        dump_after = self.threshold * 2.0
+        wait = poll
+        expected = time.perf_counter() + wait
+        previous = time.perf_counter()
+        while not self._stop.wait(wait):
             now = time.perf_counter()
-            late = now - previous - poll
+            late = now - expected
             try:
                 if self._dump is not None and now - self._armed_at >= rearm_every:
-                    faulthandler.dump_traceback_later(self.threshold, file=self._dump)
+                    faulthandler.dump_traceback_later(dump_after, file=self._dump)
                     self._armed_at = now
                 self._check(now, previous, late)
                 # A dump from a short hiccup that was no stall: drop it so it
@@ -171,11 +187,23 @@ class StallWatchdog(Detector):
                 if self._dump is not None and late < self.gil_late \
                         and os.fstat(self._dump.fileno()).st_size:
                     os.ftruncate(self._dump.fileno(), 0)
+                wait = self._next_wait(now, poll, idle_wait)
             except Exception as exc:
                 if self.hub is not None:
                     self.hub.disable(self, exc, "watchdog")
                 return
             previous = now
+            expected = now + wait
+
+    def _next_wait(self, now: float, poll: float, idle_wait: float) -> float:
+        state = self.state
+        if state is None or not state.running:
+            return idle_wait
+        if self.current is not None:
+            return poll  # in a stall: notice its end promptly
+        due = state.last_seen() + self.threshold - now
+        limit = self.threshold / 2.0 if self._dump is not None else self.threshold
+        return min(limit, max(poll, due + 0.0005))
 
     def _check(self, now: float, previous: float, late: float) -> None:
         state = self.state
@@ -201,6 +229,9 @@ class StallWatchdog(Detector):
             # ended when we could run again: record it after the fact.
             stall = Stall(started=previous, detected=None, gil_held=True, source="loop")
             self._fill_from_dump(stall)
+            if not stall.stack:
+                stall.stack = stack_of(sys._current_frames().get(state.thread_id))
+                stall.stack_source = "after" if stall.stack else "none"
             self._finish(stall, seen, already_current=False)
 
     def _begin(self, started: float, now: float, gil: bool, previous: float) -> None:
@@ -216,7 +247,9 @@ class StallWatchdog(Detector):
         if not stall.stack:
             frame = sys._current_frames().get(state.thread_id)
             stall.stack = stack_of(frame)
-            stall.stack_source = "sampled" if stall.stack else "none"
+            # With the GIL held we could only look once it was released: the
+            # function is right, the line may be the one after the C call.
+            stall.stack_source = ("after" if gil else "sampled") if stall.stack else "none"
         stall.culprit = culprit_of(stall.stack)
         self.current = stall
         if self.hub is not None:

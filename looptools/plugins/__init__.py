@@ -56,7 +56,7 @@ class LoopPlugin:
         """Undo :meth:`install_timing`."""
 
     # -- heartbeat ---------------------------------------------------------
-    def start_heartbeat(self, beat: Callable[[], None], interval_s: float) -> None:
+    def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float) -> None:
         raise NotImplementedError
 
     def stop_heartbeat(self) -> None:

@@ -18,11 +18,11 @@ class QtHeartbeat:
     def __init__(self) -> None:
         self._timer: QTimer | None = None
 
-    def start(self, beat: Callable[[], None], interval_s: float) -> None:
+    def start(self, beat: Callable[[float | None], None], interval_s: float) -> None:
         timer = QTimer()
         timer.setTimerType(Qt.TimerType.PreciseTimer)
         timer.setInterval(max(1, round(interval_s * 1000)))
-        timer.timeout.connect(beat)
+        timer.timeout.connect(lambda: beat(None))
         timer.start()
         self._timer = timer
 

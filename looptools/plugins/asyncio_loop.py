@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.events
+import threading
 from asyncio import format_helpers
 from collections.abc import Callable
 from time import perf_counter
@@ -58,6 +59,7 @@ def install_handle_timing(state: LoopState) -> None:
         finally:
             t1 = st.last_end = perf_counter()
             st.cur = None
+        st.busy += t1 - t0
         if t1 - t0 > st.thr and st.slow is not None:
             st.slow(self, t0, t1 - t0)
         return None
@@ -82,8 +84,10 @@ class AsyncioPlugin(LoopPlugin):
 
     def __init__(self, loop: Any) -> None:
         super().__init__(loop)
-        self._timer: asyncio.TimerHandle | None = None
         self._timed = False
+        self._timer: Any = None
+        self._stop: threading.Event | None = None
+        self._generation = 0
 
     @classmethod
     def matches(cls, loop: Any) -> bool:
@@ -104,19 +108,44 @@ class AsyncioPlugin(LoopPlugin):
             uninstall_handle_timing()
             self._timed = False
 
-    def start_heartbeat(self, beat: Callable[[], None], interval_s: float) -> None:
+    def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float) -> None:
+        """Probe the loop from a pacemaker thread with ``call_soon_threadsafe``.
+
+        A repeating ``call_later`` would leave a timer in the loop's heap at all
+        times, and with any timer scheduled ``BaseEventLoop._run_once`` reads the
+        clock twice more on every iteration: ~10 % on a timer-free callback chain
+        (benchmarks/overhead.py).  A probe is queued only when sent; its lag is
+        how long a newly ready callback waited to run.
+        """
+        self.stop_heartbeat()
         loop = self.loop
+        stop = threading.Event()
+        generation = self._generation = self._generation + 1
 
-        def _beat() -> None:
-            self._timer = loop.call_later(interval_s, _beat)
-            beat()
+        def probe(sent: float, gen: int) -> None:
+            if gen == self._generation:  # not a probe left over from an earlier run
+                beat(sent)
 
-        self._timer = loop.call_later(interval_s, _beat)
+        def pace() -> None:
+            # A probe is dated when it was *meant* to be sent: if this thread woke
+            # late, something held the GIL, and the loop thread could not have
+            # run a callback made ready at that moment either.
+            intended = perf_counter() + interval_s
+            while not stop.wait(max(0.0, intended - perf_counter())):
+                try:
+                    loop.call_soon_threadsafe(probe, intended, generation)
+                except RuntimeError:  # the loop was closed
+                    return
+                intended = max(intended + interval_s, perf_counter())
+
+        self._stop = stop
+        threading.Thread(target=pace, name="looptools-pacemaker", daemon=True).start()
 
     def stop_heartbeat(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._stop is not None:
+            self._stop.set()
+            self._stop = None
+        self._generation += 1
 
 
 class UvloopPlugin(AsyncioPlugin):
@@ -133,3 +162,19 @@ class UvloopPlugin(AsyncioPlugin):
 
     def install_timing(self, state: LoopState) -> bool:
         return False
+
+    def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float) -> None:
+        # uvloop keeps its timers in C: a repeating call_later costs next to nothing.
+        self.stop_heartbeat()
+        loop = self.loop
+
+        def _beat() -> None:
+            self._timer = loop.call_later(interval_s, _beat)
+            beat(None)
+
+        self._timer = loop.call_later(interval_s, _beat)
+
+    def stop_heartbeat(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()

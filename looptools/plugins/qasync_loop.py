@@ -41,7 +41,7 @@ class QasyncPlugin(LoopPlugin):
             uninstall_handle_timing()
             self._timed = False
 
-    def start_heartbeat(self, beat: Callable[[], None], interval_s: float) -> None:
+    def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float) -> None:
         self._heartbeat.start(beat, interval_s)
 
     def stop_heartbeat(self) -> None:

@@ -34,7 +34,7 @@ class QtOnlyPlugin(LoopPlugin):
             "qt_dispatcher": dispatcher_name(self.dispatcher()),
         }
 
-    def start_heartbeat(self, beat: Callable[[], None], interval_s: float) -> None:
+    def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float) -> None:
         self._heartbeat.start(beat, interval_s)
 
     def stop_heartbeat(self) -> None:

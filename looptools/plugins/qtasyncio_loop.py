@@ -54,6 +54,7 @@ class QtAsyncioPlugin(LoopPlugin):
             finally:
                 t1 = st.last_end = perf_counter()
                 st.cur = None
+            st.busy += t1 - t0
             if t1 - t0 > st.thr and st.slow is not None:
                 st.slow(self, t0, t1 - t0)
             return None
@@ -72,7 +73,7 @@ class QtAsyncioPlugin(LoopPlugin):
         QAsyncioHandle._cb = self._original  # type: ignore[method-assign]
         self._original = None
 
-    def start_heartbeat(self, beat: Callable[[], None], interval_s: float) -> None:
+    def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float) -> None:
         self._heartbeat.start(beat, interval_s)
 
     def stop_heartbeat(self) -> None:
