@@ -172,7 +172,7 @@ def detection(kind: str, run: Any, stalls: int = 8) -> dict[str, float]:
         monitor.hub.add(Seen())
         run(app(), False)
         threshold = monitor.settings.threshold_ms
-    latencies = sorted((s - b) * 1000.0 for b, s in zip(starts, seen))
+    latencies = sorted((s - b) * 1000.0 for b, s in zip(starts, seen, strict=False))
     return {
         "threshold_ms": threshold,
         "stalls": len(seen),

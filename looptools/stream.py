@@ -1,0 +1,776 @@
+"""Streaming a running app's state to `looptools profile` and `looptools dashboard`.
+
+Two halves that share one wire format (documented in docs/dashboard.md):
+
+* In the app, :class:`StreamWriter` is a :class:`~looptools._hub.Detector` whose
+  only work on the loop and watchdog threads is a ``put_nowait`` on a bounded
+  queue (a full queue counts a drop).  Its own daemon thread turns the queue into
+  JSON lines, builds a snapshot every 0.25 s with ``monitor.snapshot()`` and
+  writes to non-blocking Unix sockets with a bounded per-reader buffer, so a slow,
+  paused or killed reader costs the app nothing but dropped messages.  It either
+  *connects* to the socket `looptools profile` listens on (``LOOPTOOLS_STREAM``),
+  or *listens* on a per-user registry socket (``<runtime dir>/<pid>.sock``) that
+  ``looptools dashboard PID`` connects to and ``looptools ps`` lists.
+* On the reading side, :class:`LineDecoder` splits bytes into messages and counts
+  lines that are not messages; :class:`StreamServer` and :func:`connect` feed the
+  decoded messages to a callback on a reader thread.
+
+Only the standard library is imported: this module runs inside the user's app.
+Unix domain sockets only; there is deliberately no TCP transport.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import queue
+import selectors
+import socket
+import stat
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from looptools._hub import Detector
+
+if TYPE_CHECKING:
+    from looptools.monitor import Monitor
+    from looptools.settings import Settings
+
+__all__ = [
+    "WIRE_VERSION",
+    "LineDecoder",
+    "StreamServer",
+    "StreamWriter",
+    "connect",
+    "encode",
+    "ensure_private_dir",
+    "listed_processes",
+    "listening_wanted",
+    "registry_dir",
+    "registry_socket",
+]
+
+#: The ``v`` of every message; a reader ignores (and counts) other versions.
+WIRE_VERSION = 1
+MESSAGE_TYPES = frozenset({"hello", "event", "snapshot", "bye"})
+#: Seconds between snapshots while a reader is connected.
+SNAPSHOT_EVERY = 0.25
+#: Events waiting for the writer thread; more are dropped (and counted).
+QUEUE_SIZE = 2048
+#: Bytes waiting for one reader; more messages are dropped (and counted).
+MAX_PENDING = 1 << 20
+#: A reader drops a line longer than this (and counts it as bad).
+MAX_LINE = 8 << 20
+#: At most this many dashboards read one app at a time.
+MAX_READERS = 4
+#: Stack frames kept per stall in event messages (innermost kept).
+MAX_STACK = 24
+_SEND = getattr(socket, "MSG_NOSIGNAL", 0)
+#: put on the queue by close() so that the writer thread wakes up at once
+_WAKE: tuple[float, str, dict[str, Any]] = (0.0, "", {})
+
+
+def _warn(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except Exception:  # stderr may be closed; never fail the app
+        pass
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """One message as one JSON line (UTF-8, ``\\n``-terminated, no newlines inside)."""
+    return (json.dumps(message, separators=(",", ":"), default=str) + "\n").encode("utf-8")
+
+
+# -- the per-user registry ---------------------------------------------------------------
+def registry_dir(environ: dict[str, str] | None = None) -> Path:
+    """``$XDG_RUNTIME_DIR/looptools`` when that is usable, else ``<tmp>/looptools-<uid>``."""
+    environ = dict(os.environ) if environ is None else environ
+    runtime = environ.get("XDG_RUNTIME_DIR", "")
+    if runtime and os.path.isdir(runtime) and os.access(runtime, os.W_OK | os.X_OK):
+        return Path(runtime) / "looptools"
+    return Path(tempfile.gettempdir()) / f"looptools-{os.getuid()}"
+
+
+def registry_socket(pid: int, folder: Path | None = None) -> Path:
+    """Where the process ``pid`` listens for dashboards."""
+    return (folder or registry_dir()) / f"{pid}.sock"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` with mode 0700, or check that an existing one is ours and private.
+
+    Raises :class:`PermissionError` (one line) for a symlink, another user's
+    folder, or a folder others can read or enter: a socket there could be read
+    or replaced by someone else.
+    """
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise PermissionError(f"{path} is not a directory (a symlink?); not using it")
+    if info.st_uid != os.getuid():
+        raise PermissionError(f"{path} belongs to uid {info.st_uid}, not to you; not using it")
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)  # ours: tighten it rather than refuse
+    return path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def listed_processes(folder: Path | None = None, prune: bool = True) -> list[dict[str, Any]]:
+    """The monitored processes listening in the registry, oldest first.
+
+    Each entry is the process's ``<pid>.json`` (pid, argv, cwd, started_at, …)
+    plus ``socket``.  With ``prune``, entries of processes that are gone (dead
+    pid, or a socket nobody listens on) are deleted.
+    """
+    folder = folder or registry_dir()
+    out: list[dict[str, Any]] = []
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return out
+    for name in names:
+        if not name.endswith(".sock") or not name[:-5].isdigit():
+            continue
+        pid = int(name[:-5])
+        sock_path = folder / name
+        info_path = folder / f"{pid}.json"
+        alive = _pid_alive(pid) and _accepts(sock_path)
+        if not alive:
+            if prune:
+                for stale in (sock_path, info_path):
+                    with contextlib.suppress(OSError):
+                        os.unlink(stale)
+            continue
+        entry: dict[str, Any] = {"pid": pid}
+        try:
+            loaded = json.loads(info_path.read_text("utf-8"))
+            if isinstance(loaded, dict):
+                entry.update(loaded)
+        except (OSError, ValueError):
+            pass
+        entry["pid"] = pid
+        entry["socket"] = str(sock_path)
+        out.append(entry)
+    out.sort(key=lambda e: str(e.get("started_at", "")))
+    return out
+
+
+def _accepts(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(0.5)
+    try:
+        probe.connect(str(path))
+    except OSError as exc:
+        # A full backlog is a live but busy listener.
+        return exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
+    finally:
+        probe.close()
+    return True
+
+
+def listening_wanted(environ: dict[str, str] | None = None) -> bool:
+    """False when ``LOOPTOOLS_LISTEN`` switches the registry socket off (0/false/no/off)."""
+    environ = dict(os.environ) if environ is None else environ
+    return environ.get("LOOPTOOLS_LISTEN", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+# -- the writer (in the app) ---------------------------------------------------------------
+class _Peer:
+    """One connected reader: a non-blocking socket and a bounded output buffer."""
+
+    __slots__ = ("limit", "out", "sock")
+
+    def __init__(self, sock: socket.socket, limit: int = MAX_PENDING) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.out = bytearray()
+        self.limit = limit
+
+    def offer(self, line: bytes) -> bool:
+        """Queue whole lines only, so a reader never sees half a message."""
+        if len(self.out) + len(line) > self.limit:
+            return False
+        self.out += line
+        return True
+
+    def flush(self) -> bool:
+        """Send what the socket takes now; False when the reader has gone."""
+        while self.out:
+            try:
+                sent = self.sock.send(self.out, _SEND)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:
+                return False
+            if sent <= 0:
+                return True
+            del self.out[:sent]
+        return True
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def _trim_stall(stall: Any, keep_stack: int) -> Any:
+    if not isinstance(stall, dict):
+        return stall
+    out = dict(stall)
+    stack = out.get("stack")
+    if isinstance(stack, list):
+        out["stack"] = stack[-keep_stack:] if keep_stack else []
+    return out
+
+
+class StreamWriter(Detector):
+    """Streams hello, events, snapshots and bye as JSON lines; see the module docstring.
+
+    ``StreamWriter(settings, monitor)`` connects to ``settings.stream`` when it is
+    set and otherwise listens on :func:`registry_socket` for this pid (unless
+    ``LOOPTOOLS_LISTEN=0``).  ``connect_to``/``listen_on`` override both (tests).
+    """
+
+    name = "stream"
+
+    def __init__(self, settings: Settings, monitor: Monitor, *,
+                 connect_to: str | None = None, listen_on: str | os.PathLike[str] | None = None,
+                 snapshot_every: float = SNAPSHOT_EVERY, queue_size: int = QUEUE_SIZE,
+                 reconnect_every: float = 1.0, max_pending: int = MAX_PENDING) -> None:
+        self.monitor = monitor
+        self.snapshot_every = snapshot_every
+        self.reconnect_every = reconnect_every
+        self.max_pending = max_pending
+        self.connect_attempts = 0
+        self.queue: queue.Queue[tuple[float, str, dict[str, Any]]] = queue.Queue(queue_size)
+        #: messages not delivered: queue full, or a reader too far behind
+        self.dropped = 0
+        self.sent = 0
+        self.connect_path: str | None = None
+        self.listen_path: Path | None = None
+        if connect_to is not None or listen_on is not None:
+            self.connect_path = connect_to
+            self.listen_path = Path(listen_on) if listen_on is not None else None
+        elif settings.stream:
+            self.connect_path = settings.stream
+        elif listening_wanted():
+            self.listen_path = registry_socket(os.getpid())
+        self._origin = monitor.hub.started
+        self._peers: list[_Peer] = []
+        self._listener: socket.socket | None = None
+        self._listen_inode: int | None = None
+        self._next_connect = 0.0
+        self._backoff = reconnect_every
+        self._warned_connect = False
+        self._stop = threading.Event()
+        self._closed = False
+        self._bye: dict[str, Any] | None = None
+        self._thread: threading.Thread | None = None
+        self._maybe_add_sampler(monitor)
+        if self.connect_path or self.listen_path:
+            self._thread = threading.Thread(target=self._run, name="looptools-stream",
+                                            daemon=True)
+            self._thread.start()
+
+    @staticmethod
+    def _maybe_add_sampler(monitor: Monitor) -> None:
+        # `looptools profile --sampler yappi` asks for yappi through the environment;
+        # profile always streams, so this is where the in-app sampler gets wired.
+        if not os.environ.get("LOOPTOOLS_YAPPI") or monitor.hub.get("yappi") is not None:
+            return
+        try:
+            from looptools.profilers import sampler_from_env
+
+            sampler = sampler_from_env(lambda: bool(getattr(monitor, "_stopped", False)))
+        except Exception as exc:
+            _warn(f"looptools: cannot start yappi ({type(exc).__name__}: {exc}); no profile")
+            return
+        if sampler is not None:
+            monitor.hub.add(sampler)
+
+    # -- hooks: loop and watchdog threads; put_nowait only ------------------------------
+    def event(self, kind: str, payload: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait((time.perf_counter(), kind, payload))
+        except queue.Full:
+            self.dropped += 1
+
+    def contribute(self, report: dict[str, Any]) -> None:
+        # The monitor builds its final report when it stops: say goodbye then.
+        if getattr(self.monitor, "_stopped", False):
+            self.close(exit_info=report.get("meta", {}).get("exit"))
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self, exit_info: dict[str, Any] | None = None, timeout: float = 1.0) -> None:
+        """Send a last snapshot and ``bye``, then stop the thread (waits up to ``timeout``)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._bye = {"exit": exit_info}
+        self._stop.set()
+        with contextlib.suppress(queue.Full):
+            self.queue.put_nowait(_WAKE)  # the writer may be waiting on the queue
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    @property
+    def readers(self) -> int:
+        return len(self._peers)
+
+    # -- the writer thread ----------------------------------------------------------------
+    def _t(self, when: float | None = None) -> float:
+        return round((when if when is not None else time.perf_counter()) - self._origin, 6)
+
+    def _hello(self) -> bytes:
+        # getattr: the thread starts inside Monitor.__init__, which may not be done yet.
+        monitor = self.monitor
+        settings = getattr(monitor, "settings", None)
+        started_at = getattr(monitor, "started_at", None)
+        from looptools._version import __version__
+
+        return encode({
+            "v": WIRE_VERSION, "type": "hello", "t": self._t(),
+            "pid": os.getpid(), "argv": [str(a) for a in sys.argv],
+            "cwd": _cwd(), "executable": sys.executable,
+            "python": sys.version.split()[0], "looptools": __version__,
+            "started_at": started_at.isoformat() if started_at is not None else _utc_now(),
+            "loop": getattr(monitor, "loop_info", None),
+            "threshold_ms": getattr(settings, "threshold_ms", None),
+            "mode": "listen" if self.listen_path else "connect",
+        })
+
+    def _run(self) -> None:
+        try:
+            if self.listen_path is not None:
+                try:
+                    self._listen()
+                except OSError as exc:
+                    _warn(f"looptools: cannot listen for dashboards at {self.listen_path} "
+                          f"({exc.strerror or exc}); the app is unaffected")
+                    return
+            self._loop()
+        except Exception as exc:  # our failure must never become the app's
+            _warn(f"looptools: live streaming stopped ({type(exc).__name__}: {exc}); "
+                  "the app and its report are unaffected")
+        finally:
+            self._cleanup()
+
+    def _loop(self) -> None:
+        next_snapshot = time.perf_counter()
+        while True:
+            stopping = self._stop.is_set()
+            now = time.perf_counter()
+            if not stopping:
+                self._accept_or_connect(now)
+            if self._peers:
+                wait = max(0.0, next_snapshot - now)
+                if any(peer.out for peer in self._peers):
+                    wait = min(wait, 0.02)  # a reader is behind: keep pushing
+                if self._listener is not None:
+                    wait = min(wait, 0.1)  # another dashboard may be knocking
+            else:
+                wait = 0.1  # waiting to accept or to retry connecting
+            for line in self._drain(0.0 if stopping else wait):
+                self._broadcast(line)
+            now = time.perf_counter()
+            if self._peers and (now >= next_snapshot or stopping):
+                snapshot = self._snapshot()
+                if snapshot is not None:
+                    self._broadcast(snapshot)
+                next_snapshot = now + self.snapshot_every
+            if stopping:
+                self._broadcast(encode({"v": WIRE_VERSION, "type": "bye", "t": self._t(),
+                                        "dropped": self.dropped, **(self._bye or {})}))
+                self._flush_all(deadline=time.perf_counter() + 0.5)
+                return
+            self._flush_all()
+
+    def _drain(self, wait: float) -> list[bytes]:
+        items = []
+        try:
+            items.append(self.queue.get(timeout=wait) if wait > 0 else self.queue.get_nowait())
+            for _ in range(1000):
+                items.append(self.queue.get_nowait())
+        except queue.Empty:
+            pass
+        if not self._peers:
+            return []  # nobody listening: events are discarded, not counted as drops
+        out = []
+        for when, kind, payload in items:
+            if not kind:
+                continue  # _WAKE
+            if kind.startswith("stall_"):
+                payload = _trim_stall(payload, MAX_STACK)
+            try:
+                out.append(encode({"v": WIRE_VERSION, "type": "event", "t": self._t(when),
+                                   "kind": kind, "data": payload}))
+            except (TypeError, ValueError):  # a payload JSON cannot hold: skip it
+                self.dropped += 1
+        return out
+
+    def _snapshot(self) -> bytes | None:
+        try:
+            data = self.monitor.snapshot()  # built here, on the writer thread
+        except Exception:  # the monitor is still being set up, or racing its own exit
+            return None
+        # Stacks stay out of snapshots: the culprit frame is what a dashboard shows.
+        if data.get("stall_now") is not None:
+            data["stall_now"] = _trim_stall(data["stall_now"], 0)
+        if isinstance(data.get("recent_stalls"), list):
+            data["recent_stalls"] = [_trim_stall(s, 0) for s in data["recent_stalls"]]
+        return encode({"v": WIRE_VERSION, "type": "snapshot", "t": self._t(),
+                       "dropped": self.dropped, "data": data})
+
+    def _broadcast(self, line: bytes) -> None:
+        for peer in self._peers:
+            if peer.offer(line):
+                self.sent += 1
+            else:
+                self.dropped += 1
+
+    def _flush_all(self, deadline: float | None = None) -> None:
+        while True:
+            alive = []
+            for peer in self._peers:
+                if peer.flush() and not _hung_up(peer.sock):
+                    alive.append(peer)
+                else:
+                    peer.close()
+            self._peers = alive
+            if deadline is None or not any(p.out for p in alive) or \
+                    time.perf_counter() >= deadline:
+                return
+            time.sleep(0.005)
+
+    def _accept_or_connect(self, now: float) -> None:
+        if self._listener is not None:
+            while True:
+                try:
+                    sock, _ = self._listener.accept()
+                except (BlockingIOError, InterruptedError):
+                    break
+                if len(self._peers) >= MAX_READERS:
+                    sock.close()
+                    continue
+                peer = _Peer(sock, self.max_pending)
+                peer.offer(self._hello())
+                self._peers.append(peer)
+        elif self.connect_path and not self._peers and now >= self._next_connect:
+            self._connect(now)
+
+    def _connect(self, now: float) -> None:
+        assert self.connect_path is not None
+        self.connect_attempts += 1
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(1.0)
+        try:
+            sock.connect(self.connect_path)
+        except OSError as exc:
+            sock.close()
+            # Rate-limited: one attempt per backoff period, the period doubling to 8 s.
+            self._next_connect = now + self._backoff
+            self._backoff = min(self._backoff * 2, 8.0)
+            if not self._warned_connect:
+                self._warned_connect = True
+                _warn(f"looptools: cannot connect to the live stream at {self.connect_path} "
+                      f"({exc.strerror or exc}); will retry, the app is unaffected")
+            return
+        self._backoff = self.reconnect_every
+        self._next_connect = now + self.reconnect_every
+        peer = _Peer(sock, self.max_pending)
+        peer.offer(self._hello())
+        self._peers.append(peer)
+
+    def _listen(self) -> None:
+        assert self.listen_path is not None
+        path = self.listen_path
+        ensure_private_dir(path.parent)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # a stale socket of an earlier process with our pid
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(str(path))
+            # The folder is 0700, so nobody could reach the socket before this chmod.
+            os.chmod(path, 0o600)
+            listener.listen(MAX_READERS)
+            listener.setblocking(False)
+        except OSError:
+            listener.close()
+            raise
+        self._listener = listener
+        self._listen_inode = os.stat(path).st_ino
+        started_at = getattr(self.monitor, "started_at", None)
+        info = {"pid": os.getpid(), "argv": [str(a) for a in sys.argv], "cwd": _cwd(),
+                "executable": sys.executable,
+                "started_at": started_at.isoformat() if started_at is not None else _utc_now()}
+        _write_private(path.with_suffix(".json"), json.dumps(info))
+
+    def _cleanup(self) -> None:
+        for peer in self._peers:
+            peer.close()
+        self._peers = []
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        path = self.listen_path
+        if path is not None and self._listen_inode is not None:
+            with contextlib.suppress(OSError):
+                # Only our own socket: another process may have taken the pid's name since.
+                if os.stat(path).st_ino == self._listen_inode:
+                    os.unlink(path)
+                    os.unlink(path.with_suffix(".json"))
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    """True when the reader closed its end (we never read what readers send)."""
+    try:
+        data = sock.recv(4096, socket.MSG_DONTWAIT | socket.MSG_PEEK)
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+    if data == b"":
+        return True
+    with contextlib.suppress(OSError):
+        sock.recv(65536, socket.MSG_DONTWAIT)  # discard whatever a reader sent us
+    return False
+
+
+def _utc_now() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:
+        return ""
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+# -- the reading side (looptools profile / dashboard) --------------------------------------
+class LineDecoder:
+    """Bytes in, messages out; anything that is not a v1 message is counted in ``bad``."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._skipping = False
+        self.bad = 0
+        self.messages = 0
+
+    def feed(self, data: bytes) -> Iterator[dict[str, Any]]:
+        self._buffer += data
+        while True:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                if len(self._buffer) > MAX_LINE:
+                    self._buffer.clear()
+                    if not self._skipping:
+                        self.bad += 1
+                    self._skipping = True
+                return
+            line = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
+            if self._skipping:  # the tail of an over-long line
+                self._skipping = False
+                continue
+            message = self.decode(line)
+            if message is None:
+                if line.strip():
+                    self.bad += 1
+                continue
+            self.messages += 1
+            yield message
+
+    @staticmethod
+    def decode(line: bytes) -> dict[str, Any] | None:
+        try:
+            message = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(message, dict) or message.get("v") != WIRE_VERSION \
+                or message.get("type") not in MESSAGE_TYPES:
+            return None
+        return message
+
+
+Handler = Callable[[dict[str, Any], int], None]
+
+
+class StreamServer:
+    """Listens on a Unix socket (what `looptools profile` gives the app) and reads messages.
+
+    ``on_message(message, connection_number)`` runs on the reader thread; the
+    connection number tells apart processes that inherited the environment.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], on_message: Handler) -> None:
+        self.path = Path(path)
+        self.on_message = on_message
+        self.decoders: dict[int, LineDecoder] = {}
+        self.connections = 0
+        self._selector = selectors.DefaultSelector()
+        self._stop = threading.Event()
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._listener.bind(str(self.path))
+            os.chmod(self.path, 0o600)
+            self._listener.listen(8)
+            self._listener.setblocking(False)
+        except OSError:
+            self._listener.close()
+            raise
+        self._selector.register(self._listener, selectors.EVENT_READ, None)
+        self._thread = threading.Thread(target=self._run, name="looptools-reader", daemon=True)
+
+    @property
+    def bad_lines(self) -> int:
+        return sum(d.bad for d in self.decoders.values())
+
+    def start(self) -> StreamServer:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for key, _ in self._selector.select(0.05):
+                if key.data is None:
+                    self._accept()
+                else:
+                    self._read(key.fileobj, key.data)  # type: ignore[arg-type]
+
+    def _accept(self) -> None:
+        try:
+            sock, _ = self._listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        sock.setblocking(False)
+        number = self.connections
+        self.connections += 1
+        self.decoders[number] = LineDecoder()
+        self._selector.register(sock, selectors.EVENT_READ, number)
+
+    def _read(self, sock: socket.socket, number: int) -> None:
+        try:
+            data = sock.recv(1 << 16)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._selector.unregister(sock)
+            sock.close()
+            return
+        for message in self.decoders[number].feed(data):
+            self.on_message(message, number)
+
+    def drain(self, quiet_for: float = 0.2, timeout: float = 1.5) -> None:
+        """Wait until nothing arrived for ``quiet_for`` s or every writer hung up."""
+        deadline = time.monotonic() + timeout
+        last = -1
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            total = sum(d.messages + d.bad for d in self.decoders.values())
+            open_connections = len(self._selector.get_map()) - 1
+            if total != last:
+                last, quiet_since = total, time.monotonic()
+            elif open_connections == 0 or time.monotonic() - quiet_since >= quiet_for:
+                return
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(2.0)
+        for key in list(self._selector.get_map().values()):
+            with contextlib.suppress(OSError):
+                key.fileobj.close()  # type: ignore[union-attr]
+        self._selector.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+class StreamClient:
+    """Reads one app's registry socket (``looptools dashboard PID``) on a reader thread."""
+
+    def __init__(self, sock: socket.socket, on_message: Handler) -> None:
+        self.sock = sock
+        self.on_message = on_message
+        self.decoder = LineDecoder()
+        self.closed = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="looptools-reader", daemon=True)
+
+    def start(self) -> StreamClient:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        self.sock.settimeout(0.1)
+        try:
+            while not self._stop.is_set():
+                try:
+                    data = self.sock.recv(1 << 16)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+                if not data:
+                    break
+                for message in self.decoder.feed(data):
+                    self.on_message(message, 0)
+        finally:
+            self.closed.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(1.0)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def connect(path: str | os.PathLike[str], on_message: Handler,
+            timeout: float = 2.0) -> StreamClient:
+    """Connect to a listening app; raises :class:`OSError` when nobody listens there."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(os.fspath(path))
+    except OSError:
+        sock.close()
+        raise
+    return StreamClient(sock, on_message).start()

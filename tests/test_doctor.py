@@ -1,0 +1,125 @@
+"""`looptools doctor`: real checks on this machine, and each rule on a crafted environment."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from looptools.cli.doctor import (
+    check_py_spy,
+    check_qt,
+    check_settings,
+    check_startup_hook,
+    check_terminal,
+    doctor,
+)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPTOOLS")}
+    env.update(extra)
+    return env
+
+
+def test_doctor_runs_and_exit_status_follows_problems() -> None:
+    done = subprocess.run([sys.executable, "-m", "looptools", "doctor"], env=_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode in (0, 1), done.stderr
+    assert "startup hook" in done.stdout and "py-spy" in done.stdout
+    last = done.stdout.strip().splitlines()[-1]
+    if done.returncode == 0:
+        assert last == "no problems found" and "PROBLEM" not in done.stdout
+    else:
+        assert last.endswith("found") and "PROBLEM" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_a_bad_setting_is_a_problem() -> None:
+    done = subprocess.run([sys.executable, "-m", "looptools", "doctor", "--no-probe", "--json"],
+                          env=_env(LOOPTOOLS_THRESHOLD_MS="fast"), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1
+    checks = [json.loads(line) for line in done.stdout.splitlines()]
+    bad = [c for c in checks if c["level"] == "problem"]
+    assert [c["name"] for c in bad] == ["settings"]
+    assert "LOOPTOOLS_THRESHOLD_MS='fast'" in bad[0]["message"]
+
+
+def test_cli_runner_exit_codes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOOPTOOLS_THRESHOLD_MS", raising=False)
+    result = CliRunner().invoke(doctor, ["--no-probe", "--json"])
+    levels = {json.loads(line)["level"] for line in result.output.splitlines()}
+    assert result.exit_code == (1 if "problem" in levels else 0)
+    assert CliRunner().invoke(doctor, ["--bogus"]).exit_code == 2
+
+
+def _versions(table: dict[str, str]) -> Callable[[str], str | None]:
+    return lambda name: table.get(name)
+
+
+def test_pyside_6_12_on_python_3_11_is_a_problem() -> None:
+    table = {"PySide6-Essentials": "6.12.0", "PySide6-Addons": "6.12.0", "qasync": "0.28.0"}
+    checks = check_qt(python=(3, 11), versions=_versions(table))
+    crash = next(c for c in checks if c.name == "pyside6")
+    assert crash.level == "problem" and "none_dealloc" in crash.message
+    assert crash.fix is not None and "<6.12" in crash.fix
+    fine = check_qt(python=(3, 12), versions=_versions(table))
+    assert all(c.level == "ok" for c in fine)
+    ok_311 = check_qt(python=(3, 11), versions=_versions({**table, "PySide6-Essentials": "6.11.3"}))
+    assert all(c.level == "ok" for c in ok_311)
+
+
+def test_old_qasync_and_missing_addons() -> None:
+    checks = check_qt(python=(3, 12), versions=_versions({"PySide6-Essentials": "6.8.0",
+                                                          "qasync": "0.24.0"}))
+    by_name = {c.name: c for c in checks}
+    assert by_name["qasync"].level == "problem"
+    assert by_name["qtasyncio"].level == "note"
+    nothing = check_qt(python=(3, 12), versions=_versions({}))
+    assert {c.level for c in nothing} == {"note"}
+
+
+def test_startup_hook(tmp_path: Path) -> None:
+    assert check_startup_hook([str(tmp_path)])[0].level == "problem"
+    (tmp_path / "looptools.pth").write_text("import os\n")
+    assert "does not start looptools" in check_startup_hook([str(tmp_path)])[0].message
+    hook = Path(__file__).resolve().parent.parent / "looptools" / "_startup_hook" / "looptools.pth"
+    (tmp_path / "looptools.pth").write_text(hook.read_text())
+    assert check_startup_hook([str(tmp_path)])[0].level == "ok"
+    # the real one, for this interpreter
+    assert check_startup_hook()[0].level == "ok"
+
+
+@pytest.mark.parametrize("scope,level", [("0", "ok"), ("1", "note"), ("3", "problem")])
+def test_ptrace_scope(scope: str, level: str, tmp_path: Path) -> None:
+    from looptools.profilers import find_py_spy
+
+    if find_py_spy() is None:
+        pytest.skip("py-spy is not installed")
+    (tmp_path / "scope").write_text(scope + "\n")
+    checks = check_py_spy(str(tmp_path / "scope"), probe=False)
+    assert checks[0].name == "ptrace" and checks[0].level == level
+
+
+def test_terminal_checks() -> None:
+    assert check_terminal(io.StringIO(), {})[0].level == "note"
+
+    class FakeTty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    checks = check_terminal(FakeTty(), {"TERM": "dumb"})
+    assert "TERM=dumb" in checks[0].message
+
+
+def test_settings_check_reads_the_environment() -> None:
+    assert check_settings({"LOOPTOOLS_HEARTBEAT_MS": "-1"})[0].level == "problem"
+    assert check_settings({})[0].level == "ok"

@@ -1,0 +1,260 @@
+"""`looptools profile` end to end: real child processes on every loop kind, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from looptools.cli.profile import profile
+
+SCHEMA = Path(__file__).resolve().parent.parent / "looptools" / "schema" / "report.schema.json"
+
+_BODY = """
+def render_preview():
+    time.sleep(0.3)  # CULPRIT: blocking-slot
+
+
+async def main():
+    await asyncio.sleep(0.2)
+    render_preview()
+    await asyncio.sleep(0.1)
+"""
+
+APPS = {
+    "asyncio": "import asyncio, sys, time\n" + _BODY + textwrap.dedent("""
+        asyncio.run(main())
+        sys.exit(int(sys.argv[1]))
+    """),
+    "qasync": "import asyncio, sys, time\nimport qasync\n"
+              "from PySide6.QtWidgets import QApplication\n" + _BODY + textwrap.dedent("""
+        app = QApplication(sys.argv)
+        qasync.run(main())
+        sys.exit(int(sys.argv[1]))
+    """),
+    "qtasyncio": "import asyncio, sys, time\nimport PySide6.QtAsyncio as QtAsyncio\n"
+                 "from PySide6.QtWidgets import QApplication\n" + _BODY + textwrap.dedent("""
+        app = QApplication(sys.argv)
+        QtAsyncio.run(main(), keep_running=False, quit_qapp=True)
+        sys.exit(int(sys.argv[1]))
+    """),
+}
+
+
+def _culprit_line(source: str) -> int:
+    return next(n for n, line in enumerate(source.splitlines(), 1) if "CULPRIT" in line)
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPTOOLS")}
+    env["QT_QPA_PLATFORM"] = "offscreen"
+    return env
+
+
+def run_profile(args: list[str], cwd: Path,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "looptools", "profile", *args], cwd=cwd,
+                          env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def _validate(report: dict[str, Any]) -> None:
+    import jsonschema
+
+    jsonschema.validate(report, json.loads(SCHEMA.read_text()))
+
+
+def _looptools_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("looptools")]
+
+
+@pytest.mark.parametrize("kind", sorted(APPS))
+def test_profiles_each_loop_kind(kind: str, tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(APPS[kind])
+    done = run_profile(["--report", "r.json", "--html", "r.html", "--markdown", "r.md",
+                        "--trace", "r.trace.json", "app.py", "3"], tmp_path)
+    assert done.returncode == 3, done.stderr  # the app's own status
+    report = json.loads((tmp_path / "r.json").read_text())
+    _validate(report)
+    assert report["loop"]["kind"] == kind
+    stall = report["stalls"][0]
+    assert stall["culprit"]["function"] == "render_preview"
+    assert stall["culprit"]["line"] == _culprit_line(APPS[kind])
+    assert report["meta"]["exit"]["returncode"] == 3
+    assert (tmp_path / "r.html").stat().st_size > 1000
+    assert "render_preview" in (tmp_path / "r.md").read_text()
+    assert json.loads((tmp_path / "r.trace.json").read_text())
+    assert "the app exited with status 3" in done.stderr
+    assert "wrote r.json, r.html, r.trace.json, r.md" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_module_form_and_separator_form(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "app.py").write_text(APPS["asyncio"])
+    done = run_profile(["-m", "pkg.app", "0"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "looptools-report.json").read_text())["stalls"]
+    (tmp_path / "app.py").write_text(APPS["asyncio"])
+    env = {**_env(), "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    done = subprocess.run([sys.executable, "-m", "looptools", "profile", "--report", "b.json",
+                           "--", "python", "app.py", "0"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "b.json").read_text())["stalls"]
+
+
+def test_a_python_without_looptools_is_named(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(APPS["asyncio"])
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    # A Python that starts without site-packages cannot load the start-up hook.
+    (bare / "python").write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    (bare / "python").chmod(0o755)
+    done = run_profile(["--", str(bare / "python"), "app.py", "0"], tmp_path)
+    assert done.returncode == 4
+    assert f"{bare / 'python'} did not load looptools" in done.stderr
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["missing.py"], 2, "missing.py: no such file"),
+    (["--", "python", "missing.py"], 2, "missing.py: no such file"),
+    (["-m", "no_such_module_here"], 2, "no module named 'no_such_module_here'"),
+    (["--", "no-such-program-xyz"], 127, "no-such-program-xyz: command not found"),
+    (["--bogus", "app.py"], 2, "no such option: --bogus"),
+    ([], 2, "give the app to run"),
+    (["--sampler", "nope", "app.py"], 2, "Invalid value for '--sampler'"),
+    (["--threshold-ms", "-5", "app.py"], 2, "--threshold-ms"),
+])
+def test_usage_errors_are_one_line(args: list[str], code: int, message: str,
+                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "app.py").write_text("print('never run')")
+    result = CliRunner().invoke(profile, args)
+    assert result.exit_code == code, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.output
+    assert not (tmp_path / "looptools-report.json").exists()
+
+
+def test_crashing_app_keeps_its_status_and_report(tmp_path: Path) -> None:
+    (tmp_path / "crash.py").write_text(textwrap.dedent("""
+        import asyncio
+        async def main():
+            await asyncio.sleep(0.1)
+            raise RuntimeError("boom")
+        asyncio.run(main())
+    """))
+    done = run_profile(["crash.py"], tmp_path)
+    assert done.returncode == 1
+    report = json.loads((tmp_path / "looptools-report.json").read_text())
+    assert report["meta"]["exit"]["exception"] == "RuntimeError: boom"
+    assert "it crashed: RuntimeError: boom" in done.stderr
+
+
+def test_app_without_an_event_loop(tmp_path: Path) -> None:
+    (tmp_path / "plain.py").write_text("print('hello')\n")
+    done = run_profile(["plain.py"], tmp_path)
+    assert done.returncode == 4
+    assert 'never started an event loop (report loop.kind is "none")' in done.stderr
+    assert json.loads((tmp_path / "looptools-report.json").read_text())["loop"]["kind"] == "none"
+
+
+_STUBBORN = textwrap.dedent("""
+    import asyncio, signal, sys, time
+    for name in sys.argv[1:]:
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    def render_preview():
+        time.sleep(0.2)
+    async def main():
+        while True:
+            await asyncio.sleep(0.1)
+            render_preview()
+    asyncio.run(main())
+""")
+
+
+def test_app_ignoring_sigint_gets_sigterm_and_report_is_written(tmp_path: Path) -> None:
+    (tmp_path / "stubborn.py").write_text(_STUBBORN)
+    done = run_profile(["--duration", "1", "--grace", "0.5", "stubborn.py", "SIGINT"], tmp_path)
+    assert "sending SIGTERM" in done.stderr
+    assert done.returncode == 0, done.stderr  # stopped as --duration asked
+    report = json.loads((tmp_path / "looptools-report.json").read_text())
+    assert report["meta"]["exit"]["signal"] == "SIGTERM"
+    assert report["stalls"] and "partial" not in report["meta"]
+
+
+def test_app_ignoring_sigterm_too_is_killed_and_stream_is_saved(tmp_path: Path) -> None:
+    (tmp_path / "stubborn.py").write_text(_STUBBORN)
+    done = run_profile(["--duration", "1", "--grace", "0.5", "stubborn.py", "SIGINT", "SIGTERM"],
+                       tmp_path)
+    assert done.returncode == 137
+    assert "sending SIGKILL" in done.stderr
+    report = json.loads((tmp_path / "looptools-report.json").read_text())
+    _validate(report)
+    assert "rebuilt" in report["meta"]["partial"]
+    assert report["stalls"][0]["culprit"]["function"] == "render_preview"
+    assert report["meta"]["exit"]["signal"] == "SIGKILL"
+
+
+def test_unwritable_output_is_one_line_and_the_rest_is_written(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(APPS["asyncio"])
+    done = run_profile(["--html", "no/such/dir/r.html", "--markdown", "r.md", "app.py", "0"],
+                       tmp_path)
+    assert done.returncode == 3
+    problems = [line for line in _looptools_lines(done.stderr) if "cannot write" in line]
+    assert problems == ["looptools: cannot write --html no/such/dir/r.html: "
+                        "directory no/such/dir does not exist"]
+    assert (tmp_path / "looptools-report.json").exists() and (tmp_path / "r.md").exists()
+
+
+def _py_spy_usable() -> str | None:
+    from looptools.cli.doctor import check_py_spy
+
+    problems = [c for c in check_py_spy() if c.level == "problem"]
+    if problems:
+        return problems[0].message
+    from looptools.profilers import find_py_spy
+
+    return None if find_py_spy() else "py-spy is not installed"
+
+
+def test_py_spy_sampler(tmp_path: Path) -> None:
+    reason = _py_spy_usable()
+    if reason:
+        pytest.skip(reason)
+    (tmp_path / "app.py").write_text(APPS["asyncio"])
+    done = run_profile(["--sampler", "py-spy", "--report", "r.json", "app.py", "5"], tmp_path)
+    assert done.returncode == 5, done.stderr  # the app's status, through py-spy
+    speedscope = json.loads((tmp_path / "r.speedscope.json").read_text())
+    assert "speedscope" in speedscope["$schema"]
+    prof = json.loads((tmp_path / "r.json").read_text())["profile"]
+    assert prof["sampler"] == "py-spy" and prof["samples"] > 20
+    assert prof["files"]["speedscope"].endswith("r.speedscope.json")
+    assert "render_preview" in [row["function"] for row in prof["top_self"][:5]]
+    assert not any(row["function"].startswith("process ") for row in prof["top_total"])
+
+
+def test_yappi_sampler(tmp_path: Path) -> None:
+    pytest.importorskip("yappi")
+    (tmp_path / "app.py").write_text(APPS["asyncio"])
+    done = run_profile(["--sampler", "yappi", "--report", "r.json", "app.py", "0"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    prof = json.loads((tmp_path / "r.json").read_text())["profile"]
+    assert prof["sampler"] == "yappi" and prof["clock"] == "wall"
+    assert (tmp_path / "r.yappi.pstat").stat().st_size > 0
+    assert (tmp_path / "r.yappi.callgrind").read_text().startswith("version:")
+    import pstats
+
+    pstats.Stats(str(tmp_path / "r.yappi.pstat"))  # a valid pstat file
+    row = next(r for r in prof["top_self"] if r["function"] == "render_preview")
+    assert row["self_ms"] >= 250  # time.sleep's wall time, not lost in looptools' wrapper
+    assert not any("/looptools/" in r["file"] for r in prof["top_self"])
