@@ -40,14 +40,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from looptools.budget import (
+    _MEASURED_BY,  # which detector measures each budget key
     BUDGET_KEYS,
     OFF,
     Budget,
     BudgetError,
     BudgetKey,
-    Evaluation,
     Location,
     Offender,
+    Violation,
     fmt_ms,
     parse_limit,
     relative_file,
@@ -65,7 +66,7 @@ MARKER = "loop_budget"
 _KEYS: dict[str, BudgetKey] = {key.name: key for key in BUDGET_KEYS}
 _MARKER_SOURCE = "loop_budget marker"
 _SESSION_PLUGIN = "looptools-session"
-_STACK_DEPTH = 8
+_STACK_DEPTH = 12
 _WORST = 5
 
 
@@ -309,7 +310,6 @@ class _Result:
     """What the session summary keeps of one monitored test."""
 
     nodeid: str
-    loop: str
     longest_ms: float
     culprit: str | None
     over: tuple[str, ...]
@@ -365,7 +365,8 @@ class LoopBudgets:
         checked = ", ".join(
             f"{key} = {_KEYS[key].fmt(limit)} ({self.base.sources[key]})"
             for key, limit in self.base.limits.items() if limit is not None) or "nothing"
-        gil = "" if self.settings.gil_capture else "; GIL capture off (faulthandler_timeout)"
+        gil = "" if self.settings.gil_capture else "; GIL capture off" + (
+            " (faulthandler_timeout)" if _faulthandler_timeout(config) > 0 else "")
         return [f"looptools: budget {checked}; threshold {self.settings.threshold_ms:g} ms "
                 f"({self.settings.sources.get('threshold_ms', 'default')}){gil}"]
 
@@ -485,15 +486,21 @@ class LoopBudgets:
 
         _keep_own_leaks(report)
         report["meta"]["test"] = item.nodeid
-        evaluation = evaluate(report, budget)
-        violations = evaluation.violations
+        crashed = set()
+        for error in report.get("detector_errors") or ():
+            crashed.add(error.get("detector"))
+            self._trouble(item, f"detector {error.get('detector')} failed and was switched "
+                                f"off ({error.get('error')})")
+        # A limit on what a crashed detector no longer measures is looptools'
+        # failure, not the test's.
+        violations = [v for v in evaluate(report, budget).violations
+                      if not (v.actual is None and _MEASURED_BY.get(v.key) in crashed)]
         over = tuple(dict.fromkeys(v.key for v in violations))
         stall = _longest_stall(report)
         self.results.append(_Result(
-            item.nodeid, str(report["loop"].get("kind")),
-            float(report["stall_summary"].get("max_ms") or 0.0),
+            item.nodeid, float(report["stall_summary"].get("max_ms") or 0.0),
             self._where(stall) if stall is not None else None, over))
-        item.add_report_section("call", "looptools", self._section(report, budget, evaluation))
+        item.add_report_section("call", "looptools", self._section(report, budget, violations))
         if self.report_dir is not None:
             self._write(item, report)
         if not violations or not passed:
@@ -530,11 +537,12 @@ class LoopBudgets:
         function = f" in {thing.function}" if thing.function else ""
         return f"{file}{line}{function}"
 
-    def _section(self, report: dict[str, Any], budget: Budget, evaluation: Evaluation) -> str:
+    def _section(self, report: dict[str, Any], budget: Budget,
+                 violations: Sequence[Violation]) -> str:
         from looptools._report import summary_lines
 
         lines: list[str] = []
-        for violation in evaluation.violations:
+        for violation in violations:
             lines.append(f"OVER BUDGET: {violation.message} "
                          f"(set by {budget.sources.get(violation.key, 'default')})")
             culprit = violation.culprit
@@ -547,10 +555,14 @@ class LoopBudgets:
         return "\n".join(lines)
 
     def _stack(self, stack: Sequence[Location], culprit: Offender) -> list[str]:
+        from looptools._frames import is_app_file
+
         # looptools' own wrappers (timed Handle._run, the blocking-call recorder)
-        # are on every stack and are never the user's business.
+        # are on every stack and are never the user's business; neither are the
+        # pytest and pluggy frames above the first frame of the user's code.
         stack = [frame for frame in stack if not _is_ours(frame.file)]
-        shown = stack[-_STACK_DEPTH:]
+        first = next((i for i, f in enumerate(stack) if f.file and is_app_file(f.file)), 0)
+        shown = stack[max(first, len(stack) - _STACK_DEPTH):]
         lines = [f"  stack of the {fmt_ms(culprit.max_ms or 0.0)} stall, most recent "
                  f"call last:"]
         if len(stack) > len(shown):
