@@ -50,3 +50,22 @@ def dispatcher_name(instance: Any) -> str | None:
         return str(instance.metaObject().className())
     except RuntimeError:
         return type(instance).__name__
+
+
+class QtLoopPlugin:
+    """Mixin for the Qt plugins: the heartbeat is a Qt timer, and there is a dispatcher."""
+
+    is_qt = True
+    _heartbeat: QtHeartbeat
+
+    def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float) -> None:
+        if not hasattr(self, "_heartbeat"):
+            self._heartbeat = QtHeartbeat()
+        self._heartbeat.start(beat, interval_s)
+
+    def stop_heartbeat(self) -> None:
+        if hasattr(self, "_heartbeat"):
+            self._heartbeat.stop()
+
+    def dispatcher(self) -> Any:
+        return dispatcher()

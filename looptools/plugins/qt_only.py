@@ -7,20 +7,17 @@ dispatcher's busy/idle accounting.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from looptools.plugins import LoopPlugin
-from looptools.plugins._qt import QtHeartbeat, dispatcher, dispatcher_name
+from looptools.plugins._qt import QtLoopPlugin, dispatcher_name
 
 
-class QtOnlyPlugin(LoopPlugin):
+class QtOnlyPlugin(QtLoopPlugin, LoopPlugin):
     kind = "qt"
-    is_qt = True
 
     def __init__(self, loop: Any = None) -> None:
         super().__init__(loop)
-        self._heartbeat = QtHeartbeat()
 
     def info(self) -> dict[str, Any]:
         from PySide6.QtCore import QCoreApplication
@@ -33,12 +30,3 @@ class QtOnlyPlugin(LoopPlugin):
             "callback_timing": False,
             "qt_dispatcher": dispatcher_name(self.dispatcher()),
         }
-
-    def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float) -> None:
-        self._heartbeat.start(beat, interval_s)
-
-    def stop_heartbeat(self) -> None:
-        self._heartbeat.stop()
-
-    def dispatcher(self) -> Any:
-        return dispatcher()

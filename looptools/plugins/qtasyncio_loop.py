@@ -7,21 +7,18 @@ a ``QAsyncioTimerHandle``: it skips ``Handle.__init__`` and its repr raises.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
 from looptools.plugins import LoopPlugin
-from looptools.plugins._qt import QtHeartbeat, dispatcher, dispatcher_name
+from looptools.plugins._qt import QtLoopPlugin, dispatcher_name
 
 
-class QtAsyncioPlugin(LoopPlugin):
+class QtAsyncioPlugin(QtLoopPlugin, LoopPlugin):
     kind = "qtasyncio"
-    is_qt = True
 
     def __init__(self, loop: Any) -> None:
         super().__init__(loop)
-        self._heartbeat = QtHeartbeat()
         self._original: Any = None
 
     @classmethod
@@ -72,12 +69,3 @@ class QtAsyncioPlugin(LoopPlugin):
 
         QAsyncioHandle._cb = self._original  # type: ignore[method-assign]
         self._original = None
-
-    def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float) -> None:
-        self._heartbeat.start(beat, interval_s)
-
-    def stop_heartbeat(self) -> None:
-        self._heartbeat.stop()
-
-    def dispatcher(self) -> Any:
-        return dispatcher()
