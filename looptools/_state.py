@@ -16,6 +16,8 @@ class LoopState:
     __slots__ = (
         "beats",
         "busy",
+        "idle_check",
+        "idle_seen",
         "cur",
         "cur_t0",
         "last_beat",
@@ -44,13 +46,18 @@ class LoopState:
         self.beats = 0
         #: total seconds spent in timed asyncio callbacks
         self.busy = 0.0
+        #: when the watchdog last saw the loop thread waiting for I/O
+        self.idle_seen = now
+        #: idle_check(frame) -> True when the loop thread's top frame is the loop
+        #: waiting for I/O (plain asyncio: the selector), set by the plugin
+        self.idle_check: Callable[[Any], bool] | None = None
         #: called as slow(handle, started, duration) for callbacks over ``thr``
         self.slow: Callable[[Any, float, float], None] | None = None
 
     def last_seen(self) -> float:
         """The last moment the loop thread was known to be back in the loop."""
         cur = self.cur
-        seen = self.last_beat if self.last_beat > self.last_end else self.last_end
+        seen = max(self.last_beat, self.last_end, self.idle_seen)
         if cur is not None and self.cur_t0 > seen:
             return self.cur_t0
         return seen

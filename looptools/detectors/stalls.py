@@ -223,6 +223,12 @@ class StallWatchdog(Detector):
                 current.gil_held = True
             return
         if now - seen > self.threshold:
+            check = state.idle_check
+            if check is not None and state.cur is None and not gil:
+                frame = sys._current_frames().get(state.thread_id)
+                if check(frame):
+                    state.idle_seen = now  # waiting for I/O: alive, not stalled
+                    return
             self._begin(seen, now, gil, previous)
         elif gil and late > self.threshold and seen > previous:
             # A GIL-holding stall that began after our last look and had already

@@ -15,8 +15,18 @@ from looptools.plugins import LoopPlugin
 if TYPE_CHECKING:
     from looptools._state import LoopState
 
+PROBE_INTERVAL_S = 0.1
+
 _original_run: Callable[[Any], None] | None = None
 _patched_for: LoopState | None = None
+
+
+def _waiting_in_selector(frame: Any) -> bool:
+    """True when ``frame`` (the loop thread's top frame) is the selector's wait."""
+    if frame is None:
+        return False
+    code = frame.f_code
+    return code.co_name in ("select", "poll") and code.co_filename.endswith("selectors.py")
 
 
 def _callback_failed(handle: Any, exc: BaseException) -> None:
@@ -32,7 +42,7 @@ def _callback_failed(handle: Any, exc: BaseException) -> None:
     handle._loop.call_exception_handler(context)
 
 
-def install_handle_timing(state: LoopState) -> None:
+def install_handle_timing(state: LoopState, count_busy: bool = False) -> None:
     """Replace ``Handle._run`` with a timed version for ``state.loop``'s handles.
 
     The replacement runs the callback itself instead of calling the original
@@ -45,7 +55,8 @@ def install_handle_timing(state: LoopState) -> None:
     original = asyncio.events.Handle.__dict__["_run"]
     st = state
 
-    def _run(self: Any) -> None:
+    def _run_busy(self: Any) -> None:
+        # As _run below, and adds callback time up for the Qt dispatcher detector.
         if self._loop is not st.loop:
             return original(self)
         st.cur = self
@@ -64,6 +75,26 @@ def install_handle_timing(state: LoopState) -> None:
             st.slow(self, t0, t1 - t0)
         return None
 
+    def _run(self: Any) -> None:
+        if self._loop is not st.loop:
+            return original(self)
+        st.cur = self
+        t0 = st.cur_t0 = perf_counter()
+        try:
+            self._context.run(self._callback, *self._args)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            _callback_failed(self, exc)
+        finally:
+            t1 = st.last_end = perf_counter()
+            st.cur = None
+        if t1 - t0 > st.thr and st.slow is not None:
+            st.slow(self, t0, t1 - t0)
+        return None
+
+    if count_busy:
+        _run = _run_busy
     _run.__qualname__ = "Handle._run"
     _run.__wrapped__ = original  # type: ignore[attr-defined]
     _original_run = original
@@ -99,7 +130,9 @@ class AsyncioPlugin(LoopPlugin):
         return info
 
     def install_timing(self, state: LoopState) -> bool:
-        install_handle_timing(state)
+        install_handle_timing(state, count_busy=self.is_qt)
+        if not self.is_qt:
+            state.idle_check = _waiting_in_selector
         self._timed = True
         return True
 
@@ -120,6 +153,10 @@ class AsyncioPlugin(LoopPlugin):
         self.stop_heartbeat()
         loop = self.loop
         stop = threading.Event()
+        # Each probe costs the loop thread a few GIL hand-offs, so probes go at
+        # most 10 times a second; liveness between them comes from callbacks and
+        # from the watchdog seeing the loop wait in its selector.
+        interval_s = max(interval_s, PROBE_INTERVAL_S)
         generation = self._generation = self._generation + 1
 
         def probe(sent: float, gen: int) -> None:
