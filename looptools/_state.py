@@ -16,10 +16,10 @@ class LoopState:
     __slots__ = (
         "beats",
         "busy",
-        "idle_check",
-        "idle_seen",
         "cur",
         "cur_t0",
+        "idle_check",
+        "idle_seen",
         "last_beat",
         "last_end",
         "loop",

@@ -75,7 +75,9 @@ def test_healthy_app_reports_no_stall(loop: str, tmp_path: Path) -> None:
     assert report["stalls"] == [], report["stalls"]
     assert report["stall_summary"]["count"] == 0
     assert report["slow_callbacks"] == []
-    assert report["lag"]["samples"] > 20
+    # Plain asyncio is probed at 10 Hz (a pending timer would cost every loop
+    # iteration); the Qt loops have a 10 ms heartbeat timer.
+    assert report["lag"]["samples"] > (3 if loop == "asyncio" else 20)
     assert report["lag"]["p50_ms"] < 10
 
 

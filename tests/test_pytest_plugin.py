@@ -389,7 +389,8 @@ def test_a_looptools_failure_never_fails_a_test(pytester: pytest.Pytester) -> No
 
         @pytest.mark.asyncio
         async def test_broken_detector():
-            await asyncio.sleep(0.05)
+            # Long enough for a heartbeat: plain asyncio is probed at 10 Hz.
+            await asyncio.sleep(0.3)
     """)
     # The lag detector crashes, so max_lag_p99_ms is not measured: that is
     # looptools' failure, not the test's.
