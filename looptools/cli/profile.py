@@ -722,10 +722,17 @@ def _finish(run: _Run, outputs: _Outputs) -> tuple[dict[str, Any] | None, int, s
 @click.option("--sampler", type=click.Choice(["none", "py-spy", "yappi"]), default="none",
               show_default=True, help="Also profile: py-spy (outside the app, speedscope "
                                       "file) or yappi (inside, wall clock, pstat+callgrind).")
+@click.option("--check", "check_budget", is_flag=True,
+              help="Judge the run against the event-loop budget (as `looptools check`): "
+                   "exit 1 when over it.")
+@click.option("--budget", "budget_file", metavar="FILE",
+              help="Budget TOML for --check (default: [tool.looptools.budget] in the "
+                   "nearest pyproject.toml).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[--] APP [ARGS]...")
 def profile(module: str | None, report_path: str, html: str | None, trace: str | None,
             markdown: str | None, threshold_ms: float | None, duration: float | None,
-            grace: float, no_dashboard: bool, sampler: str, command: tuple[str, ...]) -> None:
+            grace: float, no_dashboard: bool, sampler: str, check_budget: bool,
+            budget_file: str | None, command: tuple[str, ...]) -> None:
     """Run an app with event-loop monitoring on; show a live dashboard; write its reports.
 
     \b
@@ -735,8 +742,11 @@ def profile(module: str | None, report_path: str, html: str | None, trace: str |
 
     Exits with the app's status (128+N if signal N killed it; 0 when --duration
     stopped it), 2 for bad usage, 3 when an output could not be written, 4 when
-    nothing was monitored, 126/127 when the command cannot run.
+    nothing was monitored, 126/127 when the command cannot run.  With --check:
+    1 when the app exited 0 but the run is over budget (an app's own failure
+    keeps its status).
     """
+    budget = _load_check_budget(budget_file) if check_budget or budget_file else None
     argv = resolve_command(command, module)
     if sampler == "py-spy":
         from looptools.profilers import find_py_spy
@@ -763,7 +773,35 @@ def profile(module: str | None, report_path: str, html: str | None, trace: str |
                 _print_written(outputs)
     finally:
         run.close()
+    if budget is not None and code == 0:
+        code = _check_verdict(report_path, budget)
     sys.exit(code)
+
+
+def _load_check_budget(budget_file: str | None) -> Any:
+    # Read the budget before the app starts: a bad budget is a usage error (2).
+    from looptools.budget import BudgetError, load_budget
+
+    try:
+        return load_budget(Path(budget_file) if budget_file else None)
+    except BudgetError as exc:
+        raise _Fail(str(exc).removeprefix("looptools: ")) from None
+
+
+def _check_verdict(report_path: str, budget: Any) -> int:
+    """``looptools check``'s verdict on the report just written: 0 within budget, 1 over."""
+    from looptools.budget import evaluate
+    from looptools.cli.check import _print_text, _roots
+    from looptools.report_io import ReportError, display_path, load_report
+
+    try:
+        data = load_report(Path(report_path))
+    except ReportError as exc:
+        click.echo(f"looptools: --check: {exc}", err=True)
+        return 2
+    evaluation = evaluate(data, budget)
+    _print_text(evaluation, display_path(Path(report_path)), _roots(data), False, None)
+    return 0 if evaluation.ok else 1
 
 
 def _with_dashboard(run: _Run, outputs: _Outputs) -> int:
