@@ -133,3 +133,19 @@ def test_long_pending_tasks(loop: str, tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     long_pending = run.report["tasks"]["long_pending"]  # type: ignore[index]
     assert any(t["name"] == "leaky-poller" and t["age_s"] >= 0.2 for t in long_pending)
+
+
+def test_uvloop_stalls_lag_and_tasks_without_callback_timing(tmp_path: Path) -> None:
+    pytest.importorskip("uvloop")
+    run = run_probe("uvloop", "blocking-coro", tmp_path, stall_ms=250)
+    assert run.returncode == 0, run.stderr
+    report = run.report
+    assert report is not None
+    validate(report)
+    assert report["loop"]["kind"] == "uvloop"
+    assert report["loop"]["callback_timing"] is False  # Cython handles cannot be patched
+    stall = _the_stall(report, "blocking-coro")
+    assert stall["culprit"]["line"] == culprit_line(PROBE, "blocking-coro")
+    assert stall["detected_after_ms"] is not None
+    assert report["lag"]["max_ms"] >= 150
+    assert report["blocking_calls"][0]["call"] == "time.sleep"

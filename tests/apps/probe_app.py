@@ -2,7 +2,7 @@
 
     python probe_app.py LOOP PROBLEM [STALL_MS]
 
-LOOP: asyncio | qasync | qtasyncio | qt (Qt main thread, no asyncio loop)
+LOOP: asyncio | uvloop | qasync | qtasyncio | qt (Qt main thread, no asyncio loop)
 PROBLEM: none | blocking-slot | blocking-coro | cpu-parse | sync-io | gil-call |
          leaked-task | unretrieved-exception | idle-sleep
 Culprit lines carry ``# CULPRIT: <problem>``.
@@ -119,6 +119,11 @@ def report_marks() -> None:
 N = calibrate() if PROBLEM == "gil-call" else 0
 
 if LOOP == "asyncio":
+    asyncio.run(main())
+elif LOOP == "uvloop":
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.run(main())
 elif LOOP == "qasync":
     import qasync
