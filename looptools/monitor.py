@@ -124,9 +124,13 @@ class Monitor:
             self._running = False
             report = self.report()
             self.final_report = report
-        if write and self.settings.report:
+        # A process that never ran an event loop (`LOOPTOOLS=1` exported in a shell
+        # reaches pip, linters, …) leaves no file and says nothing, unless a
+        # report path was asked for explicitly (as `looptools profile` does).
+        quiet = self.loop_info is None and self.settings.sources.get("report") == "default"
+        if write and self.settings.report and not quiet:
             self.report_path = self._write(report)
-        if self.settings.summary and self.exit_hooks:
+        if self.settings.summary and self.exit_hooks and not quiet:
             for line in summary_lines(report, self.report_path):
                 _warn(line)
         return report

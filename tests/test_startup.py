@@ -116,3 +116,12 @@ def test_qt_loop_apps_need_no_code_change(module: str, tmp_path: Path) -> None:
     assert run.report is not None
     assert run.report["loop"]["callback_timing"] is True
     assert run.report["loop"]["qt_dispatcher"]
+
+
+def test_process_without_event_loop_leaves_nothing_behind(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", "print('plain')"], capture_output=True,
+                         text=True, env=env(LOOPTOOLS="1"), cwd=tmp_path, timeout=30)
+    assert out.returncode == 0
+    assert out.stdout == "plain\n"
+    assert out.stderr == ""
+    assert list(tmp_path.iterdir()) == []
