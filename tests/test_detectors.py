@@ -62,7 +62,10 @@ def test_stall_is_caught_with_culprit_and_duration(loop: str, problem: str,
         assert names["main"]["max_ms"] == pytest.approx(actual_ms, rel=0.25)
     if loop in ("qasync", "qtasyncio", "qt"):
         assert report["dispatcher"]["longest_busy_ms"] >= 0.75 * actual_ms
-    assert report["lag"]["max_ms"] >= 0.6 * actual_ms
+    # Lag is what a probe waited: on plain asyncio probes go at 10 Hz, so the
+    # first one may have been queued up to 100 ms into the stall.
+    probe_phase_ms = 100 if loop == "asyncio" else 10
+    assert report["lag"]["max_ms"] >= 0.75 * actual_ms - probe_phase_ms
 
 
 @pytest.mark.parametrize("loop", [*LOOPS, "qt"])
