@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 import weakref
 from collections import deque
@@ -27,6 +28,13 @@ from looptools._describe import awaiting_frame, coro_name, coro_of, task_name
 from looptools._frames import Frame, as_dict, caller_site
 from looptools._hub import Detector
 from looptools.settings import Settings
+
+
+def _finished_normally(task: Any) -> bool:
+    try:
+        return not task.cancelled() and task.exception() is None
+    except Exception:
+        return False
 
 
 class TaskAudit(Detector):
@@ -47,6 +55,7 @@ class TaskAudit(Detector):
         self.long_pending: dict[int, dict[str, Any]] = {}
         self.at_stop: list[tuple[weakref.ref[Any], dict[str, Any]]] = []
         self.unretrieved: list[dict[str, Any]] = []
+        self._ended_normally: set[int] = set()
         self._wrapped_create = False
         self._previous_handler: Any = None
         self._handler_installed = False
@@ -195,22 +204,30 @@ class TaskAudit(Detector):
         pending = self._pending()
         self.peak = max(self.peak, len(pending))
         if pending:
-            self.at_stop = [
-                (weakref.ref(task), self.describe(task, now)) for task in pending[: self.limit]
-            ]
+            self.at_stop = []
+            for task in pending[: self.limit]:
+                entry = self.describe(task, now)
+                self.at_stop.append((weakref.ref(task), entry))
+                # A task awaited after this stop may be garbage by exit time, when
+                # its outcome can no longer be read: note the outcome as it ends.
+                try:
+                    task.add_done_callback(functools.partial(self._ended, id(entry)))
+                except Exception:  # then only a live task can be judged
+                    continue
+
+    def _ended(self, key: int, task: Any) -> None:
+        if _finished_normally(task):
+            self._ended_normally.add(key)
 
     # -- reporting ---------------------------------------------------------------
     def pending_at_exit(self) -> list[dict[str, Any]]:
         out = []
         for ref, entry in self.at_stop:
+            if id(entry) in self._ended_normally:
+                continue  # awaited after all
             task = ref()
-            if task is not None and task.done():
-                try:
-                    finished_normally = not task.cancelled() and task.exception() is None
-                except Exception:
-                    finished_normally = False
-                if finished_normally:
-                    continue  # awaited after all
+            if task is not None and task.done() and _finished_normally(task):
+                continue
             out.append(entry)
         return out
 
