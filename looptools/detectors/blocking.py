@@ -109,7 +109,7 @@ class BlockingCalls(Detector):
                 if site in sites or len(sites) < limit:
                     sites[site] = sites.get(site, 0) + 1
                 counts[name] = counts.get(name, 0) + 1
-                if counts[name] == 1 and self.hub is not None:
+                if counts[name] == 1 and self.hub is not None and self.hub.has("event"):
                     self.hub.emit("blocking_call", call=name, site=as_dict(site))
                 if strict:
                     raise

@@ -65,7 +65,7 @@ class SlowCallbacks(Detector):
             if stats is None:
                 stats = self.by_identity[key] = _Stats(*key)
         stats.add(duration * 1000.0)
-        if self.hub is not None:
+        if self.hub is not None and self.hub.has("event"):  # no formatting for nobody
             self.hub.emit(
                 "slow_callback",
                 name=name,

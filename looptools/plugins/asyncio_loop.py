@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 PROBE_INTERVAL_S = 0.1
 
 _original_run: Callable[[Any], None] | None = None
-_patched_for: LoopState | None = None
 
 
 def _waiting_in_selector(frame: Any) -> bool:
@@ -42,7 +41,7 @@ def _callback_failed(handle: Any, exc: BaseException) -> None:
     handle._loop.call_exception_handler(context)
 
 
-def install_handle_timing(state: LoopState, count_busy: bool = False) -> None:
+def install_handle_timing(state: LoopState) -> None:
     """Replace ``Handle._run`` with a timed version for ``state.loop``'s handles.
 
     The replacement runs the callback itself instead of calling the original
@@ -50,30 +49,10 @@ def install_handle_timing(state: LoopState, count_busy: bool = False) -> None:
     not an extra Python frame.  Handles of other loops (worker threads running
     their own ``asyncio.run``) take the original path.
     """
-    global _original_run, _patched_for
+    global _original_run
     uninstall_handle_timing()
     original = asyncio.events.Handle.__dict__["_run"]
     st = state
-
-    def _run_busy(self: Any) -> None:
-        # As _run below, and adds callback time up for the Qt dispatcher detector.
-        if self._loop is not st.loop:
-            return original(self)
-        st.cur = self
-        t0 = st.cur_t0 = perf_counter()
-        try:
-            self._context.run(self._callback, *self._args)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            _callback_failed(self, exc)
-        finally:
-            t1 = st.last_end = perf_counter()
-            st.cur = None
-        st.busy += t1 - t0
-        if t1 - t0 > st.thr and st.slow is not None:
-            st.slow(self, t0, t1 - t0)
-        return None
 
     def _run(self: Any) -> None:
         if self._loop is not st.loop:
@@ -89,25 +68,22 @@ def install_handle_timing(state: LoopState, count_busy: bool = False) -> None:
         finally:
             t1 = st.last_end = perf_counter()
             st.cur = None
+        st.busy += t1 - t0  # for the Qt dispatcher's busy accounting (qasync)
         if t1 - t0 > st.thr and st.slow is not None:
             st.slow(self, t0, t1 - t0)
         return None
 
-    if count_busy:
-        _run = _run_busy
     _run.__qualname__ = "Handle._run"
     _run.__wrapped__ = original  # type: ignore[attr-defined]
     _original_run = original
-    _patched_for = state
     asyncio.events.Handle._run = _run  # type: ignore[method-assign]
 
 
 def uninstall_handle_timing() -> None:
-    global _original_run, _patched_for
+    global _original_run
     if _original_run is not None:
         asyncio.events.Handle._run = _original_run  # type: ignore[method-assign,assignment]
     _original_run = None
-    _patched_for = None
 
 
 class AsyncioPlugin(LoopPlugin):
@@ -130,7 +106,7 @@ class AsyncioPlugin(LoopPlugin):
         return info
 
     def install_timing(self, state: LoopState) -> bool:
-        install_handle_timing(state, count_busy=self.is_qt)
+        install_handle_timing(state)
         if not self.is_qt:
             state.idle_check = _waiting_in_selector
         self._timed = True
