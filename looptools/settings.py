@@ -126,7 +126,7 @@ FIELDS: tuple[_Field, ...] = (
            "Comma-separated detectors to run, or 'all'."),
     _Field("disable", _detector_list, (), (), "Comma-separated detectors to switch off."),
     _Field("heartbeat_ms", _positive_float, 10.0, ("stalls", "lag", "dispatcher"),
-           "Heartbeat period: the loop-lag sampling interval and stall-detection granularity."),
+           "Heartbeat period on Qt loops and uvloop (plain asyncio: probes at most 10 Hz)."),
     _Field("task_audit_s", _positive_float, 1.0, ("tasks",), "Period of the pending-task audit."),
     _Field("long_pending_s", _positive_float, 10.0, ("tasks",),
            "A task pending longer than this is reported as long-pending."),
