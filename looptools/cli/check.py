@@ -13,7 +13,6 @@ results into text, GitHub annotations, JSON or JUnit XML, and into exit codes:
 from __future__ import annotations
 
 import json
-import re
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -44,6 +43,7 @@ from looptools.budget import (
     relative_file,
     tighten_baseline,
 )
+from looptools.render._format import oneline
 from looptools.report_io import ReportError, display_path, load_report
 
 __all__ = ["baseline", "check", "diff"]
@@ -52,22 +52,13 @@ EXIT_OK = 0
 EXIT_WORSE = 1
 EXIT_ERROR = 2
 
-# C0/C1 control characters: a hostile or odd function or file name in a report
-# must not move the cursor or recolour the terminal.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _clean(value: object) -> str:
-    return _CONTROL.sub(" ", str(value))
-
-
 class _InputError(click.ClickException):
     """A usage or input error: one ``looptools: ...`` line on stderr, exit status 2."""
 
     exit_code = EXIT_ERROR
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"looptools: {_clean(self.message)}", err=True)
+        click.echo(f"looptools: {oneline(self.message)}", err=True)
 
 
 class _Command(click.Command):
@@ -103,7 +94,7 @@ def _where(loc: Offender | Location | None, roots: Sequence[str | None]) -> str:
     if loc is None or not loc.file:
         return "-"
     path = relative_file(loc.file, roots) or loc.file
-    return _clean(f"{path}:{loc.line}" if loc.line is not None else path)
+    return oneline(f"{path}:{loc.line}" if loc.line is not None else path)
 
 
 # --------------------------------------------------------------------------- budget flags
@@ -152,12 +143,12 @@ def _rows(evaluation: Evaluation, roots: Sequence[str | None]) -> list[tuple[str
         for violation in check.violations:
             head = (violation.key, spec.fmt(violation.actual), spec.fmt(violation.limit))
             if not violation.offenders:
-                rows.append((*head, "-", _clean(violation.message)))
+                rows.append((*head, "-", oneline(violation.message)))
                 continue
             for i, offender in enumerate(violation.offenders):
                 what = offender.describe() + (f" [{offender.note}]" if offender.note else "")
                 rows.append((*(head if i == 0 else ("", "", "")), _where(offender, roots),
-                             _clean(what)))
+                             oneline(what)))
     return rows
 
 
@@ -165,7 +156,7 @@ def _stack_lines(violation: Violation, roots: Sequence[str | None]) -> list[str]
     culprit = violation.culprit
     if culprit is None or not culprit.stack:
         return []
-    names = [_clean(loc.function or "?") for loc in culprit.stack]
+    names = [oneline(loc.function or "?") for loc in culprit.stack]
     width = max(map(len, names))
     return ["    stack, outermost first:"] + [
         f"      {name.ljust(width)}  {_where(loc, roots)}"
@@ -188,16 +179,16 @@ def _notes(evaluation: Evaluation, roots: Sequence[str | None],
         if check.status == "unmeasured":
             lines.append(f"not measured: {check.key} (its detector was off in this run)")
     for offender, entry in evaluation.allowed:
-        lines.append(f"allowed: {_clean(offender.describe())} at {_where(offender, roots)}, "
-                     f"because \"{_clean(entry.reason)}\" ({entry.where})")
+        lines.append(f"allowed: {oneline(offender.describe())} at {_where(offender, roots)}, "
+                     f"because \"{oneline(entry.reason)}\" ({entry.where})")
     if evaluation.baselined:
         lines.append(f"in baseline {baseline_where}: "
                      f"{plural(len(evaluation.baselined), 'offender')} not worse than recorded")
     for entry in evaluation.expired:
-        lines.append(f"expired: allow-list entry {_clean(entry.describe())} ({entry.where}) "
+        lines.append(f"expired: allow-list entry {oneline(entry.describe())} ({entry.where}) "
                      f"expired on {entry.expires}; it no longer allows anything")
     for stale in evaluation.stale:
-        lines.append(f"stale baseline entry: {_clean(stale.describe())} no longer occurs "
+        lines.append(f"stale baseline entry: {oneline(stale.describe())} no longer occurs "
                      f"(tighten with: looptools baseline REPORT -o {baseline_where} --tighten)")
     return lines
 
@@ -362,11 +353,11 @@ def junit_xml(evaluation: Evaluation, report_name: str, roots: Sequence[str | No
         if check.status == "fail":
             for violation in check.violations:
                 failure = ET.SubElement(case, "failure", {"type": check.key,
-                                                          "message": _clean(violation.message)})
+                                                          "message": oneline(violation.message)})
                 failure.text = "\n".join(
-                    f"{_where(o, roots)}: {_clean(o.describe())}"
-                    + (f" [{_clean(o.note)}]" if o.note else "")
-                    for o in violation.offenders) or _clean(violation.message)
+                    f"{_where(o, roots)}: {oneline(o.describe())}"
+                    + (f" [{oneline(o.note)}]" if o.note else "")
+                    for o in violation.offenders) or oneline(violation.message)
         elif check.status == "unchecked":
             ET.SubElement(case, "skipped", {"message": "no limit set"})
         elif check.status == "unmeasured":
@@ -377,7 +368,7 @@ def junit_xml(evaluation: Evaluation, report_name: str, roots: Sequence[str | No
                         f"({check.source})")
     notes = _notes(evaluation, roots, None)
     if notes:
-        ET.SubElement(suite, "system-out").text = "\n".join(_clean(n) for n in notes)
+        ET.SubElement(suite, "system-out").text = "\n".join(oneline(n) for n in notes)
     ET.indent(suites)
     document: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)
     return document + b"\n"
@@ -476,7 +467,7 @@ def baseline(report: Path, output: Path, tighten: bool) -> None:
 def _change_line(change: Change, roots: Sequence[str | None]) -> str:
     where = _where(change.offender, roots) if change.offender is not None else "-"
     at = f" at {where}" if where != "-" else ""
-    return f"{'worse' if change.worse else 'better':<7}{_clean(change.message)}{at}"
+    return f"{'worse' if change.worse else 'better':<7}{oneline(change.message)}{at}"
 
 
 def diff_json(result: Diff, before: str, after: str,
