@@ -17,14 +17,14 @@ import tempfile
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from looptools import _attach
 from looptools._hub import Hub
 from looptools._report import empty_report, summary_lines, write_report
 from looptools._state import LoopState
 from looptools.detectors import build
-from looptools.plugins import LoopPlugin, plugin_for
+from looptools.plugins import Driver, LoopPlugin, plugin_for
 from looptools.settings import DETECTORS, Settings, resolve
 
 _active: Monitor | None = None
@@ -186,10 +186,15 @@ class Monitor:
         state = LoopState(loop, threading.get_ident(), self.settings.threshold_s)
         self.state = state
         self.plugin = plugin
+        self._probe_stop.set()  # attached: the Qt probe thread can go now
         self.attached_at = time.perf_counter()
         names = {d.name for d in self.hub.detectors}
         if names & {"slow_callbacks", "stalls"}:
             plugin.install_timing(state)
+            if "stalls" not in names:
+                # The lean hot path needs the watchdog to arm long runs.
+                plugin.always_precise = True
+                plugin.set_precise(True)
         if names & {"slow_callbacks", "stalls"}:
             call = self.hub.call
 
@@ -208,13 +213,15 @@ class Monitor:
         assert state is not None and plugin is not None
         if self._wants_heartbeat():
             plugin.stop_heartbeat()
-            plugin.start_heartbeat(self._beat, self._interval)
+            # The watchdog thread wakes every few ms: it can send asyncio's probes.
+            driver = cast("Driver | None", self.hub.get("stalls"))
+            plugin.start_heartbeat(self._beat, self._interval, driver)
             # Timestamps after starting the heartbeat: the first QTimer can take
             # tens of ms (PySide6 initialises lazily), which is ours, not a stall.
             now = time.perf_counter()
             self._due = now + self._interval
             self._next_tick = now
-        state.last_beat = state.last_end = state.cur_t0 = now
+        state.restart(now)
         state.running = True
         self.hub.call("loop_started", now)
 

@@ -68,6 +68,25 @@ def test_stall_is_caught_with_culprit_and_duration(loop: str, problem: str,
     assert report["lag"]["max_ms"] >= 0.75 * actual_ms - probe_phase_ms
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "qtasyncio"])
+@pytest.mark.parametrize("disable", ["", "stalls"])
+def test_slow_callback_timed_with_and_without_the_watchdog(loop: str, disable: str,
+                                                           tmp_path: Path) -> None:
+    # With the watchdog the lean hot path times a run only once the watchdog has
+    # armed it; without it every callback is timed at both ends.  Both must give
+    # the step's duration.
+    run = run_probe(loop, "blocking-coro", tmp_path, stall_ms=150, disable=disable)
+    assert run.returncode == 0, run.stderr
+    report = run.report
+    assert report is not None
+    validate(report)
+    actual_ms = (run.marks["stall_end"] - run.marks["stall_start"]) * 1000.0
+    names = {row["name"]: row for row in report["slow_callbacks"]}
+    assert names["main"]["count"] == 1
+    assert names["main"]["max_ms"] == pytest.approx(actual_ms, rel=0.1, abs=12)
+    assert bool(report["stalls"]) is (disable != "stalls")
+
+
 @pytest.mark.parametrize("loop", [*LOOPS, "qt"])
 def test_healthy_app_reports_no_stall(loop: str, tmp_path: Path) -> None:
     run = run_probe(loop, "none", tmp_path)

@@ -25,9 +25,14 @@ call every tiny window idle.  ``awake`` carries no extra
 information on glib and costs as much as ``aboutToBlock`` per emission (two
 emissions per asyncio callback on a busy loop), so it is not connected.
 
-On a loop saturated with small events (over 2,000 iterations a second) even
-the one slot costs ~10 % of throughput, so the detector then watches a
-quarter second in every 1.25 s and reports the busy fraction over the watched time
+While it watches, the loop plugin times every callback precisely (the
+"precise" hot path in ``looptools._state``), because the accounting above needs
+the time spent in callbacks.
+
+On a loop saturated with small events (over 2,000 iterations a second) the
+slot and the precise timing cost ~10-40 % of throughput while connected, so the
+detector decides within 30 ms whether the loop is saturated, and then watches
+0.1 s in every 2 s and reports the busy fraction over the watched time
 (``observed_fraction`` says how much was watched).  Stalls are seen by the
 watchdog regardless, and the longest of them counts as a busy window.
 """
@@ -42,10 +47,11 @@ from looptools.settings import Settings
 
 #: Above this many iterations a second the loop is saturated with small events,
 #: and the Python slot on aboutToBlock costs ~10 % of its throughput
-#: (benchmarks/overhead.py).  Then the detector watches 0.25 s in every 1.25 s.
+#: (benchmarks/overhead.py).  Then the detector watches 0.1 s in every 2 s.
 SATURATED_PER_S = 2000.0
-WATCH_S = 0.25
-REST_S = 1.0
+FIRST_WATCH_S = 0.03  # long enough to count iterations, short enough to be cheap
+WATCH_S = 0.1
+REST_S = 1.9
 
 
 class DispatcherBusy(Detector):
@@ -71,12 +77,15 @@ class DispatcherBusy(Detector):
         self._resume_at: float | None = None
         self.sampling = False
         self.state: Any = None
+        self.plugin: Any = None
         self._callbacks_at = 0.0
+        self._watch_s = FIRST_WATCH_S
 
     def attach(self, state: Any, plugin: Any) -> None:
         if not plugin.is_qt:
             return
         self.state = state
+        self.plugin = plugin
         from looptools.plugins._qt import dispatcher_name
 
         self.dispatcher = plugin.dispatcher()
@@ -89,12 +98,20 @@ class DispatcherBusy(Detector):
 
     def _connect(self, now: float) -> None:
         self.dispatcher.aboutToBlock.connect(self._about_to_block)
+        self._precise(True)
         self._connected = True
         self._connected_at = now
         self._iterations_at = self.iterations
         self._window_start = None
 
+    def _precise(self, on: bool) -> None:
+        if self.plugin is not None:
+            self.plugin.set_precise(on)
+            if on and self.state is not None:
+                self._callbacks_at = self.state.busy
+
     def _disconnect(self, now: float) -> None:
+        self._precise(False)
         try:
             self.dispatcher.aboutToBlock.disconnect(self._about_to_block)
         except (RuntimeError, TypeError):  # the dispatcher went away with the app
@@ -107,8 +124,9 @@ class DispatcherBusy(Detector):
         if self._connected:
             span = now - self._connected_at
             rate = (self.iterations - self._iterations_at) / span if span > 0 else 0.0
-            if span >= WATCH_S and rate > SATURATED_PER_S:
+            if span >= self._watch_s and rate > SATURATED_PER_S:
                 self.sampling = True
+                self._watch_s = WATCH_S
                 self._disconnect(now)
                 self._resume_at = now + REST_S
         elif self._resume_at is not None and now >= self._resume_at:
@@ -128,7 +146,7 @@ class DispatcherBusy(Detector):
             self._first_beat = now
         self._next_due = now + self.interval
         if self.dispatcher is not None and (
-                not self._connected or now - self._connected_at >= WATCH_S):
+                not self._connected or now - self._connected_at >= self._watch_s):
             self._duty(now)
 
     def _about_to_block(self) -> None:
@@ -148,9 +166,9 @@ class DispatcherBusy(Detector):
         length = now - start
         due = self._next_due
         wait_ended = due if first_beat is None or first_beat > due else first_beat
-        if callbacks > 0.0 and state is not None and start < state.cur_t0 < wait_ended:
+        if callbacks > 0.0 and state is not None and start < state.t0 < wait_ended:
             # The wait was over when the (last) callback of this window began.
-            wait_ended = state.cur_t0
+            wait_ended = state.t0
         idle = wait_ended - start
         if idle < 0.0:
             idle = 0.0

@@ -1,11 +1,14 @@
 """The stall watchdog: sees, while it happens, that the loop thread has not come back.
 
-A daemon thread polls every few milliseconds.  The loop thread leaves evidence
-of being alive in :class:`~looptools._state.LoopState` (heartbeat, callback
-start/end); when that evidence is older than the threshold the loop is stalled,
-whatever holds it — an asyncio callback, a Qt slot, timer or paint event, or a C
-call.  The loop thread's stack is sampled *during* the stall with
-``sys._current_frames()``.
+A daemon thread looks every few milliseconds.  The loop thread leaves evidence
+of being alive in :class:`~looptools._state.LoopState`: the run counter and the
+running handle (the lean hot path), exact callback times (the precise one),
+the heartbeat.  The watchdog dates what it sees (a run first seen at a look
+began at most one look earlier) and *arms* each run it sees in progress, so
+that the loop thread reads the clock once when that run ends.  When the
+evidence is older than the threshold the loop is stalled, whatever holds it —
+an asyncio callback, a Qt slot, timer or paint event, or a C call.  The loop
+thread's stack is sampled *during* the stall with ``sys._current_frames()``.
 
 A C call that holds the GIL starves this thread too, so it cannot sample; it
 notices afterwards by waking up late.  For those, ``faulthandler``'s C watchdog
@@ -23,6 +26,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import IO, Any
 
 from looptools._describe import describe_handle, describe_task
@@ -73,8 +77,10 @@ class StallWatchdog(Detector):
     def __init__(self, settings: Settings) -> None:
         self.threshold = settings.threshold_s
         heartbeat = settings.heartbeat_ms / 1000.0
-        # Poll often enough that a stall is seen within threshold + ~poll.
+        # Look often enough that a run is dated to within a look and a stall is
+        # seen within threshold + one look.
         self.poll = min(0.010, max(0.002, self.threshold / 10.0, heartbeat / 2.0))
+        del heartbeat
         self.gil_late = max(0.020, self.threshold / 2.0)
         self.use_faulthandler = settings.gil_capture
         self.limit = settings.max_stalls
@@ -91,6 +97,11 @@ class StallWatchdog(Detector):
         self._armed_at = 0.0
         self._lock = threading.Lock()
         self._recent_slow: deque[tuple[float, float, Any]] = deque(maxlen=8)
+        # What the watchdog has seen of the loop thread (its own thread only):
+        self._n = 0  # the run counter at the last look
+        self._alive = time.perf_counter()  # the last time the loop was seen back
+        self._run_t0: float | None = None  # when the run in progress began, as dated
+        self._jobs: list[Callable[[float], Any]] = []  # run on each look (asyncio probes)
 
     # -- lifecycle (loop thread) --------------------------------------------
     def attach(self, state: Any, plugin: Any) -> None:
@@ -121,7 +132,13 @@ class StallWatchdog(Detector):
             self._dump.close()
             self._dump = None
         if self.current is not None:
-            self._finish(self.current, self.state.last_seen() if self.state else None)
+            self._finish(self.current, self._end_of(self.current))
+
+    def loop_started(self, now: float) -> None:
+        self._alive = now
+        self._run_t0 = None
+        if self.state is not None:
+            self._n = self.state.n
 
     def loop_stopped(self, now: float) -> None:
         # The loop stopping is the loop thread coming back: end any stall now.
@@ -153,6 +170,20 @@ class StallWatchdog(Detector):
         else:
             stall.callback = f"{name} ({location})" if location else name
 
+    def add_job(self, job: Callable[[float], Any]) -> None:
+        """Run ``job(now)`` on this thread at each look (it wakes every few ms anyway)."""
+        self._jobs = [*self._jobs, job]
+
+    def remove_job(self, job: Callable[[float], Any]) -> None:
+        self._jobs = [j for j in self._jobs if j is not job]
+
+    def _run_jobs(self, now: float) -> None:
+        for job in self._jobs:
+            try:
+                job(now)
+            except Exception:  # e.g. the loop was closed: that job is done
+                self.remove_job(job)
+
     # -- the watchdog thread -----------------------------------------------
     def _run(self) -> None:
         # The watchdog sleeps until the moment the loop's last sign of life would
@@ -178,10 +209,13 @@ class StallWatchdog(Detector):
             now = time.perf_counter()
             late = now - expected
             try:
+                # Look first: re-arming faulthandler waits for its old thread with
+                # the GIL released, and the loop thread would run on meanwhile.
+                self._check(now, previous, late)
                 if self._dump is not None and now - self._armed_at >= rearm_every:
                     faulthandler.dump_traceback_later(dump_after, file=self._dump)
                     self._armed_at = now
-                self._check(now, previous, late)
+                self._run_jobs(now)
                 # A dump from a short hiccup that was no stall: drop it so it
                 # cannot be mistaken for the stack of a later stall.
                 if self._dump is not None and late < self.gil_late \
@@ -191,19 +225,60 @@ class StallWatchdog(Detector):
             except Exception as exc:
                 if self.hub is not None:
                     self.hub.disable(self, exc, "watchdog")
+                # Others' jobs (asyncio probes for the heartbeat) go on without us.
+                while self._jobs and not self._stop.wait(0.01):
+                    self._run_jobs(time.perf_counter())
                 return
             previous = now
             expected = now + wait
 
     def _next_wait(self, now: float, poll: float, idle_wait: float) -> float:
+        # While the loop runs, look every poll: a run is dated by the first look
+        # that sees it, so the looks must not stop while the loop is healthy.
         state = self.state
         if state is None or not state.running:
             return idle_wait
-        if self.current is not None:
-            return poll  # in a stall: notice its end promptly
-        due = state.last_seen() + self.threshold - now
-        limit = self.threshold / 2.0 if self._dump is not None else self.threshold
-        return min(limit, max(poll, due + 0.0005))
+        return poll
+
+    def _observe(self, now: float, dated: float) -> tuple[float, Any]:
+        """When the loop thread was last seen back in the loop, and the handle running.
+
+        A run first seen at this look is dated ``dated``, or exactly if the
+        precise hot path stamped it, and never before another sign of life.
+        """
+        state = self.state
+        cur = state.cur
+        n = state.n
+        if n != self._n:
+            # Runs began since the last look.  One in progress began after that
+            # look; it is dated now (or exactly, if the precise hot path stamped
+            # it), and armed, so that its end is timed exactly.
+            self._n = n
+            if cur is not None:
+                if state.t0_n == n:
+                    started = state.t0
+                else:  # after every other sign of life
+                    started = max(dated, state.last_beat, state.last_end, state.idle_seen)
+                self._alive = self._run_t0 = started
+                if state.armed != n:
+                    state.armed_t0 = started
+                    state.armed = n
+            else:
+                self._alive = now
+                self._run_t0 = None
+        elif cur is None:
+            self._run_t0 = None
+        seen = max(self._alive, state.last_beat, state.last_end, state.idle_seen)
+        return seen, cur
+
+    def _end_of(self, stall: Stall) -> float | None:
+        """The first sign of life after ``stall`` began: when it ended."""
+        state = self.state
+        if state is None:
+            return None
+        after = [t for t in (state.last_end, state.last_beat, state.idle_seen, self._alive)
+                 if t > stall.started + 1e-6]
+        return min(after) if after else None
 
     def _check(self, now: float, previous: float, late: float) -> None:
         state = self.state
@@ -213,23 +288,33 @@ class StallWatchdog(Detector):
         current = self.current
         if not state.running:
             if current is not None:
-                self._finish(current, state.last_seen())
+                self._finish(current, self._end_of(current))
             return
-        seen = state.last_seen()
+        # A run first seen now began after the previous look.  Date it now, the
+        # latest it can have begun, when looks are on time; if this thread was
+        # kept from looking by a held GIL, the run most likely held it: date it
+        # at the previous look; if the OS woke us late, split the difference.
+        if gil:
+            dated = previous
+        elif now - previous > 2.0 * self.poll:
+            dated = (previous + now) / 2.0
+        else:
+            dated = now
+        seen, cur = self._observe(now, dated)
         if current is not None:
             if seen > current.started + 1e-6:
-                self._finish(current, seen)
+                self._finish(current, self._end_of(current))
             elif gil and not current.gil_held:
                 current.gil_held = True
             return
         if now - seen > self.threshold:
             check = state.idle_check
-            if check is not None and state.cur is None and not gil:
+            if check is not None and cur is None and not gil:
                 frame = sys._current_frames().get(state.thread_id)
                 if check(frame):
                     state.idle_seen = now  # waiting for I/O: alive, not stalled
                     return
-            self._begin(seen, now, gil, previous)
+            self._begin(seen, now, gil, cur)
         elif gil and late > self.threshold and seen > previous:
             # A GIL-holding stall that began after our last look and had already
             # ended when we could run again: record it after the fact.
@@ -238,13 +323,13 @@ class StallWatchdog(Detector):
             if not stall.stack:
                 stall.stack = stack_of(sys._current_frames().get(state.thread_id))
                 stall.stack_source = "after" if stall.stack else "none"
-            self._finish(stall, seen, already_current=False)
+            self._finish(stall, self._end_of(stall), already_current=False)
 
-    def _begin(self, started: float, now: float, gil: bool, previous: float) -> None:
+    def _begin(self, started: float, now: float, gil: bool, handle: Any) -> None:
         state = self.state
         stall = Stall(started=started, detected=None if gil else now, gil_held=gil)
-        handle = state.cur
-        if handle is not None and state.cur_t0 >= started - 1e-6:
+        run_t0 = self._run_t0
+        if handle is not None and run_t0 is not None and run_t0 >= started - 1e-6:
             self._describe(stall, handle)
         else:
             stall.source = "qt" if self.qt else "loop"

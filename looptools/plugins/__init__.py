@@ -18,10 +18,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from looptools._state import LoopState
+
+
+class Driver(Protocol):
+    """A thread that wakes every few ms and runs jobs: ``job(now)`` (the stall watchdog)."""
+
+    def add_job(self, job: Callable[[float], Any]) -> None: ...
+
+    def remove_job(self, job: Callable[[float], Any]) -> None: ...
 
 
 class LoopPlugin:
@@ -29,6 +37,8 @@ class LoopPlugin:
 
     kind = "none"
     is_qt = False
+    #: time every callback precisely even when nobody asks (no watchdog to arm runs)
+    always_precise = False
 
     def __init__(self, loop: Any) -> None:
         self.loop = loop
@@ -55,8 +65,13 @@ class LoopPlugin:
     def uninstall_timing(self) -> None:
         """Undo :meth:`install_timing`."""
 
+    def set_precise(self, precise: bool) -> None:
+        """Switch between the lean and the precise hot path (``looptools._state``)."""
+
     # -- heartbeat ---------------------------------------------------------
-    def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float) -> None:
+    def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float,
+                        driver: Driver | None = None) -> None:
+        """Call ``beat`` on the loop thread every ``interval_s``; ``driver`` may pace it."""
         raise NotImplementedError
 
     def stop_heartbeat(self) -> None:

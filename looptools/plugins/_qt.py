@@ -58,7 +58,9 @@ class QtLoopPlugin:
     is_qt = True
     _heartbeat: QtHeartbeat
 
-    def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float) -> None:
+    def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float,
+                        driver: Any = None) -> None:
+        # A Qt timer on the loop thread: no other thread is needed.
         if not hasattr(self, "_heartbeat"):
             self._heartbeat = QtHeartbeat()
         self._heartbeat.start(beat, interval_s)

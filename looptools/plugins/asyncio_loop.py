@@ -10,7 +10,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from looptools.plugins import LoopPlugin
+from looptools.plugins import Driver, LoopPlugin
 
 if TYPE_CHECKING:
     from looptools._state import LoopState
@@ -41,24 +41,46 @@ def _callback_failed(handle: Any, exc: BaseException) -> None:
     handle._loop.call_exception_handler(context)
 
 
-def install_handle_timing(state: LoopState) -> None:
+def install_handle_timing(state: LoopState, precise: bool = False) -> None:
     """Replace ``Handle._run`` with a timed version for ``state.loop``'s handles.
 
     The replacement runs the callback itself instead of calling the original
-    ``_run``, so a monitored callback costs two clock reads and a few stores,
-    not an extra Python frame.  Handles of other loops (worker threads running
-    their own ``asyncio.run``) take the original path.
+    ``_run``, so it adds no Python frame.  Handles of other loops (worker
+    threads running their own ``asyncio.run``) take the original path.  The
+    lean version stores two attributes per callback and reads no clock; the
+    precise one reads the clock at both ends (see ``looptools._state``).
+    Calling it again switches between the two.
     """
     global _original_run
-    uninstall_handle_timing()
-    original = asyncio.events.Handle.__dict__["_run"]
+    original = _original_run or asyncio.events.Handle.__dict__["_run"]
     st = state
+    loop = state.loop
+    ended = state.ended
 
-    def _run(self: Any) -> None:
-        if self._loop is not st.loop:
+    def _run(self: Any) -> Any:
+        if self._loop is not loop:
             return original(self)
         st.cur = self
-        t0 = st.cur_t0 = perf_counter()
+        st.n = n = st.n + 1
+        try:
+            self._context.run(self._callback, *self._args)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            _callback_failed(self, exc)
+        finally:
+            st.cur = None
+        if st.armed:
+            ended(self, n)
+        return None
+
+    def _run_precise(self: Any) -> Any:
+        if self._loop is not loop:
+            return original(self)
+        st.cur = self
+        st.n = n = st.n + 1
+        t0 = st.t0 = perf_counter()
+        st.t0_n = n
         try:
             self._context.run(self._callback, *self._args)
         except (SystemExit, KeyboardInterrupt):
@@ -69,14 +91,17 @@ def install_handle_timing(state: LoopState) -> None:
             t1 = st.last_end = perf_counter()
             st.cur = None
         st.busy += t1 - t0  # for the Qt dispatcher's busy accounting (qasync)
+        if st.armed == n:
+            st.armed = 0
         if t1 - t0 > st.thr and st.slow is not None:
             st.slow(self, t0, t1 - t0)
         return None
 
-    _run.__qualname__ = "Handle._run"
-    _run.__wrapped__ = original  # type: ignore[attr-defined]
+    chosen = _run_precise if precise else _run
+    chosen.__qualname__ = "Handle._run"
+    chosen.__wrapped__ = original  # type: ignore[attr-defined]
     _original_run = original
-    asyncio.events.Handle._run = _run  # type: ignore[method-assign]
+    asyncio.events.Handle._run = chosen  # type: ignore[method-assign]
 
 
 def uninstall_handle_timing() -> None:
@@ -92,8 +117,11 @@ class AsyncioPlugin(LoopPlugin):
     def __init__(self, loop: Any) -> None:
         super().__init__(loop)
         self._timed = False
+        self._state: Any = None
         self._timer: Any = None
         self._stop: threading.Event | None = None
+        self._driver: Driver | None = None
+        self._job: Callable[[float], float] | None = None
         self._generation = 0
 
     @classmethod
@@ -110,54 +138,79 @@ class AsyncioPlugin(LoopPlugin):
         if not self.is_qt:
             state.idle_check = _waiting_in_selector
         self._timed = True
+        self._state = state
         return True
+
+    def set_precise(self, precise: bool) -> None:
+        if self._timed:
+            install_handle_timing(self._state, precise or self.always_precise)
 
     def uninstall_timing(self) -> None:
         if self._timed:
             uninstall_handle_timing()
             self._timed = False
 
-    def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float) -> None:
-        """Probe the loop from a pacemaker thread with ``call_soon_threadsafe``.
+    def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float,
+                        driver: Driver | None = None) -> None:
+        """Probe the loop from another thread with ``call_soon_threadsafe``.
 
         A repeating ``call_later`` would leave a timer in the loop's heap at all
         times, and with any timer scheduled ``BaseEventLoop._run_once`` reads the
         clock twice more on every iteration: ~10 % on a timer-free callback chain
         (benchmarks/overhead.py).  A probe is queued only when sent; its lag is
         how long a newly ready callback waited to run.
+
+        The probes are sent by ``driver`` (the stall watchdog's thread, which
+        wakes every few ms anyway) when there is one, else by a pacemaker thread.
         """
         self.stop_heartbeat()
         loop = self.loop
-        stop = threading.Event()
         # Each probe costs the loop thread a few GIL hand-offs, so probes go at
         # most 10 times a second; liveness between them comes from callbacks and
         # from the watchdog seeing the loop wait in its selector.
         interval_s = max(interval_s, PROBE_INTERVAL_S)
         generation = self._generation = self._generation + 1
+        intended = perf_counter() + interval_s
 
         def probe(sent: float, gen: int) -> None:
             if gen == self._generation:  # not a probe left over from an earlier run
                 beat(sent)
 
-        def pace() -> None:
+        def pace(now: float) -> float:
+            """Send the probe if due; returns when the next one is due."""
             # A probe is dated when it was *meant* to be sent: if this thread woke
             # late, something held the GIL, and the loop thread could not have
             # run a callback made ready at that moment either.
-            intended = perf_counter() + interval_s
+            nonlocal intended
+            if now >= intended:
+                loop.call_soon_threadsafe(probe, intended, generation)  # RuntimeError: closed
+                intended = max(intended + interval_s, now)
+            return intended
+
+        if driver is not None:
+            self._driver = driver
+            self._job = pace
+            driver.add_job(pace)
+            return
+        stop = threading.Event()
+
+        def pacemaker() -> None:
             while not stop.wait(max(0.0, intended - perf_counter())):
                 try:
-                    loop.call_soon_threadsafe(probe, intended, generation)
+                    pace(perf_counter())
                 except RuntimeError:  # the loop was closed
                     return
-                intended = max(intended + interval_s, perf_counter())
 
         self._stop = stop
-        threading.Thread(target=pace, name="looptools-pacemaker", daemon=True).start()
+        threading.Thread(target=pacemaker, name="looptools-pacemaker", daemon=True).start()
 
     def stop_heartbeat(self) -> None:
         if self._stop is not None:
             self._stop.set()
             self._stop = None
+        if self._job is not None and self._driver is not None:
+            self._driver.remove_job(self._job)
+        self._job = self._driver = None
         self._generation += 1
 
 
@@ -176,7 +229,8 @@ class UvloopPlugin(AsyncioPlugin):
     def install_timing(self, state: LoopState) -> bool:
         return False
 
-    def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float) -> None:
+    def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float,
+                        driver: Driver | None = None) -> None:
         # uvloop keeps its timers in C: a repeating call_later costs next to nothing.
         self.stop_heartbeat()
         loop = self.loop

@@ -20,6 +20,7 @@ class QtAsyncioPlugin(QtLoopPlugin, LoopPlugin):
     def __init__(self, loop: Any) -> None:
         super().__init__(loop)
         self._original: Any = None
+        self._state: Any = None
 
     @classmethod
     def matches(cls, loop: Any) -> bool:
@@ -35,32 +36,59 @@ class QtAsyncioPlugin(QtLoopPlugin, LoopPlugin):
         info["qt_dispatcher"] = dispatcher_name(self.dispatcher())
         return info
 
-    def install_timing(self, state: Any) -> bool:
+    def install_timing(self, state: Any, precise: bool = False) -> bool:
         from PySide6.QtAsyncio.events import QAsyncioHandle
 
-        original = QAsyncioHandle.__dict__["_cb"]
+        original = self._original or QAsyncioHandle.__dict__["_cb"]
         st = state
+        loop = state.loop
+        ended = state.ended
 
+        # Lean and precise as for Handle._run (looptools._state), calling the
+        # original _cb, which does QtAsyncio's own error handling.
         def _cb(self: Any) -> None:
-            if self._loop is not st.loop:
+            if self._loop is not loop:
                 return original(self)
             st.cur = self
-            t0 = st.cur_t0 = perf_counter()
+            st.n = n = st.n + 1
+            try:
+                original(self)
+            finally:
+                st.cur = None
+            if st.armed:
+                ended(self, n)
+            return None
+
+        def _cb_precise(self: Any) -> None:
+            if self._loop is not loop:
+                return original(self)
+            st.cur = self
+            st.n = n = st.n + 1
+            t0 = st.t0 = perf_counter()
+            st.t0_n = n
             try:
                 original(self)
             finally:
                 t1 = st.last_end = perf_counter()
                 st.cur = None
             st.busy += t1 - t0
+            if st.armed == n:
+                st.armed = 0
             if t1 - t0 > st.thr and st.slow is not None:
                 st.slow(self, t0, t1 - t0)
             return None
 
-        _cb.__qualname__ = "QAsyncioHandle._cb"
-        _cb.__wrapped__ = original  # type: ignore[attr-defined]
-        QAsyncioHandle._cb = _cb  # type: ignore[method-assign]
+        chosen = _cb_precise if precise else _cb
+        chosen.__qualname__ = "QAsyncioHandle._cb"
+        chosen.__wrapped__ = original  # type: ignore[attr-defined]
+        QAsyncioHandle._cb = chosen  # type: ignore[method-assign]
         self._original = original
+        self._state = state
         return True
+
+    def set_precise(self, precise: bool) -> None:
+        if self._original is not None:
+            self.install_timing(self._state, precise or self.always_precise)
 
     def uninstall_timing(self) -> None:
         if self._original is None:
