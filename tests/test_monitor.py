@@ -167,3 +167,37 @@ def test_core_import_pulls_in_no_ui() -> None:
             "print(sorted(m for m in ('click', 'rich', 'PySide6', 'qasync') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_qtasyncio_callbacks_keep_their_semantics_under_the_inline_replacement() -> None:
+    import contextvars
+
+    import PySide6.QtAsyncio as QtAsyncio
+    from PySide6.QtAsyncio.events import QAsyncioHandle
+    from PySide6.QtWidgets import QApplication
+
+    from looptools.plugins.qtasyncio_loop import _known_cb
+
+    original = QAsyncioHandle.__dict__["_cb"]
+    # The installed PySide6's _cb is the one the replacement repeats inline; a
+    # PySide6 whose _cb differs makes this fail (the replacement then calls it).
+    assert _known_cb(original)
+    QApplication.instance() or QApplication([])
+    ran: list[str] = []
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="outside")
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        assert QAsyncioHandle.__dict__["_cb"].__wrapped__ is original
+        loop.call_soon(ran.append, "cancelled").cancel()
+        loop.call_soon(lambda: ran.append(var.get()))
+        context = contextvars.copy_context()
+        context.run(var.set, "inside")
+        loop.call_soon(lambda: ran.append(var.get()), context=context)
+        await asyncio.sleep(0.05)
+        return "ok"
+
+    with looptools.monitor(report=None):
+        assert QtAsyncio.run(main(), keep_running=False, quit_qapp=True) == "ok"
+    assert ran == ["outside", "inside"]
+    assert QAsyncioHandle.__dict__["_cb"] is original

@@ -13,6 +13,17 @@ from typing import Any
 from looptools.plugins import LoopPlugin
 from looptools.plugins._qt import QtLoopPlugin, dispatcher_name
 
+#: The names ``QAsyncioHandle._cb`` uses in the PySide6 versions whose body the
+#: replacement repeats inline (checked on 6.11): run the callback in its context if the
+#: handle is pending, then mark it done.  Any other ``_cb`` is called instead.
+_KNOWN_CB_NAMES = ("_state", "QAsyncioHandle", "HandleState", "PENDING", "_context", "run",
+                   "_callback", "_cb_args", "DONE")
+
+
+def _known_cb(function: Any) -> bool:
+    code = getattr(function, "__code__", None)
+    return code is not None and code.co_names == _KNOWN_CB_NAMES and code.co_argcount == 1
+
 
 class QtAsyncioPlugin(QtLoopPlugin, LoopPlugin):
     kind = "qtasyncio"
@@ -44,15 +55,29 @@ class QtAsyncioPlugin(QtLoopPlugin, LoopPlugin):
         loop = state.loop
         ended = state.ended
 
-        # Lean and precise as for Handle._run (looptools._state), calling the
-        # original _cb, which does QtAsyncio's own error handling.
+        # Lean and precise as for Handle._run (looptools._state).  When _cb is
+        # the one we know (below), the replacement does its work inline, like
+        # the Handle._run replacement, instead of adding a frame to call it.
+        inline = _known_cb(original)
+        pending = QAsyncioHandle.HandleState.PENDING
+        done = QAsyncioHandle.HandleState.DONE
+
         def _cb(self: Any) -> None:
             if self._loop is not loop:
                 return original(self)
+            if inline and self._state is not pending:
+                return None  # cancelled: the timer fires, nothing runs
             st.cur = self
             st.n = n = st.n + 1
             try:
-                original(self)
+                if not inline:
+                    original(self)
+                elif self._context is not None:
+                    self._context.run(self._callback, *self._cb_args)
+                    self._state = done
+                else:
+                    self._callback(*self._cb_args)
+                    self._state = done
             finally:
                 st.cur = None
             if st.armed:
@@ -62,12 +87,21 @@ class QtAsyncioPlugin(QtLoopPlugin, LoopPlugin):
         def _cb_precise(self: Any) -> None:
             if self._loop is not loop:
                 return original(self)
+            if inline and self._state is not pending:
+                return None
             st.cur = self
             st.n = n = st.n + 1
             t0 = st.t0 = perf_counter()
             st.t0_n = n
             try:
-                original(self)
+                if not inline:
+                    original(self)
+                elif self._context is not None:
+                    self._context.run(self._callback, *self._cb_args)
+                    self._state = done
+                else:
+                    self._callback(*self._cb_args)
+                    self._state = done
             finally:
                 t1 = st.last_end = perf_counter()
                 st.cur = None
