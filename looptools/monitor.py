@@ -190,11 +190,9 @@ class Monitor:
         self.attached_at = time.perf_counter()
         names = {d.name for d in self.hub.detectors}
         if names & {"slow_callbacks", "stalls"}:
+            # The lean hot path needs the watchdog to arm long runs.
+            plugin.always_precise = "stalls" not in names
             plugin.install_timing(state)
-            if "stalls" not in names:
-                # The lean hot path needs the watchdog to arm long runs.
-                plugin.always_precise = True
-                plugin.set_precise(True)
         if names & {"slow_callbacks", "stalls"}:
             call = self.hub.call
 

@@ -80,7 +80,6 @@ class StallWatchdog(Detector):
         # Look often enough that a run is dated to within a look and a stall is
         # seen within threshold + one look.
         self.poll = min(0.010, max(0.002, self.threshold / 10.0, heartbeat / 2.0))
-        del heartbeat
         self.gil_late = max(0.020, self.threshold / 2.0)
         self.use_faulthandler = settings.gil_capture
         self.limit = settings.max_stalls

@@ -134,7 +134,7 @@ class AsyncioPlugin(LoopPlugin):
         return info
 
     def install_timing(self, state: LoopState) -> bool:
-        install_handle_timing(state)
+        install_handle_timing(state, self.always_precise)
         if not self.is_qt:
             state.idle_check = _waiting_in_selector
         self._timed = True

@@ -50,6 +50,7 @@ class QtAsyncioPlugin(QtLoopPlugin, LoopPlugin):
     def install_timing(self, state: Any, precise: bool = False) -> bool:
         from PySide6.QtAsyncio.events import QAsyncioHandle
 
+        precise = precise or self.always_precise
         original = self._original or QAsyncioHandle.__dict__["_cb"]
         st = state
         loop = state.loop
@@ -122,7 +123,7 @@ class QtAsyncioPlugin(QtLoopPlugin, LoopPlugin):
 
     def set_precise(self, precise: bool) -> None:
         if self._original is not None:
-            self.install_timing(self._state, precise or self.always_precise)
+            self.install_timing(self._state, precise)
 
     def uninstall_timing(self) -> None:
         if self._original is None:
