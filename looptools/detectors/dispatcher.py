@@ -68,6 +68,7 @@ class DispatcherBusy(Detector):
         self.windows: list[tuple[float, float]] = []  # (start, busy s), the longest few
         self._window_start: float | None = None
         self._first_beat: float | None = None
+        self._first_beat_due = 0.0
         self._next_due = 0.0
         self._connected = False
         self._since = 0.0
@@ -143,7 +144,10 @@ class DispatcherBusy(Detector):
 
     def heartbeat(self, now: float, lag: float) -> None:
         if self._first_beat is None:
+            # The wait in this window ended by the time this beat was due (its
+            # timer would have woken the thread), even if a slot ran before it.
             self._first_beat = now
+            self._first_beat_due = self._next_due
         self._next_due = now + self.interval
         if self.dispatcher is not None and (
                 not self._connected or now - self._connected_at >= self._watch_s):
@@ -164,7 +168,7 @@ class DispatcherBusy(Detector):
         if start is None:
             return
         length = now - start
-        due = self._next_due
+        due = self._next_due if first_beat is None else self._first_beat_due
         wait_ended = due if first_beat is None or first_beat > due else first_beat
         if callbacks > 0.0 and state is not None and start < state.t0 < wait_ended:
             # The wait was over when the (last) callback of this window began.
