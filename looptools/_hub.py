@@ -124,6 +124,10 @@ class Hub:
         except Exception:
             pass
 
+    def warn(self, line: str) -> None:
+        """One line to the user (stderr by default)."""
+        self._warn(line)
+
     def emit(self, kind: str, /, **payload: Any) -> None:
         """A notable event (stall, slow callback, …) for streaming consumers."""
         if self._index["event"]:

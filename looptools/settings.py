@@ -136,6 +136,9 @@ FIELDS: tuple[_Field, ...] = (
     _Field("max_tasks", _positive_int, 100, ("tasks",), "How many tasks each task list keeps."),
     _Field("gil_capture", _boolean, True, (),
            "Use faulthandler to capture the stack during a stall that holds the GIL."),
+    _Field("signal_ticks", _boolean, True, (),
+           "Let the stall watchdog date runs from a SIGALRM interval timer on the main thread "
+           "(off: a thread looks every few ms, which costs a busy loop more)."),
     _Field("blocking_strict", _boolean, False, ("blocking",),
            "Raise blockbuster.BlockingError instead of recording (for tests)."),
     _Field("summary", _boolean, True, (), "Print a summary to stderr at exit."),
@@ -160,6 +163,7 @@ class Settings:
     max_callbacks: int = 200
     max_tasks: int = 100
     gil_capture: bool = True
+    signal_ticks: bool = True
     blocking_strict: bool = False
     summary: bool = True
     stream: str | None = None

@@ -25,11 +25,15 @@ if TYPE_CHECKING:
 
 
 class Driver(Protocol):
-    """A thread that wakes every few ms and runs jobs: ``job(now)`` (the stall watchdog)."""
+    """Runs jobs every few ms: ``job(now, dated)`` (the stall watchdog).
 
-    def add_job(self, job: Callable[[float], Any]) -> None: ...
+    ``dated`` is when the job was due to run by the driver's own schedule (its
+    tick), or 0.0 when the driver cannot say.
+    """
 
-    def remove_job(self, job: Callable[[float], Any]) -> None: ...
+    def add_job(self, job: Callable[[float, float], Any]) -> None: ...
+
+    def remove_job(self, job: Callable[[float, float], Any]) -> None: ...
 
 
 class LoopPlugin:

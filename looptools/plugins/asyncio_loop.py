@@ -121,7 +121,7 @@ class AsyncioPlugin(LoopPlugin):
         self._timer: Any = None
         self._stop: threading.Event | None = None
         self._driver: Driver | None = None
-        self._job: Callable[[float], float] | None = None
+        self._job: Callable[[float, float], float] | None = None
         self._generation = 0
 
     @classmethod
@@ -176,14 +176,17 @@ class AsyncioPlugin(LoopPlugin):
             if gen == self._generation:  # not a probe left over from an earlier run
                 beat(sent)
 
-        def pace(now: float) -> float:
+        def pace(now: float, dated: float = 0.0) -> float:
             """Send the probe if due; returns when the next one is due."""
-            # A probe is dated when it was *meant* to be sent: if this thread woke
+            # A probe is dated when it was *meant* to be sent: if the sender woke
             # late, something held the GIL, and the loop thread could not have
-            # run a callback made ready at that moment either.
+            # run a callback made ready at that moment either.  A driver that
+            # sends on its own schedule (the watchdog's ticks, every few ms) says
+            # when that schedule was due: waiting for the next tick is not lag.
             nonlocal intended
             if now >= intended:
-                loop.call_soon_threadsafe(probe, intended, generation)  # RuntimeError: closed
+                # RuntimeError if the loop was closed
+                loop.call_soon_threadsafe(probe, max(intended, dated), generation)
                 intended = max(intended + interval_s, now)
             return intended
 
