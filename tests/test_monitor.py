@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import time
 from pathlib import Path
@@ -63,13 +64,16 @@ def _run(kind: str, coro: Any) -> Any:
     raise AssertionError(kind)
 
 
+@pytest.mark.parametrize("ticks", [True, False], ids=["ticks", "thread-only"])
 @pytest.mark.parametrize("kind", ["asyncio", "qasync"])
-def test_stall_is_reported_while_it_happens(kind: str, tmp_path: Path) -> None:
+def test_stall_is_reported_while_it_happens(kind: str, ticks: bool, tmp_path: Path) -> None:
     marks: dict[str, float] = {}
     recorder = _Recorder()
-    with looptools.monitor(report=str(tmp_path / "r.json")) as monitor:
+    with looptools.monitor(report=str(tmp_path / "r.json"), signal_ticks=ticks) as monitor:
         monitor.hub.add(recorder)
         assert _run(kind, _app(marks)) == "ok"
+        watchdog = monitor.hub.get("stalls")
+        assert watchdog is not None and (watchdog.ticks > 0) is ticks
     report = monitor.final_report
     assert report is not None
     validate(report)
@@ -110,6 +114,8 @@ def test_stop_restores_everything_it_patched() -> None:
     async def inside() -> None:
         assert asyncio.events.Handle.__dict__["_run"] is not original_run
         assert time.sleep is not original_sleep  # blockbuster is active
+        assert signal.getsignal(signal.SIGALRM) != signal.SIG_DFL  # the watchdog's ticks
+        assert signal.getitimer(signal.ITIMER_REAL)[1] > 0
         loop = asyncio.get_running_loop()
         assert "create_task" in vars(loop)
         await asyncio.sleep(0.05)
@@ -126,6 +132,88 @@ def test_stop_restores_everything_it_patched() -> None:
     assert asyncio.events.Handle.__dict__["_run"] is original_run
     assert asyncio.events._set_running_loop is original_set
     assert time.sleep is original_sleep
+    assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+async def _queue_traffic(seconds: float) -> int:
+    """Two tasks passing items through a bounded queue: a busy loop that
+    releases the GIL at every select."""
+    q: asyncio.Queue[int] = asyncio.Queue(maxsize=100)
+    end = time.perf_counter() + seconds
+    moved = 0
+
+    async def produce() -> None:
+        while time.perf_counter() < end:
+            for i in range(1000):
+                await q.put(i)
+        await q.put(-1)
+
+    async def consume() -> None:
+        nonlocal moved
+        while await q.get() >= 0:
+            moved += 1
+
+    await asyncio.gather(produce(), consume())
+    return moved
+
+
+def test_ticks_look_for_the_watchdog_thread_on_a_busy_loop() -> None:
+    with looptools.monitor(report=None) as monitor:
+        watchdog = monitor.hub.get("stalls")
+        assert asyncio.run(_queue_traffic(0.6)) > 0
+        assert watchdog is not None
+        ticks, looks, handoffs = watchdog.ticks, watchdog.looks, watchdog.handoffs
+    report = monitor.final_report
+    assert report is not None and report["stalls"] == []
+    # Ticks every 5 ms; the thread looks about once per threshold (50 ms), and
+    # on this busy loop it gets the GIL because a tick hands it over.
+    assert ticks >= 60, ticks
+    assert looks <= ticks // 3, (looks, ticks)
+    assert handoffs >= 3, (handoffs, looks)
+
+
+def test_an_app_that_uses_sigalrm_keeps_it_and_stalls_are_still_seen() -> None:
+    fired: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        fired.append(signum)
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        marks: dict[str, float] = {}
+        with looptools.monitor(report=None) as monitor:
+            assert asyncio.run(_app(marks)) == "ok"
+            watchdog = monitor.hub.get("stalls")
+            assert watchdog is not None and watchdog.ticks == 0
+        assert signal.getsignal(signal.SIGALRM) is handler
+        assert fired == []  # no timer of ours ever fired into the app's handler
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    report = monitor.final_report
+    assert report is not None and len(report["stalls"]) == 1
+    assert report["stalls"][0]["culprit"]["function"] == "_blocking_step"
+
+
+def test_a_failing_tick_stops_with_one_warning_and_the_thread_looks_alone(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    def broken() -> None:
+        raise RuntimeError("tick bug")
+
+    marks: dict[str, float] = {}
+    with looptools.monitor(report=None) as monitor:
+        watchdog = monitor.hub.get("stalls")
+        assert watchdog is not None
+        watchdog._hand_off = broken  # type: ignore[method-assign]  # the first handoff raises
+        assert asyncio.run(_app(marks)) == "ok"
+        assert watchdog.ticks > 0 and not watchdog.ticking
+        assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "ticks failed" in line]
+    assert len(warnings) == 1 and "tick bug" in warnings[0]
+    report = monitor.final_report
+    assert report is not None and report["detector_errors"] == []
+    assert len(report["stalls"]) == 1
+    assert report["stalls"][0]["detected_after_ms"] is not None  # seen while it happened
 
 
 def test_install_returns_running_monitor_and_uninstall_stops_it(tmp_path: Path) -> None:

@@ -125,8 +125,9 @@ class StallWatchdog(Detector):
         # blocks on it: it skips).
         self.use_ticks = settings.signal_ticks
         self.ticking = False
-        self.ticks = 0
-        self.handoffs = 0
+        self.ticks = 0  # ticks run
+        self.handoffs = 0  # looks of the thread handed the GIL by a tick
+        self.looks = 0  # looks of the thread
         self._in_tick = False
         self._tick_t = 0.0  # when the last tick ran
         self._jobs_t = 0.0  # when the jobs last ran
@@ -364,6 +365,7 @@ class StallWatchdog(Detector):
                 return
             now = time.perf_counter()
             late = now - expected
+            self.looks += 1
             try:
                 # Look first: re-arming faulthandler waits for its old thread with
                 # the GIL released, and the loop thread would run on meanwhile.
