@@ -29,6 +29,7 @@ def _leaves_nothing_behind() -> object:
 
     cb_before = _qtasyncio_cb()
     sigterm_before = signal.getsignal(signal.SIGTERM)
+    sigalrm_before = signal.getsignal(signal.SIGALRM)
     hook_before = sys.excepthook
     yield
     problems = []
@@ -46,6 +47,10 @@ def _leaves_nothing_behind() -> object:
         problems.append("QAsyncioHandle._cb is still patched")
     if signal.getsignal(signal.SIGTERM) != sigterm_before:
         problems.append("the SIGTERM handler was changed")
+    if signal.getsignal(signal.SIGALRM) != sigalrm_before:
+        problems.append("the SIGALRM handler was changed")
+    if signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0):
+        problems.append("an interval timer is still running")
     if sys.excepthook != hook_before:
         problems.append("sys.excepthook was changed")
     if time.sleep.__module__ != "time" and getattr(time.sleep, "__qualname__", "") != "sleep":
