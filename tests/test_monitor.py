@@ -67,6 +67,10 @@ def _run(kind: str, coro: Any) -> Any:
 @pytest.mark.parametrize("ticks", [True, False], ids=["ticks", "thread-only"])
 @pytest.mark.parametrize("kind", ["asyncio", "qasync"])
 def test_stall_is_reported_while_it_happens(kind: str, ticks: bool, tmp_path: Path) -> None:
+    if kind == "qasync":
+        # The first Qt loop of a process starts Qt up lazily, holding the GIL for
+        # up to ~60 ms: a real stall, but not the one this test is about.
+        _run(kind, asyncio.sleep(0))
     marks: dict[str, float] = {}
     recorder = _Recorder()
     with looptools.monitor(report=str(tmp_path / "r.json"), signal_ticks=ticks) as monitor:
@@ -289,3 +293,20 @@ def test_qtasyncio_callbacks_keep_their_semantics_under_the_inline_replacement()
         assert QtAsyncio.run(main(), keep_running=False, quit_qapp=True) == "ok"
     assert ran == ["outside", "inside"]
     assert QAsyncioHandle.__dict__["_cb"] is original
+
+
+def test_ticks_stopped_from_another_thread_are_undone_on_the_main_thread() -> None:
+    import threading
+
+    async def app() -> None:
+        await asyncio.sleep(0.05)
+        assert signal.getsignal(signal.SIGALRM) != signal.SIG_DFL
+        stopper = threading.Thread(target=monitor.stop, kwargs={"write": False})
+        stopper.start()
+        stopper.join()
+        await asyncio.sleep(0.05)  # the next tick, on this (main) thread, undoes them
+
+    monitor = looptools.monitor(report=None).start()
+    asyncio.run(app())
+    assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)

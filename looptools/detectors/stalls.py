@@ -129,6 +129,7 @@ class StallWatchdog(Detector):
         self.handoffs = 0  # looks of the thread handed the GIL by a tick
         self.looks = 0  # looks of the thread
         self._in_tick = False
+        self._retiring = False  # stopped off the main thread: the next tick undoes it
         self._tick_t = 0.0  # when the last tick ran
         self._jobs_t = 0.0  # when the jobs last ran
         self._last_look = time.perf_counter()  # when a look (tick or thread) last dated runs
@@ -216,19 +217,23 @@ class StallWatchdog(Detector):
             self._stop_ticks()
 
     def _stop_ticks(self) -> None:
-        """Stop the timer and put SIGALRM's disposition back (from any thread;
-        the disposition only from the main thread: elsewhere our handler stays,
-        inert, until the next start or stop on the main thread)."""
-        was, self.ticking = self.ticking, False
-        if not hasattr(signal, "setitimer"):
+        """Stop the timer and put SIGALRM back to its default.
+
+        Python sets signal handlers only on the main thread; called from another
+        thread this leaves the undoing to the next tick, which runs there.
+        """
+        if not self.ticking:
             return
+        if threading.current_thread() is not threading.main_thread():
+            self._retiring = True
+            return
+        self.ticking = self._retiring = False
         try:
             ours = signal.getsignal(signal.SIGALRM) == self._tick
-            if was:
-                interval = signal.getitimer(signal.ITIMER_REAL)[1]
-                if ours or abs(interval - self.poll) < 1e-4:
-                    signal.setitimer(signal.ITIMER_REAL, 0.0)
-            if ours and threading.current_thread() is threading.main_thread():
+            interval = signal.getitimer(signal.ITIMER_REAL)[1]
+            if ours or abs(interval - self.poll) < 1e-4:  # not a timer the app set since
+                signal.setitimer(signal.ITIMER_REAL, 0.0)
+            if ours:
                 signal.signal(signal.SIGALRM, signal.SIG_DFL)
         except (OSError, ValueError):
             pass
@@ -239,6 +244,9 @@ class StallWatchdog(Detector):
         Never blocks on a lock the loop thread may hold, never raises into the
         app: on any error the ticks stop and the thread looks by itself.
         """
+        if self._retiring:  # stopped from another thread: undo it here
+            self._stop_ticks()
+            return
         if not self.ticking or self._in_tick:
             return
         self._in_tick = True
@@ -337,10 +345,10 @@ class StallWatchdog(Detector):
 
     # -- the watchdog thread -----------------------------------------------
     def _run(self) -> None:
-        # The watchdog sleeps until the moment the loop's last sign of life would
-        # turn into a stall (last seen + threshold), not at a fixed rate: on a
-        # healthy loop it wakes ~20 times a second instead of ~200, and each wake
-        # costs the loop thread a GIL hand-off.  Detection is as early as before.
+        # While ticks flow, the thread sleeps until the loop's last sign of life
+        # would turn into a stall (last seen + threshold): ~20 wakes a second
+        # instead of ~200, each handed the GIL by a tick.  Without ticks it looks
+        # every poll (see _next_wait).
         poll = self.poll
         idle_wait = min(0.05, self.threshold)
         # faulthandler dumps every thread's stack from its own C thread, without
