@@ -89,6 +89,9 @@ def test_stall_is_reported_while_it_happens(kind: str, ticks: bool, tmp_path: Pa
     assert kinds.count("stall_started") == 1 and kinds.count("stall_ended") == 1
     started = dict(recorder.events)["stall_started"]
     assert started["culprit"]["function"] == "_blocking_step"
+    how = report["stall_summary"]["watchdog"]
+    assert (how["ticks"] > 0) is ticks and how["looks"] > 0
+    assert how["no_ticks"] == (None if ticks else "switched off (signal_ticks)")
 
 
 def test_broken_detector_is_switched_off_once_and_app_runs_on(
@@ -162,6 +165,45 @@ async def _queue_traffic(seconds: float) -> int:
     return moved
 
 
+def _spin(seconds: float) -> None:
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        pass
+
+
+def _hot_parse(seconds: float) -> int:
+    rows = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        rows += 1
+    return rows
+
+
+async def _indexer() -> str:
+    await asyncio.sleep(0.05)
+    _spin(0.09)  # the stall is already seen, and sampled, here...
+    _hot_parse(0.3)  # ...but this is where nearly all of it goes
+    await asyncio.sleep(0.05)
+    return "ok"
+
+
+@pytest.mark.parametrize("ticks", [True, False], ids=["ticks", "thread-only"])
+def test_the_culprit_is_where_most_samples_of_the_stall_were(ticks: bool) -> None:
+    with looptools.monitor(report=None, signal_ticks=ticks) as monitor:
+        assert asyncio.run(_indexer()) == "ok"
+    report = monitor.final_report
+    assert report is not None
+    validate(report)
+    assert len(report["stalls"]) == 1, report["stalls"]
+    stall = report["stalls"][0]
+    # The first sample (~50 ms in) was in _spin; the ~60 that followed in _hot_parse.
+    assert stall["culprit"]["function"] == "_hot_parse", stall
+    assert stall["stack"][-1] == stall["culprit"]  # the stack is one sampled there
+    assert stall["samples"] >= 20 and stall["culprit_samples"] >= stall["samples"] * 0.6, stall
+    assert stall["culprit_samples"] < stall["samples"]  # _spin's were counted too
+    assert all(f["function"] != "StallWatchdog._tick" for f in stall["stack"])
+
+
 def test_ticks_look_for_the_watchdog_thread_on_a_busy_loop() -> None:
     with looptools.monitor(report=None) as monitor:
         watchdog = monitor.hub.get("stalls")
@@ -197,6 +239,8 @@ def test_an_app_that_uses_sigalrm_keeps_it_and_stalls_are_still_seen() -> None:
     report = monitor.final_report
     assert report is not None and len(report["stalls"]) == 1
     assert report["stalls"][0]["culprit"]["function"] == "_blocking_step"
+    assert report["stall_summary"]["watchdog"]["no_ticks"] == \
+        "the app uses SIGALRM or the real-time interval timer"
 
 
 def test_a_failing_tick_stops_with_one_warning_and_the_thread_looks_alone(

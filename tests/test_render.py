@@ -173,6 +173,15 @@ def test_text_names_each_culprit_with_file_and_line() -> None:
     assert "810 ms" in out  # the longest stall's duration
 
 
+def test_text_and_html_give_the_culprit_s_share_of_the_samples() -> None:
+    report = load("qasync_chat.json")
+    longest = max(report["stalls"], key=lambda stall: stall["duration_ms"])
+    longest.update(samples=150, culprit_samples=141)
+    assert "810 ms in ChatWindow.on_send_clicked (culprit in 141 of 150 samples; same culprit" \
+        in TextRenderer().render(report)
+    assert "culprit in 141 of 150 samples" in HtmlRenderer().render(report)
+
+
 def test_text_sections() -> None:
     out = TextRenderer().render(load("qasync_chat.json"))
     lines = out.splitlines()

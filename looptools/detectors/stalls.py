@@ -8,7 +8,9 @@ began at most one look earlier) and *arms* each run it sees in progress, so
 that the loop thread reads the clock once when that run ends.  When the
 evidence is older than the threshold the loop is stalled, whatever holds it —
 an asyncio callback, a Qt slot, timer or paint event, or a C call.  The loop
-thread's stack is sampled *during* the stall with ``sys._current_frames()``.
+thread's stack is sampled *during* the stall with ``sys._current_frames()``, at
+every look while it lasts; the culprit is the application function most
+samples were in.
 
 A C call that holds the GIL starves this thread too, so it cannot sample; it
 notices afterwards by waking up late.  For those, ``faulthandler``'s C watchdog
@@ -68,6 +70,39 @@ class Stall:
     gil_held: bool = False
     source: str = "loop"
     stack_source: str = "none"
+    samples: int = 0  # stacks sampled during the stall
+    culprit_samples: int = 0  # of those, in the culprit's function
+    _votes: dict[Frame, int] = dataclasses.field(default_factory=dict, repr=False)
+    _stacks: dict[Frame, list[Frame]] = dataclasses.field(default_factory=dict, repr=False)
+
+    def vote(self, stack: list[Frame]) -> None:
+        """Count one stack sampled during the stall.
+
+        The culprit is the application function most samples were in (a stall
+        that calls a hot function in a loop is that function's, even when one
+        sample lands in the loop around it), at its most-sampled line; the
+        stack kept is the first one sampled there.  Ties go to the earliest.
+        """
+        self.samples += 1
+        culprit = culprit_of(stack)
+        if culprit is None:
+            return
+        votes = self._votes
+        if culprit in votes:
+            votes[culprit] += 1
+        elif len(votes) < _MAX_VOTES:
+            votes[culprit] = 1
+            self._stacks[culprit] = stack
+        else:
+            return
+        per_function: dict[tuple[str, str], int] = {}
+        for (name, file, _line), n in votes.items():
+            per_function[name, file] = per_function.get((name, file), 0) + n
+        top = max(per_function, key=per_function.__getitem__)
+        best = max((f for f in votes if (f[0], f[1]) == top), key=votes.__getitem__)
+        self.culprit = best
+        self.stack = self._stacks[best]
+        self.culprit_samples = per_function[top]
 
     def duration(self, now: float | None = None) -> float:
         end = self.ended if self.ended is not None else (now or time.perf_counter())
@@ -87,7 +122,25 @@ class Stall:
             "gil_held": self.gil_held,
             "source": self.source,
             "stack_source": self.stack_source,
+            "samples": self.samples,
+            "culprit_samples": self.culprit_samples,
         }
+
+
+def _sample(thread_id: int | None) -> list[Frame]:
+    """The loop thread's stack now, without our tick handler on top of it (when
+    a tick handed us the GIL, the loop thread is waiting in it)."""
+    stack = stack_of(sys._current_frames().get(thread_id)) if thread_id is not None else []
+    here = _sample.__code__.co_filename
+    for i in range(len(stack) - 1, -1, -1):
+        if stack[i][1] == here and stack[i][0].endswith("._tick"):
+            del stack[i:]
+            break
+    return stack
+
+
+_MAX_VOTES = 64  # distinct culprit frames counted per stall
+_MAX_SAMPLES = 2000  # stacks sampled per stall (10 s at one a look): enough to vote
 
 
 class StallWatchdog(Detector):
@@ -128,6 +181,7 @@ class StallWatchdog(Detector):
         self.ticks = 0  # ticks run
         self.handoffs = 0  # looks of the thread handed the GIL by a tick
         self.looks = 0  # looks of the thread
+        self.no_ticks: str | None = "no loop ran"  # why the last loop start set no ticks
         self._in_tick = False
         self._retiring = False  # stopped off the main thread: the next tick undoes it
         self._tick_t = 0.0  # when the last tick ran
@@ -198,13 +252,23 @@ class StallWatchdog(Detector):
         and the app uses neither SIGALRM nor the real-time interval timer."""
         state = self.state
         main = threading.main_thread()
-        if not self.use_ticks or self.ticking or state is None or not hasattr(signal, "setitimer") \
-                or threading.current_thread() is not main or state.thread_id != main.ident:
+        if self.ticking or state is None:
+            return
+        if not self.use_ticks:
+            self.no_ticks = "switched off (signal_ticks)"
+            return
+        if not hasattr(signal, "setitimer"):
+            self.no_ticks = "no setitimer on this platform"
+            return
+        if threading.current_thread() is not main or state.thread_id != main.ident:
+            self.no_ticks = "the loop runs off the main thread"
             return
         try:
             if signal.getsignal(signal.SIGALRM) != signal.SIG_DFL \
                     or signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0):
+                self.no_ticks = "the app uses SIGALRM or the real-time interval timer"
                 return
+            self.no_ticks = None
             signal.signal(signal.SIGALRM, self._tick)
             self.ticking = True
             # SA_RESTART: a read or write the app has in progress restarts instead
@@ -489,8 +553,11 @@ class StallWatchdog(Detector):
         if current is not None:
             if seen > current.started + 1e-6:
                 self._finish(current, self._end_of(current))
-            elif gil and not current.gil_held:
+                return
+            if gil and not current.gil_held:
                 current.gil_held = True
+            if current.stack_source == "sampled" and current.samples < _MAX_SAMPLES:
+                current.vote(_sample(state.thread_id))
             return
         if now - seen > self.threshold:
             check = state.idle_check
@@ -506,7 +573,7 @@ class StallWatchdog(Detector):
             stall = Stall(started=previous, detected=None, gil_held=True, source="loop")
             self._fill_from_dump(stall)
             if not stall.stack:
-                stall.stack = stack_of(sys._current_frames().get(state.thread_id))
+                stall.stack = _sample(state.thread_id)
                 stall.stack_source = "after" if stall.stack else "none"
             self._finish(stall, self._end_of(stall), already_current=False)
 
@@ -521,12 +588,16 @@ class StallWatchdog(Detector):
         if gil:
             self._fill_from_dump(stall)
         if not stall.stack:
-            frame = sys._current_frames().get(state.thread_id)
-            stall.stack = stack_of(frame)
+            stack = _sample(state.thread_id)
             # With the GIL held we could only look once it was released: the
             # function is right, the line may be the one after the C call.
-            stall.stack_source = ("after" if gil else "sampled") if stall.stack else "none"
-        stall.culprit = culprit_of(stall.stack)
+            stall.stack_source = ("after" if gil else "sampled") if stack else "none"
+            if stall.stack_source == "sampled":
+                stall.vote(stack)
+            else:
+                stall.stack = stack
+        if stall.culprit is None:
+            stall.culprit = culprit_of(stall.stack)
         self.current = stall
         if self.hub is not None:
             self.hub.call("stall_started", stall)
@@ -588,6 +659,13 @@ class StallWatchdog(Detector):
             "total_ms": round(self.total * 1000.0, 3),
             "max_ms": round(self.longest * 1000.0, 3),
             "dropped": max(0, self.count - len(self.kept)),
+            "watchdog": {
+                "poll_ms": round(self.poll * 1000.0, 3),
+                "ticks": self.ticks,
+                "looks": self.looks,
+                "handoffs": self.handoffs,
+                "no_ticks": self.no_ticks,
+            },
         }
 
     def snapshot(self) -> dict[str, Any]:
