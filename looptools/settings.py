@@ -139,6 +139,9 @@ FIELDS: tuple[_Field, ...] = (
     _Field("signal_ticks", _boolean, True, (),
            "Let the stall watchdog date runs from a SIGALRM interval timer on the main thread "
            "(off: a thread looks every few ms, which costs a busy loop more)."),
+    _Field("private_fds", _boolean, True, (),
+           "Give the stall watchdog thread a file-descriptor table of its own (Linux; a "
+           "shared one costs every epoll_wait and read of a single-threaded app)."),
     _Field("blocking_strict", _boolean, False, ("blocking",),
            "Raise blockbuster.BlockingError instead of recording (for tests)."),
     _Field("summary", _boolean, True, (), "Print a summary to stderr at exit."),
@@ -164,6 +167,7 @@ class Settings:
     max_tasks: int = 100
     gil_capture: bool = True
     signal_ticks: bool = True
+    private_fds: bool = True
     blocking_strict: bool = False
     summary: bool = True
     stream: str | None = None

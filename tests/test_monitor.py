@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -354,3 +357,63 @@ def test_ticks_stopped_from_another_thread_are_undone_on_the_main_thread() -> No
     asyncio.run(app())
     assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_the_watchdog_thread_has_its_own_descriptor_table_and_holds_no_app_file_open() -> None:
+    # A pipe the app opened before monitoring began: the watchdog thread's table
+    # is a copy of the app's, so unless the copy is closed, the app closing its
+    # write end would leave the reader without EOF.
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    gc_was = gc.isenabled()
+
+    async def app() -> str:
+        await asyncio.sleep(0.05)
+        os.close(write_end)
+        await asyncio.sleep(0.05)  # the watchdog looks meanwhile
+        assert os.read(read_end, 1) == b""  # EOF, not BlockingIOError
+        return "ok"
+
+    try:
+        with looptools.monitor(report=None) as monitor:
+            assert asyncio.run(app()) == "ok"
+            watchdog = monitor.hub.get("stalls")
+            assert watchdog is not None and watchdog.private_fds is True
+        assert gc.isenabled() is gc_was  # paused only while the thread ran
+        report = monitor.final_report
+        assert report is not None
+        assert report["stall_summary"]["watchdog"]["private_fds"] is True
+        assert report["lag"]["samples"] >= 1  # the probes still reach the loop
+    finally:
+        os.close(read_end)
+
+
+def test_an_app_that_switched_gc_off_keeps_it_off() -> None:
+    gc.disable()
+    try:
+        marks: dict[str, float] = {}
+        with looptools.monitor(report=None) as monitor:
+            assert asyncio.run(_app(marks)) == "ok"
+            assert not gc.isenabled()
+        report = monitor.final_report
+        assert report is not None and len(report["stalls"]) == 1
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_loop_off_the_main_thread_shares_the_table_and_private_fds_can_be_switched_off() -> None:
+    results: list[bool] = []
+
+    def worker() -> None:
+        with looptools.monitor(report=None) as monitor:
+            asyncio.run(asyncio.sleep(0.05))
+            results.append(monitor.hub.get("stalls").private_fds)  # type: ignore[union-attr]
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    with looptools.monitor(report=None, private_fds=False) as monitor:
+        asyncio.run(asyncio.sleep(0.05))
+        results.append(monitor.hub.get("stalls").private_fds)  # type: ignore[union-attr]
+    assert results == [False, False]

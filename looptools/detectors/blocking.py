@@ -27,8 +27,9 @@ _ALLOWED = [
     ("shibokensupport/feature.py", {"_mod_uses_pyside", "feature_import", "__import__"}),
     ("shibokensupport/signature/loader.py", {"feature_import"}),
     ("looptools/_report.py", {"write_report"}),
-    # The stall watchdog's tick waits (GIL released, bounded) for the watchdog thread.
-    ("looptools/detectors/stalls.py", {"_hand_off"}),
+    # The stall watchdog's tick waits (GIL released, bounded) for the watchdog
+    # thread; attach waits for it to set its descriptor table up.
+    ("looptools/detectors/stalls.py", {"_hand_off", "attach"}),
 ]
 
 

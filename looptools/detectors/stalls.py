@@ -37,6 +37,7 @@ from __future__ import annotations
 import _thread
 import dataclasses
 import faulthandler
+import gc
 import os
 import signal
 import sys
@@ -48,6 +49,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from looptools._describe import describe_handle, describe_task
+from looptools._fdtable import private_fd_table, stderr_fds
 from looptools._frames import Frame, as_dict, culprit_of, parse_faulthandler, stack_of
 from looptools._hub import Detector
 from looptools.settings import Settings
@@ -139,6 +141,9 @@ def _sample(thread_id: int | None) -> list[Frame]:
     return stack
 
 
+#: Files a watchdog thread with a descriptor table of its own could not close.
+_LEFT_OPEN: list[IO[bytes]] = []
+
 _MAX_VOTES = 64  # distinct culprit frames counted per stall
 _MAX_SAMPLES = 2000  # stacks sampled per stall (10 s at one a look): enough to vote
 
@@ -182,6 +187,15 @@ class StallWatchdog(Detector):
         self.handoffs = 0  # looks of the thread handed the GIL by a tick
         self.looks = 0  # looks of the thread
         self.no_ticks: str | None = "no loop ran"  # why the last loop start set no ticks
+        # A descriptor table of the thread's own (looptools._fdtable): the
+        # descriptors to keep in it, None for a shared table.
+        self.use_private_fds = settings.private_fds
+        self._fd_keep: set[int] | None = None
+        self.private_fds = False  # the thread runs with a table of its own
+        self._guard_gc = False  # pause cyclic GC while the thread runs Python
+        self._thread_ident: int | None = None
+        self._ready = threading.Event()  # the thread has set its table up
+        self._gc_paused = False
         self._in_tick = False
         self._retiring = False  # stopped off the main thread: the next tick undoes it
         self._tick_t = 0.0  # when the last tick ran
@@ -211,9 +225,24 @@ class StallWatchdog(Detector):
                 fcntl.fcntl(self._dump.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
             except (ImportError, OSError):
                 pass
+        self._fd_keep = None
+        self.private_fds = False
+        fds = plugin.thread_fds() if self.use_private_fds else None
+        if fds is not None and state.thread_id == threading.main_thread().ident:
+            # Only a loop on the main thread gains: one off it shares the
+            # table with the main thread anyway.
+            self._fd_keep = stderr_fds() | set(fds)
+            if self._dump is not None:
+                self._fd_keep.add(self._dump.fileno())
         self._stop.clear()
+        self._ready.clear()
         self._thread = threading.Thread(target=self._run, name="looptools-watchdog", daemon=True)
         self._thread.start()
+        if self._fd_keep is not None:
+            # Wait (~0.1 ms) while the thread sets its table up: done while the
+            # loop runs, every GIL release there (each close) would cost a
+            # GIL convoy of several ms against the busy loop.
+            self._ready.wait(0.5)
 
     def detach(self) -> None:
         self._stop_ticks()
@@ -227,7 +256,13 @@ class StallWatchdog(Detector):
             thread.join(timeout=1.0)
         if self._dump is not None:
             faulthandler.cancel_dump_traceback_later()
-            self._dump.close()
+            if self.private_fds and self._thread_ident == threading.get_ident():
+                # Switching itself off after a failure: a close here would hit
+                # this thread's table and leak the app's copy; the file is left
+                # for the interpreter to close at exit, from the main thread.
+                _LEFT_OPEN.append(self._dump)
+            else:
+                self._dump.close()
             self._dump = None
         if self.current is not None:
             self._finish(self.current, self._end_of(self.current))
@@ -409,6 +444,7 @@ class StallWatchdog(Detector):
 
     # -- the watchdog thread -----------------------------------------------
     def _run(self) -> None:
+        self._thread_ident = threading.get_ident()
         # While ticks flow, the thread sleeps until the loop's last sign of life
         # would turn into a stall (last seen + threshold): ~20 wakes a second
         # instead of ~200, each handed the GIL by a tick.  Without ticks it looks
@@ -425,16 +461,48 @@ class StallWatchdog(Detector):
         # shorter than that are sampled right after they end instead.
         rearm_every = self.threshold / 2.0
         dump_after = self.threshold * 2.0
+        # With a table of its own, this thread must never run the finalizer of
+        # an app object that owns a descriptor: the close would hit its table,
+        # not the app's, and leak the app's.  Cyclic GC runs in whichever thread
+        # allocates past the threshold, so it is paused while this thread runs
+        # Python (when the app cannot allocate anyway: it is waiting for the
+        # GIL); the collection is deferred to the app's next allocation, not lost.
+        self._guard_gc = self._fd_keep is not None
+        try:
+            self._pause_gc()
+            if self._fd_keep is not None:
+                self.private_fds = private_fd_table(self._fd_keep)
+            self._guard_gc = self.private_fds
+            self._ready.set()
+            self._watch(poll, idle_wait, rearm_every, dump_after)
+        finally:
+            self._ready.set()
+            self._resume_gc()
+
+    def _pause_gc(self) -> None:
+        if self._guard_gc and gc.isenabled():
+            gc.disable()
+            self._gc_paused = True
+
+    def _resume_gc(self) -> None:
+        if self._gc_paused:
+            self._gc_paused = False
+            gc.enable()
+
+    def _watch(self, poll: float, idle_wait: float, rearm_every: float,
+               dump_after: float) -> None:
         wait = poll
         expected = time.perf_counter() + wait
         previous = time.perf_counter()
         while True:
             self._due = expected
             self._waiting = True
+            self._resume_gc()
             self._wake.acquire(timeout=wait)
             self._waiting = False
             if self._stop.is_set():
                 return
+            self._pause_gc()
             now = time.perf_counter()
             late = now - expected
             self.looks += 1
@@ -460,7 +528,11 @@ class StallWatchdog(Detector):
                 if self.hub is not None:
                     self.hub.disable(self, exc, "watchdog")
                 # Others' jobs (asyncio probes for the heartbeat) go on without us.
-                while self._jobs and not self._stop.wait(0.01):
+                while self._jobs:
+                    self._resume_gc()
+                    if self._stop.wait(0.01):
+                        return
+                    self._pause_gc()
                     self._run_jobs(time.perf_counter())
                 return
             finally:
@@ -665,6 +737,7 @@ class StallWatchdog(Detector):
                 "looks": self.looks,
                 "handoffs": self.handoffs,
                 "no_ticks": self.no_ticks,
+                "private_fds": self.private_fds,
             },
         }
 

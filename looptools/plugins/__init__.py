@@ -81,6 +81,12 @@ class LoopPlugin:
     def stop_heartbeat(self) -> None:
         raise NotImplementedError
 
+    def thread_fds(self) -> list[int] | None:
+        """The descriptors the watchdog thread touches for this loop (its heartbeat
+        jobs), or None when they cannot be known (the thread then shares the
+        app's descriptor table; see ``looptools._fdtable``)."""
+        return None
+
     # -- Qt ----------------------------------------------------------------
     def dispatcher(self) -> Any:
         """The Qt event dispatcher of the loop thread, or None."""

@@ -69,5 +69,8 @@ class QtLoopPlugin:
         if hasattr(self, "_heartbeat"):
             self._heartbeat.stop()
 
+    def thread_fds(self) -> list[int] | None:
+        return []  # the heartbeat is a Qt timer: the watchdog thread touches no descriptor
+
     def dispatcher(self) -> Any:
         return dispatcher()

@@ -141,6 +141,17 @@ class AsyncioPlugin(LoopPlugin):
         self._state = state
         return True
 
+    def thread_fds(self) -> list[int] | None:
+        # The probes' call_soon_threadsafe writes to the selector loop's self-pipe.
+        fds = []
+        for name in ("_ssock", "_csock"):
+            sock = getattr(self.loop, name, None)
+            fileno = getattr(sock, "fileno", None)
+            if fileno is None:
+                return None
+            fds.append(fileno())
+        return fds if all(fd >= 0 for fd in fds) else None
+
     def set_precise(self, precise: bool) -> None:
         if self._timed:
             install_handle_timing(self._state, precise or self.always_precise)
@@ -231,6 +242,9 @@ class UvloopPlugin(AsyncioPlugin):
 
     def install_timing(self, state: LoopState) -> bool:
         return False
+
+    def thread_fds(self) -> list[int] | None:
+        return None  # libuv wakes its loop through descriptors of its own
 
     def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float,
                         driver: Driver | None = None) -> None:
