@@ -193,7 +193,6 @@ class Monitor:
             # The lean hot path needs the watchdog to arm long runs.
             plugin.always_precise = "stalls" not in names
             plugin.install_timing(state)
-        if names & {"slow_callbacks", "stalls"}:
             call = self.hub.call
 
             def slow(handle: Any, started: float, duration: float) -> None:

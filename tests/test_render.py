@@ -180,6 +180,8 @@ def test_text_and_html_give_the_culprit_s_share_of_the_samples() -> None:
     assert "810 ms in ChatWindow.on_send_clicked (culprit in 141 of 150 samples; same culprit" \
         in TextRenderer().render(report)
     assert "culprit in 141 of 150 samples" in HtmlRenderer().render(report)
+    assert "in ChatWindow.on_send_clicked (sample_apps/chat_qasync.py:97) — culprit in 141 of " \
+        "150 samples — same culprit" in MarkdownRenderer().render(report)
 
 
 def test_text_sections() -> None:

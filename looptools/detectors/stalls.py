@@ -193,7 +193,6 @@ class StallWatchdog(Detector):
         self._fd_keep: set[int] | None = None
         self.private_fds = False  # the thread runs with a table of its own
         self._guard_gc = False  # pause cyclic GC while the thread runs Python
-        self._thread_ident: int | None = None
         self._ready = threading.Event()  # the thread has set its table up
         self._gc_paused = False
         self._in_tick = False
@@ -252,11 +251,12 @@ class StallWatchdog(Detector):
         except RuntimeError:
             pass
         thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
+        itself = thread is threading.current_thread()
+        if thread is not None and not itself:
             thread.join(timeout=1.0)
         if self._dump is not None:
             faulthandler.cancel_dump_traceback_later()
-            if self.private_fds and self._thread_ident == threading.get_ident():
+            if self.private_fds and itself:
                 # Switching itself off after a failure: a close here would hit
                 # this thread's table and leak the app's copy; the file is left
                 # for the interpreter to close at exit, from the main thread.
@@ -444,7 +444,6 @@ class StallWatchdog(Detector):
 
     # -- the watchdog thread -----------------------------------------------
     def _run(self) -> None:
-        self._thread_ident = threading.get_ident()
         # While ticks flow, the thread sleeps until the loop's last sign of life
         # would turn into a stall (last seen + threshold): ~20 wakes a second
         # instead of ~200, each handed the GIL by a tick.  Without ticks it looks

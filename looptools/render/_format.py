@@ -106,6 +106,14 @@ def stall_label(stall: Mapping[str, Any]) -> str:
     return _NO_CULPRIT.get(str(stall.get("source")), "(unknown)")
 
 
+def culprit_share(stall: Mapping[str, Any]) -> str | None:
+    """``culprit in N of M samples`` when the culprit was voted on, else None."""
+    samples = stall.get("samples") or 0
+    if samples <= 1:
+        return None
+    return f"culprit in {stall.get('culprit_samples')} of {samples} samples"
+
+
 def stalls_by_duration(report: Report) -> list[tuple[int, Mapping[str, Any]]]:
     """``(index in report["stalls"], stall)`` pairs, longest first."""
     indexed = list(enumerate(report.get("stalls") or []))

@@ -419,9 +419,9 @@ class HtmlRenderer(Renderer):
                 facts.append(f"seen after {e(f.fmt_ms(stall['detected_after_ms']))}")
             if stall.get("stack_source"):
                 facts.append(f"stack: {e(stall['stack_source'])}")
-            if (stall.get("samples") or 0) > 1:
-                facts.append(f"culprit in {e(stall.get('culprit_samples'))} "
-                             f"of {e(stall['samples'])} samples")
+            share = f.culprit_share(stall)
+            if share:
+                facts.append(e(share))
             frames = []
             for frame in stall.get("stack") or []:
                 is_culprit = f.same_frame(frame, culprit)

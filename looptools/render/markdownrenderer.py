@@ -104,6 +104,9 @@ class MarkdownRenderer(Renderer):
         for rank, stall, same in f.distinct_culprits(stalls)[: self.max_stacks]:
             title = (f"Stack of #{rank}: {f.fmt_ms(stall['duration_ms'])} in "
                      f"{f.stall_label(stall)} ({f.location(stall.get('culprit'))})")
+            share = f.culprit_share(stall)
+            if share:
+                title += f" — {share}"
             if same:
                 title += " — same culprit as " + ", ".join(f"#{n}" for n in same)
             stack = f.stack_lines(stall.get("stack") or []) or [

@@ -122,8 +122,9 @@ class TextRenderer(Renderer):
         stack = list(stall.get("stack") or [])
         head = f"  #{rank} {f.fmt_ms(stall['duration_ms'])} in {f.oneline(f.stall_label(stall))}"
         extra = [f"{k} {f.oneline(stall[k])}" for k in ("callback", "task") if stall.get(k)]
-        if (stall.get("samples") or 0) > 1:
-            extra.append(f"culprit in {stall.get('culprit_samples')} of {stall['samples']} samples")
+        share = f.culprit_share(stall)
+        if share:
+            extra.append(share)
         if same:
             extra.append("same culprit as " + ", ".join(f"#{n}" for n in same))
         if extra:
