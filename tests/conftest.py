@@ -13,6 +13,9 @@ import time
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Several Qt bindings are installed; qasync would pick PyQt5 first.  In-process
+# tests use PySide6; the binding tests set QT_API per subprocess.
+os.environ.setdefault("QT_API", "pyside6")
 
 _ORIGINAL_RUN = asyncio.events.Handle.__dict__["_run"]
 _ORIGINAL_SET_RUNNING = asyncio.events._set_running_loop

@@ -33,10 +33,11 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def run_app(args: list[str], tmp_path: Path, monitored: bool = True, timeout: float = 60,
-            **settings: str) -> Run:
+            environ: dict[str, str] | None = None, **settings: str) -> Run:
     report = tmp_path / f"report-{len(list(tmp_path.iterdir()))}.json"
     extra = {"LOOPTOOLS": "1", "LOOPTOOLS_REPORT": str(report)} if monitored else {}
     extra.update({f"LOOPTOOLS_{k.upper()}": v for k, v in settings.items()})
+    extra.update(environ or {})
     proc = subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, timeout=timeout,
         env=env(**extra), cwd=tmp_path,

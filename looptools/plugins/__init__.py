@@ -5,13 +5,24 @@ The kind is detected from the running loop, never configured:
 ========== ===================================== ===========================================
 kind       loop                                  callbacks are timed at
 ========== ===================================== ===========================================
-asyncio    ``asyncio.BaseEventLoop`` subclasses  ``asyncio.events.Handle._run`` (class patch)
-uvloop     ``uvloop.Loop``                       not timed (Cython handles); stalls, lag, tasks
-qasync     ``qasync.QEventLoop`` (selector/IOCP) ``asyncio.events.Handle._run``
-qtasyncio  ``PySide6.QtAsyncio`` event loop       ``QAsyncioHandle._cb`` (``Handle._run`` is
-                                                 never called there)
+asyncio    asyncio's selector loops and their    ``asyncio.events.Handle._run`` (class patch)
+           subclasses that keep its ``_run_once``
+uvloop     ``uvloop.Loop`` and subclasses        not timed (Cython handles); stalls, lag, tasks
+qasync     ``qasync.QEventLoop`` and subclasses, ``asyncio.events.Handle._run``
+           on any Qt binding
+qtasyncio  ``PySide6.QtAsyncio`` event loop and   ``QAsyncioHandle._cb`` (``Handle._run`` is
+           subclasses                            never called there)
 qt         a Qt main thread with no asyncio loop no asyncio callbacks; Qt heartbeat only
+unknown    any other loop                        ``Handle._run`` if its handles use it;
+                                                 stalls only inside a timed callback
 ========== ===================================== ===========================================
+
+The kind is recognised by what the loop *is* (``isinstance`` against the
+classes of the libraries the app has imported), never by module name: an app's
+own subclass of ``qasync.QEventLoop`` is a qasync loop.  A loop of a kind
+looptools does not know is watched conservatively: its idle time cannot be
+told from a stall, so only time inside a timed callback counts as stalled, and
+the report says what was not measured.
 """
 
 from __future__ import annotations
@@ -43,6 +54,10 @@ class LoopPlugin:
     is_qt = False
     #: time every callback precisely even when nobody asks (no watchdog to arm runs)
     always_precise = False
+    #: the loop's idle time cannot be recognised: only a callback in progress is a stall
+    conservative = False
+    #: what cannot be measured on this kind of loop, in the report's words
+    not_measured: tuple[str, ...] = ()
 
     def __init__(self, loop: Any) -> None:
         self.loop = loop
@@ -59,6 +74,8 @@ class LoopPlugin:
             "variant": None,
             "callback_timing": False,
             "qt_dispatcher": None,
+            "recognised": not self.conservative,
+            "not_measured": list(self.not_measured),
         }
 
     # -- callback timing -------------------------------------------------
@@ -81,6 +98,9 @@ class LoopPlugin:
     def stop_heartbeat(self) -> None:
         raise NotImplementedError
 
+    def forget_heartbeat(self) -> None:
+        """In a forked child: drop the heartbeat without touching threads, locks or Qt."""
+
     def thread_fds(self) -> list[int] | None:
         """The descriptors the watchdog thread touches for this loop (its heartbeat
         jobs), or None when they cannot be known (the thread then shares the
@@ -93,22 +113,37 @@ class LoopPlugin:
         return None
 
 
+def _class_in(module: str, name: str) -> type | None:
+    """``module.name`` if the app has imported ``module`` and it is a class."""
+    cls = getattr(sys.modules.get(module), name, None)
+    return cls if isinstance(cls, type) else None
+
+
 def plugin_for(loop: Any) -> LoopPlugin:
-    """The plugin for a running ``loop`` (checked most specific first)."""
-    from looptools.plugins.asyncio_loop import AsyncioPlugin, UvloopPlugin
+    """The plugin for a running ``loop``, by what it is (most specific first)."""
+    from looptools.plugins.asyncio_loop import AsyncioPlugin, UnknownLoopPlugin, UvloopPlugin
 
-    candidates: list[type[LoopPlugin]] = []
-    module = type(loop).__module__
-    if "PySide6.QtAsyncio" in sys.modules and module.startswith("PySide6"):
-        from looptools.plugins.qtasyncio_loop import QtAsyncioPlugin
-
-        candidates.append(QtAsyncioPlugin)
-    if "qasync" in sys.modules and module.startswith("qasync"):
+    qasync_loop = _class_in("qasync", "_QEventLoop")
+    if qasync_loop is not None and isinstance(loop, qasync_loop):
+        from looptools.plugins._qtbinding import for_qasync
         from looptools.plugins.qasync_loop import QasyncPlugin
 
-        candidates.append(QasyncPlugin)
-    candidates += [UvloopPlugin, AsyncioPlugin]
-    for candidate in candidates:
-        if candidate.matches(loop):
-            return candidate(loop)
-    return AsyncioPlugin(loop)
+        binding = for_qasync()
+        if binding is not None:
+            return QasyncPlugin(loop, binding)
+        return UnknownLoopPlugin(loop)
+    qtasyncio_loop = _class_in("PySide6.QtAsyncio.events", "QAsyncioEventLoop")
+    if qtasyncio_loop is not None and isinstance(loop, qtasyncio_loop):
+        from looptools.plugins._qtbinding import binding as qt_binding
+        from looptools.plugins.qtasyncio_loop import QtAsyncioPlugin
+
+        pyside = qt_binding("PySide6")
+        if pyside is not None:
+            return QtAsyncioPlugin(loop, pyside)
+        return UnknownLoopPlugin(loop)
+    uvloop_loop = _class_in("uvloop", "Loop")
+    if uvloop_loop is not None and isinstance(loop, uvloop_loop):
+        return UvloopPlugin(loop)
+    if AsyncioPlugin.matches(loop):
+        return AsyncioPlugin(loop)
+    return UnknownLoopPlugin(loop)

@@ -1,7 +1,7 @@
 """Qt parts shared by the Qt loop plugins: a precise heartbeat timer and the dispatcher.
 
-Imported only when attaching to a loop whose module is already loaded, so the
-monitor never imports Qt for an app that does not use it.
+Works with any of the four bindings (``looptools.plugins._qtbinding``), and
+imports none: the plugin is given the binding the app's loop runs on.
 """
 
 from __future__ import annotations
@@ -9,18 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QAbstractEventDispatcher, QCoreApplication, Qt, QTimer
+from looptools.plugins._qtbinding import QtBinding
 
 
 class QtHeartbeat:
     """A repeating ``PreciseTimer`` on the loop thread."""
 
-    def __init__(self) -> None:
-        self._timer: QTimer | None = None
+    def __init__(self, binding: QtBinding) -> None:
+        self.binding = binding
+        self._timer: Any = None
 
     def start(self, beat: Callable[[float | None], None], interval_s: float) -> None:
-        timer = QTimer()
-        timer.setTimerType(Qt.TimerType.PreciseTimer)
+        core = self.binding.QtCore
+        timer = core.QTimer()
+        timer.setTimerType(self.binding.enum("TimerType", "PreciseTimer"))
         timer.setInterval(max(1, round(interval_s * 1000)))
         timer.timeout.connect(lambda: beat(None))
         timer.start()
@@ -36,11 +38,9 @@ class QtHeartbeat:
         except (RuntimeError, TypeError):  # already gone with the application
             pass
 
-
-def dispatcher() -> Any:
-    if QCoreApplication.instance() is None:
-        return None
-    return QAbstractEventDispatcher.instance()
+    def forget(self) -> None:
+        """In a forked child: drop the timer without calling Qt."""
+        self._timer = None
 
 
 def dispatcher_name(instance: Any) -> str | None:
@@ -56,21 +56,31 @@ class QtLoopPlugin:
     """Mixin for the Qt plugins: the heartbeat is a Qt timer, and there is a dispatcher."""
 
     is_qt = True
+    #: set by the plugin's constructor: the binding the app's Qt loop runs on
+    binding: QtBinding
     _heartbeat: QtHeartbeat
 
     def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float,
                         driver: Any = None) -> None:
         # A Qt timer on the loop thread: no other thread is needed.
         if not hasattr(self, "_heartbeat"):
-            self._heartbeat = QtHeartbeat()
+            self._heartbeat = QtHeartbeat(self.binding)
         self._heartbeat.start(beat, interval_s)
 
     def stop_heartbeat(self) -> None:
         if hasattr(self, "_heartbeat"):
             self._heartbeat.stop()
 
+    def forget_heartbeat(self) -> None:
+        if hasattr(self, "_heartbeat"):
+            self._heartbeat.forget()
+
     def thread_fds(self) -> list[int] | None:
         return []  # the heartbeat is a Qt timer: the watchdog thread touches no descriptor
 
     def dispatcher(self) -> Any:
-        return dispatcher()
+        return self.binding.dispatcher()
+
+    def qt_info(self) -> dict[str, Any]:
+        return {"binding": self.binding.name, "binding_version": self.binding.version,
+                "qt_version": self.binding.qt_version}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import asyncio.base_events
 import asyncio.events
+import selectors
 import threading
 from asyncio import format_helpers
 from collections.abc import Callable
@@ -126,7 +128,16 @@ class AsyncioPlugin(LoopPlugin):
 
     @classmethod
     def matches(cls, loop: Any) -> bool:
-        return isinstance(loop, asyncio.BaseEventLoop)
+        """asyncio's selector loop or a subclass that keeps its loop iteration.
+
+        Only there is the loop's idle wait known to be ``selector.select``
+        (the idle check below); a loop that iterates some other way (a Qt or
+        trio integration, Windows' proactor) is not this kind.
+        """
+        return (isinstance(loop, asyncio.base_events.BaseEventLoop)
+                and getattr(type(loop), "_run_once", None)
+                is getattr(asyncio.base_events.BaseEventLoop, "_run_once", None)
+                and isinstance(getattr(loop, "_selector", None), selectors.BaseSelector))
 
     def info(self) -> dict[str, Any]:
         info = super().info()
@@ -227,6 +238,39 @@ class AsyncioPlugin(LoopPlugin):
         self._job = self._driver = None
         self._generation += 1
 
+    def forget_heartbeat(self) -> None:
+        # The pacemaker thread did not survive the fork; its Event may be locked.
+        self._stop = None
+        self._job = self._driver = None
+        self._generation += 1
+
+
+class UnknownLoopPlugin(AsyncioPlugin):
+    """A loop looptools does not know: watched conservatively.
+
+    Its callbacks are timed if its handles run through ``Handle._run``, and it
+    is probed from another thread for lag, but how it waits when idle is
+    unknown, so time outside a timed callback is never called a stall.
+    """
+
+    kind = "unknown"
+    conservative = True
+    not_measured = ("stalls outside asyncio callbacks (Qt slots, timers, paint events)",
+                    "idle time (the loop's wait is not recognised)")
+
+    @classmethod
+    def matches(cls, loop: Any) -> bool:
+        return True
+
+    def install_timing(self, state: LoopState) -> bool:
+        install_handle_timing(state, self.always_precise)
+        self._timed = True
+        self._state = state
+        return True
+
+    def thread_fds(self) -> list[int] | None:
+        return None  # how it wakes up is unknown: share the descriptor table
+
 
 class UvloopPlugin(AsyncioPlugin):
     """uvloop's handles are Cython objects that cannot be patched: no callback timing.
@@ -235,10 +279,7 @@ class UvloopPlugin(AsyncioPlugin):
     """
 
     kind = "uvloop"
-
-    @classmethod
-    def matches(cls, loop: Any) -> bool:
-        return type(loop).__module__.startswith("uvloop")
+    not_measured = ("callback timing (uvloop's handles are Cython)",)
 
     def install_timing(self, state: LoopState) -> bool:
         return False
@@ -262,3 +303,6 @@ class UvloopPlugin(AsyncioPlugin):
         timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
+
+    def forget_heartbeat(self) -> None:
+        self._timer = None

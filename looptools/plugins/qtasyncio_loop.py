@@ -12,6 +12,7 @@ from typing import Any
 
 from looptools.plugins import LoopPlugin
 from looptools.plugins._qt import QtLoopPlugin, dispatcher_name
+from looptools.plugins._qtbinding import QtBinding
 
 #: The names ``QAsyncioHandle._cb`` uses in the PySide6 versions whose body the
 #: replacement repeats inline (checked on 6.11): run the callback in its context if the
@@ -28,23 +29,17 @@ def _known_cb(function: Any) -> bool:
 class QtAsyncioPlugin(QtLoopPlugin, LoopPlugin):
     kind = "qtasyncio"
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: Any, binding: QtBinding) -> None:
         super().__init__(loop)
+        self.binding = binding
         self._original: Any = None
         self._state: Any = None
-
-    @classmethod
-    def matches(cls, loop: Any) -> bool:
-        try:
-            from PySide6.QtAsyncio.events import QAsyncioEventLoop
-        except ImportError:
-            return False
-        return isinstance(loop, QAsyncioEventLoop)
 
     def info(self) -> dict[str, Any]:
         info = super().info()
         info["callback_timing"] = self._original is not None
         info["qt_dispatcher"] = dispatcher_name(self.dispatcher())
+        info.update(self.qt_info())
         return info
 
     def install_timing(self, state: Any, precise: bool = False) -> bool:

@@ -1,0 +1,80 @@
+"""qasync on whichever Qt binding ``QT_API`` names (PySide6, PyQt6, PyQt5, PySide2).
+
+    qasync_binding_app.py stalls          a 200 ms Qt slot sleep, then a 150 ms CPU loop
+                                          in a coroutine; prints MARKS on stderr
+    qasync_binding_app.py idle-subclass   a QEventLoop subclass (one that patches
+                                          run_until_complete, as FeelUOwn's does) idles 4 s
+    qasync_binding_app.py qt-only         no asyncio at all: a Qt slot sleeps 200 ms
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import sys
+import time
+
+import qasync
+
+QtCore = qasync.QtCore
+QtWidgets = importlib.import_module(qasync.QtModuleName + ".QtWidgets")
+MODE = sys.argv[1]
+marks: dict[str, float] = {}
+
+
+def slot_sleeps() -> None:
+    marks["slot_start"] = time.perf_counter()
+    time.sleep(0.2)  # CULPRIT: slot
+    marks["slot_end"] = time.perf_counter()
+
+
+def spin(seconds: float) -> int:
+    n = 0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:  # CULPRIT: cpu
+        n += 1
+    return n
+
+
+async def stalls() -> None:
+    QtCore.QTimer.singleShot(300, slot_sleeps)
+    await asyncio.sleep(0.8)
+    marks["cpu_start"] = time.perf_counter()
+    spin(0.15)
+    marks["cpu_end"] = time.perf_counter()
+    await asyncio.sleep(0.3)
+
+
+class PatchedLoop(qasync.QEventLoop):
+    """Like FeelUOwn's loop: a subclass that wraps run_until_complete."""
+
+    def run_until_complete(self, future):  # type: ignore[no-untyped-def]
+        return super().run_until_complete(future)
+
+
+def main() -> int:
+    app = QtWidgets.QApplication([])
+    print(f"binding {qasync.QtModuleName}", flush=True)
+    if MODE == "qt-only":
+        QtCore.QTimer.singleShot(500, slot_sleeps)
+        QtCore.QTimer.singleShot(1200, app.quit)
+        (app.exec if hasattr(app, "exec") else app.exec_)()
+    elif MODE == "stalls":
+        loop = qasync.QEventLoop(app)
+        asyncio.set_event_loop(loop)
+        with loop:
+            loop.run_until_complete(stalls())
+    elif MODE == "idle-subclass":
+        loop = PatchedLoop(app)
+        asyncio.set_event_loop(loop)
+        with loop:
+            loop.run_until_complete(asyncio.sleep(4.0))
+    else:
+        raise SystemExit(f"unknown mode {MODE}")
+    print("MARKS " + json.dumps(marks), file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
