@@ -10,6 +10,11 @@ Turn it on with no code change (``LOOPTOOLS=1 python app.py``) or in code::
 
 This module imports only the standard library and looptools' own core: no
 click, rich or Qt (Qt is imported only when attaching to a Qt loop).
+
+``LOOPTOOLS=1`` imports this package at interpreter start-up, before pytest
+could mark it for assertion rewriting (its entry point ``pytest11`` is in this
+distribution): the marker PYTEST_DONT_REWRITE tells pytest not to try, so that
+``LOOPTOOLS=1 pytest -W error`` starts exactly as ``pytest -W error`` does.
 """
 
 from __future__ import annotations

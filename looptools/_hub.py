@@ -48,6 +48,19 @@ class Detector:
     def detach(self) -> None:
         """Undo everything :meth:`attach` installed."""
 
+    def forget(self) -> None:
+        """In a child made by ``fork``: undo what :meth:`attach` installed without
+        waiting on a thread, a lock or Qt (none of them survived the fork).
+        The default is :meth:`detach`; detectors with threads or Qt override it."""
+        self.detach()
+
+    def before_fork(self) -> None:
+        """The process is about to fork (the forking thread): leave nothing running
+        that the child would inherit half-way (a C timer thread, a held lock)."""
+
+    def after_fork_in_parent(self) -> None:
+        """The fork is done, in the parent: resume what :meth:`before_fork` paused."""
+
     def loop_started(self, now: float) -> None: ...
     def loop_stopped(self, now: float) -> None: ...
     def slow_callback(self, handle: Any, started: float, duration: float) -> None: ...

@@ -218,6 +218,8 @@ class DashboardState:
                 elif event == "stall_ended":
                     self._set_stall_now(None, now)
                     self._keep_stall(data)
+                elif event == "stall_dismissed":  # seen live, then under the threshold
+                    self._set_stall_now(None, now)
             elif kind == "bye":
                 self.ended = True
                 self.exit = message.get("exit") if isinstance(message.get("exit"), dict) \

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import datetime
+import functools
 import os
 import signal
 import sys
@@ -28,6 +29,46 @@ from looptools.plugins import Driver, LoopPlugin, plugin_for
 from looptools.settings import DETECTORS, Settings, resolve
 
 _active: Monitor | None = None
+_fork_hooks = False
+
+
+def _before_fork() -> None:
+    monitor = _active
+    if monitor is not None:
+        monitor._before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    monitor = _active
+    if monitor is not None:
+        monitor._after_fork_in_parent()
+
+
+def _after_fork_in_child() -> None:
+    monitor = _active
+    if monitor is not None:
+        monitor._forget_in_child()
+
+
+def _ended_the_program() -> bool:
+    """Whether ``sys.last_traceback`` starts at a module's top level (the program
+    itself, or runpy running it), not in a callback such as a Qt slot."""
+    tb = getattr(sys, "last_traceback", None)
+    if tb is None:
+        return False
+    code = tb.tb_frame.f_code
+    return code.co_name == "<module>" or "runpy" in code.co_filename
+
+
+def _register_fork_hooks() -> None:
+    """Once per process (``os.register_at_fork`` cannot be undone; the hooks do
+    nothing while no monitor runs)."""
+    global _fork_hooks
+    if _fork_hooks or not hasattr(os, "register_at_fork"):
+        return
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
+    _fork_hooks = True
 
 
 def _warn(line: str) -> None:
@@ -84,7 +125,6 @@ class Monitor:
         self._lock = threading.RLock()
         self._probe_stop = threading.Event()
         self._previous_sigterm: Any = None
-        self._previous_excepthook: Any = None
         self._broken = False
 
     # -- lifecycle ---------------------------------------------------------------
@@ -96,6 +136,7 @@ class Monitor:
             raise RuntimeError("another looptools monitor is already running in this process")
         _active = self
         self._running = True
+        _register_fork_hooks()
         _attach.install(self._on_running_loop)
         if threading.current_thread() is threading.main_thread():
             loop = asyncio._get_running_loop()
@@ -134,6 +175,55 @@ class Monitor:
             for line in summary_lines(report, self.report_path):
                 _warn(line)
         return report
+
+    # -- fork ------------------------------------------------------------------------
+    def _before_fork(self) -> None:
+        for detector in list(self.hub.detectors):
+            try:
+                detector.before_fork()
+            except Exception as exc:
+                self.hub.disable(detector, exc, "before fork")
+
+    def _after_fork_in_parent(self) -> None:
+        for detector in list(self.hub.detectors):
+            try:
+                detector.after_fork_in_parent()
+            except Exception as exc:
+                self.hub.disable(detector, exc, "after fork")
+
+    def _forget_in_child(self) -> None:
+        """A child made by ``fork`` is not monitored: undo every patch the parent's
+        monitor made, touching no thread, lock or Qt object (none survived), and
+        write nothing.  The child then runs exactly as it would without us."""
+        global _active
+        if _active is self:
+            _active = None
+        self._lock = threading.RLock()
+        self.hub._lock = threading.Lock()
+        self._stopped = True
+        self._running = False
+        self.exit_hooks_removed = True
+        try:
+            _attach.uninstall()
+        except Exception:
+            pass
+        plugin, self.plugin = self.plugin, None
+        if plugin is not None:
+            try:
+                plugin.forget_heartbeat()
+                plugin.uninstall_timing()
+            except Exception:
+                pass
+        for detector in list(self.hub.detectors):
+            try:
+                detector.forget()
+            except Exception:
+                pass
+        self.state = None
+        try:
+            self._remove_exit_hooks()
+        except Exception:
+            pass
 
     def __enter__(self) -> Monitor:
         return self.start()
@@ -184,6 +274,7 @@ class Monitor:
 
     def _attach_plugin(self, plugin: LoopPlugin, loop: Any) -> None:
         state = LoopState(loop, threading.get_ident(), self.settings.threshold_s)
+        state.conservative = plugin.conservative
         self.state = state
         self.plugin = plugin
         self._probe_stop.set()  # attached: the Qt probe thread can go now
@@ -267,37 +358,36 @@ class Monitor:
             hub.call("tick", now)
 
     def _qt_probe(self) -> None:
-        """Attach to a Qt main thread that never starts an asyncio loop."""
+        """Attach to a Qt main thread that never starts an asyncio loop (any binding)."""
+        from looptools.plugins import _qtbinding
+
         posted = False
         while not self._probe_stop.wait(0.25):
             if self.plugin is not None or self._stopped:
                 return
-            qtcore = sys.modules.get("PySide6.QtCore")
-            if qtcore is None or posted:
+            if posted:
                 continue
             try:
-                app = qtcore.QCoreApplication.instance()
-                if app is None:
+                binding = _qtbinding.with_app()
+                if binding is None:
                     continue
-                qtcore.QTimer.singleShot(0, app, self._attach_qt_only)
-                posted = True
+                posted = binding.on_app_thread(
+                    functools.partial(self._attach_qt_only, binding))
             except Exception:
                 return
 
-    def _attach_qt_only(self) -> None:
+    def _attach_qt_only(self, binding: Any) -> None:
         # Runs on the main thread inside the Qt event loop.
         if self.plugin is not None or self._stopped or self._broken:
             return
         if asyncio._get_running_loop() is not None:
             return
         try:
-            from PySide6.QtCore import QCoreApplication
-
             from looptools.plugins.qt_only import QtOnlyPlugin
 
-            self._attach_plugin(QtOnlyPlugin(), None)
+            self._attach_plugin(QtOnlyPlugin(binding), None)
             self._start_running(time.perf_counter())
-            app = QCoreApplication.instance()
+            app = binding.app()
             if app is not None:
                 app.aboutToQuit.connect(self._qt_quitting)
         except Exception as exc:
@@ -314,9 +404,10 @@ class Monitor:
 
     # -- exit ----------------------------------------------------------------------
     def _install_exit_hooks(self) -> None:
+        # sys.excepthook is left alone: PyQt aborts on an exception escaping a
+        # slot only while it is the default, so replacing it changes how a PyQt
+        # app ends.  An unhandled exception is read at exit from sys.last_type.
         atexit.register(self._at_exit)
-        self._previous_excepthook = sys.excepthook
-        sys.excepthook = self._excepthook
         if threading.current_thread() is threading.main_thread():
             try:
                 if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
@@ -328,8 +419,6 @@ class Monitor:
         if not self.exit_hooks:
             return
         atexit.unregister(self._at_exit)
-        if sys.excepthook == self._excepthook and self._previous_excepthook is not None:
-            sys.excepthook = self._previous_excepthook
         if self._previous_sigterm is not None and \
                 threading.current_thread() is threading.main_thread():
             try:
@@ -339,19 +428,22 @@ class Monitor:
                 pass
             self._previous_sigterm = None
 
-    def _excepthook(self, exc_type: type[BaseException], exc: BaseException,
-                    tb: TracebackType | None) -> None:
-        if issubclass(exc_type, KeyboardInterrupt):
-            self.exit_info = {"reason": "signal", "signal": "SIGINT", "exception": None}
-        else:
-            self.exit_info = {"reason": "exception", "signal": None,
-                              "exception": f"{exc_type.__name__}: {exc}"}
-        previous = self._previous_excepthook or sys.__excepthook__
-        previous(exc_type, exc, tb)
-
     def _at_exit(self) -> None:
         if self.exit_info["reason"] == "stopped":
-            self.exit_info = {"reason": "normal", "signal": None, "exception": None}
+            # The interpreter sets sys.last_type when it prints an unhandled
+            # exception, before atexit functions run.  (Qt bindings print an
+            # exception escaping a slot the same way, and the app goes on: one
+            # whose traceback does not start at the top level did not end it.)
+            exc_type = getattr(sys, "last_type", None) if _ended_the_program() else None
+            if isinstance(exc_type, type) and issubclass(exc_type, KeyboardInterrupt):
+                self.exit_info = {"reason": "signal", "signal": "SIGINT", "exception": None}
+            elif isinstance(exc_type, type) and issubclass(exc_type, BaseException) \
+                    and not issubclass(exc_type, SystemExit):
+                value = getattr(sys, "last_value", None)
+                self.exit_info = {"reason": "exception", "signal": None,
+                                  "exception": f"{exc_type.__name__}: {value}"}
+            else:
+                self.exit_info = {"reason": "normal", "signal": None, "exception": None}
         try:
             self.stop()
         except Exception as exc:

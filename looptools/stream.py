@@ -309,6 +309,8 @@ class StreamWriter(Detector):
 
     # -- hooks: loop and watchdog threads; put_nowait only ------------------------------
     def event(self, kind: str, payload: dict[str, Any]) -> None:
+        if self._closed:
+            return
         try:
             self.queue.put_nowait((time.perf_counter(), kind, payload))
         except queue.Full:
@@ -332,6 +334,19 @@ class StreamWriter(Detector):
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+
+    def forget(self) -> None:
+        # A forked child: the writer thread is gone and the queue's lock may be
+        # held; close this copy of the sockets and leave the socket file (the
+        # parent's) alone.
+        self._closed = True
+        self._thread = None
+        for sock in [self._listener, *(peer.sock for peer in self._peers)]:
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+        self._listener = None
+        self._peers = []
 
     @property
     def readers(self) -> int:

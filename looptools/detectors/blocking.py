@@ -1,11 +1,25 @@
-"""Blocking calls on the loop thread, recorded through blockbuster.
+"""Blocking calls on the loop thread: blockbuster's wrappers and CPython's audit hooks.
 
-blockbuster replaces ``time.sleep``, file/socket I/O, lock acquires and more with
-checkers that raise ``BlockingError`` when called from a thread with a running
-asyncio loop.  We wrap each checker once more: on ``BlockingError`` from the
-monitored loop's thread we count the call and its application call site and
-then run the real function, so the app behaves exactly as without us.  With
+blockbuster replaces ``time.sleep``, ``os`` functions, socket methods and more
+with checkers that raise ``BlockingError`` when called from a thread with a
+running asyncio loop.  We wrap each checker once more: on ``BlockingError`` from
+the monitored loop's thread we count the call and its application call site
+and then run the real function, so the app behaves exactly as without us.  With
 ``blocking_strict`` the error is raised instead (for tests).
+
+Only what can be patched by plain assignment and put back the same way is
+patched: module functions and methods of Python classes.  blockbuster also
+patches methods of C types in place (``io.BufferedWriter.write``,
+``io.TextIOWrapper.write``, ``sqlite3.Cursor.execute``, ``threading.Lock.acquire``,
+``os.scandir``'s iterator) through ``forbiddenfruit``; patching
+``io.BufferedWriter.write`` that way crashes the interpreter at exit whenever
+stdout is a file or a pipe (docs/design.md, "Blocking calls"), so those are
+never activated.  What they caught is seen instead by a CPython audit hook,
+which patches nothing: a file opened on the loop thread (``open``, with the
+imports' own reads left out), name lookups
+(``socket.getaddrinfo``, ``gethostbyname``...) and ``sqlite3.connect``.  An
+audit hook cannot be removed: it is added once per process and does nothing
+(one set lookup per audited event) while no loop is monitored.
 
 Calls from other threads are ignored even if they have a running loop
 (QtAsyncio's ``run_in_executor`` sets one in its workers).  PySide6's own import
@@ -17,6 +31,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from looptools._frames import Frame, as_dict, caller_site
@@ -32,9 +47,40 @@ _ALLOWED = [
     ("looptools/detectors/stalls.py", {"_hand_off", "attach"}),
 ]
 
+#: Audit events that mean a blocking call, and the name the report gives them.
+AUDITED = {
+    "open": "open",
+    "socket.getaddrinfo": "socket.getaddrinfo",
+    "socket.gethostbyname": "socket.gethostbyname",
+    "socket.gethostbyaddr": "socket.gethostbyaddr",
+    "sqlite3.connect": "sqlite3.connect",
+}
+
+#: Py_TPFLAGS_IMMUTABLETYPE: a type whose attributes cannot be assigned (C types).
+_IMMUTABLE = 1 << 8
+
+
+def patchable(owner: Any) -> bool:
+    """True when ``owner``'s attributes can be assigned and put back plainly."""
+    if not isinstance(owner, type):
+        return True  # a module
+    return not owner.__flags__ & _IMMUTABLE
+
 
 class _Busy(threading.local):
     value = False
+
+
+# The one audit hook of the process (sys.addaudithook cannot be undone): it
+# calls the detector that is attached, if any.
+_audit_sink: Callable[[str, tuple[Any, ...]], None] | None = None
+_audit_added = False
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    sink = _audit_sink
+    if sink is not None and event in AUDITED:
+        sink(event, args)
 
 
 class BlockingCalls(Detector):
@@ -46,54 +92,80 @@ class BlockingCalls(Detector):
         self.calls: dict[str, dict[Frame | None, int]] = {}
         self.counts: dict[str, int] = {}
         self._buster: Any = None
-        self._wrapped: list[tuple[Any, Any]] = []  # (BlockBusterFunction, checker)
+        # (BlockBusterFunction, checker, was the name in the owner's own __dict__)
+        self._wrapped: list[tuple[Any, Any, bool]] = []
         self.state: Any = None
         self._busy = _Busy()
+        self._error: type[BaseException] = RuntimeError
+        self.audited = False
 
     def attach(self, state: Any, plugin: Any) -> None:
+        global _audit_sink, _audit_added
         if state.loop is None:
             return  # blockbuster only sees threads with a running asyncio loop
         from blockbuster import BlockBuster, BlockingError
 
         self.state = state
+        self._error = BlockingError
         buster = BlockBuster()
-        for function in buster.functions.values():
-            for filename, names in _ALLOWED:
-                function.can_block_in(filename, names)
-        buster.activate()
         self._buster = buster
         for function in buster.functions.values():
+            if function.original_func is None or not patchable(function.module):
+                continue
+            for filename, names in _ALLOWED:
+                function.can_block_in(filename, names)
+            owned = function.func_name in vars(function.module)
+            function.activate()
             if not function.activated:
                 continue
             checker = getattr(function.module, function.func_name)
-            recorder = self._recorder(function.full_name, checker, function.original_func,
-                                      BlockingError)
-            if self._set(function, recorder):
-                self._wrapped.append((function, checker))
+            recorder = self._recorder(function.full_name, checker, function.original_func)
+            setattr(function.module, function.func_name, recorder)
+            self._wrapped.append((function, checker, owned))
+        if not _audit_added:
+            sys.addaudithook(_audit)
+            _audit_added = True
+        _audit_sink = self._audited
+        self.audited = True
 
-    @staticmethod
-    def _set(function: Any, value: Any) -> bool:
-        try:
-            setattr(function.module, function.func_name, value)
-        except TypeError:
-            try:
-                import forbiddenfruit
+    def _record(self, name: str, site: Frame | None) -> None:
+        sites = self.calls.setdefault(name, {})
+        if site in sites or len(sites) < self.sites_limit:
+            sites[site] = sites.get(site, 0) + 1
+        self.counts[name] = self.counts.get(name, 0) + 1
+        if self.counts[name] == 1 and self.hub is not None and self.hub.has("event"):
+            self.hub.emit("blocking_call", call=name, site=as_dict(site))
 
-                forbiddenfruit.curse(function.module, function.func_name, value)
-            except Exception:
-                return False
-        return True
-
-    def _recorder(self, name: str, checker: Any, original: Any,
-                  error: type[BaseException]) -> Any:
+    def _audited(self, event: str, args: tuple[Any, ...]) -> None:
+        """Audit hook, any thread: an audited blocking call on the loop thread."""
         state = self.state
-        calls = self.calls
-        counts = self.counts
+        if threading.get_ident() != state.thread_id or not state.running or self._busy.value:
+            return
+        if event == "open" and (not args or isinstance(args[0], int)):
+            return  # an open descriptor (a pipe, a socket) wrapped as a file
+        self._busy.value = True
+        try:
+            # Frame 0 is this method, 1 the hook, 2 the code that made the call.
+            frame = sys._getframe(2)
+            filename = frame.f_code.co_filename
+            if filename.startswith(("<frozen importlib", "<frozen zipimport")) \
+                    or ("looptools" in filename and filename.endswith("_report.py")):
+                return  # an import reading its module; our own report
+            self._record(AUDITED[event], caller_site(frame))
+        except Exception:
+            return
+        finally:
+            self._busy.value = False
+        if self.strict:
+            raise self._error(AUDITED[event])
+
+    def _recorder(self, name: str, checker: Any, original: Any) -> Any:
+        state = self.state
         get_ident = threading.get_ident
         strict = self.strict
-        limit = self.sites_limit
-
+        error = self._error
         busy = self._busy
+        record_call = self._record
 
         def record(*args: Any, **kwargs: Any) -> Any:
             if busy.value:  # a blocking call made by our own recording below
@@ -105,15 +177,9 @@ class BlockingCalls(Detector):
                     return original(*args, **kwargs)
                 busy.value = True
                 try:
-                    site = caller_site(sys._getframe(1))
+                    record_call(name, caller_site(sys._getframe(1)))
                 finally:
                     busy.value = False
-                sites = calls.setdefault(name, {})
-                if site in sites or len(sites) < limit:
-                    sites[site] = sites.get(site, 0) + 1
-                counts[name] = counts.get(name, 0) + 1
-                if counts[name] == 1 and self.hub is not None and self.hub.has("event"):
-                    self.hub.emit("blocking_call", call=name, site=as_dict(site))
                 if strict:
                     raise
                 return original(*args, **kwargs)
@@ -123,12 +189,21 @@ class BlockingCalls(Detector):
         return record
 
     def detach(self) -> None:
-        for function, checker in reversed(self._wrapped):
-            self._set(function, checker)
+        global _audit_sink
+        if _audit_sink == self._audited:
+            _audit_sink = None
+        self.audited = False
+        for function, _checker, owned in reversed(self._wrapped):
+            function.deactivate()  # assigns the original back
+            if not owned:
+                # It was inherited (socket.socket.recv is _socket.socket's):
+                # remove the assignment instead of leaving a copy behind.
+                try:
+                    delattr(function.module, function.func_name)
+                except (AttributeError, TypeError):
+                    pass
         self._wrapped.clear()
-        if self._buster is not None:
-            self._buster.deactivate()
-            self._buster = None
+        self._buster = None
 
     def rows(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []

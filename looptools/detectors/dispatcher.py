@@ -134,6 +134,13 @@ class DispatcherBusy(Detector):
             self._resume_at = None
             self._connect(now)
 
+    def forget(self) -> None:
+        # A forked child: Qt is not usable there; just let go.
+        self._connected = False
+        self.dispatcher = None
+        self.plugin = None
+        self.state = None
+
     def detach(self) -> None:
         if self._connected and self.dispatcher is not None:
             self._disconnect(perf_counter())

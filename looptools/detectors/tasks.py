@@ -21,12 +21,14 @@ import functools
 import sys
 import weakref
 from collections import deque
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
 from looptools._describe import awaiting_frame, coro_name, coro_of, task_name
 from looptools._frames import Frame, as_dict, caller_site
 from looptools._hub import Detector
+from looptools._patch import shadow
 from looptools.settings import Settings
 
 
@@ -56,9 +58,8 @@ class TaskAudit(Detector):
         self.at_stop: list[tuple[weakref.ref[Any], dict[str, Any]]] = []
         self.unretrieved: list[dict[str, Any]] = []
         self._ended_normally: set[int] = set()
-        self._wrapped_create = False
-        self._previous_handler: Any = None
-        self._handler_installed = False
+        self._undo: list[Callable[[], None]] = []
+        self._recording = False
 
     # -- install / uninstall (loop thread) ----------------------------------
     def attach(self, state: Any, plugin: Any) -> None:
@@ -66,71 +67,96 @@ class TaskAudit(Detector):
         if loop is None:
             return
         self.loop = loop
-        original = loop.create_task
+        self._recording = True
         created = self.created
 
         def finished(task: Any) -> None:
             self.live -= 1
 
-        def create_task(coro: Any, *args: Any, **kwargs: Any) -> Any:
-            task = original(coro, *args, **kwargs)
-            try:
-                created[task] = (perf_counter(), caller_site(sys._getframe(1)))
-                self.created_count += 1
-                # A live count kept exact between audits, so short bursts
-                # still show in the peak.
-                task.add_done_callback(finished)
-                self.live += 1
-                if self.live > self.peak:
-                    self.peak = self.live
-            except TypeError:  # a task type without weakref support
-                pass
-            return task
+        def wrap_create(original: Callable[..., Any]) -> Callable[..., Any]:
+            def create_task(coro: Any, *args: Any, **kwargs: Any) -> Any:
+                task = original(coro, *args, **kwargs)
+                if not self._recording:
+                    return task
+                try:
+                    created[task] = (perf_counter(), caller_site(sys._getframe(1)))
+                    self.created_count += 1
+                    # A live count kept exact between audits, so short bursts
+                    # still show in the peak.
+                    task.add_done_callback(finished)
+                    self.live += 1
+                    if self.live > self.peak:
+                        self.peak = self.live
+                except TypeError:  # a task type without weakref support
+                    pass
+                return task
 
+            return create_task
+
+        def wrap_handler(original: Callable[..., Any]) -> Callable[..., Any]:
+            # The loop's own call_exception_handler is shadowed, not its handler:
+            # whatever handler the app set (or sets later) stays the app's, and
+            # every loop kind reads it back as it would without us (qasync keeps
+            # it in a private attribute that get_exception_handler() does not see).
+            def call_exception_handler(context: dict[str, Any]) -> Any:
+                if self._recording:
+                    try:
+                        self._record_exception(context)
+                    except Exception as exc:
+                        if self.hub is not None:
+                            self.hub.disable(self, exc, "exception handler")
+                return original(context)
+
+            return call_exception_handler
+
+        for name, wrap in (("create_task", wrap_create),
+                           ("call_exception_handler", wrap_handler)):
+            undo = shadow(loop, name, wrap)
+            if undo is not None:
+                self._undo.append(undo)
+            elif name == "call_exception_handler":
+                self._chain_handler(loop)  # e.g. uvloop: no instance attributes
+
+    def _chain_handler(self, loop: Any) -> None:
+        """Chain to the loop's exception handler where its method cannot be shadowed."""
         try:
-            loop.create_task = create_task
-            self._wrapped_create = True
-        except (AttributeError, TypeError):  # e.g. uvloop: no instance attributes
-            self._wrapped_create = False
-        try:
-            self._previous_handler = loop.get_exception_handler()
-            loop.set_exception_handler(self._exception_handler)
-            self._handler_installed = True
+            previous = loop.get_exception_handler()
         except (AttributeError, NotImplementedError):
-            self._handler_installed = False
-
-    def detach(self) -> None:
-        loop = self.loop
-        if loop is None:
             return
-        if self._wrapped_create:
-            try:
-                del loop.create_task
-            except AttributeError:
-                pass
-            self._wrapped_create = False
-        if self._handler_installed:
-            try:
-                if loop.get_exception_handler() == self._exception_handler:
-                    loop.set_exception_handler(self._previous_handler)
-            except Exception:
-                pass
-            self._handler_installed = False
 
-    def _exception_handler(self, *args: Any) -> None:
-        # asyncio calls handler(loop, context); QtAsyncio calls handler(context).
-        context: dict[str, Any] = args[-1]
-        try:
-            self._record_exception(context)
-        except Exception as exc:
-            if self.hub is not None:
-                self.hub.disable(self, exc, "exception handler")
-        finally:
-            previous = self._previous_handler
+        def handler(*args: Any) -> None:
+            # asyncio calls handler(loop, context); QtAsyncio calls handler(context).
+            context: dict[str, Any] = args[-1]
+            if self._recording:
+                try:
+                    self._record_exception(context)
+                except Exception as exc:
+                    if self.hub is not None:
+                        self.hub.disable(self, exc, "exception handler")
             if previous is not None:
                 previous(*args)
             else:
-                self.loop.default_exception_handler(context)
+                loop.default_exception_handler(context)
+
+        try:
+            loop.set_exception_handler(handler)
+        except (AttributeError, NotImplementedError):
+            return
+
+        def undo() -> None:
+            if loop.get_exception_handler() is handler:
+                loop.set_exception_handler(previous)
+
+        self._undo.append(undo)
+
+    def detach(self) -> None:
+        self._recording = False
+        undo, self._undo = self._undo, []
+        for step in reversed(undo):
+            try:
+                step()
+            except Exception:
+                pass
 
     def _record_exception(self, context: dict[str, Any]) -> None:
         message = str(context.get("message", ""))
