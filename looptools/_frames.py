@@ -67,8 +67,32 @@ def _qualname(code: types.CodeType) -> str:
     return getattr(code, "co_qualname", code.co_name)
 
 
+_LINES: dict[tuple[types.CodeType, int], int | None] = {}
+
+
+def _nearest_line(code: types.CodeType, lasti: int) -> int | None:
+    """The line of the instruction at ``lasti`` or, if it has none, of the nearest
+    one before it (CPython 3.11 gives a loop's ``JUMP_BACKWARD`` no line)."""
+    key = (code, lasti)
+    if key in _LINES:
+        return _LINES[key]
+    best: int | None = None
+    for start, _end, line in code.co_lines():
+        if line is None:
+            continue
+        if start > lasti and best is not None:
+            break
+        best = line
+    if len(_LINES) < 4096:
+        _LINES[key] = best
+    return best
+
+
 def frame_tuple(frame: types.FrameType) -> Frame:
-    return (_qualname(frame.f_code), frame.f_code.co_filename, frame.f_lineno)
+    line = frame.f_lineno
+    if line is None:
+        line = _nearest_line(frame.f_code, frame.f_lasti)
+    return (_qualname(frame.f_code), frame.f_code.co_filename, line)
 
 
 def stack_of(frame: types.FrameType | None, limit: int = 64) -> list[Frame]:
@@ -108,25 +132,44 @@ def as_dict(frame: Frame | None) -> dict[str, object] | None:
 
 
 _THREAD = re.compile(r"^(?:Current thread|Thread) (0x[0-9a-fA-F]+)")
+_OWN_STACK = "Stack (most recent call first):"
 _FILE = re.compile(r'^\s+File "(?P<file>.*)", line (?P<line>\d+|\?\?\?) in (?P<func>.*)$')
 
 
 def parse_faulthandler(text: str, thread_id: int) -> list[Frame]:
-    """Stack of ``thread_id`` from the *last* faulthandler dump in ``text``.
+    """Stack of ``thread_id`` from the *last* faulthandler dump in ``text``."""
+    stacks = parse_faulthandler_all(text, thread_id)
+    return stacks[-1] if stacks else []
 
+
+def parse_faulthandler_all(text: str, thread_id: int) -> list[list[Frame]]:
+    """Stacks of ``thread_id`` from every faulthandler dump in ``text``, oldest first.
+
+    Two kinds of dump: faulthandler's timer thread writes every thread under a
+    "Timeout (...)!" line, each headed by its id; a thread dumping itself from
+    a signal (``faulthandler.register(all_threads=False)``) writes one stack
+    headed "Stack (most recent call first):", which is that thread's.
     faulthandler prints innermost first and only ``co_name``; we return
     outermost first like :func:`stack_of`.
     """
-    dumps = text.split("Timeout (")
-    for dump in reversed(dumps):
+    dumps: list[list[str]] = [[]]
+    for line in text.splitlines():
+        if line.startswith(("Timeout (", _OWN_STACK)):
+            dumps.append([])
+        dumps[-1].append(line)
+    stacks: list[list[Frame]] = []
+    for dump in dumps:
         frames: list[Frame] = []
         in_thread = False
-        for line in dump.splitlines():
+        for line in dump:
             header = _THREAD.match(line)
             if header:
                 if in_thread:
                     break
                 in_thread = int(header.group(1), 16) == thread_id
+                continue
+            if line.startswith(_OWN_STACK):
+                in_thread = True
                 continue
             if in_thread:
                 match = _FILE.match(line)
@@ -138,5 +181,5 @@ def parse_faulthandler(text: str, thread_id: int) -> list[Frame]:
                     )
         if frames:
             frames.reverse()
-            return frames
-    return []
+            stacks.append(frames)
+    return stacks

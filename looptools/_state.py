@@ -20,6 +20,7 @@ Two hot paths fill it (see ``looptools.plugins.asyncio_loop``):
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +32,7 @@ class LoopState:
         "armed_t0",
         "beats",
         "busy",
+        "conservative",
         "cur",
         "idle_check",
         "idle_seen",
@@ -38,6 +40,7 @@ class LoopState:
         "last_end",
         "loop",
         "n",
+        "native_id",
         "running",
         "slow",
         "t0",
@@ -50,6 +53,9 @@ class LoopState:
         now = time.perf_counter()
         self.loop = loop
         self.thread_id = thread_id
+        #: the OS's id of the loop thread (made on it: the monitor attaches there)
+        self.native_id: int | None = (
+            threading.get_native_id() if threading.get_ident() == thread_id else None)
         self.thr = threshold_s
         self.running = False
         #: the asyncio handle running now, or None
@@ -77,6 +83,9 @@ class LoopState:
         self.idle_check: Callable[[Any], bool] | None = None
         #: called as slow(handle, started, duration) for callbacks over ``thr``
         self.slow: Callable[[Any, float, float], None] | None = None
+        #: a loop of unknown kind: its idle wait is not recognised, so only a
+        #: callback in progress (``cur``) can be stalled
+        self.conservative = False
 
     def ended(self, handle: Any, n: int) -> None:
         """Loop thread, lean hot path: armed run ``n`` has just ended."""

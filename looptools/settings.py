@@ -136,6 +136,12 @@ FIELDS: tuple[_Field, ...] = (
     _Field("max_tasks", _positive_int, 100, ("tasks",), "How many tasks each task list keeps."),
     _Field("gil_capture", _boolean, True, (),
            "Use faulthandler to capture the stack during a stall that holds the GIL."),
+    _Field("thread_dump", _boolean, True, (),
+           "Have the loop thread dump its own stack from a signal while a C call holds the "
+           "GIL (Linux; off: faulthandler's timer thread dumps every thread later)."),
+    _Field("thread_times", _boolean, True, (),
+           "Read how the loop and watchdog threads spent their time (Linux schedstat) to tell "
+           "a C call holding the GIL from a busy machine (off: judge by lateness alone)."),
     _Field("signal_ticks", _boolean, True, (),
            "Let the stall watchdog date runs from a SIGALRM interval timer on the main thread "
            "(off: a thread looks every few ms, which costs a busy loop more)."),
@@ -166,6 +172,8 @@ class Settings:
     max_callbacks: int = 200
     max_tasks: int = 100
     gil_capture: bool = True
+    thread_dump: bool = True
+    thread_times: bool = True
     signal_ticks: bool = True
     private_fds: bool = True
     blocking_strict: bool = False

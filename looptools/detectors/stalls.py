@@ -48,10 +48,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import IO, Any
 
+from looptools import _sigdump
 from looptools._describe import describe_handle, describe_task
 from looptools._fdtable import private_fd_table, stderr_fds
-from looptools._frames import Frame, as_dict, culprit_of, parse_faulthandler, stack_of
+from looptools._frames import Frame, as_dict, culprit_of, parse_faulthandler_all, stack_of
 from looptools._hub import Detector
+from looptools._threadtimes import ThreadTimes, open_times
 from looptools.settings import Settings
 
 #: How long a tick waits, with the GIL released, for the watchdog thread to look.
@@ -75,26 +77,29 @@ class Stall:
     samples: int = 0  # stacks sampled during the stall
     culprit_samples: int = 0  # of those, in the culprit's function
     _votes: dict[Frame, int] = dataclasses.field(default_factory=dict, repr=False)
-    _stacks: dict[Frame, list[Frame]] = dataclasses.field(default_factory=dict, repr=False)
+    _stacks: dict[Frame, tuple[list[Frame], str]] = dataclasses.field(default_factory=dict,
+                                                                       repr=False)
 
-    def vote(self, stack: list[Frame]) -> None:
-        """Count one stack sampled during the stall.
+    def vote(self, stack: list[Frame], source: str = "sampled", weight: int = 1) -> None:
+        """Count one stack taken during the stall (``weight`` looks' worth of it).
 
         The culprit is the application function most samples were in (a stall
         that calls a hot function in a loop is that function's, even when one
         sample lands in the loop around it), at its most-sampled line; the
-        stack kept is the first one sampled there.  Ties go to the earliest.
+        stack kept is the first one taken there, and ``stack_source`` says how
+        that one was taken.  Ties go to the earliest.  A dump taken while a C
+        call held the GIL stands for every look the watchdog could not make.
         """
-        self.samples += 1
+        self.samples += weight
         culprit = culprit_of(stack)
         if culprit is None:
             return
         votes = self._votes
         if culprit in votes:
-            votes[culprit] += 1
+            votes[culprit] += weight
         elif len(votes) < _MAX_VOTES:
-            votes[culprit] = 1
-            self._stacks[culprit] = stack
+            votes[culprit] = weight
+            self._stacks[culprit] = (stack, source)
         else:
             return
         per_function: dict[tuple[str, str], int] = {}
@@ -103,7 +108,7 @@ class Stall:
         top = max(per_function, key=per_function.__getitem__)
         best = max((f for f in votes if (f[0], f[1]) == top), key=votes.__getitem__)
         self.culprit = best
-        self.stack = self._stacks[best]
+        self.stack, self.stack_source = self._stacks[best]
         self.culprit_samples = per_function[top]
 
     def duration(self, now: float | None = None) -> float:
@@ -158,7 +163,22 @@ class StallWatchdog(Detector):
         # seen within threshold + one look.
         self.poll = min(0.010, max(0.002, self.threshold / 10.0, heartbeat / 2.0))
         self.gil_late = max(0.020, self.threshold / 2.0)
+        # A look this late (two GIL switch intervals) is asked why it was late.
+        self.gil_trigger = max(0.010, 2.0 * self.poll)
         self.use_faulthandler = settings.gil_capture
+        # How the stack of a stall that holds the GIL is taken: the loop thread
+        # dumps its own from a signal (looptools._sigdump), or, where that cannot
+        # be set up, faulthandler's timer thread dumps every thread's.
+        self.use_thread_dump = settings.thread_dump
+        self.dump_after = max(0.020, self.threshold * 0.4)
+        self._dumper: _sigdump.ThreadDump | None = None
+        self.dump_kind: str | None = None  # "signal", "timer-thread" or None
+        # Why the watchdog ran late (looptools._threadtimes): read in its thread.
+        self.use_thread_times = settings.thread_times
+        self._times_w: ThreadTimes | None = None
+        self._times_l: ThreadTimes | None = None
+        self.thread_times = False
+        self.gil_waits = 0  # looks that found the GIL held against them
         self.limit = settings.max_stalls
         self.kept: list[Stall] = []
         self.count = 0
@@ -198,8 +218,15 @@ class StallWatchdog(Detector):
         self._in_tick = False
         self._retiring = False  # stopped off the main thread: the next tick undoes it
         self._tick_t = 0.0  # when the last tick ran
+        self._tick_cpu = 0.0  # the loop thread's CPU clock then
+        self._cpu_clock: int | None = None  # the loop thread's CPU clock, read from here
+        self._burst = (0.0, 0.0)  # (when, CPU seconds) of the last C call seen by a tick
         self._jobs_t = 0.0  # when the jobs last ran
         self._last_look = time.perf_counter()  # when a look (tick or thread) last dated runs
+        # Held while faulthandler's timer is (re-)armed, and across a fork: a
+        # child must not inherit the timer's C thread half-way (its exit would
+        # wait for that thread forever).
+        self._arm = _thread.allocate_lock()
         self._look = _thread.allocate_lock()
         self._wake = _thread.allocate_lock()  # released to wake the thread
         self._wake.acquire()
@@ -224,6 +251,16 @@ class StallWatchdog(Detector):
                 fcntl.fcntl(self._dump.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
             except (ImportError, OSError):
                 pass
+        self._dumper = None
+        self.dump_kind = None
+        if self._dump is not None:
+            if self.use_thread_dump:
+                try:
+                    self._dumper = _sigdump.create(state.native_id, self._dump,
+                                                   self.dump_after)
+                except Exception:  # ours, not the app's: fall back
+                    self._dumper = None
+            self.dump_kind = "signal" if self._dumper is not None else "timer-thread"
         self._fd_keep = None
         self.private_fds = False
         fds = plugin.thread_fds() if self.use_private_fds else None
@@ -254,8 +291,14 @@ class StallWatchdog(Detector):
         itself = thread is threading.current_thread()
         if thread is not None and not itself:
             thread.join(timeout=1.0)
+        dumper, self._dumper = self._dumper, None
+        if dumper is not None:
+            dumper.close(on_target_thread=threading.get_ident() == getattr(
+                self.state, "thread_id", None))
         if self._dump is not None:
-            faulthandler.cancel_dump_traceback_later()
+            if dumper is None:
+                with self._arm:
+                    faulthandler.cancel_dump_traceback_later()
             if self.private_fds and itself:
                 # Switching itself off after a failure: a close here would hit
                 # this thread's table and leak the app's copy; the file is left
@@ -266,6 +309,42 @@ class StallWatchdog(Detector):
             self._dump = None
         if self.current is not None:
             self._finish(self.current, self._end_of(self.current))
+
+    # -- fork (the forking thread) ----------------------------------------------
+    def before_fork(self) -> None:
+        if self._dump is not None and self._dumper is None:
+            self._arm.acquire()
+            faulthandler.cancel_dump_traceback_later()
+            self._armed_at = 0.0  # re-armed at the next look, in the parent
+
+    def after_fork_in_parent(self) -> None:
+        if self._arm.locked():
+            self._arm.release()
+
+    def forget(self) -> None:
+        # In the child: the watchdog thread is gone, faulthandler's timer was
+        # cancelled before the fork, itimers are not inherited; put SIGALRM back.
+        self._thread = None
+        self.current = None
+        self.state = None
+        if self.ticking:
+            self.ticking = False
+            try:
+                if signal.getsignal(signal.SIGALRM) == self._tick:
+                    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+        dumper, self._dumper = self._dumper, None
+        if dumper is not None:
+            dumper.forget()
+        dump, self._dump = self._dump, None
+        if dump is not None:
+            try:
+                dump.close()
+            except OSError:
+                pass
+        if self._arm.locked():
+            self._arm.release()
 
     def loop_started(self, now: float) -> None:
         self._alive = self._last_look = now
@@ -311,6 +390,7 @@ class StallWatchdog(Detector):
             # retries them, running the handler in between).
             signal.siginterrupt(signal.SIGALRM, False)
             self._tick_t = self._jobs_t = time.perf_counter()
+            self._tick_cpu = time.thread_time()
             signal.setitimer(signal.ITIMER_REAL, self.poll, self.poll)
         except (OSError, ValueError):
             self._stop_ticks()
@@ -352,6 +432,15 @@ class StallWatchdog(Detector):
         try:
             now = time.perf_counter()
             previous, self._tick_t = self._tick_t, now
+            cpu = time.thread_time()
+            burst, self._tick_cpu = cpu - self._tick_cpu, cpu
+            if burst >= self.gil_late * 0.5:
+                # The loop thread burned this much CPU without a bytecode
+                # boundary (ticks run at each one, every poll): one C call.
+                self._burst = (now, burst)
+            dumper = self._dumper
+            if dumper is not None:
+                dumper.arm()  # Python runs on the loop thread: no C call holds the GIL
             self.ticks += 1
             state = self.state
             if state is None or not state.running:
@@ -472,11 +561,86 @@ class StallWatchdog(Detector):
             if self._fd_keep is not None:
                 self.private_fds = private_fd_table(self._fd_keep)
             self._guard_gc = self.private_fds
+            if self.use_thread_times and self.state is not None:
+                # Opened here, after the table: in this thread's own table.
+                self._times_w = open_times(threading.get_native_id())
+                self._times_l = open_times(self.state.native_id)
+            self.thread_times = self._times_w is not None and self._times_l is not None
+            if self.use_thread_times and self.state is not None and not self.thread_times:
+                try:
+                    self._cpu_clock = time.pthread_getcpuclockid(self.state.thread_id)
+                except (AttributeError, OSError):
+                    self._cpu_clock = None
             self._ready.set()
             self._watch(poll, idle_wait, rearm_every, dump_after)
         finally:
             self._ready.set()
+            for times in (self._times_w, self._times_l):
+                if times is not None:
+                    times.close()
+            self._times_w = self._times_l = None
             self._resume_gc()
+
+    def _gil_held(self, late: float, wait: float, since: float,
+                  before: tuple[float, float, float, float] | None) -> tuple[bool, float]:
+        """Was this thread ``late`` because a C call on the loop thread held the GIL?
+
+        Returns the verdict and how long the GIL was held (an estimate).  Three
+        things make a look late, and only one is the GIL:
+
+        * the OS kept this thread off the CPU (a busy machine): time on the run
+          queue, read from ``schedstat`` (looptools._threadtimes);
+        * the loop thread ran Python but was itself kept off the CPU while
+          holding the GIL: a Python loop gives the GIL up within the switch
+          interval of *running*, however long that takes on a busy machine;
+        * a C call held the GIL: the loop thread burned CPU without running a
+          single bytecode.  The ticks tell that directly — each one reads the
+          loop thread's CPU clock, and a C call shows as CPU time between two
+          ticks (``_burst``).  Without ticks, the loop thread's CPU time beyond
+          what it could have used while this thread slept or queued is the C
+          call's.
+        """
+        if late < self.gil_trigger:
+            return False, 0.0
+        w, lt = self._times_w, self._times_l
+        now_times: tuple[float, float, float, float] | None = None
+        if before is not None and w is not None and lt is not None:
+            try:
+                now_times = (*w.read(), *lt.read())
+            except (OSError, ValueError, IndexError):
+                now_times = None
+        queued = 0.0
+        if before is not None and now_times is not None:
+            queued = (now_times[1] - before[1]) + (now_times[0] - before[0])
+            if late - queued < self.gil_trigger:
+                return False, 0.0  # late because the OS kept us waiting for a CPU
+        if self.ticking:
+            # CPU the loop thread burned since the last tick that ran on it: a
+            # C call, however it ended (this thread usually gets the GIL at the
+            # first bytecode after it, before the next tick can say so itself).
+            burst = self._burst[1] if self._burst[0] >= since else 0.0
+            if now_times is not None:
+                burst = max(burst, now_times[2] - self._tick_cpu)
+            elif self._cpu_clock is not None:
+                burst = max(burst, time.clock_gettime(self._cpu_clock) - self._tick_cpu)
+            else:
+                return True, late
+            return burst >= self.gil_late * 0.5, burst
+        if before is not None and now_times is not None:
+            # The loop thread's CPU time while this thread was not asleep nor
+            # queued, less one switch interval: time it ran without letting go.
+            excess = (now_times[2] - before[2]) - wait - queued - sys.getswitchinterval()
+            return excess >= self.gil_late * 0.5, max(0.0, excess)
+        return True, late  # nothing to tell by: judge by lateness alone
+
+    def _times_before(self) -> tuple[float, float, float, float] | None:
+        w, lt = self._times_w, self._times_l
+        if w is None or lt is None:
+            return None
+        try:
+            return (*w.read(), *lt.read())
+        except (OSError, ValueError, IndexError):
+            return None
 
     def _pause_gc(self) -> None:
         if self._guard_gc and gc.isenabled():
@@ -493,6 +657,7 @@ class StallWatchdog(Detector):
         wait = poll
         expected = time.perf_counter() + wait
         previous = time.perf_counter()
+        before = self._times_before()
         while True:
             self._due = expected
             self._waiting = True
@@ -506,22 +671,34 @@ class StallWatchdog(Detector):
             late = now - expected
             self.looks += 1
             try:
+                dumper = self._dumper
+                if dumper is not None:
+                    dumper.arm()  # this thread runs: the GIL is not held
+                # Late by more than the GIL's switch interval allows: why?
+                gil, held = self._gil_held(late, wait, previous, before)
+                if gil:
+                    self.gil_waits += 1
                 # Look first: re-arming faulthandler waits for its old thread with
                 # the GIL released, and the loop thread would run on meanwhile.
                 with self._look:
-                    self._check(now, max(previous, self._last_look), late)
+                    self._check(now, max(previous, self._last_look), late, gil, held)
                     self._last_look = now
                     if not self._ticks_flowing(now):
                         self._run_jobs(now)
-                if self._dump is not None and now - self._armed_at >= rearm_every:
-                    faulthandler.dump_traceback_later(dump_after, file=self._dump)
-                    self._armed_at = now
-                # A dump from a short hiccup that was no stall: drop it so it
-                # cannot be mistaken for the stack of a later stall.
-                if self._dump is not None and late < self.gil_late \
+                if dumper is None and self._dump is not None \
+                        and now - self._armed_at >= rearm_every:
+                    with self._arm:
+                        if self._dump is not None:
+                            faulthandler.dump_traceback_later(dump_after, file=self._dump)
+                            self._armed_at = now
+                # A dump from a hiccup that held no GIL against us (a C call that
+                # released it, the loop thread off the CPU): drop it so it cannot
+                # be mistaken for the stack of a later stall.
+                if self._dump is not None and not gil \
                         and os.fstat(self._dump.fileno()).st_size:
                     os.ftruncate(self._dump.fileno(), 0)
                 wait = self._next_wait(now, poll, idle_wait)
+                before = self._times_before()
             except Exception as exc:
                 self._stop_ticks()
                 if self.hub is not None:
@@ -597,11 +774,11 @@ class StallWatchdog(Detector):
                  if t > stall.started + 1e-6]
         return min(after) if after else None
 
-    def _check(self, now: float, previous: float, late: float) -> None:
+    def _check(self, now: float, previous: float, late: float, gil: bool,
+               held: float) -> None:
         state = self.state
         if state is None:
             return
-        gil = late >= self.gil_late
         current = self.current
         if not state.running:
             if current is not None:
@@ -622,13 +799,21 @@ class StallWatchdog(Detector):
             dated = now
         seen, cur = self._observe(now, dated)
         if current is not None:
+            if gil:
+                # Part of this stall held the GIL: the loop thread's own dump
+                # from then stands for every look this thread could not make.
+                current.gil_held = True
+                self._vote_dump(current, held)
             if seen > current.started + 1e-6:
                 self._finish(current, self._end_of(current))
                 return
-            if gil and not current.gil_held:
-                current.gil_held = True
-            if current.stack_source == "sampled" and current.samples < _MAX_SAMPLES:
+            if current.samples < _MAX_SAMPLES:
                 current.vote(_sample(state.thread_id))
+            return
+        if cur is None and state.conservative:
+            # A loop of unknown kind with no callback running: idle, as far as
+            # anyone can tell (its wait for events is not recognised).
+            state.idle_seen = now
             return
         if now - seen > self.threshold:
             check = state.idle_check
@@ -637,36 +822,41 @@ class StallWatchdog(Detector):
                 if check(frame):
                     state.idle_seen = now  # waiting for I/O: alive, not stalled
                     return
-            self._begin(seen, now, gil, cur)
-        elif gil and late > self.threshold and seen > previous:
+            self._begin(seen, now, gil, cur, held)
+        elif gil and held > self.threshold and seen > previous:
             # A GIL-holding stall that began after our last look and had already
-            # ended when we could run again: record it after the fact.
+            # ended when we could run again (the loop came back and went on):
+            # record it after the fact.  It held the GIL for ``held`` from some
+            # time after ``previous``, so it ended at the first sign of life
+            # that late.
             stall = Stall(started=previous, detected=None, gil_held=True, source="loop")
-            self._fill_from_dump(stall)
-            if not stall.stack:
-                stall.stack = _sample(state.thread_id)
-                stall.stack_source = "after" if stall.stack else "none"
-            self._finish(stall, self._end_of(stall), already_current=False)
+            self._vote_dump(stall, held)
+            if not stall.samples:
+                stall.vote(_sample(state.thread_id), "after")
+            if stall.culprit is None:
+                stall.culprit = culprit_of(stall.stack)
+            signs = [t for t in (state.last_end, state.last_beat, state.idle_seen, self._alive)
+                     if t >= previous + held * 0.9]
+            self._finish(stall, min(signs) if signs else now, already_current=False)
 
-    def _begin(self, started: float, now: float, gil: bool, handle: Any) -> None:
+    def _begin(self, started: float, now: float, gil: bool, handle: Any,
+               held: float = 0.0) -> None:
+        """The loop has shown no sign of life since ``started``, over the
+        threshold ago, and has not come back: a stall, seen while it lasts."""
         state = self.state
-        stall = Stall(started=started, detected=None if gil else now, gil_held=gil)
+        stall = Stall(started=started, detected=now, gil_held=gil)
         run_t0 = self._run_t0
         if handle is not None and run_t0 is not None and run_t0 >= started - 1e-6:
             self._describe(stall, handle)
         else:
             stall.source = "qt" if self.qt else "loop"
         if gil:
-            self._fill_from_dump(stall)
-        if not stall.stack:
-            stack = _sample(state.thread_id)
+            self._vote_dump(stall, held)
+        stack = _sample(state.thread_id)
+        if stack:
             # With the GIL held we could only look once it was released: the
             # function is right, the line may be the one after the C call.
-            stall.stack_source = ("after" if gil else "sampled") if stack else "none"
-            if stall.stack_source == "sampled":
-                stall.vote(stack)
-            else:
-                stall.stack = stack
+            stall.vote(stack, "after" if gil else "sampled")
         if stall.culprit is None:
             stall.culprit = culprit_of(stall.stack)
         self.current = stall
@@ -674,21 +864,30 @@ class StallWatchdog(Detector):
             self.hub.call("stall_started", stall)
             self.hub.emit("stall_started", **stall.as_dict(self.hub.started))
 
-    def _fill_from_dump(self, stall: Stall) -> None:
+    def _vote_dump(self, stall: Stall, held: float) -> None:
+        """Count the stack dumped while the GIL was held (if any) for ``held`` seconds."""
         dump = self._dump
         if dump is None:
             return
         try:
             size = os.fstat(dump.fileno()).st_size
+            if not size:
+                return
             text = os.pread(dump.fileno(), min(size, 1 << 20), max(0, size - (1 << 20)))
             os.ftruncate(dump.fileno(), 0)
         except OSError:
             return
-        frames = parse_faulthandler(text.decode("utf-8", "replace"), self.state.thread_id)
-        if frames:
-            stall.stack = frames
-            stall.stack_source = "faulthandler"
-            stall.culprit = culprit_of(frames)
+        stacks = parse_faulthandler_all(text.decode("utf-8", "replace"), self.state.thread_id)
+        if not stacks:
+            return
+        if self._dumper is not None:
+            # One dump every dump_after while the GIL was held: each stands for
+            # that long (a call that ends in a long deallocation is split fairly).
+            weight = max(1, round(self.dump_after / self.poll))
+        else:  # faulthandler's timer thread: one dump for the whole hold
+            weight = max(1, round(held / self.poll))
+        for frames in stacks:
+            stall.vote(frames, "faulthandler", weight=weight)
 
     def _finish(self, stall: Stall, ended: float | None, already_current: bool = True) -> None:
         with self._lock:
@@ -702,7 +901,12 @@ class StallWatchdog(Detector):
         if stall.callback is None and stall.gil_held:
             self._name_from_recent(stall)
         duration = stall.duration()
-        if duration <= self.threshold * 0.5:
+        if duration <= self.threshold:
+            # Not a stall: a stall is over the threshold, always.  (One seen
+            # live and then found shorter, once its end was known, is taken back.)
+            if stall.detected is not None and self.hub is not None:
+                self.hub.emit("stall_dismissed", started_at_s=round(
+                    stall.started - self.hub.started, 6))
             return
         self.count += 1
         self.total += duration
@@ -732,6 +936,9 @@ class StallWatchdog(Detector):
             "dropped": max(0, self.count - len(self.kept)),
             "watchdog": {
                 "poll_ms": round(self.poll * 1000.0, 3),
+                "gil_stacks": self.dump_kind,
+                "thread_times": self.thread_times,
+                "gil_waits": self.gil_waits,
                 "ticks": self.ticks,
                 "looks": self.looks,
                 "handoffs": self.handoffs,
