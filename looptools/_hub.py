@@ -7,6 +7,7 @@ that raises is switched off with one warning instead of hurting the host app.
 
 from __future__ import annotations
 
+import _thread
 import sys
 import threading
 import time
@@ -78,6 +79,18 @@ class Detector:
         return {}
 
 
+def give_back_interrupt() -> None:
+    """Our code on the loop thread caught a KeyboardInterrupt: raise SIGINT again.
+
+    Python runs the SIGINT handler at whatever bytecode comes next on the main
+    thread, and with looptools that is often ours (a tick, the heartbeat).  The
+    app would have had it in its own code, or not yet if none of its Python
+    was running: simulating the signal again hands it on to the next Python
+    that runs, until that is the app's.
+    """
+    _thread.interrupt_main()
+
+
 def _overrides(detector: Detector, hook: str) -> bool:
     return getattr(type(detector), hook, None) is not getattr(Detector, hook)
 
@@ -89,7 +102,7 @@ class Hub:
         self.detectors: list[Detector] = []
         self.errors: list[dict[str, str]] = []
         self._index: dict[str, tuple[Detector, ...]] = {hook: () for hook in HOOKS}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: see StallWatchdog._lock
         self._warn = warn or (lambda line: print(line, file=sys.stderr))
         self.started = time.perf_counter()
 

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, cast
 
 from looptools import _attach
-from looptools._hub import Hub
+from looptools._hub import Hub, give_back_interrupt
 from looptools._report import empty_report, summary_lines, write_report
 from looptools._state import LoopState
 from looptools.detectors import build
@@ -126,6 +126,7 @@ class Monitor:
         self._probe_stop = threading.Event()
         self._previous_sigterm: Any = None
         self._broken = False
+        self._loop_seen = False
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> Monitor:
@@ -199,7 +200,7 @@ class Monitor:
         if _active is self:
             _active = None
         self._lock = threading.RLock()
-        self.hub._lock = threading.Lock()
+        self.hub._lock = threading.RLock()
         self._stopped = True
         self._running = False
         self.exit_hooks_removed = True
@@ -255,6 +256,7 @@ class Monitor:
                 pass
 
     def _loop_changed(self, loop: Any) -> None:
+        self._loop_seen = loop is not None  # the Qt-only probe waits meanwhile
         now = time.perf_counter()
         state = self.state
         if loop is None:
@@ -338,6 +340,12 @@ class Monitor:
         ``sent`` is when a probe was queued (plain asyncio); otherwise the beat
         is a timer and its lag is measured against its schedule.
         """
+        try:
+            self._beat_now(sent)
+        except KeyboardInterrupt:
+            give_back_interrupt()
+
+    def _beat_now(self, sent: float | None) -> None:
         now = time.perf_counter()
         state = self.state
         if state is None:
@@ -365,6 +373,8 @@ class Monitor:
         while not self._probe_stop.wait(0.25):
             if self.plugin is not None or self._stopped:
                 return
+            if self._loop_seen:
+                continue
             if posted:
                 continue
             try:

@@ -3,13 +3,15 @@
 Two halves that share one wire format (documented in docs/dashboard.md):
 
 * In the app, :class:`StreamWriter` is a :class:`~looptools._hub.Detector` whose
-  only work on the loop and watchdog threads is a ``put_nowait`` on a bounded
-  queue (a full queue counts a drop).  Its own daemon thread turns the queue into
-  JSON lines, builds a snapshot every 0.25 s with ``monitor.snapshot()`` and
-  writes to non-blocking Unix sockets with a bounded per-reader buffer, so a slow,
-  paused or killed reader costs the app nothing but dropped messages.  It either
-  *connects* to the socket `looptools profile` listens on (``LOOPTOOLS_STREAM``),
-  or *listens* on a per-user registry socket (``<runtime dir>/<pid>.sock``) that
+  only work on the loop and watchdog threads is an append to a bounded inbox (a
+  full inbox counts a drop) that takes no lock: the exit hooks run from signal
+  handlers, which may interrupt a hook half-way and call one again.  Its own
+  daemon thread turns the inbox into JSON lines, builds a snapshot every 0.25 s
+  with ``monitor.snapshot()`` and writes to non-blocking Unix sockets with a
+  bounded per-reader buffer, so a slow, paused or killed reader costs the app
+  nothing but dropped messages.  It either *connects* to the socket
+  `looptools profile` listens on (``LOOPTOOLS_STREAM``), or *listens* on a
+  per-user registry socket (``<runtime dir>/<pid>.sock``) that
   ``looptools dashboard PID`` connects to and ``looptools ps`` lists.
 * On the reading side, :class:`LineDecoder` splits bytes into messages and counts
   lines that are not messages; :class:`StreamServer` and :func:`connect` feed the
@@ -21,11 +23,12 @@ Unix domain sockets only; there is deliberately no TCP transport.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import json
 import os
-import queue
+import select
 import selectors
 import socket
 import stat
@@ -73,8 +76,53 @@ MAX_READERS = 4
 #: Stack frames kept per stall in event messages (innermost kept).
 MAX_STACK = 24
 _SEND = getattr(socket, "MSG_NOSIGNAL", 0)
-#: put on the queue by close() so that the writer thread wakes up at once
+#: put in the inbox by close() so that the writer thread wakes up at once
 _WAKE: tuple[float, str, dict[str, Any]] = (0.0, "", {})
+
+
+class _Inbox:
+    """A bounded inbox the hooks append to, and a pipe that wakes the writer thread.
+
+    ``collections.deque.append`` is atomic and takes no lock, and so is a
+    ``write`` to a pipe: a signal handler that interrupts ``put`` on the loop
+    thread and calls it again (``looptools`` stops from its SIGTERM handler)
+    cannot deadlock, as it did on ``queue.Queue``'s lock.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.items: collections.deque[tuple[float, str, dict[str, Any]]] = collections.deque()
+        self.size = size
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    def put(self, item: tuple[float, str, dict[str, Any]]) -> bool:
+        if len(self.items) >= self.size:
+            return False
+        self.items.append(item)
+        with contextlib.suppress(OSError):  # full (the writer is behind) or closed
+            os.write(self._write, b"\0")
+        return True
+
+    def take(self, wait: float, limit: int = 1000) -> list[tuple[float, str, dict[str, Any]]]:
+        """Up to ``limit`` items, waiting up to ``wait`` seconds for the first."""
+        if not self.items and wait > 0:
+            with contextlib.suppress(OSError, ValueError):
+                select.select([self._read], [], [], wait)
+        with contextlib.suppress(OSError):
+            while os.read(self._read, 4096):
+                pass
+        out: list[tuple[float, str, dict[str, Any]]] = []
+        items = self.items
+        while items and len(out) < limit:
+            out.append(items.popleft())
+        return out
+
+    def close(self) -> None:
+        for fd in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._read = self._write = -1
 
 
 def _warn(line: str) -> None:
@@ -261,8 +309,8 @@ class StreamWriter(Detector):
         self.reconnect_every = reconnect_every
         self.max_pending = max_pending
         self.connect_attempts = 0
-        self.queue: queue.Queue[tuple[float, str, dict[str, Any]]] = queue.Queue(queue_size)
-        #: messages not delivered: queue full, or a reader too far behind
+        self.inbox = _Inbox(queue_size)
+        #: messages not delivered: inbox full, or a reader too far behind
         self.dropped = 0
         self.sent = 0
         self.connect_path: str | None = None
@@ -307,13 +355,11 @@ class StreamWriter(Detector):
         if sampler is not None:
             monitor.hub.add(sampler)
 
-    # -- hooks: loop and watchdog threads; put_nowait only ------------------------------
+    # -- hooks: loop and watchdog threads; an append only ---------------------------------
     def event(self, kind: str, payload: dict[str, Any]) -> None:
         if self._closed:
             return
-        try:
-            self.queue.put_nowait((time.perf_counter(), kind, payload))
-        except queue.Full:
+        if not self.inbox.put((time.perf_counter(), kind, payload)):
             self.dropped += 1
 
     def contribute(self, report: dict[str, Any]) -> None:
@@ -329,16 +375,17 @@ class StreamWriter(Detector):
         self._closed = True
         self._bye = {"exit": exit_info}
         self._stop.set()
-        with contextlib.suppress(queue.Full):
-            self.queue.put_nowait(_WAKE)  # the writer may be waiting on the queue
+        self.inbox.put(_WAKE)  # the writer may be waiting for the inbox
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        if thread is None:
+            self.inbox.close()
+        elif thread is not threading.current_thread():
             thread.join(timeout)
 
     def forget(self) -> None:
-        # A forked child: the writer thread is gone and the queue's lock may be
-        # held; close this copy of the sockets and leave the socket file (the
-        # parent's) alone.
+        # A forked child: the writer thread is gone; close this copy of the
+        # sockets and the inbox's pipe, and leave the socket file (the parent's)
+        # alone.
         self._closed = True
         self._thread = None
         for sock in [self._listener, *(peer.sock for peer in self._peers)]:
@@ -347,6 +394,7 @@ class StreamWriter(Detector):
                     sock.close()
         self._listener = None
         self._peers = []
+        self.inbox.close()
 
     @property
     def readers(self) -> int:
@@ -421,13 +469,7 @@ class StreamWriter(Detector):
             self._flush_all()
 
     def _drain(self, wait: float) -> list[bytes]:
-        items = []
-        try:
-            items.append(self.queue.get(timeout=wait) if wait > 0 else self.queue.get_nowait())
-            for _ in range(1000):
-                items.append(self.queue.get_nowait())
-        except queue.Empty:
-            pass
+        items = self.inbox.take(wait)
         if not self._peers:
             return []  # nobody listening: events are discarded, not counted as drops
         out = []
@@ -554,6 +596,7 @@ class StreamWriter(Detector):
                 if os.stat(path).st_ino == self._listen_inode:
                     os.unlink(path)
                     os.unlink(path.with_suffix(".json"))
+        self.inbox.close()
 
 
 def _hung_up(sock: socket.socket) -> bool:

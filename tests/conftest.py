@@ -33,6 +33,8 @@ def _leaves_nothing_behind() -> object:
     cb_before = _qtasyncio_cb()
     sigterm_before = signal.getsignal(signal.SIGTERM)
     sigalrm_before = signal.getsignal(signal.SIGALRM)
+    realtime = range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
+    realtime_before = {signum: signal.getsignal(signum) for signum in realtime}
     hook_before = sys.excepthook
     yield
     problems = []
@@ -52,6 +54,8 @@ def _leaves_nothing_behind() -> object:
         problems.append("the SIGTERM handler was changed")
     if signal.getsignal(signal.SIGALRM) != sigalrm_before:
         problems.append("the SIGALRM handler was changed")
+    if {signum: signal.getsignal(signum) for signum in realtime} != realtime_before:
+        problems.append("a real-time signal's handler was changed")
     if signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0):
         problems.append("an interval timer is still running")
     if sys.excepthook != hook_before:

@@ -124,8 +124,12 @@ def test_stop_restores_everything_it_patched() -> None:
     async def inside() -> None:
         assert asyncio.events.Handle.__dict__["_run"] is not original_run
         assert time.sleep is not original_sleep  # blockbuster is active
-        assert signal.getsignal(signal.SIGALRM) != signal.SIG_DFL  # the watchdog's ticks
-        assert signal.getitimer(signal.ITIMER_REAL)[1] > 0
+        watchdog = monitor.hub.get("stalls")
+        assert watchdog is not None and watchdog.ticking
+        # The ticks: a real-time signal from a timer aimed at this thread alone.
+        assert signal.getsignal(watchdog._tick_signal) == watchdog._tick
+        assert watchdog._tick_signal != signal.SIGALRM
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
         loop = asyncio.get_running_loop()
         assert "create_task" in vars(loop)
         await asyncio.sleep(0.05)
@@ -142,7 +146,8 @@ def test_stop_restores_everything_it_patched() -> None:
     assert asyncio.events.Handle.__dict__["_run"] is original_run
     assert asyncio.events._set_running_loop is original_set
     assert time.sleep is original_sleep
-    assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
+    assert all(signal.getsignal(s) == signal.SIG_DFL
+               for s in range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
@@ -215,14 +220,22 @@ def test_ticks_look_for_the_watchdog_thread_on_a_busy_loop() -> None:
         ticks, looks, handoffs = watchdog.ticks, watchdog.looks, watchdog.handoffs
     report = monitor.final_report
     assert report is not None and report["stalls"] == []
-    # Ticks every 5 ms; the thread looks about once per threshold (50 ms), and
-    # on this busy loop it gets the GIL because a tick hands it over.
+    # Ticks every 5 ms; the thread looks about once per threshold (50 ms), no
+    # more, and is not starved of the GIL on this busy loop: a due tick hands it
+    # over (within 2 ms, or the thread takes it at the next switch interval: on
+    # a busy machine the hand-off itself often times out).
     assert ticks >= 60, ticks
     assert looks <= ticks // 3, (looks, ticks)
-    assert handoffs >= 3, (handoffs, looks)
+    assert looks >= 6, (looks, handoffs)
 
 
-def test_an_app_that_uses_sigalrm_keeps_it_and_stalls_are_still_seen() -> None:
+@pytest.mark.parametrize("posix_timers", [True, False], ids=["posix-timer", "setitimer"])
+def test_an_app_that_uses_sigalrm_keeps_it_and_stalls_are_still_seen(
+        posix_timers: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from looptools import _posix_timer
+
+    if not posix_timers:  # as on a platform without timer_create
+        monkeypatch.setattr(_posix_timer, "create", lambda *args, **kwargs: None)
     fired: list[int] = []
 
     def handler(signum: int, frame: Any) -> None:
@@ -234,7 +247,10 @@ def test_an_app_that_uses_sigalrm_keeps_it_and_stalls_are_still_seen() -> None:
         with looptools.monitor(report=None) as monitor:
             assert asyncio.run(_app(marks)) == "ok"
             watchdog = monitor.hub.get("stalls")
-            assert watchdog is not None and watchdog.ticks == 0
+            assert watchdog is not None
+            # Ticks on a signal of their own where there are POSIX timers; none
+            # where only SIGALRM could carry them and the app has it.
+            assert (watchdog.ticks > 0) is posix_timers
         assert signal.getsignal(signal.SIGALRM) is handler
         assert fired == []  # no timer of ours ever fired into the app's handler
     finally:
@@ -242,8 +258,8 @@ def test_an_app_that_uses_sigalrm_keeps_it_and_stalls_are_still_seen() -> None:
     report = monitor.final_report
     assert report is not None and len(report["stalls"]) == 1
     assert report["stalls"][0]["culprit"]["function"] == "_blocking_step"
-    assert report["stall_summary"]["watchdog"]["no_ticks"] == \
-        "the app uses SIGALRM or the real-time interval timer"
+    assert report["stall_summary"]["watchdog"]["no_ticks"] == (
+        None if posix_timers else "the app uses SIGALRM or the real-time interval timer")
 
 
 def test_a_failing_tick_stops_with_one_warning_and_the_thread_looks_alone(
@@ -258,7 +274,7 @@ def test_a_failing_tick_stops_with_one_warning_and_the_thread_looks_alone(
         watchdog._hand_off = broken  # type: ignore[method-assign]  # the first handoff raises
         assert asyncio.run(_app(marks)) == "ok"
         assert watchdog.ticks > 0 and not watchdog.ticking
-        assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
+        assert signal.getsignal(watchdog._tick_signal) == signal.SIG_DFL
     warnings = [line for line in capsys.readouterr().err.splitlines() if "ticks failed" in line]
     assert len(warnings) == 1 and "tick bug" in warnings[0]
     report = monitor.final_report
@@ -345,9 +361,14 @@ def test_qtasyncio_callbacks_keep_their_semantics_under_the_inline_replacement()
 def test_ticks_stopped_from_another_thread_are_undone_on_the_main_thread() -> None:
     import threading
 
+    tick_signal: list[int] = []
+
     async def app() -> None:
         await asyncio.sleep(0.05)
-        assert signal.getsignal(signal.SIGALRM) != signal.SIG_DFL
+        watchdog = monitor.hub.get("stalls")
+        assert watchdog is not None
+        tick_signal.append(watchdog._tick_signal)
+        assert signal.getsignal(watchdog._tick_signal) != signal.SIG_DFL
         stopper = threading.Thread(target=monitor.stop, kwargs={"write": False})
         stopper.start()
         stopper.join()
@@ -355,7 +376,7 @@ def test_ticks_stopped_from_another_thread_are_undone_on_the_main_thread() -> No
 
     monitor = looptools.monitor(report=None).start()
     asyncio.run(app())
-    assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
+    assert signal.getsignal(tick_signal[0]) == signal.SIG_DFL
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 

@@ -42,7 +42,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import Any
 
-from looptools._hub import Detector
+from looptools._hub import Detector, give_back_interrupt
 from looptools.settings import Settings
 
 #: Above this many iterations a second the loop is saturated with small events,
@@ -161,8 +161,13 @@ class DispatcherBusy(Detector):
             self._duty(now)
 
     def _about_to_block(self) -> None:
+        try:
+            self._window(perf_counter())
+        except KeyboardInterrupt:
+            give_back_interrupt()
+
+    def _window(self, now: float) -> None:
         # Runs once per dispatcher iteration: keep it small.
-        now = perf_counter()
         start = self._window_start
         self._window_start = now
         first_beat = self._first_beat

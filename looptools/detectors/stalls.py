@@ -22,10 +22,11 @@ releases the GIL often (every ``select``): CPython 3.11 hands the GIL to no one
 in particular, so the woken thread waits for it, often for tens of ms, and
 every release by the loop thread meanwhile signals it (measured: a 5 ms ticker
 thread slowed an ``asyncio.Queue`` workload by 15-20 %).  So when the loop runs
-on the main thread and the app does not use ``SIGALRM``, an interval timer
-delivers ``SIGALRM`` every look period and its handler — on the loop thread,
-between two bytecodes — does the looking that dates runs (and sends asyncio's
-probes).  The thread then wakes only when the last sign of life would turn into
+on the main thread, a timer signal comes every look period (on Linux a POSIX
+timer sends a free real-time signal to the loop thread alone; elsewhere
+``setitimer``'s ``SIGALRM``, if the app does not use it) and its handler — on
+the loop thread, between two bytecodes — does the looking that dates runs (and
+sends asyncio's probes).  The thread then wakes only when the last sign of life would turn into
 a stall (about once per threshold), and when it is due, the next tick hands it
 the GIL (waits, with the GIL released, until it has looked).  When no Python
 runs on the loop thread the ticks stop (a C call, Qt idle); the thread then
@@ -48,11 +49,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import IO, Any
 
-from looptools import _sigdump
+from looptools import _posix_timer, _sigdump
 from looptools._describe import describe_handle, describe_task
 from looptools._fdtable import private_fd_table, stderr_fds
 from looptools._frames import Frame, as_dict, culprit_of, parse_faulthandler_all, stack_of
-from looptools._hub import Detector
+from looptools._hub import Detector, give_back_interrupt
 from looptools._threadtimes import ThreadTimes, open_times
 from looptools.settings import Settings
 
@@ -191,7 +192,9 @@ class StallWatchdog(Detector):
         self._stop = threading.Event()
         self._dump: IO[bytes] | None = None
         self._armed_at = 0.0
-        self._lock = threading.Lock()
+        # Reentrant: the monitor stops from a SIGTERM handler, which may run on
+        # the loop thread in the middle of _finish.
+        self._lock = threading.RLock()
         self._recent_slow: deque[tuple[float, float, Any]] = deque(maxlen=8)
         # What the watchdog has seen of the loop thread (its own thread only):
         self._n = 0  # the run counter at the last look
@@ -217,6 +220,8 @@ class StallWatchdog(Detector):
         self._gc_paused = False
         self._in_tick = False
         self._retiring = False  # stopped off the main thread: the next tick undoes it
+        self._tick_signal: int = signal.SIGALRM  # the signal the ticks come on
+        self._tick_timer: _posix_timer.ThreadTimer | None = None
         self._tick_t = 0.0  # when the last tick ran
         self._tick_cpu = 0.0  # the loop thread's CPU clock then
         self._cpu_clock: int | None = None  # the loop thread's CPU clock, read from here
@@ -254,10 +259,13 @@ class StallWatchdog(Detector):
         self._dumper = None
         self.dump_kind = None
         if self._dump is not None:
-            if self.use_thread_dump:
+            # The loop thread's own dumps need ticks to re-arm them: a loop on
+            # the main thread (see looptools._sigdump).
+            if self.use_thread_dump and self.use_ticks \
+                    and state.thread_id == threading.main_thread().ident:
                 try:
-                    self._dumper = _sigdump.create(state.native_id, self._dump,
-                                                   self.dump_after)
+                    self._dumper = _sigdump.create(state.thread_id, state.native_id,
+                                                   self._dump, self.dump_after)
                 except Exception:  # ours, not the app's: fall back
                     self._dumper = None
             self.dump_kind = "signal" if self._dumper is not None else "timer-thread"
@@ -323,15 +331,17 @@ class StallWatchdog(Detector):
 
     def forget(self) -> None:
         # In the child: the watchdog thread is gone, faulthandler's timer was
-        # cancelled before the fork, itimers are not inherited; put SIGALRM back.
+        # cancelled before the fork, timers are not inherited; put the tick
+        # signal's handler back.
         self._thread = None
         self.current = None
         self.state = None
+        self._tick_timer = None  # POSIX timers and itimers are not inherited
         if self.ticking:
             self.ticking = False
             try:
-                if signal.getsignal(signal.SIGALRM) == self._tick:
-                    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+                if signal.getsignal(self._tick_signal) == self._tick:
+                    signal.signal(self._tick_signal, signal.SIG_DFL)
             except (OSError, ValueError):
                 pass
         dumper, self._dumper = self._dumper, None
@@ -362,8 +372,12 @@ class StallWatchdog(Detector):
 
     # -- ticks (loop thread) -------------------------------------------------
     def _start_ticks(self) -> None:
-        """Start the SIGALRM interval timer if the loop thread is the main thread
-        and the app uses neither SIGALRM nor the real-time interval timer."""
+        """Start the ticks if the loop thread is the main thread.
+
+        Linux: a POSIX timer sends a free real-time signal to the loop thread
+        alone (looptools._posix_timer).  Elsewhere: ``setitimer``'s ``SIGALRM``,
+        if the app uses neither it nor the real-time interval timer.
+        """
         state = self.state
         main = threading.main_thread()
         if self.ticking or state is None:
@@ -371,32 +385,63 @@ class StallWatchdog(Detector):
         if not self.use_ticks:
             self.no_ticks = "switched off (signal_ticks)"
             return
-        if not hasattr(signal, "setitimer"):
-            self.no_ticks = "no setitimer on this platform"
-            return
         if threading.current_thread() is not main or state.thread_id != main.ident:
             self.no_ticks = "the loop runs off the main thread"
             return
         try:
+            if self._start_thread_timer(state):
+                return
+            if not hasattr(signal, "setitimer"):
+                self.no_ticks = "no timer signals on this platform"
+                return
             if signal.getsignal(signal.SIGALRM) != signal.SIG_DFL \
                     or signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0):
                 self.no_ticks = "the app uses SIGALRM or the real-time interval timer"
                 return
             self.no_ticks = None
+            self._tick_signal = signal.SIGALRM
             signal.signal(signal.SIGALRM, self._tick)
             self.ticking = True
             # SA_RESTART: a read or write the app has in progress restarts instead
             # of failing with EINTR (sleeps and selects return early and Python
             # retries them, running the handler in between).
             signal.siginterrupt(signal.SIGALRM, False)
-            self._tick_t = self._jobs_t = time.perf_counter()
-            self._tick_cpu = time.thread_time()
+            self._ticks_began()
             signal.setitimer(signal.ITIMER_REAL, self.poll, self.poll)
         except (OSError, ValueError):
             self._stop_ticks()
 
+    def _start_thread_timer(self, state: Any) -> bool:
+        """Ticks from a POSIX timer aimed at the loop thread (Linux); False if none."""
+        if state.native_id is None:
+            return False
+        taken = (self._dumper.signum,) if self._dumper is not None else ()
+        signals = _posix_timer.free_signals(1, taken)
+        if not signals:
+            return False
+        signum = signals[0]
+        timer = _posix_timer.create(_posix_timer.CLOCK_MONOTONIC, state.native_id, signum,
+                                    self.poll, self.poll)
+        if timer is None:
+            return False
+        self.no_ticks = None
+        self._tick_signal = signum
+        self._tick_timer = timer
+        signal.signal(signum, self._tick)
+        signal.siginterrupt(signum, False)
+        self.ticking = True
+        self._ticks_began()
+        timer.arm()
+        return True
+
+    def _ticks_began(self) -> None:
+        self._tick_t = self._jobs_t = time.perf_counter()
+        self._tick_cpu = time.thread_time()
+        if self._dumper is not None:
+            self._dumper.arm()
+
     def _stop_ticks(self) -> None:
-        """Stop the timer and put SIGALRM back to its default.
+        """Stop the ticks and put their signal back to its default.
 
         Python sets signal handlers only on the main thread; called from another
         thread this leaves the undoing to the next tick, which runs there.
@@ -407,18 +452,28 @@ class StallWatchdog(Detector):
             self._retiring = True
             return
         self.ticking = self._retiring = False
+        if self._dumper is not None:
+            self._dumper.disarm()
+        signum = self._tick_signal
+        timer, self._tick_timer = self._tick_timer, None
         try:
-            ours = signal.getsignal(signal.SIGALRM) == self._tick
-            interval = signal.getitimer(signal.ITIMER_REAL)[1]
-            if ours or abs(interval - self.poll) < 1e-4:  # not a timer the app set since
-                signal.setitimer(signal.ITIMER_REAL, 0.0)
+            ours = signal.getsignal(signum) == self._tick
+            if timer is not None:
+                # A signal it already sent to this thread is delivered as the call
+                # returns, and its handler (still ours) runs before the next
+                # bytecode: none can arrive after the handler is put back.
+                timer.delete()
+            else:
+                interval = signal.getitimer(signal.ITIMER_REAL)[1]
+                if ours or abs(interval - self.poll) < 1e-4:  # not a timer the app set
+                    signal.setitimer(signal.ITIMER_REAL, 0.0)
             if ours:
-                signal.signal(signal.SIGALRM, signal.SIG_DFL)
+                signal.signal(signum, signal.SIG_DFL)
         except (OSError, ValueError):
             pass
 
     def _tick(self, signum: int, frame: Any) -> None:
-        """SIGALRM handler, on the loop thread between two bytecodes: look.
+        """The ticks' signal handler, on the loop thread between two bytecodes: look.
 
         Never blocks on a lock the loop thread may hold, never raises into the
         app: on any error the ticks stop and the thread looks by itself.
@@ -464,6 +519,8 @@ class StallWatchdog(Detector):
                     self._look.release()
             if now >= self._due and self._waiting and not self._stop.is_set():
                 self._hand_off()
+        except KeyboardInterrupt:
+            give_back_interrupt()
         except Exception as exc:
             self._stop_ticks()
             if self.hub is not None:
@@ -672,8 +729,6 @@ class StallWatchdog(Detector):
             self.looks += 1
             try:
                 dumper = self._dumper
-                if dumper is not None:
-                    dumper.arm()  # this thread runs: the GIL is not held
                 # Late by more than the GIL's switch interval allows: why?
                 gil, held = self._gil_held(late, wait, previous, before)
                 if gil:

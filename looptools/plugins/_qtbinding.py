@@ -37,6 +37,7 @@ class QtBinding:
         self._poster: Any = None
         self._posters: list[Any] = []
         self._lock = threading.Lock()
+        self._enums: dict[tuple[str, str], Any] = {}
 
     def __repr__(self) -> str:
         return f"QtBinding({self.name})"
@@ -61,10 +62,19 @@ class QtBinding:
         return value if isinstance(value, str) else None
 
     def enum(self, scope: str, member: str) -> Any:
-        """``Qt.<scope>.<member>``, or PyQt5's unscoped ``Qt.<member>``."""
-        qt = self.QtCore.Qt
-        scoped = getattr(getattr(qt, scope, None), member, None)
-        return scoped if scoped is not None else getattr(qt, member)
+        """``Qt.<scope>.<member>``, or PyQt5's unscoped ``Qt.<member>``.
+
+        Looked up once, under a lock: PySide6 creates its enums lazily, and two
+        threads doing that at once were seen to get an enum without its members.
+        """
+        key = (scope, member)
+        with _ENUM_LOCK:
+            known = self._enums.get(key)
+            if known is None:
+                qt = self.QtCore.Qt
+                scoped = getattr(getattr(qt, scope, None), member, None)
+                known = self._enums[key] = scoped if scoped is not None else getattr(qt, member)
+        return known
 
     def app(self) -> Any:
         return self.QtCore.QCoreApplication.instance()
@@ -113,6 +123,7 @@ class QtBinding:
 
 
 _cache: dict[str, QtBinding] = {}
+_ENUM_LOCK = threading.Lock()
 
 
 def binding(name: str) -> QtBinding | None:

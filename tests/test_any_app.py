@@ -1,0 +1,359 @@
+"""Any app, unchanged: every Qt binding, loop subclasses and unknown loops, the app's
+exception handler, forked children, pytest's warnings, C types never patched."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib.util
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import ROOT, culprit_line, env, run_app, validate
+
+import looptools
+from looptools.detectors.stalls import Stall, StallWatchdog
+from looptools.settings import resolve
+
+BINDING_APP = ROOT / "tests" / "apps" / "qasync_binding_app.py"
+BINDINGS = {"pyside6": "PySide6", "pyqt6": "PyQt6", "pyqt5": "PyQt5", "pyside2": "PySide2"}
+
+
+def _binding(qt_api: str) -> str:
+    name = BINDINGS[qt_api]
+    if importlib.util.find_spec(name) is None:
+        pytest.skip(f"{name} is not installed here")
+    return name
+
+
+def _ours(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in report["stalls"]
+            if s["culprit"] and s["culprit"]["file"] == str(BINDING_APP)]
+
+
+@pytest.mark.parametrize("qt_api", list(BINDINGS))
+def test_qasync_on_every_binding_finds_slot_and_coroutine_stalls(qt_api: str,
+                                                                  tmp_path: Path) -> None:
+    name = _binding(qt_api)
+    run = run_app([str(BINDING_APP), "stalls"], tmp_path, environ={"QT_API": qt_api})
+    assert run.returncode == 0, run.stderr
+    assert f"binding {name}" in run.stdout
+    report = run.report
+    assert report is not None, run.stderr
+    validate(report)
+    assert report["loop"]["kind"] == "qasync"
+    assert report["loop"]["binding"] == name
+    assert report["loop"]["recognised"] is True
+    stalls = _ours(report)
+    assert len(stalls) == 2 == report["stall_summary"]["count"], report["stalls"]
+    slot, cpu = stalls
+    assert slot["culprit"]["function"] == "slot_sleeps"
+    assert slot["culprit"]["line"] == culprit_line(BINDING_APP, "slot")
+    assert slot["duration_ms"] == pytest.approx(200, rel=0.25)
+    assert cpu["culprit"]["function"] == "spin"
+    assert cpu["culprit"]["line"] == culprit_line(BINDING_APP, "cpu")
+    assert cpu["duration_ms"] == pytest.approx(150, rel=0.25)
+    assert not cpu["gil_held"] and not slot["gil_held"]
+
+
+@pytest.mark.parametrize("qt_api", list(BINDINGS))
+def test_a_qasync_loop_subclass_idling_reports_no_stall(qt_api: str, tmp_path: Path) -> None:
+    name = _binding(qt_api)
+    run = run_app([str(BINDING_APP), "idle-subclass"], tmp_path, environ={"QT_API": qt_api})
+    assert run.returncode == 0, run.stderr
+    report = run.report
+    assert report is not None, run.stderr
+    assert report["loop"]["kind"] == "qasync"
+    assert report["loop"]["class"].endswith("PatchedLoop")
+    assert report["loop"]["binding"] == name
+    assert report["meta"]["duration_s"] >= 3.5
+    assert report["stalls"] == [] and report["stall_summary"]["count"] == 0
+    assert report["lag"]["p99_ms"] < 40
+
+
+@pytest.mark.parametrize("qt_api", list(BINDINGS))
+def test_a_qt_main_thread_without_asyncio_on_every_binding(qt_api: str, tmp_path: Path) -> None:
+    name = _binding(qt_api)
+    run = run_app([str(BINDING_APP), "qt-only"], tmp_path, environ={"QT_API": qt_api})
+    assert run.returncode == 0, run.stderr
+    report = run.report
+    assert report is not None, run.stderr
+    assert report["loop"]["kind"] == "qt"
+    assert report["loop"]["binding"] == name
+    (stall,) = _ours(report)
+    assert stall["culprit"]["line"] == culprit_line(BINDING_APP, "slot")
+    assert stall["duration_ms"] == pytest.approx(200, rel=0.25)
+
+
+class _EventWaitLoop(asyncio.SelectorEventLoop):
+    """A loop looptools does not know: it idles in a wait of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.idle = threading.Event()
+
+    def _run_once(self) -> None:
+        if not self._ready:  # type: ignore[attr-defined]
+            self.idle.wait(0.12)  # an idle wait that is not the selector's
+        super()._run_once()  # type: ignore[misc]
+
+
+def test_a_loop_of_unknown_kind_is_watched_conservatively() -> None:
+    def blocks() -> None:
+        time.sleep(0.15)
+
+    async def app() -> None:
+        await asyncio.sleep(0.6)  # idle: ~5 waits of 120 ms, each over the threshold
+        asyncio.get_running_loop().call_soon(blocks)
+        await asyncio.sleep(0.3)
+
+    loop = _EventWaitLoop()
+    with looptools.monitor(report=None, threshold_ms=50) as monitor:
+        loop.run_until_complete(app())
+    loop.close()
+    report = monitor.final_report
+    assert report is not None
+    validate(report)
+    assert report["loop"]["kind"] == "unknown"
+    assert report["loop"]["recognised"] is False
+    assert report["loop"]["not_measured"]
+    assert [s["culprit"]["function"] for s in report["stalls"]] == [
+        "test_a_loop_of_unknown_kind_is_watched_conservatively.<locals>.blocks"]
+
+
+def _run_kind(kind: str, coro: Any) -> Any:
+    if kind == "asyncio":
+        return asyncio.run(coro)
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.instance() or QApplication([])
+    if kind == "qasync":
+        import qasync
+
+        return qasync.run(coro)
+    import PySide6.QtAsyncio as QtAsyncio
+
+    return QtAsyncio.run(coro, keep_running=False, quit_qapp=True)
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "qasync", "qtasyncio"])
+def test_the_apps_exception_handler_is_left_alone(kind: str) -> None:
+    seen: list[str] = []
+
+    def app_handler(*args: Any) -> None:
+        seen.append(str(args[-1].get("message")))
+
+    async def fails() -> None:
+        raise ValueError("lost")
+
+    async def app() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(app_handler)
+        handler_inside = loop.get_exception_handler()
+        task = loop.create_task(fails())
+        await asyncio.sleep(0.05)
+        del task
+        gc.collect()
+        await asyncio.sleep(0.05)
+        return {"loop": loop, "handler": handler_inside}
+
+    plain = _run_kind(kind, app())
+    seen_plain, seen[:] = list(seen), []
+    with looptools.monitor(report=None) as monitor:
+        out = _run_kind(kind, app())
+    loop = out["loop"]
+    # What the app reads back is what it reads without us (qasync answers None).
+    assert out["handler"] is plain["handler"]
+    assert seen == seen_plain
+    assert seen, "the app's handler was not called"
+    report = monitor.final_report
+    assert report is not None
+    if kind != "qtasyncio":  # QtAsyncio reports a failed task at once, not at collection
+        assert any("never retrieved" in message for message in seen), seen
+        assert [e["exception"] for e in report["tasks"]["unretrieved_exceptions"]] == [
+            "ValueError: lost"]
+    assert "call_exception_handler" not in vars(loop)
+    assert "create_task" not in vars(loop)
+
+
+def test_an_instance_attribute_the_app_had_set_is_put_back() -> None:
+    def app_create_task(coro: Any, **kwargs: Any) -> Any:
+        return type(loop).create_task(loop, coro, **kwargs)
+
+    loop = asyncio.new_event_loop()
+    loop.create_task = app_create_task  # type: ignore[method-assign]
+    with looptools.monitor(report=None):
+        loop.run_until_complete(asyncio.sleep(0.02))
+    assert vars(loop)["create_task"] is app_create_task
+    loop.close()
+
+
+def test_a_stall_is_over_the_threshold_always() -> None:
+    watchdog = StallWatchdog(resolve({"threshold_ms": 50}))
+    watchdog._finish(Stall(started=10.0, detected=None), 10.049, already_current=False)
+    watchdog._finish(Stall(started=0.0, detected=None), 0.05, already_current=False)
+    assert watchdog.count == 0 and watchdog.kept == []
+    watchdog._finish(Stall(started=30.0, detected=None), 30.051, already_current=False)
+    assert watchdog.count == 1 and len(watchdog.kept) == 1
+
+
+def test_c_types_are_never_patched_and_file_opens_are_still_recorded(tmp_path: Path) -> None:
+    import _thread
+
+    before = {
+        "BufferedWriter.write": io.BufferedWriter.__dict__["write"],
+        "TextIOWrapper.write": io.TextIOWrapper.__dict__["write"],
+        "lock.acquire": _thread.LockType.__dict__["acquire"],
+    }
+    target = tmp_path / "data.txt"
+
+    async def app() -> None:
+        now = {
+            "BufferedWriter.write": io.BufferedWriter.__dict__["write"],
+            "TextIOWrapper.write": io.TextIOWrapper.__dict__["write"],
+            "lock.acquire": _thread.LockType.__dict__["acquire"],
+        }
+        assert now == before
+        assert time.sleep is not _sleep  # module functions are still wrapped
+        import json  # noqa: F401  (an import reads files: not a blocking call of the app)
+
+        target.write_text("x")  # CULPRIT: open
+        await asyncio.sleep(0.01)
+
+    _sleep = time.sleep
+    with looptools.monitor(report=None) as monitor:
+        asyncio.run(app())
+    report = monitor.final_report
+    assert report is not None
+    opens = [row for row in report["blocking_calls"] if row["call"] == "open"]
+    assert len(opens) == 1 and opens[0]["count"] == 1, report["blocking_calls"]
+    assert opens[0]["sites"][0]["line"] == culprit_line(Path(__file__), "open")
+    # Once detached the audit hook does nothing.
+    target.write_text("y")
+
+
+ONE_LINER = "import asyncio; asyncio.run(asyncio.sleep(.1)); print('done')"
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("sink", ["file", "pipe"])
+def test_an_app_writing_to_a_file_or_pipe_exits_as_it_would(sink: str, unbuffered: bool,
+                                                            tmp_path: Path) -> None:
+    results = []
+    for monitored in (False, True):
+        extra = {"LOOPTOOLS": "1", "LOOPTOOLS_REPORT": str(tmp_path / "r.json")} \
+            if monitored else {}
+        environ = env(**extra)
+        environ.pop("PYTHONUNBUFFERED", None)
+        if unbuffered:
+            environ["PYTHONUNBUFFERED"] = "1"
+        out = tmp_path / f"out-{monitored}.txt"
+        if sink == "file":
+            with out.open("w") as handle:
+                code = subprocess.run([sys.executable, "-c", ONE_LINER], stdout=handle,
+                                      stderr=subprocess.DEVNULL, env=environ,
+                                      timeout=60).returncode
+            text = out.read_text()
+        else:
+            proc = subprocess.run([sys.executable, "-c", ONE_LINER], capture_output=True,
+                                  text=True, env=environ, timeout=60)
+            code, text = proc.returncode, proc.stdout
+        results.append((code, text))
+    assert results[0] == results[1] == (0, "done\n")
+
+
+FORK_APP = """
+import asyncio, os, sys, time
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+
+def job(x):
+    async def inner():
+        await asyncio.sleep(0.02)
+        return x * 2
+    return asyncio.run(inner())
+
+async def main():
+    await asyncio.sleep(0.05)
+    pid = os.fork()
+    if pid == 0:
+        print("child", job(1), flush=True)
+        sys.exit(0)  # the child exits through the interpreter's finalisation
+    _, status = os.waitpid(pid, 0)
+    print("fork child exit", os.waitstatus_to_exitcode(status))
+    with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as pool:
+        print("pool", list(pool.map(job, [1, 2, 3])))
+
+asyncio.run(main())
+"""
+
+
+def test_a_forked_child_runs_its_own_loop_unmonitored_and_exits(tmp_path: Path) -> None:
+    app = tmp_path / "fork_app.py"
+    app.write_text(FORK_APP)
+    plain = run_app([str(app)], tmp_path, monitored=False)
+    monitored = run_app([str(app)], tmp_path)
+    assert plain.returncode == monitored.returncode == 0, monitored.stderr
+    assert sorted(plain.stdout.splitlines()) == sorted(monitored.stdout.splitlines())
+    assert "pool [2, 4, 6]" in monitored.stdout
+    assert monitored.report is not None
+    assert monitored.report["meta"]["pid"] != 0
+    reports = list(tmp_path.glob("report-*.json"))
+    assert len(reports) == 1  # the parent's; the children wrote none
+    assert monitored.stderr.count("looptools:") == 1, monitored.stderr
+
+
+def test_looptools_on_leaves_pytest_warnings_as_they_were(tmp_path: Path) -> None:
+    (tmp_path / "test_app.py").write_text(
+        "import asyncio\n\ndef test_runs_a_loop():\n"
+        "    assert asyncio.run(asyncio.sleep(0.01, 'ok')) == 'ok'\n")
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    args = [sys.executable, "-m", "pytest", "-W", "error", "-p", "no:cacheprovider", "-q",
+            "-rw", str(tmp_path)]
+    outcomes = []
+    for extra in ({}, {"LOOPTOOLS": "1", "LOOPTOOLS_REPORT": "none"}):
+        proc = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path,
+                              env=env(**extra), timeout=120)
+        outcomes.append((proc.returncode, "1 passed" in proc.stdout,
+                         "warning" in proc.stdout.lower()))
+        assert "PytestAssertRewriteWarning" not in proc.stdout + proc.stderr
+    assert outcomes[0] == outcomes[1] == (0, True, False)
+
+
+def test_report_says_which_binding_was_found(tmp_path: Path) -> None:
+    _binding("pyqt6")
+    run = run_app([str(BINDING_APP), "idle-subclass"], tmp_path, environ={"QT_API": "pyqt6"},
+                  timeout=60)
+    assert run.report is not None
+    assert run.report["loop"]["binding_version"]
+    assert run.report["loop"]["qt_version"]
+    assert "PySide6" not in run.stderr  # nothing of the other binding was touched
+
+
+def test_no_binding_is_imported_that_the_app_did_not_import(tmp_path: Path) -> None:
+    code = ("import sys, asyncio, looptools\n"
+            "with looptools.monitor(report=None):\n"
+            "    asyncio.run(asyncio.sleep(0.3))\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('PySide6', 'PyQt6', 'PyQt5', 'PySide2', 'qasync')))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env(), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_qt_probe_attaches_through_pyqt_from_its_thread(tmp_path: Path) -> None:
+    # The Qt-only probe posts to the app's thread with a queued signal: no
+    # PySide-only QTimer.singleShot(context) is needed.
+    _binding("pyqt5")
+    run = run_app([str(BINDING_APP), "qt-only"], tmp_path, environ={"QT_API": "pyqt5"})
+    assert run.report is not None and run.report["loop"]["binding"] == "PyQt5"
+    assert os.path.basename(run.report["loop"]["class"]).startswith("PyQt5")
