@@ -35,6 +35,7 @@ class LoopState:
         "conservative",
         "cur",
         "idle_check",
+        "idle_frame",
         "idle_seen",
         "last_beat",
         "last_end",
@@ -86,6 +87,9 @@ class LoopState:
         #: a loop of unknown kind: its idle wait is not recognised, so only a
         #: callback in progress (``cur``) can be stalled
         self.conservative = False
+        #: (function, file) of the frame the loop thread idles in on a Qt loop
+        #: (the one that called into Qt's event loop), learnt at the first beat
+        self.idle_frame: tuple[str, str] | None = None
 
     def ended(self, handle: Any, n: int) -> None:
         """Loop thread, lean hot path: armed run ``n`` has just ended."""

@@ -341,6 +341,14 @@ class Monitor:
         is a timer and its lag is measured against its schedule.
         """
         try:
+            state = self.state
+            if sent is None and state is not None and state.idle_frame is None \
+                    and self.plugin is not None and self.plugin.is_qt:
+                # A Qt timer called us from Qt's event loop: the Python frame
+                # below the timer's slot is where the loop thread idles.
+                code = sys._getframe(2).f_code
+                state.idle_frame = (getattr(code, "co_qualname", code.co_name),
+                                    code.co_filename)
             self._beat_now(sent)
         except KeyboardInterrupt:
             give_back_interrupt()

@@ -6,6 +6,7 @@ import asyncio
 import asyncio.events
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -79,3 +80,23 @@ def qapp() -> object:
     from PySide6.QtWidgets import QApplication
 
     return QApplication.instance() or QApplication([])
+
+
+@pytest.fixture(params=["quiet", "busy"])
+def machine(request: pytest.FixtureRequest) -> object:
+    """The machine as developers' machines are: ``quiet``, or ``busy`` with as many
+    CPU-burning processes as there are cores running beside the app (a build, a
+    browser).  Stall tests take it so that they run both ways."""
+    burners: list[subprocess.Popen[bytes]] = []
+    if request.param == "busy":
+        for _ in range(os.cpu_count() or 2):
+            burners.append(subprocess.Popen(
+                [sys.executable, "-c", "while True: pass"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        yield request.param
+    finally:
+        for burner in burners:
+            burner.kill()
+        for burner in burners:
+            burner.wait(10)

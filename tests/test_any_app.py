@@ -39,7 +39,7 @@ def _ours(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("qt_api", list(BINDINGS))
-def test_qasync_on_every_binding_finds_slot_and_coroutine_stalls(qt_api: str,
+def test_qasync_on_every_binding_finds_slot_and_coroutine_stalls(qt_api: str, machine: str,
                                                                   tmp_path: Path) -> None:
     name = _binding(qt_api)
     run = run_app([str(BINDING_APP), "stalls"], tmp_path, environ={"QT_API": qt_api})
@@ -64,7 +64,8 @@ def test_qasync_on_every_binding_finds_slot_and_coroutine_stalls(qt_api: str,
 
 
 @pytest.mark.parametrize("qt_api", list(BINDINGS))
-def test_a_qasync_loop_subclass_idling_reports_no_stall(qt_api: str, tmp_path: Path) -> None:
+def test_a_qasync_loop_subclass_idling_reports_no_stall(qt_api: str, machine: str,
+                                                        tmp_path: Path) -> None:
     name = _binding(qt_api)
     run = run_app([str(BINDING_APP), "idle-subclass"], tmp_path, environ={"QT_API": qt_api})
     assert run.returncode == 0, run.stderr

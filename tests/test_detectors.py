@@ -22,7 +22,7 @@ def _the_stall(report: dict, problem: str) -> dict:
 
 
 @pytest.mark.parametrize(("loop", "problem"), CASES)
-def test_stall_is_caught_with_culprit_and_duration(loop: str, problem: str,
+def test_stall_is_caught_with_culprit_and_duration(loop: str, problem: str, machine: str,
                                                   tmp_path: Path) -> None:
     run = run_probe(loop, problem, tmp_path, stall_ms=250)
     assert run.returncode == 0, run.stderr

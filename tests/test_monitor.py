@@ -69,7 +69,8 @@ def _run(kind: str, coro: Any) -> Any:
 
 @pytest.mark.parametrize("ticks", [True, False], ids=["ticks", "thread-only"])
 @pytest.mark.parametrize("kind", ["asyncio", "qasync"])
-def test_stall_is_reported_while_it_happens(kind: str, ticks: bool, tmp_path: Path) -> None:
+def test_stall_is_reported_while_it_happens(kind: str, ticks: bool, machine: str,
+                                           tmp_path: Path) -> None:
     if kind == "qasync":
         # The first Qt loop of a process starts Qt up lazily, holding the GIL for
         # up to ~60 ms: a real stall, but not the one this test is about.
@@ -196,7 +197,7 @@ async def _indexer() -> str:
 
 
 @pytest.mark.parametrize("ticks", [True, False], ids=["ticks", "thread-only"])
-def test_the_culprit_is_where_most_samples_of_the_stall_were(ticks: bool) -> None:
+def test_the_culprit_is_where_most_samples_of_the_stall_were(ticks: bool, machine: str) -> None:
     with looptools.monitor(report=None, signal_ticks=ticks) as monitor:
         assert asyncio.run(_indexer()) == "ok"
     report = monitor.final_report

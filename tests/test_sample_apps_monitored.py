@@ -33,7 +33,8 @@ def _app(name: str) -> Path:
 
 
 @pytest.mark.parametrize(("app", "problem"), CASES)
-def test_sample_app_stall_names_the_culprit_line(app: str, problem: str, tmp_path: Path) -> None:
+def test_sample_app_stall_names_the_culprit_line(app: str, problem: str, machine: str,
+                                                 tmp_path: Path) -> None:
     path = _app(app)
     run = run_app([str(path), "--problem", problem, "--duration", "1.2", "--stall-ms", "250"],
                   tmp_path)

@@ -77,6 +77,8 @@ class Stall:
     stack_source: str = "none"
     samples: int = 0  # stacks sampled during the stall
     culprit_samples: int = 0  # of those, in the culprit's function
+    idle_samples: int = 0  # of those, at the loop's own wait (no Python below it)
+    idle_frame: tuple[str, str] | None = None  # (function, file) of that wait
     _votes: dict[Frame, int] = dataclasses.field(default_factory=dict, repr=False)
     _stacks: dict[Frame, tuple[list[Frame], str]] = dataclasses.field(default_factory=dict,
                                                                        repr=False)
@@ -92,6 +94,8 @@ class Stall:
         call held the GIL stands for every look the watchdog could not make.
         """
         self.samples += weight
+        if stack and self.idle_frame is not None and stack[-1][:2] == self.idle_frame:
+            self.idle_samples += weight
         culprit = culprit_of(stack)
         if culprit is None:
             return
@@ -180,6 +184,8 @@ class StallWatchdog(Detector):
         self._times_l: ThreadTimes | None = None
         self.thread_times = False
         self.gil_waits = 0  # looks that found the GIL held against them
+        self.starved = 0  # would-be stalls of an idle loop kept off the CPU (not stalls)
+        self._rq_marks: deque[tuple[float, float]] = deque(maxlen=256)
         self.limit = settings.max_stalls
         self.kept: list[Stall] = []
         self.count = 0
@@ -754,6 +760,8 @@ class StallWatchdog(Detector):
                     os.ftruncate(self._dump.fileno(), 0)
                 wait = self._next_wait(now, poll, idle_wait)
                 before = self._times_before()
+                if before is not None:
+                    self._rq_marks.append((time.perf_counter(), before[3]))
             except Exception as exc:
                 self._stop_ticks()
                 if self.hub is not None:
@@ -899,7 +907,7 @@ class StallWatchdog(Detector):
         """The loop has shown no sign of life since ``started``, over the
         threshold ago, and has not come back: a stall, seen while it lasts."""
         state = self.state
-        stall = Stall(started=started, detected=now, gil_held=gil)
+        stall = Stall(started=started, detected=now, gil_held=gil, idle_frame=state.idle_frame)
         run_t0 = self._run_t0
         if handle is not None and run_t0 is not None and run_t0 >= started - 1e-6:
             self._describe(stall, handle)
@@ -956,9 +964,12 @@ class StallWatchdog(Detector):
         if stall.callback is None and stall.gil_held:
             self._name_from_recent(stall)
         duration = stall.duration()
-        if duration <= self.threshold:
+        starved = self._starved(stall, duration)
+        if duration <= self.threshold or starved:
             # Not a stall: a stall is over the threshold, always.  (One seen
             # live and then found shorter, once its end was known, is taken back.)
+            if starved:
+                self.starved += 1
             if stall.detected is not None and self.hub is not None:
                 self.hub.emit("stall_dismissed", started_at_s=round(
                     stall.started - self.hub.started, 6))
@@ -975,6 +986,25 @@ class StallWatchdog(Detector):
         if self.hub is not None:
             self.hub.call("stall_ended", stall)
             self.hub.emit("stall_ended", **stall.as_dict(self.hub.started))
+
+    def _starved(self, stall: Stall, duration: float) -> bool:
+        """The machine, not the app: the loop thread sat at its own wait and spent
+        the stall waiting for a CPU (a busy machine delays an idle Qt loop's wake-up
+        and its heartbeat as much as a slot would).  Only the watchdog thread can
+        tell (its schedstat descriptors are in its own table)."""
+        if stall.samples == 0 or stall.idle_samples < stall.samples or stall.callback:
+            return False
+        times = self._times_l
+        if times is None or threading.current_thread() is not self._thread:
+            return False
+        marks = [rq for t, rq in list(self._rq_marks) if t <= stall.started + 1e-6]
+        if not marks:
+            return False
+        try:
+            queued = times.read()[1] - marks[-1]
+        except (OSError, ValueError, IndexError):
+            return False
+        return duration - queued <= self.threshold
 
     # -- reporting (off the loop thread) -------------------------------------
     def stalls(self, origin: float) -> list[dict[str, Any]]:
@@ -994,6 +1024,7 @@ class StallWatchdog(Detector):
                 "gil_stacks": self.dump_kind,
                 "thread_times": self.thread_times,
                 "gil_waits": self.gil_waits,
+                "starved": self.starved,
                 "ticks": self.ticks,
                 "looks": self.looks,
                 "handoffs": self.handoffs,
