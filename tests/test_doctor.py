@@ -123,3 +123,18 @@ def test_terminal_checks() -> None:
 def test_settings_check_reads_the_environment() -> None:
     assert check_settings({"LOOPTOOLS_HEARTBEAT_MS": "-1"})[0].level == "problem"
     assert check_settings({})[0].level == "ok"
+
+
+def test_the_qt_binding_a_qasync_app_gets_is_reported() -> None:
+    from looptools.cli.doctor import check_binding
+
+    installed = {"PyQt6": "6.11.0", "PySide6-Essentials": "6.11.3"}
+    check = check_binding(installed.get, qt_api="")
+    assert check.level == "ok"
+    assert "PyQt6 6.11.0, PySide6 6.11.3" in check.message
+    assert "a qasync app gets PyQt6" in check.message
+    check = check_binding(installed.get, qt_api="pyside6")
+    assert "gets PySide6 (QT_API)" in check.message
+    assert check_binding(installed.get, qt_api="pyqt5").level == "problem"
+    assert check_binding(installed.get, qt_api="tk").level == "problem"
+    assert check_binding({}.get, qt_api="").level == "note"

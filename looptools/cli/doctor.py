@@ -100,6 +100,7 @@ def check_qt(python: tuple[int, int] | None = None,
                                "PySide6-Addons is not installed, so PySide6.QtAsyncio is "
                                "missing (only needed for QtAsyncio apps)",
                                "pip install PySide6-Addons"))
+    found.append(check_binding(versions))
     qasync = versions("qasync")
     if qasync is None:
         found.append(Check("qasync", "note", "qasync is not installed (only needed for "
@@ -111,6 +112,37 @@ def check_qt(python: tuple[int, int] | None = None,
     else:
         found.append(Check("qasync", "ok", f"qasync {qasync}"))
     return found
+
+
+#: The four Qt bindings in qasync's order, with the distribution that carries each.
+_BINDINGS = (("PyQt5", "PyQt5"), ("PyQt6", "PyQt6"), ("PySide2", "PySide2"),
+             ("PySide6", "PySide6-Essentials"))
+
+
+def check_binding(versions: Callable[[str], str | None] = _version,
+                  qt_api: str | None = None) -> Check:
+    """Which Qt bindings are installed, and which one a qasync app gets (nothing imported)."""
+    installed = [(name, versions(dist) or versions(name)) for name, dist in _BINDINGS]
+    present = [(name, version) for name, version in installed if version]
+    if not present:
+        return Check("qt binding", "note",
+                     "no Qt binding is installed (PySide6, PyQt6, PyQt5, PySide2): "
+                     "fine for plain asyncio apps")
+    listed = ", ".join(f"{name} {version}" for name, version in present)
+    qt_api = (os.environ.get("QT_API", "") if qt_api is None else qt_api).strip().lower()
+    wanted = {"pyqt5": "PyQt5", "pyqt6": "PyQt6", "pyside2": "PySide2",
+              "pyside6": "PySide6"}.get(qt_api)
+    if qt_api and wanted is None:
+        return Check("qt binding", "problem", f"QT_API={qt_api!r} names no Qt binding "
+                     f"(installed: {listed})", "QT_API=pyside6, pyqt6, pyqt5 or pyside2")
+    if wanted is not None and wanted not in dict(present):
+        return Check("qt binding", "problem", f"QT_API={qt_api} but {wanted} is not "
+                     f"installed (installed: {listed})", f"pip install {wanted}")
+    chosen = wanted or present[0][0]
+    why = "QT_API" if wanted else "the first installed in qasync's order, unless the app " \
+        "imports another first"
+    return Check("qt binding", "ok", f"{listed}; a qasync app gets {chosen} ({why}); "
+                 "looptools follows whichever the app's loop runs on")
 
 
 def _site_dirs() -> list[str]:
