@@ -230,6 +230,7 @@ class StallWatchdog(Detector):
         self._tick_timer: _posix_timer.ThreadTimer | None = None
         self._tick_t = 0.0  # when the last tick ran
         self._tick_cpu = 0.0  # the loop thread's CPU clock then
+        self._look_cpu = 0.0  # the loop thread's CPU clock at the thread's last look
         self._cpu_clock: int | None = None  # the loop thread's CPU clock, read from here
         self._burst = (0.0, 0.0)  # (when, CPU seconds) of the last C call seen by a tick
         self._jobs_t = 0.0  # when the jobs last ran
@@ -494,10 +495,12 @@ class StallWatchdog(Detector):
             now = time.perf_counter()
             previous, self._tick_t = self._tick_t, now
             cpu = time.thread_time()
-            burst, self._tick_cpu = cpu - self._tick_cpu, cpu
+            burst = cpu - max(self._tick_cpu, self._look_cpu)
+            self._tick_cpu = cpu
             if burst >= self.gil_late * 0.5:
                 # The loop thread burned this much CPU without a bytecode
-                # boundary (ticks run at each one, every poll): one C call.
+                # boundary (ticks run at each one, every poll) and without the
+                # watchdog thread looking: one C call that held the GIL.
                 self._burst = (now, burst)
             dumper = self._dumper
             if dumper is not None:
@@ -678,14 +681,17 @@ class StallWatchdog(Detector):
             if late - queued < self.gil_trigger:
                 return False, 0.0  # late because the OS kept us waiting for a CPU
         if self.ticking:
-            # CPU the loop thread burned since the last tick that ran on it: a
-            # C call, however it ended (this thread usually gets the GIL at the
-            # first bytecode after it, before the next tick can say so itself).
+            # CPU the loop thread burned since the last tick that ran on it, and
+            # since this thread last looked: a C call that kept both away,
+            # however it ended (this thread usually gets the GIL at the first
+            # bytecode after it, before the next tick can say so itself).  A C
+            # call that released the GIL (zlib) let this thread look meanwhile.
+            since_cpu = max(self._tick_cpu, self._look_cpu)
             burst = self._burst[1] if self._burst[0] >= since else 0.0
             if now_times is not None:
-                burst = max(burst, now_times[2] - self._tick_cpu)
+                burst = max(burst, now_times[2] - since_cpu)
             elif self._cpu_clock is not None:
-                burst = max(burst, time.clock_gettime(self._cpu_clock) - self._tick_cpu)
+                burst = max(burst, time.clock_gettime(self._cpu_clock) - since_cpu)
             else:
                 return True, late
             return burst >= self.gil_late * 0.5, burst
@@ -721,6 +727,8 @@ class StallWatchdog(Detector):
         expected = time.perf_counter() + wait
         previous = time.perf_counter()
         before = self._times_before()
+        if before is not None:
+            self._look_cpu = before[2]
         while True:
             self._due = expected
             self._waiting = True
@@ -762,6 +770,9 @@ class StallWatchdog(Detector):
                 before = self._times_before()
                 if before is not None:
                     self._rq_marks.append((time.perf_counter(), before[3]))
+                    self._look_cpu = before[2]
+                elif self._cpu_clock is not None:
+                    self._look_cpu = time.clock_gettime(self._cpu_clock)
             except Exception as exc:
                 self._stop_ticks()
                 if self.hub is not None:
@@ -870,6 +881,9 @@ class StallWatchdog(Detector):
             if seen > current.started + 1e-6:
                 self._finish(current, self._end_of(current))
                 return
+            if current.detected is None and not gil:
+                # Still going on, now that the GIL is back: seen while it lasts.
+                current.detected = now
             if current.samples < _MAX_SAMPLES:
                 current.vote(_sample(state.thread_id))
             return
@@ -905,9 +919,12 @@ class StallWatchdog(Detector):
     def _begin(self, started: float, now: float, gil: bool, handle: Any,
                held: float = 0.0) -> None:
         """The loop has shown no sign of life since ``started``, over the
-        threshold ago, and has not come back: a stall, seen while it lasts."""
+        threshold ago, and has not come back: a stall."""
         state = self.state
-        stall = Stall(started=started, detected=now, gil_held=gil, idle_frame=state.idle_frame)
+        # Held by a C call until just now: it is seen as the GIL comes back, not
+        # while it lasted (unless a later look finds it still going on).
+        stall = Stall(started=started, detected=None if gil else now, gil_held=gil,
+                      idle_frame=state.idle_frame)
         run_t0 = self._run_t0
         if handle is not None and run_t0 is not None and run_t0 >= started - 1e-6:
             self._describe(stall, handle)
