@@ -36,6 +36,7 @@ looks every few ms itself, as before, and it is cheap because the GIL is free.
 from __future__ import annotations
 
 import _thread
+import ctypes
 import dataclasses
 import faulthandler
 import gc
@@ -54,7 +55,7 @@ from looptools._describe import describe_handle, describe_task
 from looptools._fdtable import private_fd_table, stderr_fds
 from looptools._frames import Frame, as_dict, culprit_of, parse_faulthandler_all, stack_of
 from looptools._hub import Detector, give_back_interrupt
-from looptools._threadtimes import ThreadTimes, open_times
+from looptools._threadtimes import ThreadTimes, open_times, pread_holding_gil
 from looptools.settings import Settings
 
 #: How long a tick waits, with the GIL released, for the watchdog thread to look.
@@ -177,6 +178,7 @@ class StallWatchdog(Detector):
         self.use_thread_dump = settings.thread_dump
         self.dump_after = max(0.020, self.threshold * 0.4)
         self._dumper: _sigdump.ThreadDump | None = None
+        self._one_byte = ctypes.create_string_buffer(1)
         self.dump_kind: str | None = None  # "signal", "timer-thread" or None
         # Why the watchdog ran late (looptools._threadtimes): read in its thread.
         self.use_thread_times = settings.thread_times
@@ -763,8 +765,7 @@ class StallWatchdog(Detector):
                 # A dump from a hiccup that held no GIL against us (a C call that
                 # released it, the loop thread off the CPU): drop it so it cannot
                 # be mistaken for the stack of a later stall.
-                if self._dump is not None and not gil \
-                        and os.fstat(self._dump.fileno()).st_size:
+                if self._dump is not None and not gil and self._dump_written():
                     os.ftruncate(self._dump.fileno(), 0)
                 wait = self._next_wait(now, poll, idle_wait)
                 before = self._times_before()
@@ -944,15 +945,25 @@ class StallWatchdog(Detector):
             self.hub.call("stall_started", stall)
             self.hub.emit("stall_started", **stall.as_dict(self.hub.started))
 
+    def _dump_written(self) -> bool:
+        """Something is in the dump file (read without releasing the GIL)."""
+        dump = self._dump
+        if dump is None:
+            return False
+        try:
+            return bool(pread_holding_gil(dump.fileno(), self._one_byte))
+        except OSError:
+            return False
+
     def _vote_dump(self, stall: Stall, held: float) -> None:
         """Count the stack dumped while the GIL was held (if any) for ``held`` seconds."""
         dump = self._dump
         if dump is None:
             return
+        if not self._dump_written():
+            return
         try:
             size = os.fstat(dump.fileno()).st_size
-            if not size:
-                return
             text = os.pread(dump.fileno(), min(size, 1 << 20), max(0, size - (1 << 20)))
             os.ftruncate(dump.fileno(), 0)
         except OSError:
