@@ -439,3 +439,30 @@ def test_a_loop_off_the_main_thread_shares_the_table_and_private_fds_can_be_swit
         asyncio.run(asyncio.sleep(0.05))
         results.append(monitor.hub.get("stalls").private_fds)  # type: ignore[union-attr]
     assert results == [False, False]
+
+
+def test_a_burst_of_short_callbacks_is_lag_not_a_stall() -> None:
+    """40 callbacks of 5 ms posted at once keep the loop from its wait for 200 ms, but
+    none blocks it: each returns to the loop.  The report says so as loop lag (the
+    probe waited for the burst), not as a stall with a culprit line (see
+    docs/design.md, "A burst of short callbacks")."""
+
+    def step() -> None:
+        end = time.perf_counter() + 0.005
+        while time.perf_counter() < end:
+            pass
+
+    async def app() -> None:
+        await asyncio.sleep(0.15)
+        loop = asyncio.get_running_loop()
+        for _ in range(3):  # three bursts, so that a 10 Hz probe lands in one
+            for _ in range(40):
+                loop.call_soon(step)
+            await asyncio.sleep(0.25)
+
+    with looptools.monitor(report=None, threshold_ms=50) as monitor:
+        asyncio.run(app())
+    report = monitor.final_report
+    assert report is not None
+    assert report["stalls"] == [] and report["stall_summary"]["count"] == 0
+    assert report["lag"]["max_ms"] >= 60, report["lag"]
