@@ -205,10 +205,13 @@ def test_the_culprit_is_where_most_samples_of_the_stall_were(ticks: bool, machin
     validate(report)
     assert len(report["stalls"]) == 1, report["stalls"]
     stall = report["stalls"][0]
-    # The first sample (~50 ms in) was in _spin; the ~60 that followed in _hot_parse.
+    # The first sample (~50 ms in) was in _spin; the ~60 that followed in _hot_parse
+    # (a busy machine keeps the watchdog off the CPU for some of its looks).
     assert stall["culprit"]["function"] == "_hot_parse", stall
     assert stall["stack"][-1] == stall["culprit"]  # the stack is one sampled there
-    assert stall["samples"] >= 20 and stall["culprit_samples"] >= stall["samples"] * 0.6, stall
+    least = 20 if machine == "quiet" else 8
+    assert stall["samples"] >= least and stall["culprit_samples"] >= stall["samples"] * 0.6, \
+        stall
     assert stall["culprit_samples"] < stall["samples"]  # _spin's were counted too
     assert all(f["function"] != "StallWatchdog._tick" for f in stall["stack"])
 
