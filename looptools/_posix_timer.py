@@ -19,9 +19,12 @@ where each release would hand the GIL to whoever waits for it.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import signal
 import sys
+import threading
+from types import FrameType
 from typing import Any
 
 _SIGEV_THREAD_ID = 4
@@ -87,16 +90,91 @@ def free_signals(count: int, taken: tuple[int, ...] = ()) -> list[int]:
     return found
 
 
+def _in_another_handler(signum: int) -> bool:
+    """Is a Python handler of a signal other than ``signum`` on this thread's stack?"""
+    codes = set()
+    for other in signal.valid_signals():
+        if other == signum:
+            continue
+        try:
+            handler = signal.getsignal(other)
+        except (ValueError, OSError):
+            continue
+        code = getattr(getattr(handler, "__func__", handler), "__code__", None)
+        if code is not None:
+            codes.add(code)
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def restore_default(signum: int, ours: Any) -> None:
+    """Put ``signum``'s handler back to ``SIG_DFL`` if it is still ``ours`` (main thread).
+
+    Whatever sent the signal must be stopped first.  One it sent a moment ago
+    may still wait for its Python handler: ``signal.signal`` runs those first,
+    except inside another signal's handler (the app's SIGINT handler quitting
+    its Qt app, say), where CPython would later find the default in place and
+    print "Signal N ignored due to race condition" into the app's output.  So
+    there the signal gets a last handler that puts the default back when it
+    runs, and is sent once more to make sure it does.
+    """
+    try:
+        if signal.getsignal(signum) != ours:
+            return
+        if not _in_another_handler(signum):
+            signal.signal(signum, signal.SIG_DFL)
+            return
+
+        def last(number: int, frame: Any) -> None:
+            if signal.getsignal(number) is last:
+                signal.signal(number, signal.SIG_DFL)
+
+        signal.signal(signum, last)
+        signal.pthread_kill(threading.get_ident(), signum)
+    except (OSError, ValueError):
+        pass
+
+
+#: Timers not deleted yet.  An interpreter that exits with one still armed is
+#: killed by its signal once the handler is gone (faulthandler and the signal
+#: module put the default disposition back as they shut down, and a real-time
+#: signal's default is to end the process): whatever path left one behind, an
+#: exit hook deletes them first.
+_live: set[ThreadTimer] = set()
+_exit_hook = False
+
+
+def _delete_all() -> None:
+    for timer in list(_live):
+        timer.delete()
+
+
+def forget_all() -> None:
+    """In a forked child: its parent's timers were not inherited."""
+    for timer in list(_live):
+        timer.deleted = True
+    _live.clear()
+
+
 class ThreadTimer:
     """A timer that sends ``signum`` to one thread; ``arm()`` restarts it."""
 
     def __init__(self, timer: ctypes.c_void_p, signum: int, after: float,
                  every: float) -> None:
+        global _exit_hook
         self._timer = timer
         self.signum = signum
         self._armed = ctypes.byref(_spec(after, every))
         self._disarmed = ctypes.byref(_spec(0.0))
         self.deleted = False
+        _live.add(self)
+        if not _exit_hook:
+            atexit.register(_delete_all)
+            _exit_hook = True
 
     def arm(self) -> None:
         """(Re)start: first signal ``after`` from now, then every ``every`` (O(1))."""
@@ -109,6 +187,7 @@ class ThreadTimer:
     def delete(self) -> None:
         if not self.deleted:
             self.deleted = True
+            _live.discard(self)
             _lib().timer_delete(self._timer)
 
 

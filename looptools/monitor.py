@@ -7,6 +7,7 @@ snapshots are built from the detectors off the hot path.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import atexit
 import datetime
@@ -71,6 +72,20 @@ def _register_fork_hooks() -> None:
     _fork_hooks = True
 
 
+def _importing(frame: Any) -> bool:
+    """Is the interrupted code (``frame`` and its callers) inside an import?"""
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith("<frozen importlib") or name.endswith(_BOOTSTRAP):
+            return True
+        frame = frame.f_back
+    return False
+
+
+_BOOTSTRAP = (os.path.join("importlib", "_bootstrap.py"),
+              os.path.join("importlib", "_bootstrap_external.py"))
+
+
 def _warn(line: str) -> None:
     try:
         print(line, file=sys.stderr, flush=True)
@@ -123,10 +138,22 @@ class Monitor:
         self._running = False
         self._stopped = False
         self._lock = threading.RLock()
-        self._probe_stop = threading.Event()
+        # The Qt-only probe (see _start_qt_probe): a plain flag and a raw lock,
+        # which a signal handler re-entering stop() cannot deadlock on (a
+        # threading.Event's lock did, when SIGTERM came during its set()).
+        self._probe_done = False
+        self._probe_wake = _thread.allocate_lock()
+        self._probe_wake.acquire()
+        self._probe_thread: threading.Thread | None = None
+        self._probe_signal: int | None = None
+        self._probe_posted = False
+        self._attaching = False
+        self._probe_retiring = False
+        self._qtbinding: Any = None
+        #: binding name -> ((QtGui imported, QtWidgets imported), undo of the exec hook)
+        self._exec_hooked: dict[str, tuple[tuple[bool, bool], Any]] = {}
         self._previous_sigterm: Any = None
         self._broken = False
-        self._loop_seen = False
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> Monitor:
@@ -144,8 +171,7 @@ class Monitor:
             if loop is not None:
                 self._on_running_loop(loop)
         if self._wants_heartbeat():
-            threading.Thread(target=self._qt_probe, name="looptools-qt-probe",
-                             daemon=True).start()
+            self._start_qt_probe()
         if self.exit_hooks:
             self._install_exit_hooks()
         return self
@@ -157,7 +183,7 @@ class Monitor:
             if self._stopped:
                 return self.final_report or self.report()
             self._stopped = True
-            self._probe_stop.set()
+            self._stop_qt_probe()
             self._detach()
             _attach.uninstall()
             self._remove_exit_hooks()
@@ -201,6 +227,19 @@ class Monitor:
             _active = None
         self._lock = threading.RLock()
         self.hub._lock = threading.RLock()
+        self._probe_done = True
+        self._probe_thread = None  # it did not survive the fork
+        self._unhook_exec()
+        from looptools import _posix_timer
+
+        _posix_timer.forget_all()
+        signum, self._probe_signal = self._probe_signal, None
+        if signum is not None:
+            try:
+                if signal.getsignal(signum) == self._qt_probe_handler:
+                    signal.signal(signum, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
         self._stopped = True
         self._running = False
         self.exit_hooks_removed = True
@@ -256,7 +295,6 @@ class Monitor:
                 pass
 
     def _loop_changed(self, loop: Any) -> None:
-        self._loop_seen = loop is not None  # the Qt-only probe waits meanwhile
         now = time.perf_counter()
         state = self.state
         if loop is None:
@@ -279,7 +317,9 @@ class Monitor:
         state.conservative = plugin.conservative
         self.state = state
         self.plugin = plugin
-        self._probe_stop.set()  # attached: the Qt probe thread can go now
+        self._end_qt_probe()  # attached: the Qt-only probe can go now
+        if threading.current_thread() is threading.main_thread():
+            self._unhook_exec()
         self.attached_at = time.perf_counter()
         names = {d.name for d in self.hub.detectors}
         if names & {"slow_callbacks", "stalls"}:
@@ -373,34 +413,193 @@ class Monitor:
             self._next_tick = now + self.settings.task_audit_s
             hub.call("tick", now)
 
-    def _qt_probe(self) -> None:
-        """Attach to a Qt main thread that never starts an asyncio loop (any binding)."""
+    # -- the Qt-only probe ---------------------------------------------------------
+    def _start_qt_probe(self) -> None:
+        """Attach to a Qt main thread that never starts an asyncio loop (any binding).
+
+        Only the main thread may touch Qt: a probe thread that called
+        ``QCoreApplication.instance()`` itself crashed an app at exit and hung
+        one once (PySide builds its enums lazily, and not thread-safely).  So
+        the thread only sends a free real-time signal to the main thread while a
+        Qt binding is imported (every 10 ms for the first 2 s, then 0.25 s), and
+        the handler — on the main thread, between two bytecodes — looks for the
+        app: inside its event loop it attaches at once, before it posts the
+        attach to the loop.  An
+        app that idles in Qt's C++ runs no Python until a slot runs: it is
+        attached then.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        from looptools import _posix_timer
         from looptools.plugins import _qtbinding
 
-        posted = False
-        while not self._probe_stop.wait(0.25):
-            if self.plugin is not None or self._stopped:
-                return
-            if self._loop_seen:
-                continue
-            if posted:
-                continue
-            try:
-                binding = _qtbinding.with_app()
-                if binding is None:
-                    continue
-                posted = binding.on_app_thread(
-                    functools.partial(self._attach_qt_only, binding))
-            except Exception:
-                return
+        # Imported here, not in the handler, which may run in the middle of
+        # any import the main thread is making.
+        self._qtbinding = _qtbinding
+        signals = _posix_timer.free_signals(1)
+        if not signals or not hasattr(signal, "pthread_kill"):
+            return
+        try:
+            signal.signal(signals[0], self._qt_probe_handler)
+            signal.siginterrupt(signals[0], False)
+        except (OSError, ValueError):
+            return
+        self._probe_signal = signals[0]
+        thread = threading.Thread(target=self._qt_probe, args=(signals[0],),
+                                  name="looptools-qt-probe", daemon=True)
+        self._probe_thread = thread
+        thread.start()
 
-    def _attach_qt_only(self, binding: Any) -> None:
-        # Runs on the main thread inside the Qt event loop.
-        if self.plugin is not None or self._stopped or self._broken:
+    def _qt_probe(self, signum: int) -> None:
+        """The probe thread: no Qt here, only sys.modules and a signal."""
+        from looptools.plugins._qtbinding import NAMES
+
+        main = threading.main_thread().ident
+        # Every 10 ms for 2 s after the start and after Qt's import: the app is
+        # created then, and some Python runs between that and its event loop,
+        # when the handler can post the attach (a small script runs very little).
+        # Then every 0.25 s.
+        seen: float | None = None  # when a Qt binding was first seen imported
+        started = time.perf_counter()
+        wait = 0.01
+        while not self._probe_wake.acquire(timeout=wait):
+            if self._probe_done:
+                return
+            now = time.perf_counter()
+            qt = any(f"{name}.QtCore" in sys.modules for name in NAMES)
+            if qt and seen is None:
+                seen = now
+            wait = 0.01 if now - max(started, seen or started) < 2.0 else 0.25
+            if qt and main is not None:
+                try:
+                    signal.pthread_kill(main, signum)
+                except (OSError, ValueError):
+                    return
+
+    def _qt_probe_handler(self, signum: int, frame: Any) -> None:
+        """On the main thread: is there a Qt app and no asyncio loop?  Then attach."""
+        if self._probe_retiring:  # stopped from another thread
+            self._retire_qt_probe()
+            return
+        try:
+            if self._probe_done or self._probe_posted or self._attaching \
+                    or self.plugin is not None or self._stopped or self._broken:
+                return
+            if asyncio._get_running_loop() is not None:
+                return
+            if _importing(frame):
+                # Not in the middle of an import: a Qt module being made (PyQt5
+                # creates enums in Python while QtWidgets initialises) crashes
+                # when its classes are touched.  The next signal tries again.
+                return
+            _qtbinding = self._qtbinding
+            self._hook_exec(_qtbinding)
+            binding = _qtbinding.with_app()
+            if binding is None:
+                return
+            if binding.QtCore.QThread.currentThread().loopLevel() > 0:
+                # Inside the app's event loop (a slot or timer running Python,
+                # the first chance we get when the app idles in C): attach now.
+                self._attach_qt_only(binding)
+                return
+            self._probe_posted = True
+            # Before the app's event loop: attach when it starts running.
+            binding.QtCore.QTimer.singleShot(0, functools.partial(self._attach_qt_only,
+                                                                  binding))
+        except KeyboardInterrupt:
+            give_back_interrupt()
+        except Exception as exc:
+            self._end_qt_probe()
+            _warn(f"looptools: cannot look for a Qt app without asyncio "
+                  f"({type(exc).__name__}: {exc}); such an app is not monitored")
+
+    def _hook_exec(self, qtbinding: Any) -> None:
+        """Wrap the application classes' ``exec`` of every binding imported so far
+        (main thread): an app that goes from creating itself to its event loop
+        with next to no Python in between is attached as it enters it."""
+        for candidate in qtbinding.loaded():
+            modules = (f"{candidate.name}.QtGui" in sys.modules,
+                       f"{candidate.name}.QtWidgets" in sys.modules)
+            known = self._exec_hooked.get(candidate.name)
+            if known is not None and known[0] == modules:
+                continue
+            if known is not None:
+                known[1]()  # hook the classes imported since, too
+            self._exec_hooked[candidate.name] = (modules, qtbinding.hook_exec(
+                candidate, functools.partial(self._on_exec, candidate)))
+
+    def _on_exec(self, binding: Any) -> None:
+        """The app enters Qt's event loop (main thread): attach once it runs."""
+        if self._probe_done or self._probe_posted or self.plugin is not None \
+                or self._stopped or self._broken:
             return
         if asyncio._get_running_loop() is not None:
             return
+        self._probe_posted = True
+        binding.QtCore.QTimer.singleShot(0, functools.partial(self._attach_qt_only, binding))
+
+    def _unhook_exec(self) -> None:
+        """Main thread: put every ``exec`` we wrapped back."""
+        hooked, self._exec_hooked = self._exec_hooked, {}
+        for _modules, undo in hooked.values():
+            try:
+                undo()
+            except Exception:
+                pass
+
+    def _end_qt_probe(self) -> None:
+        """Let the probe thread go (any thread; it stops within 0.25 s)."""
+        self._probe_done = True
         try:
+            self._probe_wake.release()
+        except RuntimeError:  # already released
+            pass
+
+    def _stop_qt_probe(self) -> None:
+        """End the probe and put ``exec`` and its signal back (Python sets
+        handlers on the main thread only: from another, the main thread is sent
+        the signal once more and undoes it in the handler)."""
+        self._end_qt_probe()
+        thread, self._probe_thread = self._probe_thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(1.0)  # it sends no signal after this
+        signum = self._probe_signal
+        if signum is None:
+            return
+        if threading.current_thread() is not threading.main_thread():
+            # The main thread undoes it, in the handler of one last signal.
+            self._probe_retiring = True
+            main = threading.main_thread().ident
+            try:
+                if main is not None and threading.main_thread().is_alive():
+                    signal.pthread_kill(main, signum)
+            except (OSError, ValueError):
+                pass
+            return
+        self._retire_qt_probe()
+
+    def _retire_qt_probe(self) -> None:
+        """Main thread: put ``exec`` and the probe's signal back."""
+        self._probe_retiring = False
+        self._unhook_exec()
+        signum, self._probe_signal = self._probe_signal, None
+        if signum is not None:
+            from looptools import _posix_timer
+
+            _posix_timer.restore_default(signum, self._qt_probe_handler)
+
+    def _attach_qt_only(self, binding: Any) -> None:
+        # Runs on the main thread inside the Qt event loop.  The probe's signal
+        # handler may run in the middle of it (during an import, say): it finds
+        # _probe_posted still set and leaves it alone.
+        if self._attaching:
+            return
+        self._attaching = True
+        try:
+            if self.plugin is not None or self._stopped or self._broken:
+                return
+            if asyncio._get_running_loop() is not None:
+                return
             from looptools.plugins.qt_only import QtOnlyPlugin
 
             self._attach_plugin(QtOnlyPlugin(binding), None)
@@ -411,6 +610,9 @@ class Monitor:
         except Exception as exc:
             self._broken = True
             _warn(f"looptools: could not attach to the Qt main thread ({exc}); monitoring is off")
+        finally:
+            self._attaching = False
+            self._probe_posted = False
 
     def _qt_quitting(self) -> None:
         state = self.state

@@ -351,9 +351,9 @@ def test_no_binding_is_imported_that_the_app_did_not_import(tmp_path: Path) -> N
     assert proc.stdout.strip() == "[]"
 
 
-def test_qt_probe_attaches_through_pyqt_from_its_thread(tmp_path: Path) -> None:
-    # The Qt-only probe posts to the app's thread with a queued signal: no
-    # PySide-only QTimer.singleShot(context) is needed.
+def test_qt_probe_attaches_to_a_pyqt_app_from_the_main_thread(tmp_path: Path) -> None:
+    # The Qt-only probe's thread never calls Qt: it signals the main thread, whose
+    # handler finds the app and posts the attach to its event loop.
     _binding("pyqt5")
     run = run_app([str(BINDING_APP), "qt-only"], tmp_path, environ={"QT_API": "pyqt5"})
     assert run.report is not None and run.report["loop"]["binding"] == "PyQt5"

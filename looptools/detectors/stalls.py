@@ -477,7 +477,7 @@ class StallWatchdog(Detector):
                 if ours or abs(interval - self.poll) < 1e-4:  # not a timer the app set
                     signal.setitimer(signal.ITIMER_REAL, 0.0)
             if ours:
-                signal.signal(signum, signal.SIG_DFL)
+                _posix_timer.restore_default(signum, self._tick)
         except (OSError, ValueError):
             pass
 

@@ -8,10 +8,11 @@ loop is PySide6, and a Qt main thread without asyncio uses the binding whose
 ``QCoreApplication`` exists.  A binding the app did not import is never
 imported: only modules already in ``sys.modules`` are looked at.
 
-The four bindings differ in a few spellings that matter here: ``Signal`` vs
-``pyqtSignal``, scoped enums (``Qt.TimerType.PreciseTimer``) vs PyQt5's
-unscoped ones, and ``QTimer.singleShot`` with a context object (PySide only).
-Everything that touches Qt goes through :class:`QtBinding`.
+The four bindings differ in a few spellings that matter here (scoped enums
+such as ``Qt.TimerType.PreciseTimer`` vs PyQt5's unscoped ones, ``exec`` vs
+``exec_``).  Everything that touches Qt goes through :class:`QtBinding`, and
+only ever on the thread of the app's event loop: PySide builds its enums
+lazily, and not thread-safely.
 """
 
 from __future__ import annotations
@@ -34,9 +35,6 @@ class QtBinding:
     def __init__(self, name: str, qtcore: ModuleType) -> None:
         self.name = name
         self.QtCore = qtcore
-        self._poster: Any = None
-        self._posters: list[Any] = []
-        self._lock = threading.Lock()
         self._enums: dict[tuple[str, str], Any] = {}
 
     def __repr__(self) -> str:
@@ -84,42 +82,57 @@ class QtBinding:
             return None
         return self.QtCore.QAbstractEventDispatcher.instance()
 
-    def on_app_thread(self, function: Callable[[], None]) -> bool:
-        """Run ``function`` once on the application's thread, from any thread.
 
-        A queued signal to an object living on that thread works in all four
-        bindings (``QTimer.singleShot`` with a context object is PySide only).
-        False when there is no application yet.
-        """
-        core = self.QtCore
-        app = core.QCoreApplication.instance()
-        if app is None:
-            return False
-        with self._lock:
-            if self._poster is None:
-                signal_type = getattr(core, "Signal", None) or core.pyqtSignal
+def hook_exec(binding: QtBinding, before: Callable[[], None]) -> Callable[[], None]:
+    """Call ``before()`` on the app's thread as it enters ``exec``; returns the undo.
 
-                class _Poster(core.QObject):  # type: ignore[name-defined,misc]
-                    fire = signal_type()
+    The binding's application classes (``QCoreApplication``, and
+    ``QGuiApplication``/``QApplication`` if imported) get their ``exec`` (and
+    ``exec_``) wrapped at class level; the wrapper calls the original through
+    its own descriptor, so static and bound calls behave as before.  Undo puts
+    the original descriptors back, unless the app replaced them since.
+    Main thread only (PySide's types are not thread-safe to touch).
+    """
+    classes = [binding.QtCore.QCoreApplication]
+    for module, name in (("QtGui", "QGuiApplication"), ("QtWidgets", "QApplication")):
+        cls = getattr(sys.modules.get(f"{binding.name}.{module}"), name, None)
+        if isinstance(cls, type):
+            classes.append(cls)
+    undo: list[tuple[type, str, Any, Any]] = []
+    for cls in classes:
+        for attr in ("exec", "exec_"):
+            descriptor = vars(cls).get(attr)
+            if descriptor is None or getattr(descriptor, "__looptools_exec__", False):
+                continue
 
-                    def __init__(self, run: Callable[[], None]) -> None:
-                        super().__init__()
-                        self.run_once: Callable[[], None] | None = run
+            def wrapper(*args: Any, _d: Any = descriptor, _cls: type = cls,
+                        **kwargs: Any) -> Any:
+                try:
+                    before()
+                except Exception:
+                    pass
+                if args and isinstance(args[0], _cls):
+                    return _d.__get__(args[0], type(args[0]))(*args[1:], **kwargs)
+                return _d.__get__(None, _cls)(*args, **kwargs)
 
-                    def deliver(self) -> None:
-                        run, self.run_once = self.run_once, None
-                        if run is not None:
-                            run()
+            wrapper.__looptools_exec__ = True  # type: ignore[attr-defined]
+            wrapper.__wrapped__ = descriptor  # type: ignore[attr-defined]
+            try:
+                setattr(cls, attr, wrapper)
+            except (AttributeError, TypeError):
+                continue
+            undo.append((cls, attr, descriptor, wrapper))
 
-                self._poster = _Poster
-            poster = self._poster(function)
-            poster.moveToThread(app.thread())
-            poster.fire.connect(poster.deliver,
-                                self.enum("ConnectionType", "QueuedConnection"))
-            self._posters.append(poster)  # kept alive until the event is delivered
-            del self._posters[:-4]
-        poster.fire.emit()
-        return True
+    def unhook() -> None:
+        for cls, attr, descriptor, wrapper in reversed(undo):
+            if vars(cls).get(attr) is wrapper:
+                try:
+                    setattr(cls, attr, descriptor)
+                except (AttributeError, TypeError):
+                    pass
+        undo.clear()
+
+    return unhook
 
 
 _cache: dict[str, QtBinding] = {}

@@ -1,0 +1,79 @@
+"""Putting a real-time signal's handler back while another signal's handler runs."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from looptools import _posix_timer
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="POSIX only")
+
+
+def _quit_inside_sigusr1(put_back: Callable[[int, Any], None]) -> list[str]:
+    """Our RT signal has arrived but its handler has not run yet when the app's
+    SIGUSR1 handler (lower number, run first) makes us put the default back."""
+    signum = _posix_timer.free_signals(1)[0]
+    seen: list[str] = []
+
+    def ours(number: int, frame: Any) -> None:
+        seen.append("ours")
+
+    def apps(number: int, frame: Any) -> None:
+        put_back(signum, ours)
+
+    unraisable: list[str] = []
+    previous_hook = sys.unraisablehook
+    previous_usr1 = signal.signal(signal.SIGUSR1, apps)
+    signal.signal(signum, ours)
+    sys.unraisablehook = lambda info: unraisable.append(str(info.exc_value))
+    try:
+        # Both arrive together (held back, then let go): Python runs their
+        # handlers in one pass, in signal-number order.
+        both = {signal.SIGUSR1, signum}
+        signal.pthread_sigmask(signal.SIG_BLOCK, both)
+        signal.pthread_kill(threading.get_ident(), signum)
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, both)
+        for _ in range(100):  # bytecodes: anything still pending runs
+            pass
+    finally:
+        sys.unraisablehook = previous_hook
+        signal.signal(signal.SIGUSR1, previous_usr1)
+        left = signal.getsignal(signum)
+        if left is not signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
+    assert left is signal.SIG_DFL
+    return unraisable
+
+
+def test_plain_reset_inside_another_handler_loses_the_signal() -> None:
+    # The control: what CPython does when the default is put back there.
+    def plain(signum: int, ours: Any) -> None:
+        signal.signal(signum, signal.SIG_DFL)
+
+    unraisable = _quit_inside_sigusr1(plain)
+    assert any("ignored due to race condition" in text for text in unraisable)
+
+
+def test_restore_default_inside_another_handler_is_silent() -> None:
+    assert _quit_inside_sigusr1(_posix_timer.restore_default) == []
+
+
+def test_restore_default_leaves_a_handler_that_is_not_ours() -> None:
+    signum = _posix_timer.free_signals(1)[0]
+
+    def apps(number: int, frame: Any) -> None:
+        pass
+
+    signal.signal(signum, apps)
+    try:
+        _posix_timer.restore_default(signum, lambda *a: None)
+        assert signal.getsignal(signum) is apps
+    finally:
+        signal.signal(signum, signal.SIG_DFL)
