@@ -8,10 +8,17 @@ Every sample app accepts the same options::
     --repeat N          number of injections (default 1)
     --every S           seconds between injections (default 0.5)
     --duration S        quit cleanly after S seconds, 0 = run until interrupted (default 3.0)
+    --end-with HOW      how the process ends once the app has quit: normal (exit status 0),
+                        raise (an unhandled exception), exit5 (sys.exit(5)), osexit3
+                        (os._exit(3)); or sigint/sigterm: ignore --duration, print
+                        "<app>: ready" on stderr once the scripted work and every injection
+                        are done, and run until that signal comes (for exit-status tests)
 
 An app asked to quit after S seconds first lets its scripted work and every scheduled
 injection finish (a graceful drain), so its one-line summary on stdout depends only on the
-flags, never on timing. SIGINT quits at once (exit status 0, summary still printed).
+flags, never on timing. SIGINT quits at once (exit status 0, summary still printed); with
+``--end-with sigint`` it comes after "ready", so that summary is the full, deterministic one
+too. stdout only ever carries the one summary line; "ready" and diagnostics go to stderr.
 
 Nothing in here blocks an event loop and nothing in here is a culprit: the injected
 problems live in the apps themselves, each culprit line marked with a trailing
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +47,11 @@ PROBLEMS: tuple[str, ...] = (
     "unretrieved-exception",
 )
 
+#: How a sample app's process may end (``--end-with``).
+ENDINGS: tuple[str, ...] = ("normal", "raise", "exit5", "osexit3", "sigint", "sigterm")
+#: Endings that wait for a signal after announcing "ready".
+SIGNAL_ENDINGS: frozenset[str] = frozenset({"sigint", "sigterm"})
+
 #: Exit status for command-line errors (same as argparse).
 USAGE_ERROR = 2
 
@@ -54,6 +67,7 @@ class AppConfig:
     repeat: int
     every: float
     duration: float
+    end_with: str = "normal"
 
     @property
     def stall(self) -> float:
@@ -123,6 +137,8 @@ def build_parser(app: str, description: str, supported: Collection[str]) -> argp
     parser.add_argument("--duration", type=_non_negative_float, default=3.0, metavar="S",
                         help="quit cleanly after S seconds, once scripted work and injections "
                         "have finished; 0 = run until interrupted (default 3.0)")
+    parser.add_argument("--end-with", choices=ENDINGS, default="normal", metavar="HOW",
+                        help="how the process ends: " + ", ".join(ENDINGS) + " (default normal)")
     return parser
 
 
@@ -156,13 +172,38 @@ def parse_args(
         problem_at=ns.problem_at,
         repeat=ns.repeat,
         every=ns.every,
-        duration=ns.duration,
+        # Waiting for a signal: run until it comes.
+        duration=0.0 if ns.end_with in SIGNAL_ENDINGS else ns.duration,
+        end_with=ns.end_with,
     )
 
 
 def warn(cfg: AppConfig, message: str) -> None:
     """Diagnostics go to stderr; stdout is reserved for the one summary line."""
     print(f"{cfg.app}: {message}", file=sys.stderr, flush=True)
+
+
+def announce_ready(cfg: AppConfig) -> None:
+    """Say "ready" on stderr when the process waits for a signal to end (``--end-with``).
+
+    Call it once the app's scripted work and every injection are done, from inside the
+    running loop (after the app's SIGINT handler is installed): whoever sends the signal
+    then gets the full summary, whenever the signal lands.
+    """
+    if cfg.end_with in SIGNAL_ENDINGS:
+        warn(cfg, "ready")
+
+
+def end_as_asked(cfg: AppConfig) -> int:
+    """End the process as ``--end-with`` asks; returns the exit status otherwise."""
+    if cfg.end_with == "raise":
+        raise RuntimeError(f"{cfg.app} ends by an exception (--end-with raise)")
+    if cfg.end_with == "exit5":
+        sys.exit(5)
+    if cfg.end_with == "osexit3":
+        sys.stdout.flush()
+        os._exit(3)
+    return 0
 
 
 async def wait_for_quit(cfg: AppConfig, quit_requested: asyncio.Event,
@@ -172,10 +213,18 @@ async def wait_for_quit(cfg: AppConfig, quit_requested: asyncio.Event,
     With ``--duration S``: after S seconds, once ``work_done`` is set (the graceful drain that
     keeps the summary deterministic; gives up after 30 s more), or as soon as
     ``quit_requested`` is set (SIGINT). With ``--duration 0``: only on ``quit_requested``.
+    With ``--end-with sigint|sigterm``: announces "ready" once ``work_done`` is set, then
+    waits for ``quit_requested`` (or the signal that ends the process).
     Works on any asyncio-compatible loop (asyncio, qasync, QtAsyncio).
     """
     quit_task = asyncio.ensure_future(quit_requested.wait())
     try:
+        if cfg.end_with in SIGNAL_ENDINGS:
+            done_task = asyncio.ensure_future(work_done.wait())
+            await asyncio.wait({quit_task, done_task}, return_when=asyncio.FIRST_COMPLETED)
+            done_task.cancel()
+            if work_done.is_set():
+                announce_ready(cfg)
         if cfg.duration > 0:
             await asyncio.wait({quit_task}, timeout=cfg.duration)
             if not quit_task.done():

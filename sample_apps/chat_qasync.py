@@ -31,10 +31,10 @@ from types import FrameType
 from typing import Any
 
 try:
-    from _common import AppConfig, parse_args, wait_for_quit
+    from _common import AppConfig, end_as_asked, parse_args, wait_for_quit
 except ImportError:  # started with -m or runpy: make the sibling module importable
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _common import AppConfig, parse_args, wait_for_quit
+    from _common import AppConfig, end_as_asked, parse_args, wait_for_quit
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -571,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         window.close()
         window.deleteLater()
     print(summary, flush=True)
-    return 0
+    return end_as_asked(cfg)
 
 
 if __name__ == "__main__":

@@ -29,10 +29,10 @@ from pathlib import Path
 from types import FrameType
 
 try:
-    from _common import AppConfig, parse_args, warn
+    from _common import AppConfig, announce_ready, end_as_asked, parse_args, warn
 except ImportError:  # started with -m or runpy: make the sibling module importable
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _common import AppConfig, parse_args, warn
+    from _common import AppConfig, announce_ready, end_as_asked, parse_args, warn
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -322,6 +322,7 @@ class GalleryWindow(QMainWindow):
         self.injections_left = len(cfg.injection_times()) * len(cfg.problems)
         self.deadline_passed = False
         self.interrupted = False
+        self.announced_ready = False
         self.started = time.monotonic()
 
         # One page of the library's metadata (~2 ms to parse).
@@ -359,8 +360,10 @@ class GalleryWindow(QMainWindow):
         self.app.quit()
 
     def request_quit(self) -> None:
+        """SIGINT. Quit through the event queue: a quit() made before ``app.exec()`` runs
+        (the signal landed between installing the handler and entering the loop) is lost."""
         self.interrupted = True
-        self.app.quit()
+        QTimer.singleShot(0, self.app.quit)
 
     def work_finished(self) -> bool:
         return (
@@ -369,7 +372,12 @@ class GalleryWindow(QMainWindow):
         )
 
     def maybe_quit(self) -> None:
-        if self.deadline_passed and self.work_finished():
+        if not self.work_finished():
+            return
+        if not self.announced_ready:  # --end-with sigint|sigterm: the summary is final now
+            self.announced_ready = True
+            announce_ready(self.cfg)
+        if self.deadline_passed:
             self.app.quit()
 
     def shutdown(self) -> str:
@@ -502,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         window.close()
         window.deleteLater()
     print(summary, flush=True)
-    return 0
+    return end_as_asked(cfg)
 
 
 if __name__ == "__main__":

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from _common import AppConfig, parse_args, wait_for_quit
+    from _common import AppConfig, end_as_asked, parse_args, wait_for_quit
 except ImportError:  # started with -m or runpy: make the sibling module importable
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _common import AppConfig, parse_args, wait_for_quit
+    from _common import AppConfig, end_as_asked, parse_args, wait_for_quit
 
 APP = "pipeline_asyncio"
 SUPPORTED = (
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = Pipeline(cfg, SegmentStore(Path(folder)))
         summary = asyncio.run(pipeline.run())
     print(summary, flush=True)
-    return 0
+    return end_as_asked(cfg)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,265 @@
+"""Exit status and output exactly as without looptools, however the app ends and wherever
+its output goes.
+
+Every cell runs the same app twice, plainly and under ``LOOPTOOLS=1`` (summary off, so
+that anything looptools prints is a difference), with stdout and stderr sent to files,
+to pipes or to a terminal (a pty), with and without ``PYTHONUNBUFFERED`` (a buffered
+stdout once hid a crash at exit), and compares exit status, stdout and stderr (minus
+Qt's offscreen-plugin noise, see ``QT_NOISE``); a difference is shown as a unified diff.
+
+* ``ending_app.py`` on every loop kind, ending normally, by an exception, by
+  ``sys.exit(5)``, by ``os._exit(3)``, by SIGINT and by SIGTERM from inside its loop;
+* every sample app with ``--end-with`` for the same endings after its loop stopped, and
+  SIGINT/SIGTERM while it runs, sent once it said "ready" (its scripted work is done, so
+  its summary line does not depend on when the signal lands);
+* an app that forks a child running its own loop (``test_any_app``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import errno
+import importlib.util
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, env
+
+ENDING_APP = ROOT / "tests" / "apps" / "ending_app.py"
+KINDS = ["asyncio", "uvloop", "qasync", "qtasyncio", "qt"]
+HOWS = ["normal", "raise", "exit5", "osexit3", "sigint", "sigterm"]
+SINKS = ["file", "pipe", "pty"]
+SAMPLES = ["chat_qasync", "browser_qtasyncio", "pipeline_asyncio", "gallery_threadpool"]
+HANG_S = 15.0
+#: Cells where the app hangs without looptools (then it must hang with it too):
+#: QtAsyncio catches SystemExit raised in a task and runs on (PySide6 6.11).
+HANGS_PLAINLY = {("qtasyncio", "exit5")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    status: int | str
+    stdout: str
+    stderr: str
+
+    def normalised(self) -> Outcome:
+        return Outcome(self.status, _normalise(self.stdout), _normalise(self.stderr))
+
+
+#: Qt's offscreen platform plugin prints this whenever a top-level window's size
+#: constraints change, a timing-dependent number of times: noise from Qt, not output of
+#: the app or of looptools.  Only this exact line is dropped before comparing.
+QT_NOISE = "This plugin does not support propagateSizeHints()"
+
+
+def _normalise(text: str) -> str:
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if line.rstrip("\r\n") != QT_NOISE)
+
+
+def _ready(seen: bytes) -> bool:
+    """Has the app said 'ready' (ending_app: "ready"; a sample app: "<app>: ready")?
+    Only complete lines count; on a terminal a newline arrives as CR LF."""
+    return any(line == b"ready" or line.endswith(b": ready") for line in
+               seen.replace(b"\r\n", b"\n").split(b"\n")[:-1])
+
+
+def run_cell(args: list[str], sink: str, unbuffered: bool, monitored: bool, how: str,
+             tmp: Path, hang_s: float = HANG_S) -> Outcome:
+    """Run ``python args`` once; send ``how``'s signal after it printed 'ready'."""
+    environ = env(**({"LOOPTOOLS": "1", "LOOPTOOLS_SUMMARY": "0",
+                      "LOOPTOOLS_REPORT": str(tmp / "report.json")} if monitored else {}))
+    environ.pop("PYTHONUNBUFFERED", None)
+    if unbuffered:
+        environ["PYTHONUNBUFFERED"] = "1"
+    signum = {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM}.get(how)
+    deadline = time.monotonic() + hang_s
+    command = [sys.executable, *args]
+    if sink == "pty":
+        return _run_on_pty(command, environ, tmp, signum, deadline)
+    if sink == "pipe":
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=environ, cwd=tmp)
+        assert proc.stdout is not None and proc.stderr is not None
+        out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+        got = {out_fd: b"", err_fd: b""}
+        if signum is not None:
+            # "ready" may come on either stream; read both until it does.
+            open_fds = list(got)
+            while open_fds and not any(_ready(v) for v in got.values()) \
+                    and time.monotonic() < deadline:
+                ready, _, _ = select.select(open_fds, [], [], 0.05)
+                for fd in ready:
+                    chunk = os.read(fd, 65536)
+                    got[fd] += chunk
+                    if not chunk:
+                        open_fds.remove(fd)
+            if proc.poll() is None:
+                proc.send_signal(signum)
+        try:
+            stdout, stderr = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            status: int | str = proc.returncode
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+            status = "hung"
+        return Outcome(status, (got[out_fd] + stdout).decode(), (got[err_fd] + stderr).decode())
+    out_path, err_path = tmp / f"out-{monitored}.txt", tmp / f"err-{monitored}.txt"
+    with out_path.open("wb") as out_file, err_path.open("wb") as err_file:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out_file,
+                                stderr=err_file, env=environ, cwd=tmp)
+        if signum is not None:
+            while not _ready(out_path.read_bytes() + err_path.read_bytes()) \
+                    and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.01)
+            if proc.poll() is None:
+                proc.send_signal(signum)
+        status = _wait(proc, deadline)
+    return Outcome(status, out_path.read_text(), err_path.read_text())
+
+
+def _run_on_pty(command: list[str], environ: dict[str, str], tmp: Path,
+                signum: int | None, deadline: float) -> Outcome:
+    """stdout and stderr on one terminal.  The master stays open until every writer is
+    gone (EIO): closing it earlier makes the app's last writes fail (status 1 or 120)."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
+                                env=environ, cwd=tmp, close_fds=True)
+    finally:
+        os.close(slave)
+    out = b""
+    hung = False
+    exited_at: float | None = None
+    try:
+        while True:
+            if signum is not None and _ready(out) and proc.poll() is None:
+                proc.send_signal(signum)
+                signum = None
+            if not hung and time.monotonic() >= deadline:
+                hung = True
+                proc.kill()  # then drain what it wrote until the terminal closes
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if not ready:
+                if proc.poll() is not None:
+                    # Exited; something it started may still hold the terminal: 1 s grace.
+                    exited_at = exited_at or time.monotonic()
+                    if time.monotonic() - exited_at > 1.0:
+                        break
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError as exc:  # EIO: every writer is gone
+                if exc.errno == errno.EIO:
+                    break
+                raise
+            if not chunk:
+                break
+            out += chunk
+            exited_at = None
+    finally:
+        os.close(master)
+    status: int | str = "hung" if hung else _wait(proc, deadline + 5.0)
+    if hung:
+        proc.wait()
+    return Outcome(status, out.decode("utf-8", "replace").replace("\r\n", "\n"), "")
+
+
+def _wait(proc: subprocess.Popen[bytes], deadline: float) -> int | str:
+    try:
+        return proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return "hung"
+
+
+def _cells(args: list[str], hows: list[str], tmp_path: Path) -> list[str]:
+    """Every cell for ``args``; returns the differences, one (multi-line) entry each."""
+    jobs = [(how, sink, unbuffered) for how in hows for sink in SINKS
+            for unbuffered in (False, True)]
+
+    def one(job: tuple[str, str, bool]) -> str | None:
+        how, sink, unbuffered = job
+        cell = tmp_path / f"{how}-{sink}-{int(unbuffered)}"
+        cell.mkdir()
+        ending_app = args[0] == str(ENDING_APP)
+        full = [*args, how] if ending_app else [*args, "--end-with", how]
+        hangs = ending_app and (args[1], how) in HANGS_PLAINLY
+        hang_s = 4.0 if hangs else HANG_S
+        plain = run_cell(full, sink, unbuffered, False, how, cell, hang_s)
+        monitored = run_cell(full, sink, unbuffered, True, how, cell, hang_s)
+        if hangs and not unbuffered:
+            # Killed while hanging: what a buffered stdout had not flushed is lost
+            # either way; compare the rest.
+            plain, monitored = (dataclasses.replace(o, stdout="") for o in (plain, monitored))
+        name = f"{how}/{sink}/{'unbuffered' if unbuffered else 'buffered'}"
+        plain, monitored = plain.normalised(), monitored.normalised()
+        if plain != monitored:
+            return _describe(name, plain, monitored)
+        if plain.status == "hung" and not hangs:
+            return f"{name}: the app hung without looptools too:\n{_show(plain)}"
+        return None
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return [line for line in pool.map(one, jobs) if line]
+
+
+def _show(outcome: Outcome, limit: int = 600) -> str:
+    def cut(text: str) -> str:
+        return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+    return (f"  status {outcome.status!r}\n  stdout {cut(outcome.stdout)!r}\n"
+            f"  stderr {cut(outcome.stderr)!r}")
+
+
+def _describe(name: str, plain: Outcome, monitored: Outcome, max_lines: int = 30) -> str:
+    """What differs, as a short unified diff per stream (plain = ---, monitored = +++)."""
+    lines = [f"{name}: exit status plain {plain.status!r}, monitored {monitored.status!r}"
+             + ("" if plain.status == monitored.status else "  <-- differs")]
+    for stream in ("stdout", "stderr"):
+        a, b = getattr(plain, stream), getattr(monitored, stream)
+        if a == b:
+            continue
+        diff = list(difflib.unified_diff(a.splitlines(), b.splitlines(), f"plain {stream}",
+                                         f"monitored {stream}", n=2, lineterm=""))
+        if not diff:  # differ only in a trailing newline
+            diff = [f"{stream}: plain {a[-40:]!r} != monitored {b[-40:]!r}"]
+        if len(diff) > max_lines:
+            diff = [*diff[:max_lines], f"... {len(diff) - max_lines} more diff lines"]
+        lines += ["  " + line for line in diff]
+    return "\n".join(lines)
+
+
+def _needs(kind: str) -> None:
+    module = {"uvloop": "uvloop", "qasync": "qasync", "qtasyncio": "PySide6.QtAsyncio",
+              "qt": "PySide6"}.get(kind)
+    if module is not None and importlib.util.find_spec(module.split(".")[0]) is None:
+        pytest.skip(f"{module} is not installed")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_ending_and_sink_is_unchanged_on_every_loop_kind(kind: str,
+                                                               tmp_path: Path) -> None:
+    _needs(kind)
+    differences = _cells([str(ENDING_APP), kind], HOWS, tmp_path)
+    assert not differences, "\n".join(differences)
+
+
+@pytest.mark.parametrize("app", SAMPLES)
+def test_every_ending_and_sink_is_unchanged_for_every_sample_app(app: str,
+                                                                 tmp_path: Path) -> None:
+    path = ROOT / "sample_apps" / f"{app}.py"
+    differences = _cells([str(path), "--problem", "blocking-slot" if app != "pipeline_asyncio"
+                          else "blocking-coro", "--stall-ms", "80", "--duration", "0.6"],
+                         HOWS, tmp_path)
+    assert not differences, "\n".join(differences)
+
