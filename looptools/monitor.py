@@ -11,6 +11,7 @@ import _thread
 import asyncio
 import atexit
 import datetime
+import enum
 import functools
 import os
 import signal
@@ -72,18 +73,27 @@ def _register_fork_hooks() -> None:
     _fork_hooks = True
 
 
-def _importing(frame: Any) -> bool:
-    """Is the interrupted code (``frame`` and its callers) inside an import?"""
+def _inside_qt_making(frame: Any) -> bool:
+    """Is the interrupted code (``frame`` and its callers) importing a module of
+    a Qt binding (or its sip/shiboken), or making an enum (which the bindings
+    do from C, at import or lazily)?"""
     while frame is not None:
-        name = frame.f_code.co_filename
-        if name.startswith("<frozen importlib") or name.endswith(_BOOTSTRAP):
+        code = frame.f_code
+        filename = code.co_filename
+        if filename == _ENUM_FILE:
             return True
+        if code.co_name == "_find_and_load" and (
+                filename.startswith("<frozen importlib") or filename.endswith(_BOOTSTRAP)):
+            name = frame.f_locals.get("name")
+            if isinstance(name, str) and name.startswith(_QT_MODULES):
+                return True
         frame = frame.f_back
     return False
 
 
-_BOOTSTRAP = (os.path.join("importlib", "_bootstrap.py"),
-              os.path.join("importlib", "_bootstrap_external.py"))
+_ENUM_FILE = enum.__file__
+_BOOTSTRAP = os.path.join("importlib", "_bootstrap.py")
+_QT_MODULES = ("PyQt5", "PyQt6", "PySide2", "PySide6", "sip", "shiboken2", "shiboken6")
 
 
 def _warn(line: str) -> None:
@@ -149,6 +159,8 @@ class Monitor:
         self._probe_posted = False
         self._attaching = False
         self._probe_retiring = False
+        self._probe_timer: Any = None
+        self._probe_armed = False
         self._qtbinding: Any = None
         #: binding name -> ((QtGui imported, QtWidgets imported), undo of the exec hook)
         self._exec_hooked: dict[str, tuple[tuple[bool, bool], Any]] = {}
@@ -233,6 +245,7 @@ class Monitor:
         from looptools import _posix_timer
 
         _posix_timer.forget_all()
+        self._probe_timer = None
         signum, self._probe_signal = self._probe_signal, None
         if signum is not None:
             try:
@@ -445,6 +458,13 @@ class Monitor:
         except (OSError, ValueError):
             return
         self._probe_signal = signals[0]
+        # The 1 ms signals come from a kernel timer aimed at the main thread:
+        # the probe thread needs the GIL to send any, and the main thread can
+        # hold it through the few ms from the last import to exec() (PySide2
+        # creating the app missed 11 of 15 runs with the thread sending them).
+        native_id = threading.main_thread().native_id
+        self._probe_timer = None if native_id is None else _posix_timer.create(
+            _posix_timer.CLOCK_MONOTONIC, native_id, signals[0], 0.001, 0.001)
         thread = threading.Thread(target=self._qt_probe, args=(signals[0],),
                                   name="looptools-qt-probe", daemon=True)
         self._probe_thread = thread
@@ -455,26 +475,50 @@ class Monitor:
         from looptools.plugins._qtbinding import NAMES
 
         main = threading.main_thread().ident
-        # Every 10 ms for 2 s after the start and after Qt's import: the app is
-        # created then, and some Python runs between that and its event loop,
-        # when the handler can post the attach (a small script runs very little).
-        # Then every 0.25 s.
+        # Every 1 ms while a Qt module is imported whose application class's
+        # exec is not wrapped yet (for at most 2 s after Qt is first seen): an
+        # app can go from its last import to exec() in a few ms, and a handler
+        # that runs during a Qt import has to leave Qt alone.  Then every 10 ms
+        # for 2 s after the start and after Qt's import, then every 0.25 s.
         seen: float | None = None  # when a Qt binding was first seen imported
         started = time.perf_counter()
         wait = 0.01
-        while not self._probe_wake.acquire(timeout=wait):
-            if self._probe_done:
-                return
-            now = time.perf_counter()
-            qt = any(f"{name}.QtCore" in sys.modules for name in NAMES)
-            if qt and seen is None:
-                seen = now
-            wait = 0.01 if now - max(started, seen or started) < 2.0 else 0.25
-            if qt and main is not None:
-                try:
-                    signal.pthread_kill(main, signum)
-                except (OSError, ValueError):
+        timer = self._probe_timer
+        try:
+            while not self._probe_wake.acquire(timeout=wait):
+                if self._probe_done:
                     return
+                now = time.perf_counter()
+                loaded = [name for name in NAMES if f"{name}.QtCore" in sys.modules]
+                if loaded and seen is None:
+                    seen = now
+                early = now - max(started, seen or started) < 2.0
+                wait = 0.01 if early else 0.25
+                hurry = early and seen is not None and now - seen < 2.0 \
+                    and any(self._exec_unhooked(name) for name in loaded)
+                if timer is not None and hurry != self._probe_armed:
+                    self._probe_armed = hurry
+                    timer.arm() if hurry else timer.disarm()
+                if hurry:
+                    wait = 0.001
+                    if timer is not None:
+                        continue  # the timer sends them
+                if loaded and main is not None:
+                    try:
+                        signal.pthread_kill(main, signum)
+                    except (OSError, ValueError):
+                        return
+        finally:
+            if timer is not None and self._probe_armed:
+                self._probe_armed = False
+                timer.disarm()
+
+    def _exec_unhooked(self, name: str) -> bool:
+        """(Probe thread) Is a Qt application class of binding ``name`` imported
+        whose exec the handler has not wrapped yet?"""
+        known = self._exec_hooked.get(name)
+        return known is None or known[0] != (f"{name}.QtGui" in sys.modules,
+                                             f"{name}.QtWidgets" in sys.modules)
 
     def _qt_probe_handler(self, signum: int, frame: Any) -> None:
         """On the main thread: is there a Qt app and no asyncio loop?  Then attach."""
@@ -487,13 +531,20 @@ class Monitor:
                 return
             if asyncio._get_running_loop() is not None:
                 return
-            if _importing(frame):
-                # Not in the middle of an import: a Qt module being made (PyQt5
-                # creates enums in Python while QtWidgets initialises) crashes
-                # when its classes are touched.  The next signal tries again.
+            if _inside_qt_making(frame):
+                # Not in the middle of importing a Qt module or of making an
+                # enum: PyQt5 creates enums in Python while QtWidgets
+                # initialises, and touching its classes then crashed; PySide6
+                # makes its enums lazily, and touching a class then hung.  The
+                # next signal, 1 ms later, tries again.
                 return
             _qtbinding = self._qtbinding
             self._hook_exec(_qtbinding)
+            timer = self._probe_timer
+            if timer is not None and self._probe_armed and not any(
+                    self._exec_unhooked(b.name) for b in _qtbinding.loaded()):
+                self._probe_armed = False  # every exec is wrapped: no more hurry
+                timer.disarm()
             binding = _qtbinding.with_app()
             if binding is None:
                 return
@@ -563,6 +614,9 @@ class Monitor:
         thread, self._probe_thread = self._probe_thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(1.0)  # it sends no signal after this
+        timer, self._probe_timer = self._probe_timer, None
+        if timer is not None:
+            timer.delete()  # a signal it sent is handled before the handler goes
         signum = self._probe_signal
         if signum is None:
             return

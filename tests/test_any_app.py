@@ -93,6 +93,24 @@ def test_a_qt_main_thread_without_asyncio_on_every_binding(qt_api: str, tmp_path
     assert stall["duration_ms"] == pytest.approx(200, rel=0.25)
 
 
+@pytest.mark.parametrize("qt_api", list(BINDINGS))
+def test_a_qt_only_app_is_watched_from_exec_even_if_it_never_runs_python(
+        qt_api: str, tmp_path: Path) -> None:
+    # The app goes from its imports to exec() in a few ms and its only slot is
+    # C++ (QThread.msleep): the probe's handler must have wrapped exec by then.
+    # (When it refused to touch Qt during any import, 5 of 8 such runs missed it.)
+    name = _binding(qt_api)
+    run = run_app([str(BINDING_APP), "qt-only-cstall"], tmp_path, environ={"QT_API": qt_api})
+    assert run.returncode == 0, run.stderr
+    report = run.report
+    assert report is not None, run.stderr
+    assert (report["loop"]["kind"], report["loop"]["binding"]) == ("qt", name)
+    assert report["loop"]["attached_at_s"] < 0.4 + 0.05, report["loop"]
+    (stall,) = report["stalls"]
+    assert stall["duration_ms"] == pytest.approx(200, rel=0.25)
+    assert stall["source"] == "qt"
+
+
 class _EventWaitLoop(asyncio.SelectorEventLoop):
     """A loop looptools does not know: it idles in a wait of its own."""
 

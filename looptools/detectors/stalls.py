@@ -204,6 +204,9 @@ class StallWatchdog(Detector):
         # the loop thread in the middle of _finish.
         self._lock = threading.RLock()
         self._recent_slow: deque[tuple[float, float, Any]] = deque(maxlen=8)
+        #: GIL-held stalls finished before their callback was reported (the
+        #: watchdog can get there first on a busy machine): named when it is.
+        self._unnamed: deque[Stall] = deque(maxlen=8)
         # What the watchdog has seen of the loop thread (its own thread only):
         self._n = 0  # the run counter at the last look
         self._alive = time.perf_counter()  # the last time the loop was seen back
@@ -561,6 +564,14 @@ class StallWatchdog(Detector):
         # Loop thread, only for callbacks over the threshold.  Lets a GIL-holding
         # stall that the watchdog could only see afterwards still name its callback.
         self._recent_slow.append((started, started + duration, handle))
+        for stall in list(self._unnamed):
+            ended = stall.ended if stall.ended is not None else started + duration
+            if stall.callback is None and started < ended and started + duration > stall.started:
+                self._describe(stall, handle)
+                try:
+                    self._unnamed.remove(stall)
+                except ValueError:
+                    pass
 
     def _name_from_recent(self, stall: Stall) -> None:
         end = stall.ended or time.perf_counter()
@@ -991,6 +1002,8 @@ class StallWatchdog(Detector):
             stall.culprit = culprit_of(stall.stack)
         if stall.callback is None and stall.gil_held:
             self._name_from_recent(stall)
+            if stall.callback is None:
+                self._unnamed.append(stall)
         duration = stall.duration()
         starved = self._starved(stall, duration)
         if duration <= self.threshold or starved:

@@ -5,11 +5,14 @@
     qasync_binding_app.py idle-subclass   a QEventLoop subclass (one that patches
                                           run_until_complete, as FeelUOwn's does) idles 4 s
     qasync_binding_app.py qt-only         no asyncio at all: a Qt slot sleeps 200 ms
+    qasync_binding_app.py qt-only-cstall  no asyncio, and no Python of its own once in
+                                          exec(): Qt's own QThread.msleep(200) as a slot
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import json
 import sys
@@ -59,6 +62,12 @@ def main() -> int:
     if MODE == "qt-only":
         QtCore.QTimer.singleShot(500, slot_sleeps)
         QtCore.QTimer.singleShot(1200, app.quit)
+        (app.exec if hasattr(app, "exec") else app.exec_)()
+    elif MODE == "qt-only-cstall":
+        # From the last import to exec() in a few ms, then only C++ runs: the
+        # monitor has to be attached by then to see the stall at all.
+        QtCore.QTimer.singleShot(400, functools.partial(QtCore.QThread.msleep, 200))
+        QtCore.QTimer.singleShot(900, app.quit)
         (app.exec if hasattr(app, "exec") else app.exec_)()
     elif MODE == "stalls":
         loop = qasync.QEventLoop(app)
