@@ -73,6 +73,22 @@ def _register_fork_hooks() -> None:
     _fork_hooks = True
 
 
+class _QtImportWatch:
+    """A ``sys.meta_path`` entry that finds nothing: it tells the Qt-only probe
+    that a Qt module starts importing.  Removed when the probe ends."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self._monitor = monitor
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.startswith(_QT_MODULES):
+            try:
+                self._monitor._qt_import_started()
+            except Exception:
+                pass
+        return None
+
+
 def _inside_qt_making(frame: Any) -> bool:
     """Is the interrupted code (``frame`` and its callers) importing a module of
     a Qt binding (or its sip/shiboken), or making an enum (which the bindings
@@ -161,6 +177,8 @@ class Monitor:
         self._probe_retiring = False
         self._probe_timer: Any = None
         self._probe_armed = False
+        self._qt_seen_at: float | None = None  # when a Qt import was first seen
+        self._import_watch: _QtImportWatch | None = None
         self._qtbinding: Any = None
         #: binding name -> ((QtGui imported, QtWidgets imported), undo of the exec hook)
         self._exec_hooked: dict[str, tuple[tuple[bool, bool], Any]] = {}
@@ -246,6 +264,7 @@ class Monitor:
 
         _posix_timer.forget_all()
         self._probe_timer = None
+        self._remove_import_watch()
         signum, self._probe_signal = self._probe_signal, None
         if signum is not None:
             try:
@@ -465,10 +484,34 @@ class Monitor:
         native_id = threading.main_thread().native_id
         self._probe_timer = None if native_id is None else _posix_timer.create(
             _posix_timer.CLOCK_MONOTONIC, native_id, signals[0], 0.001, 0.001)
+        if self._probe_timer is not None:
+            # Qt's import starting is seen here, on the importing thread, and
+            # starts the 1 ms signals at once: on a busy machine the probe
+            # thread may not run at all between the imports and exec().
+            self._import_watch = _QtImportWatch(self)
+            sys.meta_path.insert(0, self._import_watch)
         thread = threading.Thread(target=self._qt_probe, args=(signals[0],),
                                   name="looptools-qt-probe", daemon=True)
         self._probe_thread = thread
         thread.start()
+
+    def _qt_import_started(self) -> None:
+        """(Importing thread) A Qt module starts importing: hurry until exec is wrapped."""
+        if self._qt_seen_at is None:
+            self._qt_seen_at = time.perf_counter()
+        timer = self._probe_timer
+        if timer is not None and not self._probe_armed and not self._probe_done \
+                and time.perf_counter() - self._qt_seen_at < 2.0:
+            self._probe_armed = True
+            timer.arm()
+
+    def _remove_import_watch(self) -> None:
+        watch, self._import_watch = self._import_watch, None
+        if watch is not None:
+            try:
+                sys.meta_path.remove(watch)
+            except ValueError:
+                pass
 
     def _qt_probe(self, signum: int) -> None:
         """The probe thread: no Qt here, only sys.modules and a signal."""
@@ -480,7 +523,6 @@ class Monitor:
         # app can go from its last import to exec() in a few ms, and a handler
         # that runs during a Qt import has to leave Qt alone.  Then every 10 ms
         # for 2 s after the start and after Qt's import, then every 0.25 s.
-        seen: float | None = None  # when a Qt binding was first seen imported
         started = time.perf_counter()
         wait = 0.01
         timer = self._probe_timer
@@ -490,12 +532,15 @@ class Monitor:
                     return
                 now = time.perf_counter()
                 loaded = [name for name in NAMES if f"{name}.QtCore" in sys.modules]
-                if loaded and seen is None:
-                    seen = now
+                if loaded and self._qt_seen_at is None:
+                    self._qt_seen_at = now
+                seen = self._qt_seen_at
                 early = now - max(started, seen or started) < 2.0
                 wait = 0.01 if early else 0.25
-                hurry = early and seen is not None and now - seen < 2.0 \
-                    and any(self._exec_unhooked(name) for name in loaded)
+                # Hurry from the start of Qt's import (seen by the import watch)
+                # until every application class imported has its exec wrapped.
+                hurry = seen is not None and now - seen < 2.0 and (
+                    not loaded or any(self._exec_unhooked(name) for name in loaded))
                 if timer is not None and hurry != self._probe_armed:
                     self._probe_armed = hurry
                     timer.arm() if hurry else timer.disarm()
@@ -541,8 +586,9 @@ class Monitor:
             _qtbinding = self._qtbinding
             self._hook_exec(_qtbinding)
             timer = self._probe_timer
-            if timer is not None and self._probe_armed and not any(
-                    self._exec_unhooked(b.name) for b in _qtbinding.loaded()):
+            loaded = _qtbinding.loaded()
+            if timer is not None and self._probe_armed and loaded and not any(
+                    self._exec_unhooked(b.name) for b in loaded):
                 self._probe_armed = False  # every exec is wrapped: no more hurry
                 timer.disarm()
             binding = _qtbinding.with_app()
@@ -601,6 +647,11 @@ class Monitor:
     def _end_qt_probe(self) -> None:
         """Let the probe thread go (any thread; it stops within 0.25 s)."""
         self._probe_done = True
+        self._remove_import_watch()
+        timer = self._probe_timer
+        if timer is not None and self._probe_armed:
+            self._probe_armed = False
+            timer.disarm()
         try:
             self._probe_wake.release()
         except RuntimeError:  # already released

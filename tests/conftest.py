@@ -37,6 +37,7 @@ def _leaves_nothing_behind() -> object:
     realtime = range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
     realtime_before = {signum: signal.getsignal(signum) for signum in realtime}
     hook_before = sys.excepthook
+    meta_path_before = list(sys.meta_path)
     yield
     problems = []
     if looptools.active() is not None:
@@ -61,6 +62,8 @@ def _leaves_nothing_behind() -> object:
         problems.append("an interval timer is still running")
     if sys.excepthook != hook_before:
         problems.append("sys.excepthook was changed")
+    if sys.meta_path != meta_path_before:
+        problems.append("sys.meta_path was changed")
     if time.sleep.__module__ != "time" and getattr(time.sleep, "__qualname__", "") != "sleep":
         problems.append("time.sleep is still patched")
     deadline = time.monotonic() + 1.0
