@@ -32,13 +32,13 @@ import subprocess
 import sys
 import tarfile
 import time
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from compat.run_suites import pypi_unreachable  # one check of the package index for both
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPTOOLS = [sys.executable, "-m", "looptools"]
@@ -86,32 +86,13 @@ def _locked(name: str) -> Iterator[Path]:
 
 # --------------------------------------------------------------------------- registries
 
-def _index_url() -> str:
-    url = os.environ.get("PIP_INDEX_URL")
-    if not url:
-        proc = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.index-url"],
-                              capture_output=True, text=True)
-        url = proc.stdout.strip() if proc.returncode == 0 else ""
-    return (url or "https://pypi.org/simple").rstrip("/") + "/"
-
-
-def _pypi_unreachable() -> str | None:
-    url = _index_url() + "pip/"
-    try:
-        with urllib.request.urlopen(url, timeout=15) as response:
-            response.read(1)
-    except Exception as exc:  # any failure to reach the index is "unreachable"
-        return f"the package index {_index_url()} is unreachable ({exc})"
-    return None
-
-
 def pip(args: list[str], what: str, timeout: float = 600) -> None:
     """Run pip; skip the test if PyPI cannot be reached, fail it on any other error."""
     proc = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode == 0:
         return
-    unreachable = _pypi_unreachable()
+    unreachable = pypi_unreachable()
     if unreachable:
         pytest.skip(f"cannot fetch {what}: {unreachable}")
     raise AssertionError(f"pip could not fetch {what} (exit {proc.returncode}):\n"
