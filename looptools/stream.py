@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from _thread import allocate_lock as _thread_lock
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,10 @@ MAX_LINE = 8 << 20
 MAX_READERS = 4
 #: Stack frames kept per stall in event messages (innermost kept).
 MAX_STACK = 24
+#: Listening with no reader, the heartbeat looks for a knocking dashboard this often.
+KNOCK_EVERY = 0.1
+#: Listening, the writer thread ends after this long without a reader.
+IDLE_EXIT_S = 2.0
 _SEND = getattr(socket, "MSG_NOSIGNAL", 0)
 #: put in the inbox by close() so that the writer thread wakes up at once
 _WAKE: tuple[float, str, dict[str, Any]] = (0.0, "", {})
@@ -103,6 +108,9 @@ class _Inbox:
         with contextlib.suppress(OSError):  # full (the writer is behind) or closed
             os.write(self._write, b"\0")
         return True
+
+    def clear(self) -> None:
+        self.items.clear()
 
     def take(self, wait: float, limit: int = 1000) -> list[tuple[float, str, dict[str, Any]]]:
         """Up to ``limit`` items, waiting up to ``wait`` seconds for the first."""
@@ -296,6 +304,16 @@ class StreamWriter(Detector):
     ``StreamWriter(settings, monitor)`` connects to ``settings.stream`` when it is
     set and otherwise listens on :func:`registry_socket` for this pid (unless
     ``LOOPTOOLS_LISTEN=0``).  ``connect_to``/``listen_on`` override both (tests).
+
+    Listening, there is no thread while no dashboard reads: any second thread
+    costs a single-threaded app's loop a few per cent (``looptools._fdtable``;
+    measured by ``benchmarks/as_users.py --breakdown``).  The socket is listened
+    on from the start, and the loop thread's heartbeat looks (every
+    ``KNOCK_EVERY``, one ``select`` with no wait) whether a dashboard knocks;
+    then it starts the thread, which ends again ``IDLE_EXIT_S`` after the last
+    reader left.  So a dashboard that connects while the loop is frozen hears
+    from the app when the loop runs again.  Without a heartbeat (no stall, lag
+    or dispatcher detector) or connecting, the thread runs from the start.
     """
 
     name = "stream"
@@ -333,11 +351,28 @@ class StreamWriter(Detector):
         self._closed = False
         self._bye: dict[str, Any] | None = None
         self._thread: threading.Thread | None = None
+        self._cleaned = _thread_lock()
+        self._next_knock = 0.0
         self._maybe_add_sampler(monitor)
-        if self.connect_path or self.listen_path:
-            self._thread = threading.Thread(target=self._run, name="looptools-stream",
-                                            daemon=True)
-            self._thread.start()
+        wants_heartbeat = getattr(monitor, "_wants_heartbeat", None)
+        #: listening, with a thread only while a dashboard reads (see the class docstring)
+        self.lazy = self.listen_path is not None and self.connect_path is None \
+            and callable(wants_heartbeat) and bool(wants_heartbeat())
+        if self.listen_path is not None:
+            try:
+                self._listen()
+            except OSError as exc:
+                _warn(f"looptools: cannot listen for dashboards at {self.listen_path} "
+                      f"({exc.strerror or exc}); the app is unaffected")
+                self.listen_path = None
+                self.lazy = False
+        if (self.connect_path or self.listen_path) and not self.lazy:
+            self._start_thread()
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="looptools-stream",
+                                        daemon=True)
+        self._thread.start()
 
     @staticmethod
     def _maybe_add_sampler(monitor: Monitor) -> None:
@@ -357,10 +392,26 @@ class StreamWriter(Detector):
 
     # -- hooks: loop and watchdog threads; an append only ---------------------------------
     def event(self, kind: str, payload: dict[str, Any]) -> None:
-        if self._closed:
-            return
+        if self._closed or self._thread is None:
+            return  # no thread: no reader to send it to
         if not self.inbox.put((time.perf_counter(), kind, payload)):
             self.dropped += 1
+
+    def heartbeat(self, now: float, lag: float) -> None:
+        # On the loop thread: listening with no thread, is a dashboard knocking?
+        if not self.lazy or now < self._next_knock or self._closed:
+            return
+        self._next_knock = now + KNOCK_EVERY
+        listener = self._listener
+        if self._thread is not None or listener is None:
+            return
+        try:
+            knocking = bool(select.select([listener], [], [], 0)[0])
+        except (OSError, ValueError):
+            return
+        if knocking and not self._closed:
+            self.inbox.clear()
+            self._start_thread()
 
     def contribute(self, report: dict[str, Any]) -> None:
         # The monitor builds its final report when it stops: say goodbye then.
@@ -378,9 +429,11 @@ class StreamWriter(Detector):
         self.inbox.put(_WAKE)  # the writer may be waiting for the inbox
         thread = self._thread
         if thread is None:
-            self.inbox.close()
+            self._cleanup()  # no thread (listening and never read, or it has ended)
         elif thread is not threading.current_thread():
             thread.join(timeout)
+            if self._thread is None:  # it ended by itself (idle) just before
+                self._cleanup()
 
     def forget(self) -> None:
         # A forked child: the writer thread is gone; close this copy of the
@@ -423,28 +476,32 @@ class StreamWriter(Detector):
         })
 
     def _run(self) -> None:
+        idle = False
         try:
-            if self.listen_path is not None:
-                try:
-                    self._listen()
-                except OSError as exc:
-                    _warn(f"looptools: cannot listen for dashboards at {self.listen_path} "
-                          f"({exc.strerror or exc}); the app is unaffected")
-                    return
-            self._loop()
+            idle = self._loop()
         except Exception as exc:  # our failure must never become the app's
+            self.lazy = False  # and it is not started again
             _warn(f"looptools: live streaming stopped ({type(exc).__name__}: {exc}); "
                   "the app and its report are unaffected")
         finally:
-            self._cleanup()
+            if idle and not self._stop.is_set():
+                self._thread = None  # the heartbeat starts another for the next reader
+            if not idle or self._stop.is_set():
+                self._cleanup()
 
-    def _loop(self) -> None:
+    def _loop(self) -> bool:
+        """Serve readers until stopped (False) or, lazy, idle for IDLE_EXIT_S (True)."""
         next_snapshot = time.perf_counter()
+        last_reader = next_snapshot
         while True:
             stopping = self._stop.is_set()
             now = time.perf_counter()
             if not stopping:
                 self._accept_or_connect(now)
+            if self._peers:
+                last_reader = now
+            elif self.lazy and not stopping and now - last_reader >= IDLE_EXIT_S:
+                return True
             if self._peers:
                 wait = max(0.0, next_snapshot - now)
                 if any(peer.out for peer in self._peers):
@@ -465,7 +522,7 @@ class StreamWriter(Detector):
                 self._broadcast(encode({"v": WIRE_VERSION, "type": "bye", "t": self._t(),
                                         "dropped": self.dropped, **(self._bye or {})}))
                 self._flush_all(deadline=time.perf_counter() + 0.5)
-                return
+                return False
             self._flush_all()
 
     def _drain(self, wait: float) -> list[bytes]:
@@ -583,6 +640,8 @@ class StreamWriter(Detector):
         _write_private(path.with_suffix(".json"), json.dumps(info))
 
     def _cleanup(self) -> None:
+        if not self._cleaned.acquire(False):
+            return  # done already (the thread and close() may both get here)
         for peer in self._peers:
             peer.close()
         self._peers = []

@@ -19,6 +19,7 @@ import pytest
 
 import looptools
 from looptools.stream import (
+    _Inbox,
     LineDecoder,
     StreamServer,
     StreamWriter,
@@ -185,13 +186,19 @@ def test_paused_then_killed_reader_does_not_slow_the_app(sock_dir: Path) -> None
 
 
 def test_queue_full_counts_drops_without_blocking(monkeypatch: pytest.MonkeyPatch) -> None:
+    inbox = _Inbox(4)
+    try:
+        assert [inbox.put((0.0, "blocking_call", {})) for _ in range(6)] == [True] * 4 + [False] * 2
+        assert len(inbox.take(0.0)) == 4
+    finally:
+        inbox.close()
     monkeypatch.setenv("LOOPTOOLS_LISTEN", "0")
     with looptools.monitor(report=None, detectors="lag") as monitor:
         writer = StreamWriter(monitor.settings, monitor, queue_size=4)  # no socket: inert
         assert writer.connect_path is None and writer.listen_path is None
-        for _ in range(10):
+        for _ in range(10):  # no thread, so no reader: nothing is queued or counted
             writer.event("blocking_call", {"call": "time.sleep"})
-        assert writer.dropped == 6
+        assert writer.dropped == 0 and not writer.inbox.items
         writer.close()
 
 
@@ -292,3 +299,54 @@ def test_listening_app_is_listed_watched_and_pruned(sock_dir: Path) -> None:
     assert any(m.get("kind") == "stall_ended" for m in messages)
     assert messages[-1]["type"] == "bye"
     assert listed_processes(registry) == []
+
+
+def _stream_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name == "looptools-stream"]
+
+
+def test_listening_has_no_thread_until_a_dashboard_knocks(sock_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any second thread costs a busy loop a few per cent (benchmarks/as_users.py
+    --breakdown): listening, the writer thread exists only while a dashboard reads."""
+    import looptools.stream as stream
+
+    monkeypatch.setattr(stream, "IDLE_EXIT_S", 0.3)
+    registry = sock_dir / "reg"
+    path = registry / f"{os.getpid()}.sock"
+
+    async def idle(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    def hello_from_app() -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = []
+        client = connect(path, lambda m, n: got.append(m))
+        try:
+            asyncio.run(idle(0.6))  # the heartbeat sees the knock and starts the thread
+            assert _stream_threads() == ["looptools-stream"]
+        finally:
+            client.close()
+        return got
+
+    with looptools.monitor(report=None, threshold_ms=50) as monitor:
+        writer = StreamWriter(monitor.settings, monitor, listen_on=path)
+        monitor.hub.add(writer)
+        assert writer.lazy and path.exists() and path.with_suffix(".json").exists()
+        asyncio.run(idle(0.3))
+        assert _stream_threads() == []  # listening, nobody reading: no thread
+        first = hello_from_app()
+        assert first and first[0]["type"] == "hello" and first[0]["mode"] == "listen"
+        assert any(m["type"] == "snapshot" for m in first)
+        asyncio.run(idle(0.6))  # the reader left; the thread ends after IDLE_EXIT_S
+        deadline = time.monotonic() + 3
+        while _stream_threads() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _stream_threads() == [] and path.exists()  # still listening
+        second = hello_from_app()  # and the next dashboard is served again
+        assert second and second[0]["type"] == "hello"
+    assert not path.exists() and not path.with_suffix(".json").exists()
+    assert _stream_threads() == []

@@ -1,0 +1,352 @@
+"""What looptools costs as users run it (``LOOPTOOLS=1 python app.py``), beside the peers.
+
+    python benchmarks/as_users.py [--rounds 10] [--kinds asyncio,uvloop,qasync,qtasyncio,qt]
+                                  [--tools looptools,asynclens,...] [--breakdown] [--json]
+
+Every run is a fresh interpreter, started the way a user starts the app:
+
+* ``off`` and ``control``: nothing attached (control is a second unmonitored run: the
+  noise floor);
+* ``looptools``: ``LOOPTOOLS=1`` and ``LOOPTOOLS_REPORT=<a real file>`` in the
+  environment, nothing else: the ``.pth`` hook attaches every default detector and the
+  stream thread listens for ``looptools dashboard``; the report is written at exit;
+* each peer, attached in the app the way its documentation says (``_peers.py``, the
+  accuracy suite's adapters, threshold 50 ms): asynclens, loopmon, aiodebug, pyleak,
+  aiocop and asyncio debug mode, on the loop kinds they run on;
+* with ``--breakdown``, looptools with one mechanism taken away at a time
+  (``LOOPTOOLS_LISTEN=0``: no stream thread; ``LOOPTOOLS_DISABLE=<detector>`` for each
+  default detector; ``LOOPTOOLS_DETECTORS=stalls``: the watchdog alone), so that each
+  mechanism's cost is the difference it makes.
+
+Each child times its workloads inside the running loop (start-up, attach and the
+report at exit are not in the figure: a running app pays per callback).  The
+workloads: a ``call_soon`` callback chain, task hops (``await asyncio.sleep(0)``) and
+an ``asyncio.Queue`` producer/consumer on the asyncio kinds; a ``QTimer.singleShot(0)``
+chain and a queued-signal chain on a Qt main thread without asyncio (``qt``).  Each is
+run ``REPEATS`` times in the child and the fastest counts.  Variants are interleaved
+round by round in a rotating order, each run's time is divided by the same round's
+``off`` run, and the median of those paired ratios is the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ASYNC_WORKLOADS = ("callbacks", "task_hops", "queue")
+QT_WORKLOADS = ("timers", "signals")
+SIZES = {"callbacks": 50_000, "task_hops": 30_000, "queue": 60_000,
+         "timers": 20_000, "signals": 20_000}
+REPEATS = 3
+PEERS = ("asynclens", "loopmon", "aiodebug", "pyleak", "aiocop", "debug")
+#: default detectors (settings.DETECTORS), each left out once by --breakdown
+BREAKDOWN = {
+    "no stream thread": {"LOOPTOOLS_LISTEN": "0"},
+    "stalls only": {"LOOPTOOLS_DETECTORS": "stalls"},
+}
+THRESHOLD_S = 0.050
+
+
+# -- the child: one interpreter, one loop kind, one variant --------------------------
+def _async_workload(name: str) -> Any:
+    import asyncio
+
+    n = SIZES[name]
+
+    async def callbacks() -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        count = 0
+
+        def step() -> None:
+            nonlocal count
+            count += 1
+            if count < n:
+                loop.call_soon(step)
+            else:
+                done.set_result(None)
+
+        loop.call_soon(step)
+        await done
+
+    async def task_hops() -> None:
+        for _ in range(n):
+            await asyncio.sleep(0)
+
+    async def queue() -> None:
+        q: asyncio.Queue[int] = asyncio.Queue(maxsize=100)
+
+        async def produce() -> None:
+            for i in range(n):
+                await q.put(i)
+            await q.put(-1)
+
+        async def consume() -> None:
+            while await q.get() >= 0:
+                pass
+
+        await asyncio.gather(produce(), consume())
+
+    return {"callbacks": callbacks, "task_hops": task_hops, "queue": queue}[name]
+
+
+def _run_async(kind: str, main: Any, debug: bool) -> Any:
+    import asyncio
+
+    if kind == "asyncio":
+        return asyncio.run(main(), debug=debug)
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.run(main(), debug=debug)
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    if kind == "qasync":
+        import qasync
+
+        loop = qasync.QEventLoop(app)
+        loop.set_debug(debug)
+        try:
+            return loop.run_until_complete(main())
+        finally:
+            loop.close()
+    import PySide6.QtAsyncio as QtAsyncio
+
+    return QtAsyncio.run(main(), keep_running=False, quit_qapp=True, debug=debug)
+
+
+def child_async(kind: str, tool: str) -> dict[str, float]:
+    import asyncio
+    import logging
+
+    peer = None
+    if tool in PEERS:
+        sys.path.insert(0, str(HERE))
+        import _peers
+
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        peer = _peers.make(tool, kind, THRESHOLD_S, __file__)
+        peer.before_loop()
+    best: dict[str, float] = {}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        if peer is not None:
+            await peer.start(loop)
+        await asyncio.sleep(0.05)  # let every monitor settle (first ticks, attach)
+        for _ in range(REPEATS):
+            for name in ASYNC_WORKLOADS:
+                body = _async_workload(name)
+                await asyncio.sleep(0)
+                started = time.perf_counter()
+                await body()
+                took = time.perf_counter() - started
+                best[name] = min(best.get(name, took), took)
+        if peer is not None:
+            await peer.stop()
+
+    _run_async(kind, main, tool == "debug")
+    if peer is not None:
+        peer.after_loop()
+    return best
+
+
+def child_qt() -> dict[str, float]:
+    """A Qt main thread without asyncio: a singleShot(0) chain and a queued-signal chain."""
+    from PySide6.QtCore import QObject, Qt, QTimer, Signal
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    best: dict[str, float] = {}
+    plan = [name for _ in range(REPEATS) for name in QT_WORKLOADS]
+    state: dict[str, Any] = {"count": 0, "started": 0.0}
+
+    class Pinger(QObject):
+        ping = Signal()
+
+    pinger = Pinger()
+
+    def finish(name: str) -> None:
+        took = time.perf_counter() - state["started"]
+        best[name] = min(best.get(name, took), took)
+        QTimer.singleShot(0, next_workload)
+
+    def timer_step() -> None:
+        state["count"] += 1
+        if state["count"] < SIZES["timers"]:
+            QTimer.singleShot(0, timer_step)
+        else:
+            finish("timers")
+
+    def signal_step() -> None:
+        state["count"] += 1
+        if state["count"] < SIZES["signals"]:
+            pinger.ping.emit()
+        else:
+            finish("signals")
+
+    pinger.ping.connect(signal_step, Qt.ConnectionType.QueuedConnection)
+
+    def next_workload() -> None:
+        if not plan:
+            app.quit()
+            return
+        name = plan.pop(0)
+        state["count"] = 0
+        state["started"] = time.perf_counter()
+        if name == "timers":
+            QTimer.singleShot(0, timer_step)
+        else:
+            pinger.ping.emit()
+
+    QTimer.singleShot(50, next_workload)  # let the monitor settle first
+    app.exec()
+    return best
+
+
+# -- the parent -------------------------------------------------------------------------
+def supported(kind: str, tool: str) -> bool:
+    if tool in ("off", "control") or tool.startswith("looptools"):
+        return True
+    if kind == "qt":
+        return False  # no peer runs on a Qt main thread without an asyncio loop
+    if tool == "debug":
+        return kind in ("asyncio", "uvloop", "qasync")  # QtAsyncio's set_debug does nothing
+    if kind == "uvloop":
+        return tool in ("asynclens", "loopmon", "pyleak")
+    return True
+
+
+def variants(tools: list[str], breakdown: bool) -> dict[str, dict[str, str]]:
+    """variant name -> the environment it adds."""
+    out: dict[str, dict[str, str]] = {"off": {}, "control": {}}
+    for tool in tools:
+        if tool == "looptools":
+            out["looptools"] = {"LOOPTOOLS": "1"}
+            if breakdown:
+                from looptools.settings import DETECTORS
+
+                for label, extra in BREAKDOWN.items():
+                    out[f"looptools, {label}"] = {"LOOPTOOLS": "1", **extra}
+                for detector in DETECTORS:
+                    if detector != "stalls":
+                        out[f"looptools, no {detector}"] = {"LOOPTOOLS": "1",
+                                                            "LOOPTOOLS_DISABLE": detector}
+        else:
+            out[tool] = {"LOOPTOOLS_BENCH_PEER": tool}
+    return out
+
+
+def run_child(kind: str, extra: dict[str, str], folder: Path) -> dict[str, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPTOOLS")}
+    env.setdefault("QT_QPA_PLATFORM", "offscreen")
+    env.update(extra)
+    if "LOOPTOOLS" in extra:
+        env["LOOPTOOLS_REPORT"] = str(folder / "report.json")  # a real file, written at exit
+    tool = extra.get("LOOPTOOLS_BENCH_PEER", "none")
+    out = subprocess.run([sys.executable, __file__, "--child", kind, "--tool", tool],
+                         capture_output=True, text=True, env=env, cwd=folder, timeout=300)
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"{kind} {extra}: exit {out.returncode}\n{out.stderr[-2000:]}")
+    result: dict[str, float] = json.loads(lines[-1])
+    if "LOOPTOOLS" in extra and not (folder / "report.json").exists():
+        raise RuntimeError(f"{kind} {extra}: LOOPTOOLS=1 wrote no report\n{out.stderr[-2000:]}")
+    return result
+
+
+def measure(kinds: list[str], tools: list[str], rounds: int,
+            breakdown: bool) -> dict[str, Any]:
+    chosen = variants(tools, breakdown)
+    results: dict[str, Any] = {}
+    for kind in kinds:
+        names = [v for v in chosen if supported(kind, chosen[v].get("LOOPTOOLS_BENCH_PEER", v))]
+        ratios: dict[str, dict[str, list[float]]] = {v: {} for v in names}
+        for round_no in range(rounds + 1):  # round 0 warms the disk cache and is dropped
+            order = names[round_no % len(names):] + names[:round_no % len(names)]
+            got: dict[str, dict[str, float]] = {}
+            for name in order:
+                with tempfile.TemporaryDirectory(prefix="lt-as-users-") as folder:
+                    got[name] = run_child(kind, chosen[name], Path(folder))
+            if round_no == 0:
+                continue
+            for name in names:
+                for workload, seconds in got[name].items():
+                    ratios[name].setdefault(workload, []).append(seconds / got["off"][workload])
+            print(f"{kind}: round {round_no}/{rounds} done", file=sys.stderr, flush=True)
+        results[kind] = {name: {w: round(statistics.median(r), 3) for w, r in per.items()}
+                         for name, per in ratios.items()}
+        results[kind]["_iqr"] = {name: {w: [round(sorted(r)[len(r) // 4], 3),
+                                            round(sorted(r)[len(r) - 1 - len(r) // 4], 3)]
+                                        for w, r in per.items()}
+                                 for name, per in ratios.items()}
+    return results
+
+
+def available(tool: str) -> bool:
+    import importlib.util
+
+    module = {"debug": "asyncio"}.get(tool, tool)
+    return importlib.util.find_spec(module) is not None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--kinds", default="asyncio,uvloop,qasync,qtasyncio,qt")
+    parser.add_argument("--tools", default=",".join(("looptools", *PEERS)))
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also looptools with one mechanism taken away at a time")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--tool", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        got = child_qt() if args.child == "qt" else child_async(args.child, args.tool)
+        print(json.dumps(got))
+        return 0
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    kinds = [k for k in args.kinds.split(",") if k]
+    unknown = set(kinds) - {"asyncio", "uvloop", "qasync", "qtasyncio", "qt"}
+    if unknown:
+        parser.error(f"--kinds: unknown loop kind(s) {', '.join(sorted(unknown))}")
+    kinds = [k for k in kinds if k != "uvloop" or available("uvloop")]
+    tools = [t for t in args.tools.split(",") if t]
+    unknown = set(tools) - {"looptools", *PEERS}
+    if unknown:
+        parser.error(f"--tools: unknown tool(s) {', '.join(sorted(unknown))}")
+    missing = [t for t in tools if not available(t)]
+    for tool in missing:
+        print(f"{tool}: not installed, left out", file=sys.stderr)
+    tools = [t for t in tools if t not in missing]
+    results = measure(kinds, tools, args.rounds, args.breakdown)
+    if args.json:
+        print(json.dumps(results, indent=1))
+        return 0
+    for kind, table in results.items():
+        iqr = table.pop("_iqr")
+        workloads = list(next(iter(table.values())))
+        print(f"\n{kind} (median of {args.rounds} paired ratios to 'off'; IQR in brackets)")
+        print(f"{'':34}" + "".join(f"{w:>22}" for w in workloads))
+        for name, row in table.items():
+            if name == "off":
+                continue
+            cells = "".join(f"{row[w]:>8.3f}x [{iqr[name][w][0]:.2f}-{iqr[name][w][1]:.2f}]"
+                            for w in workloads)
+            print(f"{name:34}{cells}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
