@@ -21,7 +21,8 @@ Every run is a fresh interpreter, started the way a user starts the app:
 Each child times its workloads inside the running loop (start-up, attach and the
 report at exit are not in the figure: a running app pays per callback).  The
 workloads: a ``call_soon`` callback chain, task hops (``await asyncio.sleep(0)``) and
-an ``asyncio.Queue`` producer/consumer on the asyncio kinds; a ``QTimer.singleShot(0)``
+an ``asyncio.Queue`` producer/consumer and ``app`` (the pipeline sample app's healthy
+path, its own code, timed inside the loop) on the asyncio kinds; a ``QTimer.singleShot(0)``
 chain and a queued-signal chain on a Qt main thread without asyncio (``qt``).  Each is
 run ``REPEATS`` times in the child and the fastest counts.  Variants are interleaved
 round by round in a rotating order, each run's time is divided by the same round's
@@ -42,10 +43,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-ASYNC_WORKLOADS = ("callbacks", "task_hops", "queue")
+ASYNC_WORKLOADS = ("callbacks", "task_hops", "queue", "app")
 QT_WORKLOADS = ("timers", "signals")
 SIZES = {"callbacks": 50_000, "task_hops": 30_000, "queue": 60_000,
-         "timers": 20_000, "signals": 20_000}
+         "timers": 20_000, "signals": 20_000, "app": 400}
 REPEATS = 3
 PEERS = ("asynclens", "loopmon", "aiodebug", "pyleak", "aiocop", "debug")
 #: default detectors (settings.DETECTORS), each left out once by --breakdown
@@ -96,7 +97,27 @@ def _async_workload(name: str) -> Any:
 
         await asyncio.gather(produce(), consume())
 
-    return {"callbacks": callbacks, "task_hops": task_hops, "queue": queue}[name]
+    async def app() -> None:
+        """The pipeline sample app's healthy path, its own code: a source task fills a
+        bounded queue, three workers parse and count records, full segments are
+        gzipped and written by ``asyncio.to_thread`` (``SIZES['app']`` batches of 30
+        records, no pause between batches)."""
+        sys.path.insert(0, str(HERE.parent / "sample_apps"))
+        import pipeline_asyncio as sample
+
+        sample.BATCHES, sample.BATCH_INTERVAL = n, 0.0
+        config = sample.parse_args(sample.APP, "", sample.SUPPORTED, ["--duration", "0"])
+        with tempfile.TemporaryDirectory(prefix="lt-as-users-app-") as folder:
+            pipeline = sample.Pipeline(config, sample.SegmentStore(Path(folder)))
+            pipeline.queue = asyncio.Queue(maxsize=100)
+            pipeline.segment_lock = asyncio.Lock()
+            pipeline.quit_requested, pipeline.work_done = asyncio.Event(), asyncio.Event()
+            producer = pipeline._spawn(pipeline.produce())
+            workers = [pipeline._spawn(pipeline.ingest_worker(i)) for i in range(sample.WORKERS)]
+            await pipeline.wait_for_drain(producer, workers)
+            assert pipeline.records == n * sample.BATCH_SIZE, pipeline.records
+
+    return {"callbacks": callbacks, "task_hops": task_hops, "queue": queue, "app": app}[name]
 
 
 def _run_async(kind: str, main: Any, debug: bool) -> Any:
