@@ -27,6 +27,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,11 +44,8 @@ HANG_S = 15.0
 #: Cells where the app hangs without looptools (then it must hang with it too):
 #: QtAsyncio catches SystemExit raised in a task and runs on (PySide6 6.11).
 HANGS_PLAINLY = {("qtasyncio", "exit5")}
-#: A plain ``asyncio.run`` app that was sent SIGINT once stayed in its selector for the
-#: whole ``HANG_S`` on a loaded CI machine (5 of 150 runs once here, 0 of 750 in reruns;
-#: cause not found, it is not looptools: looptools was not there).  A plain run that hangs
-#: where it should not is run again before monitored is compared with it.
-PLAIN_HANG_RETRIES = 2
+#: Where a sleeping app's main thread waits for its next event (``/proc/PID/wchan``).
+POLL_WAITS = ("do_epoll_wait", "ep_poll", "do_sys_poll", "do_select", "core_sys_select")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +107,7 @@ def run_cell(args: list[str], sink: str, unbuffered: bool, monitored: bool, how:
                     if not chunk:
                         open_fds.remove(fd)
             if proc.poll() is None:
-                proc.send_signal(signum)
+                _send(proc, signum)
         try:
             stdout, stderr = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
             status: int | str = proc.returncode
@@ -127,9 +125,44 @@ def run_cell(args: list[str], sink: str, unbuffered: bool, monitored: bool, how:
                     and time.monotonic() < deadline and proc.poll() is None:
                 time.sleep(0.01)
             if proc.poll() is None:
-                proc.send_signal(signum)
+                _send(proc, signum)
         status = _wait(proc, deadline)
     return Outcome(status, out_path.read_text(), err_path.read_text())
+
+
+def _in_poll_wait(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat, open(f"/proc/{pid}/wchan") as wchan:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+            return state == "S" and wchan.read().strip() in POLL_WAITS
+    except (OSError, IndexError):
+        return False
+
+
+def _send(proc: subprocess.Popen[bytes], signum: int) -> None:
+    """Send ``signum`` the way a user's Ctrl-C or ``kill`` comes: while the app waits.
+
+    CPython 3.11's ``asyncio.run`` handles SIGINT with ``signal.signal`` and no
+    wakeup descriptor, so a signal that lands between the interpreter's last check
+    and ``epoll_wait`` only marks the handler pending and the loop sleeps its whole
+    timeout (30 s here): a plain app, no looptools, hung in ~0.5 % of runs on a
+    loaded machine (an ``LD_PRELOAD`` delay before ``epoll_wait`` made it 9 of 9).
+    Sent just after the app said "ready", the harness hit that window.  So wait (up
+    to 1 s) until the app's main thread sleeps in a poll-type wait, and send the
+    signal again once if it still sleeps there 2 s later (two SIGINTs that arrive
+    before the handler runs are one).
+    """
+    deadline = time.monotonic() + 1.0
+    while proc.poll() is None and not _in_poll_wait(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signum)
+
+    def resend() -> None:
+        time.sleep(2.0)
+        if proc.returncode is None and _in_poll_wait(proc.pid):
+            proc.send_signal(signum)
+
+    threading.Thread(target=resend, daemon=True).start()
 
 
 def _run_on_pty(command: list[str], environ: dict[str, str], tmp: Path,
@@ -148,7 +181,7 @@ def _run_on_pty(command: list[str], environ: dict[str, str], tmp: Path,
     try:
         while True:
             if signum is not None and _ready(out) and proc.poll() is None:
-                proc.send_signal(signum)
+                _send(proc, signum)
                 signum = None
             if not hung and time.monotonic() >= deadline:
                 hung = True
@@ -202,12 +235,6 @@ def _cells(args: list[str], hows: list[str], tmp_path: Path) -> list[str]:
         hangs = ending_app and (args[1], how) in HANGS_PLAINLY
         hang_s = 4.0 if hangs else HANG_S
         plain = run_cell(full, sink, unbuffered, False, how, cell, hang_s)
-        for _ in range(PLAIN_HANG_RETRIES):
-            if hangs or plain.status != "hung":
-                break
-            # Without looptools the app should not hang here; when it did (a loaded
-            # machine, see PLAIN_HANG_RETRIES) there is nothing to compare against yet.
-            plain = run_cell(full, sink, unbuffered, False, how, cell, hang_s)
         monitored = run_cell(full, sink, unbuffered, True, how, cell, hang_s)
         if hangs and not unbuffered:
             # Killed while hanging: what a buffered stdout had not flushed is lost
