@@ -49,10 +49,12 @@ SIZES = {"callbacks": 50_000, "task_hops": 30_000, "queue": 60_000,
          "timers": 20_000, "signals": 20_000, "app": 400}
 REPEATS = 3
 PEERS = ("asynclens", "loopmon", "aiodebug", "pyleak", "aiocop", "debug")
-#: default detectors (settings.DETECTORS), each left out once by --breakdown
+#: --breakdown: these, and each default detector (settings.DETECTORS) left out once
 BREAKDOWN = {
     "no stream thread": {"LOOPTOOLS_LISTEN": "0"},
+    "no ticks (thread looks)": {"LOOPTOOLS_SIGNAL_TICKS": "0"},
     "stalls only": {"LOOPTOOLS_DETECTORS": "stalls"},
+    "lag only (no callback hook)": {"LOOPTOOLS_DETECTORS": "lag"},
 }
 THRESHOLD_S = 0.050
 

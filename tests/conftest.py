@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.events
+import builtins
+import io
 import os
 import signal
 import subprocess
@@ -66,6 +68,8 @@ def _leaves_nothing_behind() -> object:
         problems.append("sys.meta_path was changed")
     if time.sleep.__module__ != "time" and getattr(time.sleep, "__qualname__", "") != "sleep":
         problems.append("time.sleep is still patched")
+    if builtins.open is not io.open or not type(builtins.open).__name__.startswith("builtin"):
+        problems.append("open is still patched")
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:
         ours = [t.name for t in threading.enumerate() if t.name.startswith("looptools-")]

@@ -4,6 +4,7 @@ exception handler, forked children, pytest's warnings, C types never patched."""
 from __future__ import annotations
 
 import asyncio
+import builtins
 import gc
 import importlib.util
 import io
@@ -21,6 +22,8 @@ from helpers import ROOT, culprit_line, env, run_app, validate
 import looptools
 from looptools.detectors.stalls import Stall, StallWatchdog
 from looptools.settings import resolve
+
+_open = builtins.open
 
 BINDING_APP = ROOT / "tests" / "apps" / "qasync_binding_app.py"
 BINDINGS = {"pyside6": "PySide6", "pyqt6": "PyQt6", "pyqt5": "PyQt5", "pyside2": "PySide2"}
@@ -241,6 +244,7 @@ def test_c_types_are_never_patched_and_file_opens_are_still_recorded(tmp_path: P
         }
         assert now == before
         assert time.sleep is not _sleep  # module functions are still wrapped
+        assert builtins.open is not _open and io.open is not _open  # and so is open
         import json  # noqa: F401  (an import reads files: not a blocking call of the app)
 
         target.write_text("x")  # CULPRIT: open
@@ -254,8 +258,39 @@ def test_c_types_are_never_patched_and_file_opens_are_still_recorded(tmp_path: P
     opens = [row for row in report["blocking_calls"] if row["call"] == "open"]
     assert len(opens) == 1 and opens[0]["count"] == 1, report["blocking_calls"]
     assert opens[0]["sites"][0]["line"] == culprit_line(Path(__file__), "open")
-    # Once detached the audit hook does nothing.
+    # Once detached, open is what it was (no audit hook either: it could not be removed).
+    assert builtins.open is _open and io.open is _open
     target.write_text("y")
+
+
+def test_an_open_wrapped_again_by_the_app_stays_the_apps(tmp_path: Path) -> None:
+    """The app wraps ``open`` over ours while monitored: at detach its wrapper stays,
+    and ours inside it no longer records anything."""
+    calls: list[str] = []
+
+    async def app() -> None:
+        ours = builtins.open
+        assert ours is not _open and getattr(ours, "__wrapped__", None) is _open
+
+        def apps_open(*args: Any, **kwargs: Any) -> Any:
+            calls.append(str(args[0]))
+            return ours(*args, **kwargs)
+
+        builtins.open = apps_open
+        await asyncio.sleep(0)
+
+    try:
+        with looptools.monitor(report=None) as monitor:
+            asyncio.run(app())
+        assert builtins.open is not _open  # the app's own wrapper stays
+        with open(tmp_path / "after.txt", "w") as handle:
+            handle.write("x")
+        assert calls == [str(tmp_path / "after.txt")]
+        report = monitor.final_report
+        assert report is not None
+        assert not [row for row in report["blocking_calls"] if row["call"] == "open"]
+    finally:
+        builtins.open = _open
 
 
 ONE_LINER = "import asyncio; asyncio.run(asyncio.sleep(.1)); print('done')"

@@ -19,10 +19,10 @@ import pytest
 
 import looptools
 from looptools.stream import (
-    _Inbox,
     LineDecoder,
     StreamServer,
     StreamWriter,
+    _Inbox,
     connect,
     encode,
     ensure_private_dir,

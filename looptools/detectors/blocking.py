@@ -1,4 +1,4 @@
-"""Blocking calls on the loop thread: blockbuster's wrappers and CPython's audit hooks.
+"""Blocking calls on the loop thread: blockbuster's wrappers, and our own for file opens.
 
 blockbuster replaces ``time.sleep``, ``os`` functions, socket methods and more
 with checkers that raise ``BlockingError`` when called from a thread with a
@@ -14,12 +14,14 @@ patches methods of C types in place (``io.BufferedWriter.write``,
 ``os.scandir``'s iterator) through ``forbiddenfruit``; patching
 ``io.BufferedWriter.write`` that way crashes the interpreter at exit whenever
 stdout is a file or a pipe (docs/design.md, "Blocking calls"), so those are
-never activated.  What they caught is seen instead by a CPython audit hook,
-which patches nothing: a file opened on the loop thread (``open``, with the
-imports' own reads left out), name lookups
-(``socket.getaddrinfo``, ``gethostbyname``...) and ``sqlite3.connect``.  An
-audit hook cannot be removed: it is added once per process and does nothing
-(one set lookup per audited event) while no loop is monitored.
+never activated.  What they caught is seen instead where the call starts, by
+wrapping module functions the same plain way: a file opened on the loop thread
+(``builtins.open`` and ``io.open``), name lookups (``socket.getaddrinfo``,
+``gethostbyname``, ``gethostbyaddr``) and ``sqlite3.connect`` (when sqlite3 is
+imported before the loop starts).  Not an audit hook: a hook cannot be removed, and
+CPython calls it for every audited event of the process — qasync's ``call_soon``
+reads a function's ``__code__``, an audited event, on every call, and the hook
+alone cost a qasync callback chain ~7 % (``benchmarks/as_users.py --breakdown``).
 
 Calls from other threads are ignored even if they have a running loop
 (QtAsyncio's ``run_in_executor`` sets one in its workers).  PySide6's own import
@@ -47,14 +49,17 @@ _ALLOWED = [
     ("looptools/detectors/stalls.py", {"_hand_off", "attach"}),
 ]
 
-#: Audit events that mean a blocking call, and the name the report gives them.
-AUDITED = {
-    "open": "open",
-    "socket.getaddrinfo": "socket.getaddrinfo",
-    "socket.gethostbyname": "socket.gethostbyname",
-    "socket.gethostbyaddr": "socket.gethostbyaddr",
-    "sqlite3.connect": "sqlite3.connect",
-}
+#: Module functions that start a blocking call, wrapped while a loop is monitored:
+#: (module, attribute, the name the report gives the call).  A module not imported
+#: yet is left alone (importing it would change the app).
+OPENERS = (
+    ("builtins", "open", "open"),
+    ("io", "open", "open"),
+    ("socket", "getaddrinfo", "socket.getaddrinfo"),
+    ("socket", "gethostbyname", "socket.gethostbyname"),
+    ("socket", "gethostbyaddr", "socket.gethostbyaddr"),
+    ("sqlite3", "connect", "sqlite3.connect"),
+)
 
 #: Py_TPFLAGS_IMMUTABLETYPE: a type whose attributes cannot be assigned (C types).
 _IMMUTABLE = 1 << 8
@@ -71,18 +76,6 @@ class _Busy(threading.local):
     value = False
 
 
-# The one audit hook of the process (sys.addaudithook cannot be undone): it
-# calls the detector that is attached, if any.
-_audit_sink: Callable[[str, tuple[Any, ...]], None] | None = None
-_audit_added = False
-
-
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    sink = _audit_sink
-    if sink is not None and event in AUDITED:
-        sink(event, args)
-
-
 class BlockingCalls(Detector):
     name = "blocking"
 
@@ -97,10 +90,10 @@ class BlockingCalls(Detector):
         self.state: Any = None
         self._busy = _Busy()
         self._error: type[BaseException] = RuntimeError
-        self.audited = False
+        #: (module, attribute, what was there, our wrapper) of the OPENERS wrapped
+        self._openers: list[tuple[Any, str, Any, Any]] = []
 
     def attach(self, state: Any, plugin: Any) -> None:
-        global _audit_sink, _audit_added
         if state.loop is None:
             return  # blockbuster only sees threads with a running asyncio loop
         from blockbuster import BlockBuster, BlockingError
@@ -122,11 +115,14 @@ class BlockingCalls(Detector):
             recorder = self._recorder(function.full_name, checker, function.original_func)
             setattr(function.module, function.func_name, recorder)
             self._wrapped.append((function, checker, owned))
-        if not _audit_added:
-            sys.addaudithook(_audit)
-            _audit_added = True
-        _audit_sink = self._audited
-        self.audited = True
+        for module_name, attribute, call in OPENERS:
+            module = sys.modules.get(module_name)
+            original = getattr(module, attribute, None) if module is not None else None
+            if original is None:
+                continue
+            wrapper = self._opener(call, original)
+            setattr(module, attribute, wrapper)
+            self._openers.append((module, attribute, original, wrapper))
 
     def _record(self, name: str, site: Frame | None) -> None:
         sites = self.calls.setdefault(name, {})
@@ -136,28 +132,43 @@ class BlockingCalls(Detector):
         if self.counts[name] == 1 and self.hub is not None and self.hub.has("event"):
             self.hub.emit("blocking_call", call=name, site=as_dict(site))
 
-    def _audited(self, event: str, args: tuple[Any, ...]) -> None:
-        """Audit hook, any thread: an audited blocking call on the loop thread."""
+    def _opener(self, call: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        """``original`` (``open``, a name lookup...), recording a call made on the loop thread.
+
+        After detach, or on any other thread, it is ``original`` plus one check: a
+        wrapper the app wrapped again in turn cannot be taken out, so it stays
+        harmless instead."""
         state = self.state
-        if threading.get_ident() != state.thread_id or not state.running or self._busy.value:
-            return
-        if event == "open" and (not args or isinstance(args[0], int)):
-            return  # an open descriptor (a pipe, a socket) wrapped as a file
-        self._busy.value = True
-        try:
-            # Frame 0 is this method, 1 the hook, 2 the code that made the call.
-            frame = sys._getframe(2)
-            filename = frame.f_code.co_filename
-            if filename.startswith(("<frozen importlib", "<frozen zipimport")) \
-                    or ("looptools" in filename and filename.endswith("_report.py")):
-                return  # an import reading its module; our own report
-            self._record(AUDITED[event], caller_site(frame))
-        except Exception:
-            return
-        finally:
-            self._busy.value = False
-        if self.strict:
-            raise self._error(AUDITED[event])
+        get_ident = threading.get_ident
+        busy = self._busy
+        record_call = self._record
+        openers = self._openers
+        detector = self
+
+        def opener(*args: Any, **kwargs: Any) -> Any:
+            if get_ident() == state.thread_id and state.running and not busy.value \
+                    and openers and not (call == "open" and args and isinstance(args[0], int)):
+                # (an int: an open descriptor, a pipe or a socket, wrapped as a file)
+                busy.value = True
+                try:
+                    frame = sys._getframe(1)
+                    filename = frame.f_code.co_filename
+                    if not (filename.startswith(("<frozen importlib", "<frozen zipimport"))
+                            or ("looptools" in filename and filename.endswith("_report.py"))):
+                        record_call(call, caller_site(frame))
+                        if detector.strict:
+                            raise detector._error(call)
+                finally:
+                    busy.value = False
+            return original(*args, **kwargs)
+
+        for name in ("__name__", "__qualname__", "__doc__", "__module__"):
+            try:
+                setattr(opener, name, getattr(original, name))
+            except (AttributeError, TypeError):
+                pass
+        opener.__wrapped__ = original  # type: ignore[attr-defined]
+        return opener
 
     def _recorder(self, name: str, checker: Any, original: Any) -> Any:
         state = self.state
@@ -189,10 +200,10 @@ class BlockingCalls(Detector):
         return record
 
     def detach(self) -> None:
-        global _audit_sink
-        if _audit_sink == self._audited:
-            _audit_sink = None
-        self.audited = False
+        for module, attribute, original, wrapper in reversed(self._openers):
+            if getattr(module, attribute, None) is wrapper:
+                setattr(module, attribute, original)
+        self._openers.clear()  # a wrapper left inside another is a pass-through now
         for function, _checker, owned in reversed(self._wrapped):
             function.deactivate()  # assigns the original back
             if not owned:
