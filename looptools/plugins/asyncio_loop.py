@@ -285,7 +285,11 @@ class UvloopPlugin(AsyncioPlugin):
         return False
 
     def thread_fds(self) -> list[int] | None:
-        return None  # libuv wakes its loop through descriptors of its own
+        # The heartbeat is a call_later timer on the loop itself: the watchdog thread
+        # never wakes the loop (libuv's wake-up descriptors stay the app's), so it
+        # needs none of the app's descriptors.  Sharing the table cost uvloop's
+        # callback chain ~10 % (benchmarks/as_users.py --breakdown, "stalls only").
+        return []
 
     def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float,
                         driver: Driver | None = None) -> None:
