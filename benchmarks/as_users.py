@@ -57,6 +57,8 @@ BREAKDOWN = {
     "lag only (no callback hook)": {"LOOPTOOLS_DETECTORS": "lag"},
 }
 THRESHOLD_S = 0.050
+#: where the app workload writes its segments (set by the child, outside the loop)
+APP_FOLDER: Path | None = None
 
 
 # -- the child: one interpreter, one loop kind, one variant --------------------------
@@ -109,17 +111,17 @@ def _async_workload(name: str) -> Any:
 
         sample.BATCHES, sample.BATCH_INTERVAL = n, 0.0
         config = sample.parse_args(sample.APP, "", sample.SUPPORTED, ["--duration", "0"])
-        # In memory where there is /dev/shm: a disk's write-back is noise, not cost.
-        shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
-        with tempfile.TemporaryDirectory(prefix="lt-as-users-app-", dir=shm) as folder:
-            pipeline = sample.Pipeline(config, sample.SegmentStore(Path(folder)))
-            pipeline.queue = asyncio.Queue(maxsize=100)
-            pipeline.segment_lock = asyncio.Lock()
-            pipeline.quit_requested, pipeline.work_done = asyncio.Event(), asyncio.Event()
-            producer = pipeline._spawn(pipeline.produce())
-            workers = [pipeline._spawn(pipeline.ingest_worker(i)) for i in range(sample.WORKERS)]
-            await pipeline.wait_for_drain(producer, workers)
-            assert pipeline.records == n * sample.BATCH_SIZE, pipeline.records
+        # The segments' folder is made and removed outside the loop, as the app does.
+        if APP_FOLDER is None:
+            raise RuntimeError("the app workload runs in child_async, which makes its folder")
+        pipeline = sample.Pipeline(config, sample.SegmentStore(APP_FOLDER))
+        pipeline.queue = asyncio.Queue(maxsize=100)
+        pipeline.segment_lock = asyncio.Lock()
+        pipeline.quit_requested, pipeline.work_done = asyncio.Event(), asyncio.Event()
+        producer = pipeline._spawn(pipeline.produce())
+        workers = [pipeline._spawn(pipeline.ingest_worker(i)) for i in range(sample.WORKERS)]
+        await pipeline.wait_for_drain(producer, workers)
+        assert pipeline.records == n * sample.BATCH_SIZE, pipeline.records
 
     return {"callbacks": callbacks, "task_hops": task_hops, "queue": queue, "app": app}[name]
 
@@ -180,7 +182,12 @@ def child_async(kind: str, tool: str) -> dict[str, float]:
         if peer is not None:
             await peer.stop()
 
-    _run_async(kind, main, tool == "debug")
+    global APP_FOLDER
+    # In memory where there is /dev/shm: a disk's write-back is noise, not cost.
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(prefix="lt-as-users-app-", dir=shm) as folder:
+        APP_FOLDER = Path(folder)
+        _run_async(kind, main, tool == "debug")
     if peer is not None:
         peer.after_loop()
     return best
