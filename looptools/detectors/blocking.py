@@ -17,8 +17,9 @@ stdout is a file or a pipe (docs/design.md, "Blocking calls"), so those are
 never activated.  What they caught is seen instead where the call starts, by
 wrapping module functions the same plain way: a file opened on the loop thread
 (``builtins.open`` and ``io.open``), name lookups (``socket.getaddrinfo``,
-``gethostbyname``, ``gethostbyaddr``) and ``sqlite3.connect`` (when sqlite3 is
-imported before the loop starts).  Not an audit hook: a hook cannot be removed, and
+``gethostbyname``, ``gethostbyaddr``), ``sqlite3.connect`` (when sqlite3 is
+imported before the loop starts) and the ``os`` calls blockbuster leaves alone
+(``os.open``, ``pread``, ``pwrite``, ``fsync``).  Not an audit hook: a hook cannot be removed, and
 CPython calls it for every audited event of the process — qasync's ``call_soon``
 reads a function's ``__code__``, an audited event, on every call, and the hook
 alone cost a qasync callback chain ~7 % (``benchmarks/as_users.py --breakdown``).
@@ -59,6 +60,11 @@ OPENERS = (
     ("socket", "gethostbyname", "socket.gethostbyname"),
     ("socket", "gethostbyaddr", "socket.gethostbyaddr"),
     ("sqlite3", "connect", "sqlite3.connect"),
+    # os calls blockbuster leaves alone (it has os.read, os.write, os.stat...)
+    ("os", "open", "os.open"),
+    ("os", "pread", "os.pread"),
+    ("os", "pwrite", "os.pwrite"),
+    ("os", "fsync", "os.fsync"),
 )
 
 #: Py_TPFLAGS_IMMUTABLETYPE: a type whose attributes cannot be assigned (C types).
@@ -115,12 +121,15 @@ class BlockingCalls(Detector):
             recorder = self._recorder(function.full_name, checker, function.original_func)
             setattr(function.module, function.func_name, recorder)
             self._wrapped.append((function, checker, owned))
+        made: dict[int, Any] = {}  # one wrapper per original: open is io.open stays true
         for module_name, attribute, call in OPENERS:
             module = sys.modules.get(module_name)
             original = getattr(module, attribute, None) if module is not None else None
             if original is None:
                 continue
-            wrapper = self._opener(call, original)
+            wrapper = made.get(id(original))
+            if wrapper is None:
+                wrapper = made[id(original)] = self._opener(call, original)
             setattr(module, attribute, wrapper)
             self._openers.append((module, attribute, original, wrapper))
 
