@@ -66,40 +66,10 @@ def _async_workload(name: str) -> Any:
     import asyncio
 
     n = SIZES[name]
+    if name != "app":
+        from overhead import workload  # the same synthetic workloads as overhead.py
 
-    async def callbacks() -> None:
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        count = 0
-
-        def step() -> None:
-            nonlocal count
-            count += 1
-            if count < n:
-                loop.call_soon(step)
-            else:
-                done.set_result(None)
-
-        loop.call_soon(step)
-        await done
-
-    async def task_hops() -> None:
-        for _ in range(n):
-            await asyncio.sleep(0)
-
-    async def queue() -> None:
-        q: asyncio.Queue[int] = asyncio.Queue(maxsize=100)
-
-        async def produce() -> None:
-            for i in range(n):
-                await q.put(i)
-            await q.put(-1)
-
-        async def consume() -> None:
-            while await q.get() >= 0:
-                pass
-
-        await asyncio.gather(produce(), consume())
+        return workload(name, n)
 
     async def app() -> None:
         """The pipeline sample app's healthy path, its own code: a source task fills a
@@ -123,7 +93,7 @@ def _async_workload(name: str) -> Any:
         await pipeline.wait_for_drain(producer, workers)
         assert pipeline.records == n * sample.BATCH_SIZE, pipeline.records
 
-    return {"callbacks": callbacks, "task_hops": task_hops, "queue": queue, "app": app}[name]
+    return app
 
 
 def _run_async(kind: str, main: Any, debug: bool) -> Any:

@@ -39,10 +39,9 @@ SETTINGS = {k[len("LOOPTOOLS_BENCH_"):].lower(): v for k, v in os.environ.items(
 
 
 # -- the child: one loop kind -------------------------------------------------------
-def _workload(name: str) -> Any:
+def workload(name: str, n: int) -> Any:
+    """The coroutine function of a synthetic workload (also used by as_users.py)."""
     import asyncio
-
-    n = SIZES[name]
 
     async def callbacks() -> None:
         loop = asyncio.get_running_loop()
@@ -78,7 +77,13 @@ def _workload(name: str) -> Any:
 
         await asyncio.gather(produce(), consume())
 
-    body = {"callbacks": callbacks, "task_hops": task_hops, "queue": queue}[name]
+    return {"callbacks": callbacks, "task_hops": task_hops, "queue": queue}[name]
+
+
+def _workload(name: str) -> Any:
+    import asyncio
+
+    body = workload(name, SIZES[name])
 
     async def timed() -> float:
         # Timed inside the running loop: what a running app pays per callback,
