@@ -515,7 +515,10 @@ class Monitor:
 
     def _qt_probe(self, signum: int) -> None:
         """The probe thread: no Qt here, only sys.modules and a signal."""
+        from looptools._ourthreads import block_process_signals
         from looptools.plugins._qtbinding import NAMES
+
+        block_process_signals()
 
         main = threading.main_thread().ident
         # Every 1 ms while a Qt module is imported whose application class's

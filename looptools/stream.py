@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from looptools._hub import Detector
+from looptools._ourthreads import block_process_signals
 
 if TYPE_CHECKING:
     from looptools.monitor import Monitor
@@ -476,6 +477,7 @@ class StreamWriter(Detector):
         })
 
     def _run(self) -> None:
+        block_process_signals()
         idle = False
         try:
             idle = self._loop()

@@ -17,6 +17,7 @@ from helpers import validate
 
 import looptools
 from looptools._hub import Detector
+from looptools.detectors.stalls import Stall
 
 
 class _Recorder(Detector):
@@ -469,3 +470,59 @@ def test_a_burst_of_short_callbacks_is_lag_not_a_stall() -> None:
     assert report is not None
     assert report["stalls"] == [] and report["stall_summary"]["count"] == 0
     assert report["lag"]["max_ms"] >= 60, report["lag"]
+
+
+def test_our_threads_leave_the_apps_signals_to_the_app(tmp_path: Path) -> None:
+    """A process-directed signal taken by one of our threads runs its C handler there:
+    the app's wakeup byte went into the watchdog's own descriptor table (EBADF, seen
+    with uvloop under load) and the main thread's epoll_wait was not interrupted.  So
+    every thread of ours blocks them; fault signals stay unblocked."""
+    masks: dict[str, int] = {}
+
+    def blocked(native_id: int) -> int:
+        with open(f"/proc/self/task/{native_id}/status") as status:
+            line = next(line for line in status if line.startswith("SigBlk:"))
+        return int(line.split()[1], 16)
+
+    async def app() -> None:
+        await asyncio.sleep(0.2)
+        for thread in threading.enumerate():
+            if thread.name.startswith("looptools-") and thread.native_id is not None:
+                masks[thread.name] = blocked(thread.native_id)
+        masks["main"] = blocked(threading.get_native_id())
+
+    if not os.path.exists("/proc/self/task"):
+        pytest.skip("needs /proc")
+    with looptools.monitor(report=None):
+        asyncio.run(app())
+    assert "looptools-watchdog" in masks, masks
+
+    def bit(signum: int) -> int:
+        return 1 << (signum - 1)
+
+    for name, mask in masks.items():
+        if name == "main":
+            assert not mask & bit(signal.SIGINT)  # the app's thread is left as it was
+            continue
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGUSR1):
+            assert mask & bit(signum), (name, signum, hex(mask))
+        assert not mask & bit(signal.SIGSEGV), (name, hex(mask))
+
+
+def test_a_stall_never_keeps_our_tick_handler_on_top_of_its_stack() -> None:
+    """A busy run kept ``StallWatchdog._tick`` as the top of a stall's stack (a dump made
+    while the loop thread was in a tick): every stack voted on is cut below the tick."""
+    import looptools.detectors.stalls as stalls
+
+    ours = stalls.__file__
+    app = ("_hot_parse", "/app/indexer.py", 186)
+    for tick_name in ("StallWatchdog._tick", "_tick"):  # sampled; dumped by faulthandler
+        stall = Stall(started=0.0, detected=None)
+        stall.vote([("main", "/app/indexer.py", 10), app, (tick_name, ours, 502),
+                    ("StallWatchdog._hand_off", ours, 530)])
+        assert stall.stack == [("main", "/app/indexer.py", 10), app], tick_name
+        assert stall.culprit == app
+    other = [("main", "/app/indexer.py", 10), ("_tick", "/app/clock.py", 3)]
+    stall = Stall(started=0.0, detected=None)
+    stall.vote(other)  # an app function of that name is the app's
+    assert stall.stack == other

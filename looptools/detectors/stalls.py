@@ -55,6 +55,7 @@ from looptools._describe import describe_handle, describe_task
 from looptools._fdtable import private_fd_table, stderr_fds
 from looptools._frames import Frame, as_dict, culprit_of, parse_faulthandler_all, stack_of
 from looptools._hub import Detector, give_back_interrupt
+from looptools._ourthreads import block_process_signals
 from looptools._threadtimes import ThreadTimes, open_times, pread_holding_gil
 from looptools.settings import Settings
 
@@ -95,6 +96,7 @@ class Stall:
         call held the GIL stands for every look the watchdog could not make.
         """
         self.samples += weight
+        stack = _without_tick(stack)
         if stack and self.idle_frame is not None and stack[-1][:2] == self.idle_frame:
             self.idle_samples += weight
         culprit = culprit_of(stack)
@@ -144,11 +146,19 @@ def _sample(thread_id: int | None) -> list[Frame]:
     """The loop thread's stack now, without our tick handler on top of it (when
     a tick handed us the GIL, the loop thread is waiting in it)."""
     stack = stack_of(sys._current_frames().get(thread_id)) if thread_id is not None else []
+    return _without_tick(stack)
+
+
+def _without_tick(stack: list[Frame]) -> list[Frame]:
+    """``stack`` cut below our tick handler, if it is on it.  Any stack can hold it:
+    a sample taken while a tick handed the GIL over, a dump the loop thread made
+    while in a tick (a busy machine once kept ``StallWatchdog._tick`` as the top of a
+    stall's stack)."""
     here = _sample.__code__.co_filename
     for i in range(len(stack) - 1, -1, -1):
-        if stack[i][1] == here and stack[i][0].endswith("._tick"):
-            del stack[i:]
-            break
+        name, file = stack[i][0], stack[i][1]
+        if file == here and (name == "_tick" or name.endswith("._tick")):
+            return stack[:i]
     return stack
 
 
@@ -635,6 +645,8 @@ class StallWatchdog(Detector):
         # Python (when the app cannot allocate anyway: it is waiting for the
         # GIL); the collection is deferred to the app's next allocation, not lost.
         self._guard_gc = self._fd_keep is not None
+        # Before faulthandler's C thread is started from here: it inherits the mask.
+        block_process_signals()
         try:
             self._pause_gc()
             if self._fd_keep is not None:

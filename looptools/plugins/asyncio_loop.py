@@ -12,6 +12,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from looptools._ourthreads import block_process_signals
 from looptools.plugins import Driver, LoopPlugin
 
 if TYPE_CHECKING:
@@ -220,6 +221,7 @@ class AsyncioPlugin(LoopPlugin):
         stop = threading.Event()
 
         def pacemaker() -> None:
+            block_process_signals()
             while not stop.wait(max(0.0, intended - perf_counter())):
                 try:
                     pace(perf_counter())
