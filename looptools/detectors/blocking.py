@@ -141,6 +141,19 @@ class BlockingCalls(Detector):
         if self.counts[name] == 1 and self.hub is not None and self.hub.has("event"):
             self.hub.emit("blocking_call", call=name, site=as_dict(site))
 
+    def _note(self, call: str, frame: Any) -> None:
+        """Record one blocking call made at ``frame``, on the loop thread.  A blocking
+        call of our own meanwhile is not recorded, and a failure of ours is dropped:
+        the app's call goes on either way."""
+        busy = self._busy
+        busy.value = True
+        try:
+            self._record(call, caller_site(frame))
+        except Exception:
+            pass
+        finally:
+            busy.value = False
+
     def _opener(self, call: str, original: Callable[..., Any]) -> Callable[..., Any]:
         """``original`` (``open``, a name lookup...), recording a call made on the loop thread.
 
@@ -149,26 +162,23 @@ class BlockingCalls(Detector):
         harmless instead."""
         state = self.state
         get_ident = threading.get_ident
+        strict = self.strict
+        error = self._error
         busy = self._busy
-        record_call = self._record
+        note = self._note
         openers = self._openers
-        detector = self
 
         def opener(*args: Any, **kwargs: Any) -> Any:
             if get_ident() == state.thread_id and state.running and not busy.value \
                     and openers and not (call == "open" and args and isinstance(args[0], int)):
                 # (an int: an open descriptor, a pipe or a socket, wrapped as a file)
-                busy.value = True
-                try:
-                    frame = sys._getframe(1)
-                    filename = frame.f_code.co_filename
-                    if not (filename.startswith(("<frozen importlib", "<frozen zipimport"))
-                            or ("looptools" in filename and filename.endswith("_report.py"))):
-                        record_call(call, caller_site(frame))
-                        if detector.strict:
-                            raise detector._error(call)
-                finally:
-                    busy.value = False
+                frame = sys._getframe(1)
+                filename = frame.f_code.co_filename
+                if not (filename.startswith(("<frozen importlib", "<frozen zipimport"))
+                        or ("looptools" in filename and filename.endswith("_report.py"))):
+                    note(call, frame)
+                    if strict:
+                        raise error(call)
             return original(*args, **kwargs)
 
         for name in ("__name__", "__qualname__", "__doc__", "__module__"):
@@ -185,7 +195,7 @@ class BlockingCalls(Detector):
         strict = self.strict
         error = self._error
         busy = self._busy
-        record_call = self._record
+        note = self._note
 
         def record(*args: Any, **kwargs: Any) -> Any:
             if busy.value:  # a blocking call made by our own recording below
@@ -195,11 +205,7 @@ class BlockingCalls(Detector):
             except error:
                 if get_ident() != state.thread_id or not state.running:
                     return original(*args, **kwargs)
-                busy.value = True
-                try:
-                    record_call(name, caller_site(sys._getframe(1)))
-                finally:
-                    busy.value = False
+                note(name, sys._getframe(1))
                 if strict:
                     raise
                 return original(*args, **kwargs)
