@@ -97,29 +97,9 @@ def _async_workload(name: str) -> Any:
 
 
 def _run_async(kind: str, main: Any, debug: bool) -> Any:
-    import asyncio
+    from overhead import runner  # the same loop set-ups as overhead.py
 
-    if kind == "asyncio":
-        return asyncio.run(main(), debug=debug)
-    if kind == "uvloop":
-        import uvloop
-
-        return uvloop.run(main(), debug=debug)
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication.instance() or QApplication([])
-    if kind == "qasync":
-        import qasync
-
-        loop = qasync.QEventLoop(app)
-        loop.set_debug(debug)
-        try:
-            return loop.run_until_complete(main())
-        finally:
-            loop.close()
-    import PySide6.QtAsyncio as QtAsyncio
-
-    return QtAsyncio.run(main(), keep_running=False, quit_qapp=True, debug=debug)
+    return runner(kind)(main(), debug)
 
 
 def child_async(kind: str, tool: str) -> dict[str, float]:

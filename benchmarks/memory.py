@@ -89,24 +89,10 @@ def child(kind: str, callbacks: int, every: int, minutes: float) -> None:
                 next_report += 60
                 measure(f"+{(time.monotonic() - end) / 60 + minutes:.0f} min")
 
-    if kind == "asyncio":
-        asyncio.run(main())
-    else:
-        from PySide6.QtWidgets import QApplication
+    sys.path.insert(0, str(HERE))
+    from overhead import runner  # the same loop set-ups as overhead.py
 
-        app = QApplication.instance() or QApplication([])
-        if kind == "qasync":
-            import qasync
-
-            loop = qasync.QEventLoop(app)
-            try:
-                loop.run_until_complete(main())
-            finally:
-                loop.close()
-        else:
-            import PySide6.QtAsyncio as QtAsyncio
-
-            QtAsyncio.run(main(), keep_running=False, quit_qapp=True)
+    runner(kind)(main(), False)
     measure("end")
 
 

@@ -96,12 +96,19 @@ def _workload(name: str) -> Any:
     return timed
 
 
-def _runner(kind: str) -> Any:
+def runner(kind: str) -> Any:
+    """``run(coro, debug)`` on a fresh loop of ``kind`` (also used by as_users.py, memory.py)."""
     import asyncio
 
     if kind == "asyncio":
         def run(coro: Any, debug: bool) -> Any:
             return asyncio.run(coro, debug=debug)
+        return run
+    if kind == "uvloop":
+        import uvloop
+
+        def run(coro: Any, debug: bool) -> Any:
+            return uvloop.run(coro, debug=debug)
         return run
     from PySide6.QtWidgets import QApplication
 
@@ -131,7 +138,7 @@ def child(kind: str, rounds: int) -> dict[str, Any]:
 
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # debug mode's slow-callback logs
     logging.getLogger("qasync").setLevel(logging.CRITICAL)
-    run = _runner(kind)
+    run = runner(kind)
     variants = ["off", "control", "looptools", "debug"]
     times: dict[str, dict[str, list[float]]] = {w: {v: [] for v in variants} for w in WORKLOADS}
     pairs: dict[str, dict[str, list[float]]] = {w: {v: [] for v in variants} for w in WORKLOADS}
