@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -287,37 +288,73 @@ def base_env(**extra: str) -> dict[str, str]:
 
 
 def run(cmd: list[str], *, env: dict[str, str], cwd: Path, stop_after: float | None = None,
-        timeout: float = 60, report: Path | None = None) -> Run:
-    """Run ``cmd``; with ``stop_after``, send it SIGINT then (3 s later) SIGTERM, SIGKILL."""
+        timeout: float = 60, report: Path | None = None, ready: str | None = None) -> Run:
+    """Run ``cmd``; with ``stop_after``, send it SIGINT then (3 s later) SIGTERM, SIGKILL.
+
+    ``stop_after`` counts from the start, or, with ``ready``, from the moment the app
+    printed ``ready`` on stdout: a cold first start of a big app (its imports read from a
+    cold disk on a busy machine) may take longer than the run it is meant to have."""
     started = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        if stop_after is None:
-            out, err = proc.communicate(timeout=timeout)
-        else:
-            try:
-                out, err = proc.communicate(timeout=stop_after)
-            except subprocess.TimeoutExpired:
-                out = err = ""
-                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+    out_parts: list[str] = []
+    err_parts: list[str] = []
+    seen_ready = threading.Event()
+
+    def pump(stream: Any, parts: list[str], watch: bool) -> None:
+        for line in iter(stream.readline, ""):
+            parts.append(line)
+            if watch and ready is not None and ready in line:
+                seen_ready.set()
+        stream.close()
+
+    pumps = [threading.Thread(target=pump, args=(proc.stdout, out_parts, True), daemon=True),
+             threading.Thread(target=pump, args=(proc.stderr, err_parts, False), daemon=True)]
+    for t in pumps:
+        t.start()
+
+    def ended_within(seconds: float) -> bool:
+        try:
+            proc.wait(timeout=max(0.0, seconds))
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def collected() -> tuple[str, str]:
+        for t in pumps:
+            t.join(timeout=10)
+        return "".join(out_parts), "".join(err_parts)
+
+    deadline = started + timeout
+    if stop_after is None:
+        done = ended_within(timeout)
+    else:
+        if ready is not None:
+            while not seen_ready.is_set() and proc.poll() is None \
+                    and time.monotonic() < deadline:
+                seen_ready.wait(0.05)
+        done = ended_within(min(stop_after, deadline - time.monotonic()))
+        if not done and time.monotonic() < deadline:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(sig)
-                    try:
-                        out, err = proc.communicate(timeout=3)
-                        break
-                    except subprocess.TimeoutExpired:
-                        continue
-    except subprocess.TimeoutExpired:
+                if ended_within(3):
+                    done = True
+                    break
+    if not done:
         proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"{cmd} did not finish in {timeout} s:\n{out}\n{err}") from None
+        proc.wait()
+        out, err = collected()
+        raise AssertionError(f"{cmd} did not finish in {timeout} s:\n{out}\n{err}")
+    out, err = collected()
     seconds = time.monotonic() - started
     data = json.loads(report.read_text()) if report is not None and report.exists() else None
     return Run(proc.returncode, out, err, data, seconds)
 
 
 def run_python(args: list[str], *, env: dict[str, str], cwd: Path, monitored: bool,
-               stop_after: float | None = None, timeout: float = 60) -> Run:
+               stop_after: float | None = None, timeout: float = 60,
+               ready: str | None = None) -> Run:
     """``python ARGS`` plainly, or with ``LOOPTOOLS=1`` and the report in ``cwd``."""
     report = None
     env = dict(env)
@@ -325,15 +362,21 @@ def run_python(args: list[str], *, env: dict[str, str], cwd: Path, monitored: bo
         report = cwd / f"report-{time.monotonic_ns()}.json"
         env.update(LOOPTOOLS="1", LOOPTOOLS_REPORT=str(report))
     return run([sys.executable, *args], env=env, cwd=cwd, stop_after=stop_after,
-               timeout=timeout, report=report)
+               timeout=timeout, report=report, ready=ready)
 
 
 def profile(args: list[str], *, env: dict[str, str], cwd: Path, duration: float,
-            timeout: float = 60) -> Run:
-    """``looptools profile --no-dashboard --duration D ARGS`` (args: a script or -m module)."""
+            timeout: float = 60, ready: str | None = None) -> Run:
+    """``looptools profile --no-dashboard --duration D ARGS`` (args: a script or -m module).
+
+    With ``ready``: no ``--duration``; ``duration`` seconds after the app printed ``ready``
+    the command gets SIGINT, as from Ctrl-C, and stops the app the same way."""
     report = cwd / f"profile-{time.monotonic_ns()}.json"
-    cmd = [*LOOPTOOLS, "profile", "--no-dashboard", "--duration", str(duration),
-           "--report", str(report), *args]
+    timing = [] if ready is not None else ["--duration", str(duration)]
+    cmd = [*LOOPTOOLS, "profile", "--no-dashboard", *timing, "--report", str(report), *args]
+    if ready is not None:
+        return run(cmd, env=env, cwd=cwd, timeout=timeout, report=report, ready=ready,
+                   stop_after=duration)
     return run(cmd, env=env, cwd=cwd, timeout=timeout, report=report)
 
 

@@ -317,6 +317,7 @@ FEELUOWN_CASES = {
     # shutdown in about half of all runs, looptools or not: both outcomes are its own.
     "4.1.10": ("PyQt5", "qasync.QSelectorEventLoop", {0, -signal.SIGSEGV}),
 }
+FUO_READY = "fuorc: started"
 LOG_LINE = re.compile(r"^\[[\d-]+ [\d:,]+ (feeluown\.[\w.]+:\d+)\] \[(\w+)\]: (.*)$")
 
 
@@ -354,9 +355,13 @@ def test_feeluown(version: str, tmp_path: Path) -> None:
     env = app.env(home)
     cmd = ["-m", "feeluown", "--no-server"]   # no RPC/pub-sub ports; GUI only
 
+    # Each run is stopped 4 s after the app said it started: its first start on a fresh
+    # machine (cold imports) can take longer than that by itself.
     plain = _feeluown_run(version, lambda: ra.run_python(cmd, env=env, cwd=tmp_path,
-                                                         monitored=False, stop_after=4))
-    watched = _feeluown_run(version, lambda: ra.profile(cmd, env=env, cwd=tmp_path, duration=4))
+                                                         monitored=False, stop_after=4,
+                                                         ready=FUO_READY))
+    watched = _feeluown_run(version, lambda: ra.profile(cmd, env=env, cwd=tmp_path, duration=4,
+                                                        ready=FUO_READY))
 
     expected = (f"fuorc: started; qasync on {binding}\n"
                 "fuorc: shutting down; stalled: False ; PySide6 imported: False\n")
@@ -381,7 +386,7 @@ def test_feeluown(version: str, tmp_path: Path) -> None:
 
     stall_env = {**env, "RA_STALL_MS": str(STALL_MS)}
     stalled = _feeluown_run(version, lambda: ra.profile(cmd, env=stall_env, cwd=tmp_path,
-                                                        duration=4))
+                                                        duration=4, ready=FUO_READY))
     assert stalled.stdout == expected.replace("stalled: False", "stalled: True"), \
         stalled.stderr[-3000:]
     stall = _assert_injected_stall(stalled.report, rcfile, "blocking_call",
@@ -402,7 +407,7 @@ def test_feeluown_without_profile_command(tmp_path: Path) -> None:
     home, rc = _fuo_home(tmp_path)
     env = {**app.env(home), "RA_STALL_MS": str(STALL_MS)}
     run = ra.run_python(["-m", "feeluown", "--no-server"], env=env, cwd=tmp_path,
-                        monitored=True, stop_after=4)
+                        monitored=True, stop_after=4, ready=FUO_READY)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.report is not None and run.report["meta"].get("partial") is None
     assert "looptools: qasync loop" in run.stderr, run.stderr[-2000:]
