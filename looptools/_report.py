@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -42,22 +41,11 @@ def empty_report() -> dict[str, Any]:
 
 
 def write_report(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``report`` to ``path`` atomically (temp file in the same folder + rename)."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=1, default=str)
-            handle.write("\n")
-        os.replace(temp, target)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-    return target
+    """Write ``report`` to ``path`` safely (``looptools._safewrite``: atomic for a file,
+    written through for a device or FIFO, never replacing what is not a regular file)."""
+    from looptools._safewrite import write_file
+
+    return write_file(path, json.dumps(report, indent=1, default=str) + "\n")
 
 
 def _short(path: str) -> str:

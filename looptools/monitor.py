@@ -25,6 +25,7 @@ from typing import Any, cast
 from looptools import _attach
 from looptools._hub import Hub, give_back_interrupt
 from looptools._report import empty_report, summary_lines, write_report
+from looptools._safewrite import why
 from looptools._state import LoopState
 from looptools.detectors import build
 from looptools.plugins import Driver, LoopPlugin, plugin_for
@@ -793,12 +794,13 @@ class Monitor:
             return str(write_report(report, path))
         except OSError as exc:
             fallback = os.path.join(tempfile.gettempdir(), f"looptools-report-{os.getpid()}.json")
-            _warn(f"looptools: cannot write the report to {path} ({exc.strerror or exc}); "
+            _warn(f"looptools: cannot write the report to {path} ({why(exc, path)}); "
                   f"writing it to {fallback} instead")
             try:
                 return str(write_report(report, fallback))
             except OSError as again:
-                _warn(f"looptools: cannot write the report to {fallback} either ({again})")
+                _warn(f"looptools: cannot write the report to {fallback} either "
+                      f"({why(again, fallback)})")
                 return None
 
     def report(self) -> dict[str, Any]:

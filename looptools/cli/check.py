@@ -21,6 +21,7 @@ from typing import IO, Any, NoReturn
 
 import click
 
+from looptools._safewrite import why, write_file
 from looptools.budget import (
     BUDGET_KEYS,
     OFF,
@@ -414,9 +415,9 @@ def check(report: Path, budget_file: Path | None, baseline_file: Path | None, fm
     baseline_where = baseline.where if baseline is not None else None
     if junit is not None:
         try:
-            junit.write_bytes(junit_xml(evaluation, report_name, roots))
+            write_file(junit, junit_xml(evaluation, report_name, roots))
         except OSError as exc:
-            _fail(f"cannot write JUnit XML to {display_path(junit)}: {exc.strerror or exc}")
+            _fail(f"cannot write JUnit XML to {display_path(junit)}: {why(exc, junit)}")
     if fmt == "json":
         click.echo(json.dumps(evaluation_json(evaluation, report_name, roots), indent=2))
     else:
@@ -453,9 +454,9 @@ def baseline(report: Path, output: Path, tighten: bool) -> None:
         click.echo(text, nl=False)
         return
     try:
-        output.write_text(text, encoding="utf-8")
+        write_file(output, text)
     except OSError as exc:
-        _fail(f"cannot write baseline {display_path(output)}: {exc.strerror or exc}")
+        _fail(f"cannot write baseline {display_path(output)}: {why(exc, output)}")
     kinds = [e.kind for e in made.entries]
     click.echo(f"looptools: wrote baseline {display_path(output)}: "
                f"{plural(kinds.count('stall'), 'stall culprit')}, "

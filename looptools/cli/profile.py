@@ -41,7 +41,9 @@ from typing import IO, Any
 import click
 
 from looptools._report import empty_report, summary_lines
+from looptools._safewrite import why, write_file
 from looptools.report_io import ReportError, display_path, load_report
+from looptools.settings import _optional_path
 
 __all__ = ["profile"]
 
@@ -528,39 +530,30 @@ def _sibling(path: Path, suffix: str) -> Path:
 
 
 def _write_text(path: Path, text: str) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(temp, 0o666 & ~mask)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    write_file(path, text)
 
 
 def _why(exc: OSError, path: Path) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return f"directory {display_path(path.parent or Path('.'))} does not exist"
-    if isinstance(exc, IsADirectoryError) or path.is_dir():
-        return "is a directory"
-    return exc.strerror or str(exc)
+    return why(exc, path)
 
 
 class _Outputs:
     def __init__(self, report: str, html: str | None, trace: str | None,
                  markdown: str | None) -> None:
-        self.report = Path(report)
-        self.rendered = [(flag, name, Path(path)) for flag, name, path in (
+        # "none" (or off, 0, false, empty) means no such file, as LOOPTOOLS_REPORT=none does.
+        chosen = _optional_path(report)
+        self.report: Path | None = Path(chosen) if chosen is not None else None
+        #: Where the sampler's files go: beside the JSON report, or the default's name.
+        self.base = self.report or Path("looptools-report.json")
+        self.rendered = [(flag, name, Path(path)) for flag, name, given in (
             ("--html", "html", html), ("--trace", "trace", trace),
-            ("--markdown", "md", markdown)) if path]
+            ("--markdown", "md", markdown)) if (path := _optional_path(given)) is not None]
         self.written: list[str] = []
         self.failed = 0
         self.say = _say
+        #: The final report and the name --check calls it by (where it was written).
+        self.final: dict[str, Any] | None = None
+        self.final_name = "the report"
 
     def _fail(self, flag: str, path: Path, reason: str) -> None:
         self.failed += 1
@@ -573,14 +566,14 @@ class _Outputs:
             return
         moves: list[tuple[str, Path, Path]] = []
         if profile.get("sampler") == "py-spy":
-            moves.append(("speedscope", run.speedscope, _sibling(self.report,
+            moves.append(("speedscope", run.speedscope, _sibling(self.base,
                                                                  ".speedscope.json")))
         listed = profile.get("files")
         files: dict[str, Any] = listed if isinstance(listed, dict) else {}
         for kind in ("pstat", "callgrind"):
             source = Path(str(files.get(kind, "")))
             if profile.get("sampler") == "yappi" and source.is_file():
-                moves.append((kind, source, _sibling(self.report, f".yappi.{kind}")))
+                moves.append((kind, source, _sibling(self.base, f".yappi.{kind}")))
         saved: dict[str, str] = {}
         for kind, source, target in moves:
             try:
@@ -592,12 +585,32 @@ class _Outputs:
             self.written.append(display_path(target))
         profile["files"] = saved
 
-    def write(self, report: dict[str, Any]) -> None:
+    def _write_json(self, report: dict[str, Any], target: Path) -> None:
+        text = json.dumps(report, indent=1, default=str) + "\n"
         try:
-            _write_text(self.report, json.dumps(report, indent=1, default=str) + "\n")
-            self.written.insert(0, display_path(self.report))
+            _write_text(target, text)
+            self.written.insert(0, display_path(target))
+            self.final_name = display_path(target)
         except OSError as exc:
-            self._fail("--report", self.report, _why(exc, self.report))
+            # Nothing recorded is lost: the JSON goes where the monitor's own fallback goes.
+            pid = (report.get("meta") or {}).get("pid") or os.getpid()
+            fallback = Path(tempfile.gettempdir()) / f"looptools-report-{pid}.json"
+            reason = _why(exc, target)
+            try:
+                _write_text(fallback, text)
+            except OSError as again:
+                self._fail("--report", target,
+                           f"{reason}; nor to {display_path(fallback)}: {_why(again, fallback)}")
+            else:
+                self._fail("--report", target,
+                           f"{reason}; wrote it to {display_path(fallback)} instead")
+                self.written.insert(0, display_path(fallback))
+                self.final_name = display_path(fallback)
+
+    def write(self, report: dict[str, Any]) -> None:
+        self.final = report
+        if self.report is not None:
+            self._write_json(report, self.report)
         from looptools.render import get_renderer
 
         for flag, name, path in self.rendered:
@@ -684,9 +697,9 @@ def _finish(run: _Run, outputs: _Outputs) -> tuple[dict[str, Any] | None, int, s
         outputs.failed += 1
         return None, (code or EXIT_NOTHING_MONITORED), note
     if rebuilt:
-        why = f"the app's report cannot be used ({unusable})" if unusable else \
+        cause = f"the app's report cannot be used ({unusable})" if unusable else \
             "the app did not write its own report (killed?)"
-        say(f"{why}; writing what the live stream recorded")
+        say(f"{cause}; writing what the live stream recorded")
     if report["loop"]["kind"] == "none":
         say('the app never started an event loop (report loop.kind is "none"), so there '
             "was nothing to monitor: does it run an asyncio or Qt loop on its main thread?")
@@ -705,7 +718,7 @@ def _finish(run: _Run, outputs: _Outputs) -> tuple[dict[str, Any] | None, int, s
     "allow_interspersed_args": False})
 @click.option("-m", "module", metavar="MODULE", help="Run a module, like python -m.")
 @click.option("--report", "report_path", metavar="PATH", default="looptools-report.json",
-              show_default=True, help="Where to write the JSON report.")
+              show_default=True, help="Where to write the JSON report; 'none' for no file.")
 @click.option("--html", metavar="PATH", help="Also write a self-contained HTML report.")
 @click.option("--trace", metavar="PATH", help="Also write a Perfetto/Chrome trace.")
 @click.option("--markdown", metavar="PATH", help="Also write a Markdown summary.")
@@ -774,7 +787,7 @@ def profile(module: str | None, report_path: str, html: str | None, trace: str |
     finally:
         run.close()
     if budget is not None and code == 0:
-        code = _check_verdict(report_path, budget)
+        code = _check_verdict(outputs, budget)
     sys.exit(code)
 
 
@@ -788,19 +801,17 @@ def _load_check_budget(budget_file: str | None) -> Any:
         raise _Fail(str(exc).removeprefix("looptools: ")) from None
 
 
-def _check_verdict(report_path: str, budget: Any) -> int:
-    """``looptools check``'s verdict on the report just written: 0 within budget, 1 over."""
+def _check_verdict(outputs: _Outputs, budget: Any) -> int:
+    """``looptools check``'s verdict on the report just made: 0 within budget, 1 over."""
     from looptools.budget import evaluate
     from looptools.cli.check import _print_text, _roots
-    from looptools.report_io import ReportError, display_path, load_report
 
-    try:
-        data = load_report(Path(report_path))
-    except ReportError as exc:
-        click.echo(f"looptools: --check: {exc}", err=True)
+    data = outputs.final
+    if data is None:
+        click.echo("looptools: --check: there is no report to check", err=True)
         return 2
     evaluation = evaluate(data, budget)
-    _print_text(evaluation, display_path(Path(report_path)), _roots(data), False, None)
+    _print_text(evaluation, outputs.final_name, _roots(data), False, None)
     return 0 if evaluation.ok else 1
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import NoReturn
 
 import click
 
+from looptools._safewrite import why, write_file
 from looptools.render import (
     BUILTIN_RENDERERS,
     Renderer,
@@ -31,34 +30,11 @@ def _fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_atomically(path: Path, text: str) -> None:
-    """Write *text* to *path* via a temporary file in the same directory and ``os.replace``.
-
-    Readers (a browser reloading the HTML, a CI step uploading it) never see a
-    half-written file, and a failed write leaves any previous file untouched.
-    """
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        try:
-            mode = path.stat().st_mode & 0o7777
-        except OSError:
-            mode = 0o666 & ~_umask()
-        # mkstemp creates 0600; give the result the mode a plain open() would.
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write *text* to *path* (``looptools._safewrite``): readers never see half a file, a
+    failed write leaves any previous file whole, and a device or FIFO is written through,
+    never replaced."""
+    write_file(path, text)
 
 
 def _choose_renderer(fmt: str | None, output: str | None) -> type[Renderer]:
@@ -111,14 +87,9 @@ def report(report_path: str, fmt: str | None, output: str | None) -> None:
         return
     assert output is not None
     target = Path(output)
-    if target.is_dir():
-        _fail(f"-o {output}: is a directory; give a file name")
     try:
         write_atomically(target, text)
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        if isinstance(exc, FileNotFoundError):
-            reason = f"directory {display_path(target.parent)} does not exist"
-        _fail(f"-o {output}: cannot write: {reason}")
+        _fail(f"-o {output}: cannot write: {why(exc, target)}")
     click.echo(f"wrote {display_path(target)} ({renderer_cls.name or renderer_cls.__qualname__})",
                err=True)

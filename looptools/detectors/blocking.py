@@ -45,6 +45,7 @@ _ALLOWED = [
     ("shibokensupport/feature.py", {"_mod_uses_pyside", "feature_import", "__import__"}),
     ("shibokensupport/signature/loader.py", {"feature_import"}),
     ("looptools/_report.py", {"write_report"}),
+    ("looptools/_safewrite.py", {"write_file"}),
     # The stall watchdog's tick waits (GIL released, bounded) for the watchdog
     # thread; attach waits for it to set its descriptor table up.
     ("looptools/detectors/stalls.py", {"_hand_off", "attach"}),
@@ -66,6 +67,23 @@ OPENERS = (
     ("os", "pwrite", "os.pwrite"),
     ("os", "fsync", "os.fsync"),
 )
+
+#: Our own report writing (``_report.write_report`` -> ``_safewrite.write_file`` ->
+#: ``tempfile.mkstemp``): files whose calls to an opener are not the app's.
+_OUR_WRITERS = ("_report.py", "_safewrite.py")
+
+
+def _writing_a_report(frame: Any) -> bool:
+    """True when ``frame`` (an opener's caller) or one of its two callers is our writer."""
+    for _ in range(3):
+        if frame is None:
+            return False
+        filename = frame.f_code.co_filename
+        if "looptools" in filename and filename.endswith(_OUR_WRITERS):
+            return True
+        frame = frame.f_back
+    return False
+
 
 #: Py_TPFLAGS_IMMUTABLETYPE: a type whose attributes cannot be assigned (C types).
 _IMMUTABLE = 1 << 8
@@ -175,7 +193,7 @@ class BlockingCalls(Detector):
                 frame = sys._getframe(1)
                 filename = frame.f_code.co_filename
                 if not (filename.startswith(("<frozen importlib", "<frozen zipimport"))
-                        or ("looptools" in filename and filename.endswith("_report.py"))):
+                        or _writing_a_report(frame)):
                     note(call, frame)
                     if strict:
                         raise error(call)

@@ -1,0 +1,158 @@
+"""Write a file the user named without ever damaging what the name points at.
+
+Every report, rendered view, baseline and JUnit file goes through :func:`write_file`:
+
+* **a regular file, or nothing yet**: the text goes to a temp file in the target's own
+  folder, which is then renamed over the target, so a reader (a browser reloading the
+  HTML, a CI step uploading it) never sees half a file and a failed write (a full
+  disk) leaves the previous file whole.  The new file keeps the old one's mode, or
+  gets the mode a plain ``open()`` would give (``private``: 0600);
+* **a symbolic link**: followed.  The file it points at is replaced; the link stays;
+* **a character device or a FIFO** (``/dev/null``, ``/dev/stdout``, ``>(cat)``): written
+  through, never replaced (as root, a rename once turned ``/dev/null`` into a regular
+  file).  A FIFO nobody reads is refused rather than waited on;
+* **a name for an open descriptor** (``/dev/stdout``, ``/dev/fd/3``, ``/proc/self/fd/1``, or
+  a link into ``/proc``): written through, appended when it is a regular file (a log
+  the shell redirected stdout to is neither replaced nor overwritten from its start);
+* **anything else** (a directory, a socket, a block device): refused.
+
+Nothing but the target's own temp file is ever created or renamed.  Failures raise
+:class:`OSError` (:class:`WriteRefused` for refusals); :func:`why` turns one into the
+few words a one-line error message needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+__all__ = ["WriteRefused", "why", "write_file"]
+
+_DESCRIPTOR_NAMES = ("/dev/stdout", "/dev/stderr")
+_DESCRIPTOR_PREFIXES = ("/proc/", "/dev/fd/")
+
+
+class WriteRefused(OSError):
+    """The target exists and is not something a report may be written to."""
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    return "not a regular file"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _names_a_descriptor(target: Path) -> bool:
+    text = str(target.absolute())
+    if text in _DESCRIPTOR_NAMES or text.startswith(_DESCRIPTOR_PREFIXES):
+        return True
+    return target.is_symlink() and os.path.realpath(target).startswith("/proc/")
+
+
+def _write_through(path: Path, data: bytes, fifo: bool, regular: bool = False) -> None:
+    flags = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
+    if fifo:
+        flags |= os.O_NONBLOCK
+    if regular:
+        flags |= os.O_APPEND
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if fifo and exc.errno == errno.ENXIO:
+            raise WriteRefused(errno.ENXIO, "is a FIFO that nothing reads", str(path)) from None
+        raise
+    try:
+        if fifo:  # a reader is there: from now on, wait for it like any writer
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
+def write_file(path: str | os.PathLike[str], data: str | bytes, *,
+               private: bool = False) -> Path:
+    """Write ``data`` (text is UTF-8) to ``path`` as the module docstring says; returns
+    the path written (the link's target for a symbolic link)."""
+    target = Path(path)
+    payload = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+    try:
+        info: os.stat_result | None = os.stat(target)  # follows symbolic links
+    except FileNotFoundError:
+        info = None  # nothing there yet (or a link to nothing: created at its target)
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        if stat.S_ISCHR(info.st_mode) or stat.S_ISFIFO(info.st_mode):
+            _write_through(target, payload, fifo=stat.S_ISFIFO(info.st_mode))
+            return target
+        code = errno.EISDIR if stat.S_ISDIR(info.st_mode) else errno.EINVAL
+        raise WriteRefused(code, f"is {_kind(info.st_mode)}; not replaced", str(target))
+    if info is not None and _names_a_descriptor(target):
+        _write_through(target, payload, fifo=False, regular=True)
+        return target
+    real = Path(os.path.realpath(target)) if target.is_symlink() else target
+    folder = real.parent if str(real.parent) else Path(".")
+    fd, temp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=folder)
+    try:
+        try:
+            _write_all(fd, payload)
+        finally:
+            os.close(fd)
+        new_mode = 0o600 if private else 0o666 & ~_umask()
+        os.chmod(temp, info.st_mode & 0o7777 if info is not None else new_mode)  # was 0600
+        os.replace(temp, real)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return real
+
+
+def why(exc: OSError, path: str | os.PathLike[str]) -> str:
+    """What went wrong writing ``path``, in a few words for a one-line message."""
+    target = Path(path)
+    if isinstance(exc, WriteRefused):
+        return str(exc.strerror)
+    folder = target.parent if str(target.parent) else Path(".")
+    if isinstance(exc, FileNotFoundError):
+        if not folder.exists():
+            return f"directory {folder} does not exist"
+        if not folder.is_dir():
+            return f"{folder} is not a directory"
+        # The directory is there but refuses new files (/proc, /sys): say what the OS said.
+        return f"cannot create files in {folder} ({exc.strerror or 'no such file'})"
+    if isinstance(exc, NotADirectoryError):
+        return f"{folder} is not a directory"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    if isinstance(exc, PermissionError):
+        return f"permission denied ({folder} or the file)"
+    if exc.errno == errno.ENOSPC:
+        return "no space left on the device"
+    if exc.errno == errno.EROFS:
+        return "read-only file system"
+    return exc.strerror or str(exc)
