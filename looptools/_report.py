@@ -78,6 +78,10 @@ def summary_lines(report: dict[str, Any], report_path: str | None = None) -> lis
             else "no stalls"
         )
     ]
+    rejected = meta.get("settings_rejected") or []
+    if rejected:
+        lines.append("  settings rejected (defaults used): " + ", ".join(
+            f"{r.get('setting')}={r.get('value')!r}" for r in rejected))
     top = sorted(report["stalls"], key=lambda s: s["duration_ms"], reverse=True)[:5]
     for stall in top:
         gil = ", GIL held" if stall["gil_held"] else ""

@@ -819,6 +819,8 @@ class Monitor:
             "settings_sources": dict(self.settings.sources),
             "exit": dict(self.exit_info),
         })
+        if self.settings.rejected:
+            report["meta"]["settings_rejected"] = [dict(r) for r in self.settings.rejected]
         for detector in list(self.hub.detectors):
             try:
                 detector.contribute(report)

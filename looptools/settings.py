@@ -5,8 +5,11 @@ Precedence, highest first: explicit arguments (``looptools.install(threshold_ms=
 ``pyproject.toml`` (the nearest one above the current directory) > defaults.
 
 A value that cannot be used is reported on one line naming the setting, the value
-and where it came from.  Inside a user's app that line is a warning and the
-detectors that depend on the setting are switched off; an explicit argument in
+and where it came from.  Inside a user's app that line is a warning, the setting
+falls back to its default (never silently off: ``LOOPTOOLS_THRESHOLD_MS=abc`` once
+switched stall detection off while the summary said "threshold 50 ms: no stalls"),
+and the report lists it in ``meta.settings_rejected``.  An unknown ``LOOPTOOLS_*``
+variable or ``[tool.looptools]`` key is one such line each.  An explicit argument in
 code raises :class:`SettingsError` instead, because that is a programming error.
 """
 
@@ -181,6 +184,8 @@ class Settings:
     stream: str | None = None
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    #: What was rejected, for the report: setting, value, where, problem, used.
+    rejected: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def enabled_detectors(self) -> tuple[str, ...]:
@@ -231,6 +236,7 @@ def resolve(
     explicit = dict(explicit or {})
     environ = os.environ if environ is None else environ
     layers: list[tuple[str, Mapping[str, Any]]] = []
+    unknown_problems: list[SettingsError] = []
 
     path = find_pyproject() if pyproject is True else (pyproject or None)
     if isinstance(path, Path) and path.is_file():
@@ -246,13 +252,12 @@ def resolve(
             pyproject_problem = None
             unknown = [key for key in table if key not in _BY_NAME]
             for key in unknown:
-                error = SettingsError(
-                    f"tool.looptools.{key}", table[key], str(path), "unknown setting"
-                )
+                error = SettingsError(f"tool.looptools.{key}", table[key], str(path),
+                                      "unknown setting" + _did_you_mean(key, _BY_NAME))
                 if strict:
                     raise error
                 table.pop(key)
-                pyproject_problem = (pyproject_problem or "") + str(error)
+                unknown_problems.append(error)
             layers.append((f"{path} [tool.looptools]", table))
     else:
         pyproject_problem = None
@@ -260,6 +265,16 @@ def resolve(
     env_layer = {
         field.name: environ[field.env] for field in FIELDS if field.env in environ
     }
+    by_env = {field.env: field for field in FIELDS}
+    for variable in sorted(environ):
+        if variable.startswith("LOOPTOOLS_") and variable not in by_env \
+                and variable not in OTHER_VARIABLES \
+                and not variable.startswith(OTHER_VARIABLE_PREFIXES):
+            error = SettingsError(variable, environ[variable], "environment",
+                                  "unknown setting" + _did_you_mean(variable, by_env))
+            if strict:
+                raise error
+            unknown_problems.append(error)
     layers.append(("environment", {f"{_BY_NAME[k].env}": v for k, v in env_layer.items()}))
 
     for key in explicit:
@@ -269,7 +284,10 @@ def resolve(
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     problems: list[str] = [pyproject_problem] if pyproject_problem else []
-    broken: set[str] = set()
+    rejected: list[dict[str, Any]] = []
+    for error in unknown_problems:
+        problems.append(f"{error}; ignored")
+        rejected.append(_rejected(error, None))
 
     for field in FIELDS:
         candidates: list[tuple[str, str, Any]] = []
@@ -288,8 +306,8 @@ def resolve(
                 error = SettingsError(label, raw, where, str(exc))
                 if strict or where == "argument":
                     raise error from None
-                problems.append(str(error) + _consequence(field))
-                broken.update(field.needed_by)
+                problems.append(f"{error}; using the default {_shown(field.default)}")
+                rejected.append(_rejected(error, field.default))
                 chosen = None
             break  # the highest layer decides, even when its value is bad
         if chosen is None:
@@ -298,15 +316,34 @@ def resolve(
         else:
             values[field.name], sources[field.name] = chosen
 
-    if broken:
-        values["disable"] = tuple(dict.fromkeys((*values["disable"], *sorted(broken))))
-    return Settings(**values, sources=sources, problems=tuple(problems))
+    return Settings(**values, sources=sources, problems=tuple(problems),
+                    rejected=tuple(rejected))
 
 
-def _consequence(field: _Field) -> str:
-    if field.needed_by:
-        return f"; {', '.join(field.needed_by)} off"
-    return f"; using the default {field.default!r}"
+#: LOOPTOOLS_* variables that are not settings: the switch itself, what
+#: ``looptools profile`` passes its app, budgets (``looptools check``) and the
+#: test suite's own.
+OTHER_VARIABLES = frozenset({"LOOPTOOLS_LISTEN", "LOOPTOOLS_YAPPI", "LOOPTOOLS_FUZZ_EXAMPLES"})
+OTHER_VARIABLE_PREFIXES = ("LOOPTOOLS_BUDGET_", "LOOPTOOLS_TEST_")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value) or "(none)"
+    return repr(value)
+
+
+def _did_you_mean(name: str, known: Mapping[str, Any]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _rejected(error: SettingsError, used: Any) -> dict[str, Any]:
+    return {"setting": error.name, "value": str(error.value), "where": error.where,
+            "problem": error.problem,
+            "used": list(used) if isinstance(used, tuple) else used}
 
 
 def describe() -> list[tuple[str, str, str]]:

@@ -84,11 +84,12 @@ def test_bad_setting_is_one_clear_line_and_app_runs(tmp_path: Path) -> None:
     assert run.stdout == "finished\n"
     lines = [line for line in run.stderr.splitlines() if "LOOPTOOLS_THRESHOLD_MS" in line]
     assert lines == ["looptools: LOOPTOOLS_THRESHOLD_MS='soon' (environment): expected a number;"
-                     " stalls, slow_callbacks off"]
+                     " using the default 50.0",
+                     "  settings rejected (defaults used): LOOPTOOLS_THRESHOLD_MS='soon'"]
     assert "Traceback" not in run.stderr
     assert run.report is not None
-    assert "stalls" not in run.report["meta"]["detectors"]
-    assert "lag" in run.report["meta"]["detectors"]
+    assert "stalls" in run.report["meta"]["detectors"]  # on, with the default threshold
+    assert run.report["meta"]["threshold_ms"] == 50.0
 
 
 def test_unwritable_report_path_falls_back_and_says_where(tmp_path: Path) -> None:
