@@ -322,9 +322,9 @@ def resolve(
 
 #: LOOPTOOLS_* variables that are not settings: the switch itself, what
 #: ``looptools profile`` passes its app, budgets (``looptools check``) and the
-#: test suite's own.
+#: test suite's and the benchmarks' own.
 OTHER_VARIABLES = frozenset({"LOOPTOOLS_LISTEN", "LOOPTOOLS_YAPPI", "LOOPTOOLS_FUZZ_EXAMPLES"})
-OTHER_VARIABLE_PREFIXES = ("LOOPTOOLS_BUDGET_", "LOOPTOOLS_TEST_")
+OTHER_VARIABLE_PREFIXES = ("LOOPTOOLS_BUDGET_", "LOOPTOOLS_TEST_", "LOOPTOOLS_BENCH_")
 
 
 def _shown(value: Any) -> str:
