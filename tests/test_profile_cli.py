@@ -263,3 +263,45 @@ def test_yappi_sampler(tmp_path: Path) -> None:
 
     package = os.path.join(os.path.dirname(os.path.abspath(looptools.__file__)), "")
     assert not any(r["file"].startswith(package) for r in prof["top_self"])
+
+
+@pytest.mark.parametrize("sampler", ["none", "py-spy"])
+def test_a_killed_profile_command_takes_its_app_with_it(tmp_path: Path, sampler: str) -> None:
+    """SIGKILL of ``looptools profile`` once left the app running on (205 s); now the
+    kernel sends it SIGTERM (PR_SET_PDEATHSIG), through py-spy and its shim too."""
+    import signal
+    import time
+
+    if sampler == "py-spy":
+        from looptools.profilers import find_py_spy
+
+        if find_py_spy() is None:
+            pytest.skip("py-spy is not installed")
+    app = tmp_path / "forever.py"
+    app.write_text("import asyncio, os\nprint(os.getpid(), flush=True)\n"
+                   "asyncio.run(asyncio.sleep(600))\n")
+    proc = subprocess.Popen([sys.executable, "-m", "looptools", "profile", "--no-dashboard",
+                             "--sampler", sampler, "--report", str(tmp_path / "r.json"),
+                             str(app)], env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip().isdigit(), (line, proc.stderr.read() if proc.stderr else "")
+        app_pid = int(line)
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(app_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(app_pid, signal.SIGKILL)
+            pytest.fail("the app ran on after its looptools profile was killed")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL) if proc.returncode is None else None
