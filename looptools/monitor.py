@@ -737,7 +737,11 @@ class Monitor:
         # slot only while it is the default, so replacing it changes how a PyQt
         # app ends.  An unhandled exception is read at exit from sys.last_type.
         atexit.register(self._at_exit)
-        if threading.current_thread() is threading.main_thread():
+        # SIGTERM is taken (to write the report, then die of it) only when our
+        # heartbeat runs Python on the loop thread: a Python handler runs only when
+        # Python runs, and an idle Qt loop runs none of its own, so with no heartbeat
+        # (LOOPTOOLS_DETECTORS=tasks) a Qt app ignored SIGTERM.
+        if threading.current_thread() is threading.main_thread() and self._wants_heartbeat():
             try:
                 if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
                     self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)

@@ -412,3 +412,42 @@ def test_qt_probe_attaches_to_a_pyqt_app_from_the_main_thread(tmp_path: Path) ->
     run = run_app([str(BINDING_APP), "qt-only"], tmp_path, environ={"QT_API": "pyqt5"})
     assert run.report is not None and run.report["loop"]["binding"] == "PyQt5"
     assert os.path.basename(run.report["loop"]["class"]).startswith("PyQt5")
+
+
+@pytest.mark.parametrize("detectors", ["tasks", ""])
+@pytest.mark.parametrize("loop", ["qt-only", "qasync"])
+def test_sigterm_ends_an_idle_qt_app_as_it_would_whatever_the_detectors(
+        loop: str, detectors: str, tmp_path: Path) -> None:
+    """Without a heartbeat (LOOPTOOLS_DETECTORS=tasks) our Python SIGTERM handler never
+    ran in an idle Qt app, which then ignored SIGTERM (143 without looptools)."""
+    import signal
+
+    if loop == "qt-only":
+        body = "app = QApplication([])\nprint('ready', flush=True)\nsys.exit(app.exec())\n"
+    else:
+        body = ("import asyncio, qasync\napp = QApplication([])\n"
+                "loop = qasync.QEventLoop(app)\nasyncio.set_event_loop(loop)\n"
+                "print('ready', flush=True)\nwith loop:\n    loop.run_forever()\n")
+    script = tmp_path / "idle.py"
+    script.write_text("import sys\nfrom PySide6.QtWidgets import QApplication\n" + body)
+    statuses = []
+    for monitored in (False, True):
+        extra = {"LOOPTOOLS": "1", "LOOPTOOLS_REPORT": "none", "LOOPTOOLS_SUMMARY": "0"} \
+            if monitored else {}
+        if monitored and detectors:
+            extra["LOOPTOOLS_DETECTORS"] = detectors
+        proc = subprocess.Popen([sys.executable, str(script)], env=env(**extra),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            statuses.append("ignored SIGTERM")
+            continue
+        statuses.append(proc.returncode)
+    assert statuses == [-signal.SIGTERM, -signal.SIGTERM]
