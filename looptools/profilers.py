@@ -419,11 +419,27 @@ def measure(kinds: tuple[str, ...] = ("asyncio", "qasync"), callbacks: int = 100
     return rows
 
 
+_LOOP_KINDS = ("asyncio", "qasync", "qtasyncio")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m looptools.profilers [loop kinds...]``: print the cost table."""
+    import argparse
     import platform
 
-    kinds = tuple(argv if argv is not None else sys.argv[1:]) or ("asyncio", "qasync")
+    parser = argparse.ArgumentParser(
+        prog="python -m looptools.profilers",
+        description="Measure what monitoring, streaming, yappi and py-spy cost per asyncio "
+                    "callback and per task step (docs/profile.md, 'What it costs'): each "
+                    "configuration runs in a fresh process, best of three. Takes minutes.")
+    parser.add_argument("kinds", nargs="*", metavar="LOOP",
+                        help=f"loop kinds to measure, of {', '.join(_LOOP_KINDS)} "
+                             "(default: asyncio qasync)")
+    args = parser.parse_args(argv)
+    unknown = [kind for kind in args.kinds if kind not in _LOOP_KINDS]
+    if unknown:
+        parser.error(f"unknown loop kind {unknown[0]!r} (choose from {', '.join(_LOOP_KINDS)})")
+    kinds = tuple(args.kinds) or ("asyncio", "qasync")
     rows = measure(kinds)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, {platform.platform()}")

@@ -52,10 +52,16 @@ class _LazyGroup(click.Group):
         return command
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_LazyGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="looptools")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Event-loop health for Qt + asyncio apps: stalls, slow callbacks, lag, tasks."""
+    if ctx.invoked_subcommand is None:
+        # Bare `looptools`: the help, and success (click's no_args_is_help exits 2).
+        click.echo(ctx.get_help())
+        ctx.exit(0)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -173,12 +173,12 @@ def check_startup_hook(dirs: list[str] | None = None) -> list[Check]:
         if "looptools._autostart" not in text:
             return [Check("startup hook", "problem",
                           f"{pth} exists but does not start looptools",
-                          "reinstall: pip install --force-reinstall looptools")]
+                          "reinstall: pip install --force-reinstall looptools-health")]
         return [Check("startup hook", "ok", f"LOOPTOOLS=1 works for this Python ({pth})")]
     return [Check("startup hook", "problem",
                   f"looptools.pth is not in any site-packages folder of {sys.executable}, so "
                   "LOOPTOOLS=1 (and looptools profile) will not monitor apps run with it",
-                  "reinstall looptools into this Python (pip install looptools); in an "
+                  "reinstall looptools into this Python (pip install looptools-health); in an "
                   "editable checkout, 'pip install -e .' installs the hook too")]
 
 
