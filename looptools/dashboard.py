@@ -328,6 +328,8 @@ def _exit_text(exit_info: dict[str, Any] | None) -> str:
         return f"ENDED: crashed with {exit_info.get('exception')}"
     if reason == "signal":
         return f"ENDED by {exit_info.get('signal')}"
+    if reason == "exit":
+        return f"ENDED with status {exit_info.get('code')}"
     return "ENDED normally"
 
 

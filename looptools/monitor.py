@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from looptools import _attach
 from looptools._hub import Hub, give_back_interrupt
@@ -184,6 +184,8 @@ class Monitor:
         #: binding name -> ((QtGui imported, QtWidgets imported), undo of the exec hook)
         self._exec_hooked: dict[str, tuple[tuple[bool, bool], Any]] = {}
         self._previous_sigterm: Any = None
+        #: (what os._exit was, our wrapper) while ours is installed
+        self._os_exit: tuple[Any, Any] | None = None
         self._broken = False
 
     # -- lifecycle ---------------------------------------------------------------
@@ -737,6 +739,7 @@ class Monitor:
         # slot only while it is the default, so replacing it changes how a PyQt
         # app ends.  An unhandled exception is read at exit from sys.last_type.
         atexit.register(self._at_exit)
+        self._wrap_os_exit()
         # SIGTERM is taken (to write the report, then die of it) only when our
         # heartbeat runs Python on the loop thread: a Python handler runs only when
         # Python runs, and an idle Qt loop runs none of its own, so with no heartbeat
@@ -748,10 +751,39 @@ class Monitor:
             except (ValueError, OSError, AttributeError):
                 self._previous_sigterm = None
 
+    def _wrap_os_exit(self) -> None:
+        """``os._exit`` runs no exit hook: wrapped, it writes the report first (with the
+        status it was given), then exits as asked.  In a forked child, on any other
+        pid, after stop, or if the report fails, it is ``os._exit`` and nothing more."""
+        original = os._exit
+        pid = os.getpid()
+        monitor = self
+
+        def _exit(status: int) -> NoReturn:
+            if os.getpid() == pid and monitor._os_exit is not None:
+                try:
+                    code = int(status)
+                    monitor.exit_info = {"reason": "normal" if code == 0 else "exit",
+                                         "signal": None, "exception": None, "code": code}
+                    monitor.stop()
+                except BaseException:
+                    pass
+            original(status)
+
+        _exit.__doc__ = original.__doc__
+        os._exit = _exit
+        self._os_exit = (original, _exit)
+
+    def _unwrap_os_exit(self) -> None:
+        saved, self._os_exit = self._os_exit, None
+        if saved is not None and os._exit is saved[1]:
+            os._exit = saved[0]  # (a wrapper the app put over ours stays: ours passes through)
+
     def _remove_exit_hooks(self) -> None:
         if not self.exit_hooks:
             return
         atexit.unregister(self._at_exit)
+        self._unwrap_os_exit()
         if self._previous_sigterm is not None and \
                 threading.current_thread() is threading.main_thread():
             try:

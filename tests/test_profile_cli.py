@@ -286,9 +286,13 @@ def test_a_killed_profile_command_takes_its_app_with_it(tmp_path: Path, sampler:
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.strip().isdigit(), (line, proc.stderr.read() if proc.stderr else "")
-        app_pid = int(line)
+        seen = []
+        for line in proc.stdout:  # py-spy prints a line of its own on stdout first
+            seen.append(line)
+            if line.strip().isdigit():
+                break
+        assert seen and seen[-1].strip().isdigit(), seen
+        app_pid = int(seen[-1])
         proc.kill()
         proc.wait(10)
         deadline = time.monotonic() + 10

@@ -263,7 +263,7 @@ def test_profile_unwritable_report_falls_back_and_says_why(tmp_path: Path) -> No
     assert len(lines) == 2, done.stderr
     assert all("cannot create files in /proc" in line for line in lines), lines
     assert "does not exist" not in done.stderr
-    fallback = [line for line in lines if "--report" in line][0].split("wrote it to ")[1]
+    fallback = next(line for line in lines if "--report" in line).split("wrote it to ")[1]
     path = Path(fallback.removesuffix(" instead"))
     try:
         report = json.loads(path.read_text())

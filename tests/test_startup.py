@@ -126,3 +126,16 @@ def test_process_without_event_loop_leaves_nothing_behind(tmp_path: Path) -> Non
     assert out.stdout == "plain\n"
     assert out.stderr == ""
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "qasync", "qt"])
+def test_os_exit_still_writes_the_report_with_its_status(kind: str, tmp_path: Path) -> None:
+    """``os._exit`` runs no exit hook: the report (with the stall before it) was lost."""
+    run = run_app([str(ROOT / "tests" / "apps" / "ending_app.py"), kind, "osexit3"], tmp_path,
+                  summary="0")
+    assert run.returncode == 3, run.stderr
+    assert run.report is not None, run.stderr
+    assert run.report["meta"]["exit"] == {"reason": "exit", "signal": None, "exception": None,
+                                          "code": 3}
+    assert run.report["stall_summary"]["count"] >= 1  # the 60 ms of work before it
+    validate(run.report)

@@ -684,8 +684,21 @@ def _sampler_profile(run: _Run, report: dict[str, Any], say: Any) -> None:
 def _exit_info(run: _Run, status: int | None) -> dict[str, Any]:
     if status is not None and status > 128:
         return {"reason": "signal", "signal": _signal_name(status - 128), "exception": None}
+    if status and not run.stopped_by:
+        return {"reason": "exit", "signal": None, "exception": None, "code": status}
     return {"reason": "stopped" if run.stopped_by else "normal", "signal": None,
             "exception": None}
+
+
+def _true_exit(exit_block: dict[str, Any], status: int | None) -> None:
+    """Inside the app, ``sys.exit(5)`` and a crash look like a normal end (the status is
+    not known to Python at exit); here it is: a "normal" end is corrected by it."""
+    if exit_block.get("reason") != "normal" or not status:
+        return
+    if status > 128:
+        exit_block.update(reason="signal", signal=_signal_name(status - 128))
+    else:
+        exit_block.update(reason="exit", code=status)
 
 
 def _finish(run: _Run, outputs: _Outputs) -> tuple[dict[str, Any] | None, int, str]:
@@ -708,6 +721,7 @@ def _finish(run: _Run, outputs: _Outputs) -> tuple[dict[str, Any] | None, int, s
     if report is not None:
         exit_block = report["meta"].setdefault("exit", {"reason": "normal"})
         exit_block["returncode"] = status
+        _true_exit(exit_block, status)
         _sampler_profile(run, report, say)
 
     # One line on how the app ended.

@@ -171,6 +171,8 @@ def exit_text(report: Report) -> str:
         return f"signal {exit_['signal']}"
     if reason == "exception" and exit_.get("exception"):
         return f"exception: {exit_['exception']}"
+    if reason == "exit" and exit_.get("code") is not None:
+        return f"exit status {exit_['code']}"
     return reason
 
 
