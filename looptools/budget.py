@@ -39,6 +39,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
+from looptools import _jsonsafe
 from looptools.report_io import display_path
 
 __all__ = [
@@ -129,6 +130,8 @@ _ALLOW_KEYS = ("function", "file", "reason", "expires")
 
 def fmt_ms(ms: float) -> str:
     """Milliseconds for people: ``3.2 ms``, ``412 ms``, ``1.25 s``."""
+    if not math.isfinite(ms):
+        return f"{ms} ms"
     if ms >= 1000:
         return f"{ms / 1000:.2f} s"
     if ms >= 100 or ms == int(ms):
@@ -147,28 +150,51 @@ def _type_name(value: object) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+#: The largest budget value: 10^15 ms is 31,000 years, and a count beyond it cannot occur.
+#: Larger values (``--max-blocking-calls 1e400``, an integer of 400 digits) are refused
+#: rather than overflow when compared or printed.
+MAX_LIMIT = 10**15
+
+
+def _shown(value: object, limit: int = 40) -> str:
+    """``repr(value)`` for a message: short, one line, never raising (huge ints, deep lists)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_LIMIT:
+        return "a huge integer"
+    if isinstance(value, list | dict):
+        return _type_name(value)
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        return _type_name(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def parse_limit(name: str, value: object, where: str) -> Limit | None:
     """Check one budget value; ``None`` means unchecked (the value was ``"off"``).
 
     Raises :class:`BudgetError` naming ``name`` and ``where`` when the key is unknown
-    or the value has the wrong type.
+    or the value has the wrong type or is out of range (below 0, above
+    :data:`MAX_LIMIT`, not finite).
     """
     key = _KEYS.get(name)
     if key is None:
-        raise BudgetError(f"budget key {name!r} in {where} is not known"
+        raise BudgetError(f"budget key {_shown(name)} in {where} is not known"
                           f"{_did_you_mean(name, _KEYS)}")
     if isinstance(value, str) and value.strip().lower() == OFF:
         return None
     if key.unit == "ms":
+        # The comparisons also refuse NaN and infinities (math.isfinite would raise
+        # OverflowError on an integer of 400 digits).
         ok = isinstance(value, int | float) and not isinstance(value, bool) \
-            and math.isfinite(value) and value >= 0
+            and 0 <= value <= MAX_LIMIT
         if not ok:
             raise BudgetError(f"budget key {name!r} in {where} must be a number of milliseconds "
-                              f">= 0 or \"off\", not {value!r} ({_type_name(value)})")
+                              f">= 0 (at most 1e15) or \"off\", not {_shown(value)} "
+                              f"({_type_name(value)})")
         return float(value)  # type: ignore[arg-type]
-    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+    if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_LIMIT):
         raise BudgetError(f"budget key {name!r} in {where} must be a whole number >= 0 "
-                          f"or \"off\", not {value!r} ({_type_name(value)})")
+                          f"(at most 1e15) or \"off\", not {_shown(value)} ({_type_name(value)})")
     return value
 
 
@@ -240,7 +266,7 @@ def _parse_expires(value: object, where: str) -> date:
         except ValueError:
             pass
     raise BudgetError(f"allow-list key 'expires' in {where} must be a date such as "
-                      f"2026-12-31, not {value!r} ({_type_name(value)})")
+                      f"2026-12-31, not {_shown(value)} ({_type_name(value)})")
 
 
 def _parse_allow(value: object, where: str) -> tuple[AllowEntry, ...]:
@@ -260,7 +286,7 @@ def _parse_allow(value: object, where: str) -> tuple[AllowEntry, ...]:
         for key in ("function", "file", "reason"):
             if key in item and (not isinstance(item[key], str) or not item[key].strip()):
                 raise BudgetError(f"allow-list key {key!r} in {entry_where} must be a non-empty "
-                                  f"string, not {item[key]!r} ({_type_name(item[key])})")
+                                  f"string, not {_shown(item[key])} ({_type_name(item[key])})")
         if "reason" not in item:
             raise BudgetError(f"{entry_where} needs a reason = \"...\" (why this offender is "
                               f"allowed)")
@@ -321,6 +347,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise BudgetError(f"budget file {name} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise BudgetError(f"budget file {name} is not UTF-8 text") from None
+    except RecursionError:
+        raise BudgetError(f"budget file {name} is nested too deeply to read") from None
+    except ValueError as exc:  # an integer of thousands of digits
+        raise BudgetError(f"budget file {name} cannot be read: {exc}") from None
 
 
 def _section(data: Mapping[str, Any]) -> Any:
@@ -775,18 +805,60 @@ def _baseline_error(where: str, problem: str) -> BudgetError:
     return BudgetError(f"baseline {where} {problem}")
 
 
+_BASELINE_NAME_KEYS: dict[str, str] = {"stall": "function", "slow_callback": "name",
+                                        "blocking_call": "call", "leaked_task": "coro"}
+
+
+def _baseline_row(row: object, kind: Kind, at: str, where: str) -> BaselineEntry:
+    """One entry of a baseline file, its fields checked (an error names ``at``)."""
+    if not isinstance(row, dict):
+        raise _baseline_error(where, f"has a malformed entry {at}: expected an object, "
+                                     f"not {_type_name(row)}")
+
+    def field(key: str, ok: bool, expected: str) -> None:
+        if not ok:
+            raise _baseline_error(where, f"has a malformed entry {at}: {key!r} must be "
+                                         f"{expected}, not {_shown(row[key])}")
+
+    for key in ("function", "file", "name", "call", "coro"):
+        if key in row:
+            field(key, row[key] is None or isinstance(row[key], str), "a string or null")
+    line, count, max_ms = row.get("line"), row.get("count", 0), row.get("max_ms")
+    if "line" in row:
+        field("line", line is None or (isinstance(line, int) and not isinstance(line, bool)),
+              "an integer or null")
+    if "count" in row:
+        field("count", isinstance(count, int) and not isinstance(count, bool) and count >= 0,
+              "a whole number >= 0")
+    if "max_ms" in row:
+        field("max_ms", max_ms is None or (isinstance(max_ms, int | float)
+                                           and not isinstance(max_ms, bool)), "a number or null")
+    name = row.get(_BASELINE_NAME_KEYS[kind])
+    label = (name or "(unknown)") if kind == "stall" else str(name)
+    function = row.get("name") if kind == "slow_callback" else row.get("function")
+    return BaselineEntry(kind, label, function, row.get("file"), line, count,
+                         float(max_ms) if max_ms is not None else None)
+
+
 def load_baseline(path: Path) -> Baseline:
-    """Read a baseline file written by ``looptools baseline``."""
+    """Read a baseline file written by ``looptools baseline``.
+
+    Raises :class:`BudgetError` (one line naming the file, and the entry when one is
+    malformed) for a file that is missing, not JSON, not a baseline, or holds values
+    of the wrong type, numbers that are not finite or out of range, or deep nesting.
+    """
     where = display_path(path)
     try:
-        data = json.loads(path.read_text("utf-8"))
+        data = _jsonsafe.loads(path.read_bytes())
     except FileNotFoundError:
         raise _baseline_error(where, "does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _baseline_error(where, f"cannot be read: {exc}") from None
+    except _jsonsafe.UnsafeJSON as exc:
+        raise _baseline_error(where, f"cannot be used: {exc}") from None
     except json.JSONDecodeError as exc:
         raise _baseline_error(where, f"is not valid JSON: {exc.msg} at line {exc.lineno}"
                               ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _baseline_error(where, f"cannot be read: {exc}") from None
     if not isinstance(data, dict) or data.get("looptools_baseline") != BASELINE_FORMAT:
         raise _baseline_error(where, f"is not a looptools baseline (format "
                                      f"{BASELINE_FORMAT}); write one with `looptools baseline`")
@@ -795,22 +867,18 @@ def load_baseline(path: Path) -> Baseline:
             isinstance(v, bool) or not isinstance(v, int | float) or v < 0 for v in tol.values()):
         raise _baseline_error(where, "has a bad tolerance: expected numbers >= 0 for ratio, "
                                      "ms and count")
-    try:
-        tolerance = Tolerance(**{k: tol[k] for k in ("ratio", "ms", "count") if k in tol})
-        entries = []
-        for section, kind in _KIND_KEYS.items():
-            for row in data.get(section) or ():
-                label = {"stall": row.get("function") or "(unknown)", "slow_callback":
-                         row.get("name"), "blocking_call": row.get("call"),
-                         "leaked_task": row.get("coro")}[kind]
-                max_ms = row.get("max_ms")
-                function = row.get("name") if kind == "slow_callback" else row.get("function")
-                entries.append(BaselineEntry(
-                    kind, str(label), function, row.get("file"), row.get("line"),
-                    int(row.get("count", 0)), float(max_ms) if max_ms is not None else None))
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise _baseline_error(where, f"has a malformed entry: {exc}") from None
-    return Baseline(tuple(entries), tolerance, where, data.get("made_from") or {})
+    tolerance = Tolerance(**{k: tol[k] for k in ("ratio", "ms", "count") if k in tol})
+    entries: list[BaselineEntry] = []
+    for section, kind in _KIND_KEYS.items():
+        rows = data.get(section) or []
+        if not isinstance(rows, list):
+            raise _baseline_error(where, f"has a malformed {section!r}: expected an array, "
+                                         f"not {_type_name(rows)}")
+        entries.extend(_baseline_row(row, kind, f"{section}[{index}]", where)
+                       for index, row in enumerate(rows))
+    made_from = data.get("made_from")
+    return Baseline(tuple(entries), tolerance, where,
+                    made_from if isinstance(made_from, dict) else {})
 
 
 # --------------------------------------------------------------------------- evaluation

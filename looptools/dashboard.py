@@ -24,6 +24,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from looptools.stream import message_problem
+
 __all__ = ["Dashboard", "DashboardState", "View", "clip_left", "fmt_ms", "place", "short_path",
            "sparkline", "stall_text", "where"]
 
@@ -177,6 +179,8 @@ class DashboardState:
         self.events: deque[tuple[float, str, dict[str, Any]]] = deque(maxlen=200)
         self.dropped = 0
         self.bad_lines = 0
+        #: messages given to apply() that were not usable (see apply)
+        self.rejected = 0
         self.ended = False
         self.exit: dict[str, Any] | None = None
         self.report: dict[str, Any] | None = None
@@ -184,7 +188,16 @@ class DashboardState:
 
     # -- input (reader thread) ----------------------------------------------------------
     def apply(self, message: dict[str, Any], connection: int = 0) -> None:
-        """Take one decoded wire message (see docs/dashboard.md)."""
+        """Take one decoded wire message (see docs/dashboard.md).
+
+        A message that is not one its readers can use (:func:`looptools.stream.
+        message_problem`: another version, a field of the wrong type) is counted in
+        ``rejected`` and otherwise ignored; the stream's decoder drops those already.
+        """
+        if message_problem(message) is not None:
+            with self.lock:
+                self.rejected += 1
+            return
         kind = message.get("type")
         with self.lock:
             if self.connection is None:
@@ -266,7 +279,7 @@ class DashboardState:
             cwd=hello.get("cwd"),
             threshold_ms=hello.get("threshold_ms"),
             dropped=self.dropped,
-            bad_lines=self.bad_lines,
+            bad_lines=self.bad_lines + self.rejected,
             other_processes=len(self.other_connections),
         )
         loop = snap.get("loop") or hello.get("loop") or (self.report or {}).get("loop")
@@ -391,7 +404,7 @@ class LoopPanel:
             busy.append("n/a" if view.loop_kind not in ("qasync", "qtasyncio", "qt")
                         else "-", style="dim")
         else:
-            pct = 100.0 * float(view.busy_fraction)
+            pct = min(100.0, max(0.0, 100.0 * float(view.busy_fraction)))
             bar = max(4, min(20, width - 12))
             filled = round(bar * pct / 100.0)
             busy.append(f"{pct:3.0f}% ", style="red" if pct >= 80 else "green")

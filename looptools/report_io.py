@@ -11,9 +11,12 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from looptools import _jsonsafe
 
 __all__ = ["SCHEMA_VERSION", "ReportError", "display_path", "load_report", "report_schema",
            "validate_report"]
@@ -27,11 +30,16 @@ _REQUIRED_FALLBACK = ("schema_version", "tool", "loop", "meta", "stalls", "stall
 
 
 class ReportError(Exception):
-    """A report could not be used; ``str()`` is one line naming the file and the problem."""
+    """A report could not be used; ``str()`` is one line naming the file and the problem.
 
-    def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
+    ``path`` is where in the report the problem is (keys and indexes), when known.
+    """
+
+    def __init__(self, message: str, path: Sequence[str | int] | None = None) -> None:
+        # One printable line whatever the file name or report held.
+        self.message = _jsonsafe.safe_text(" ".join(message.splitlines()))
+        self.path = tuple(path) if path is not None else None
+        super().__init__(self.message)
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
@@ -53,16 +61,11 @@ def report_schema() -> dict[str, Any]:
     return schema
 
 
-def _where(path_parts: Any) -> str:
-    """A JSON path such as ``stalls[0].culprit.line`` from a jsonschema error path."""
-    out = ""
-    for part in path_parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "the top level"
-
-
 def _short(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value, default=str)
+    try:
+        text = json.dumps(value, default=str)
+    except (ValueError, RecursionError):
+        text = type(value).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -83,13 +86,17 @@ def validate_report(report: Any, name: str) -> None:
         raise ReportError(f"report {name} has schema_version {_short(version)}; "
                           f"this looptools reads version {SCHEMA_VERSION}")
     try:
+        _jsonsafe.check(report, fix_strings=False)
+    except _jsonsafe.UnsafeJSON as exc:
+        raise _unsafe(name, exc) from None
+    try:
         import jsonschema
     except ImportError:  # pragma: no cover - jsonschema is installed with looptools[dev]
         # Without jsonschema only the shape of the top level is checked.
         missing = [key for key in _REQUIRED_FALLBACK if key not in report]
         if missing:
             raise ReportError(f"report {name} does not match the report schema: "
-                              f"'{missing[0]}' is missing") from None
+                              f"'{missing[0]}' is missing", (missing[0],)) from None
         return
     validator_cls = jsonschema.validators.validator_for(report_schema())
     validator = validator_cls(report_schema())
@@ -107,7 +114,15 @@ def validate_report(report: Any, name: str) -> None:
     if len(message) > 160:
         message = message[:157] + "..."
     raise ReportError(f"report {name} does not match the report schema at "
-                      f"{_where(error.absolute_path)}: {message}")
+                      f"{_jsonsafe.json_path(list(error.absolute_path))}: {message}",
+                      list(error.absolute_path))
+
+
+def _unsafe(name: str, exc: _jsonsafe.UnsafeJSON) -> ReportError:
+    if not exc.path:
+        return ReportError(f"report {name} is not a looptools report: {exc.problem}", ())
+    return ReportError(f"report {name} does not match the report schema at "
+                       f"{_jsonsafe.json_path(exc.path)}: {exc.problem}", exc.path)
 
 
 def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -115,7 +130,10 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises :class:`ReportError` with a one-line message when the file is missing,
     unreadable, empty, not JSON, cut short (a process killed while writing), or not
-    a report of the version this looptools reads.
+    a report of the version this looptools reads: one that does not match the schema,
+    is nested deeper than a report, or holds numbers that are not finite or out of
+    range (:mod:`looptools._jsonsafe`).  Lone surrogates in its strings come back
+    escaped (the text ``\\udcff``), so that whatever the report holds can be printed.
     """
     name = display_path(path)
     try:
@@ -133,7 +151,11 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not text.strip():
         raise ReportError(f"report {name} is empty (did the profiled process finish writing it?)")
     try:
-        report = json.loads(text)
+        # NaN, Infinity, huge numbers, deep nesting: rejected with where they are;
+        # lone surrogates: escaped, so that the report prints (see looptools._jsonsafe).
+        report = _jsonsafe.loads(text)
+    except _jsonsafe.UnsafeJSON as exc:
+        raise _unsafe(name, exc) from None
     except json.JSONDecodeError as exc:
         stripped = text.strip()
         cut_short = (not text[exc.pos:].strip() or exc.msg.startswith("Unterminated string")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import sys
 from typing import Any
 
@@ -27,6 +28,18 @@ _COMMANDS: dict[str, str] = {
     "diff": "looptools.cli.check:diff",
     "doctor": "looptools.cli.doctor:doctor",
 }
+
+
+class FiniteFloat(click.FloatRange):
+    """A :class:`click.FloatRange` that also refuses ``nan`` and ``inf``, which pass its
+    bounds (every comparison with NaN is false): a usage error, exit status 2."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 def _available() -> dict[str, str]:

@@ -21,9 +21,11 @@ from typing import IO, Any, NoReturn
 
 import click
 
+from looptools._jsonsafe import safe_text
 from looptools._safewrite import why, write_file
 from looptools.budget import (
     BUDGET_KEYS,
+    MAX_LIMIT,
     OFF,
     BudgetError,
     BudgetKey,
@@ -44,6 +46,7 @@ from looptools.budget import (
     relative_file,
     tighten_baseline,
 )
+from looptools.cli import FiniteFloat
 from looptools.render._format import oneline
 from looptools.report_io import ReportError, display_path, load_report
 
@@ -59,7 +62,7 @@ class _InputError(click.ClickException):
     exit_code = EXIT_ERROR
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"looptools: {oneline(self.message)}", err=True)
+        click.echo(f"looptools: {safe_text(oneline(self.message))}", err=True)
 
 
 class _Command(click.Command):
@@ -116,9 +119,11 @@ class _LimitParam(click.ParamType):
             return OFF
         try:
             return float(value) if self.key.unit == "ms" else int(value)
-        except ValueError:
+        except ValueError:  # also an integer of over 4,300 digits
             unit = "a number of milliseconds" if self.key.unit == "ms" else "a whole number"
-            self.fail(f"{value!r} is not {unit} or 'off'", param, ctx)
+            shown = value if len(value) <= 40 else value[:37] + "..."
+            self.fail(f"{shown!r} is not {unit} or 'off'", param, ctx)
+
 
 
 def _budget_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -486,14 +491,15 @@ def diff_json(result: Diff, before: str, after: str,
 @click.command(cls=_Command)
 @click.argument("before", type=click.Path(path_type=Path))
 @click.argument("after", type=click.Path(path_type=Path))
-@click.option("--tolerance", type=click.FloatRange(min=1.0), default=Tolerance.ratio,
+@click.option("--tolerance", type=FiniteFloat(min=1.0, max=MAX_LIMIT), default=Tolerance.ratio,
               show_default=True, metavar="RATIO",
               help="A duration or count is worse above before x RATIO + slack.")
-@click.option("--slack-ms", type=click.FloatRange(min=0.0), default=Tolerance.ms,
+@click.option("--slack-ms", type=FiniteFloat(min=0.0, max=MAX_LIMIT), default=Tolerance.ms,
               show_default=True, metavar="MS", help="Slack added to durations.")
-@click.option("--slack-count", type=click.IntRange(min=0), default=Tolerance.count,
+@click.option("--slack-count", type=click.IntRange(min=0, max=MAX_LIMIT),
+              default=Tolerance.count,
               show_default=True, metavar="N", help="Slack added to counts.")
-@click.option("--slack-busy", type=click.FloatRange(0.0, 1.0), default=Tolerance.busy,
+@click.option("--slack-busy", type=FiniteFloat(0.0, 1.0), default=Tolerance.busy,
               show_default=True, metavar="FRACTION",
               help="Worse when the dispatcher's busy fraction grows by more than this.")
 @click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)

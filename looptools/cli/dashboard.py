@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 import click
 
+from looptools.cli import FiniteFloat
 from looptools.stream import connect, listed_processes, registry_dir, registry_socket
 
 __all__ = ["dashboard", "ps"]
@@ -67,7 +68,7 @@ def _target_path(target: str) -> Path:
 @click.option("--once", is_flag=True,
               help="Print one frame after the first snapshot and exit "
                    "(what happens anyway when standard output is not a terminal).")
-@click.option("--refresh", type=click.FloatRange(min=4, max=30), default=4.0,
+@click.option("--refresh", type=FiniteFloat(min=4, max=30), default=4.0,
               show_default=True, help="Redraws per second.")
 def dashboard(target: str, once: bool, refresh: float) -> None:
     """Watch a running app's event loop live (an app started with LOOPTOOLS=1).

@@ -21,6 +21,7 @@ Every problem is one line on stderr; whatever was recorded is still written.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import importlib.util
 import json
@@ -42,7 +43,8 @@ import click
 
 from looptools._report import empty_report, summary_lines
 from looptools._safewrite import why, write_file
-from looptools.report_io import ReportError, display_path, load_report
+from looptools.cli import FiniteFloat
+from looptools.report_io import ReportError, display_path, load_report, validate_report
 from looptools.settings import _optional_path
 
 __all__ = ["profile"]
@@ -558,7 +560,55 @@ def report_from_stream(run: _Run, exit_info: dict[str, Any]) -> dict[str, Any]:
                            "unretrieved_exceptions": []}
     report["blocking_calls"] = [r for r in snap.get("blocking_calls") or []
                                 if isinstance(r, dict)]
-    return report
+    return _schema_valid(report)
+
+
+#: Sections of a rebuilt report made of entries: a bad entry is dropped, not the section.
+_ENTRIES = frozenset({"stalls", "slow_callbacks", "blocking_calls"})
+
+
+def _schema_valid(report: dict[str, Any]) -> dict[str, Any]:
+    """``report`` with what the report schema rejects dropped or reset to an empty value.
+
+    The stream's decoder checks the fields readers use, not every field the schema
+    requires (a snapshot's slow callback without ``p50_ms``, a loop kind of a newer
+    looptools): so that the rebuilt report is always one ``looptools report``,
+    ``check`` and the renderers read, each problem the schema finds is removed, worst
+    case down to the empty report with this run's ``meta``.
+    """
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    empty = empty_report()
+    empty["meta"].update({"started_at": now, "ended_at": now, "duration_s": 0.0,
+                          "threshold_ms": 50.0, "detectors": [],
+                          "exit": {"reason": "stopped", "signal": None, "exception": None}})
+    for _ in range(1000):
+        try:
+            validate_report(report, "rebuilt from the stream")
+            return report
+        except ReportError as exc:
+            path = exc.path or ()
+        top = path[0] if path else None
+        section = report.get(top) if isinstance(top, str) else None
+        key = path[1] if len(path) > 1 else None
+        if top in _ENTRIES and isinstance(section, list) and isinstance(key, int) \
+                and key < len(section):
+            del section[key]  # one bad stall, slow callback or blocking call
+        elif top == "loop" and key == "kind" and isinstance(section, dict) \
+                and section.get("kind") not in ("unknown", "none"):
+            section["kind"] = "unknown"  # a loop ran: of a kind this looptools does not know
+        elif top in ("loop", "meta") and isinstance(section, dict) and isinstance(key, str) \
+                and key in section and section[key] != empty[top].get(key, section[key]):
+            section[key] = empty[top][key]
+        elif top in ("loop", "meta") and isinstance(section, dict) and key in section \
+                and key not in empty[top]:
+            del section[key]  # an optional field
+        elif isinstance(top, str) and top in empty and section != empty[top]:
+            report[top] = copy.deepcopy(empty[top])
+        else:
+            break
+    # Not expected: the empty report.
+    empty["meta"]["partial"] = "rebuilt by looptools profile: the live stream was unusable"
+    return empty
 
 
 def _sibling(path: Path, suffix: str) -> Path:
@@ -773,13 +823,13 @@ def _finish(run: _Run, outputs: _Outputs) -> tuple[dict[str, Any] | None, int, s
 @click.option("--html", metavar="PATH", help="Also write a self-contained HTML report.")
 @click.option("--trace", metavar="PATH", help="Also write a Perfetto/Chrome trace.")
 @click.option("--markdown", metavar="PATH", help="Also write a Markdown summary.")
-@click.option("--threshold-ms", type=click.FloatRange(min=0, min_open=True), metavar="MS",
+@click.option("--threshold-ms", type=FiniteFloat(min=0, min_open=True), metavar="MS",
               help="Stall and slow-callback threshold [default: the app's LOOPTOOLS_* "
                    "settings, else 50].")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="S",
+@click.option("--duration", type=FiniteFloat(min=0, min_open=True), metavar="S",
               help="Stop the app after S seconds: SIGINT, then SIGTERM and SIGKILL "
                    "--grace seconds apart.")
-@click.option("--grace", type=click.FloatRange(min=0), default=3.0, show_default=True,
+@click.option("--grace", type=FiniteFloat(min=0), default=3.0, show_default=True,
               metavar="S", help="Seconds between SIGINT, SIGTERM and SIGKILL when stopping.")
 @click.option("--no-dashboard", is_flag=True,
               help="No live dashboard (also when standard output is not a terminal).")

@@ -9,6 +9,7 @@ from typing import NoReturn
 
 import click
 
+from looptools._jsonsafe import safe_text
 from looptools._safewrite import why, write_file
 from looptools.render import (
     BUILTIN_RENDERERS,
@@ -18,6 +19,7 @@ from looptools.render import (
     get_renderer_class,
     renderer_for_path,
 )
+from looptools.render._format import oneline
 from looptools.report_io import ReportError, display_path, load_report
 
 _FORMATS_HELP = "; ".join(f"{r.name}: {r.description}" for r in BUILTIN_RENDERERS)
@@ -26,7 +28,7 @@ _EXTENSIONS_HELP = ", ".join(f"{ext} → {r.name}" for r in BUILTIN_RENDERERS fo
 
 def _fail(message: str) -> NoReturn:
     """One line on stderr and exit status 2, the status click uses for bad usage."""
-    click.echo(f"looptools report: error: {message}", err=True)
+    click.echo(f"looptools report: error: {safe_text(oneline(message))}", err=True)
     sys.exit(2)
 
 
