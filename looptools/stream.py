@@ -14,8 +14,9 @@ Two halves that share one wire format (documented in docs/dashboard.md):
   per-user registry socket (``<runtime dir>/<pid>.sock``) that
   ``looptools dashboard PID`` connects to and ``looptools ps`` lists.
 * On the reading side, :class:`LineDecoder` splits bytes into messages and counts
-  lines that are not messages; :class:`StreamServer` and :func:`connect` feed the
-  decoded messages to a callback on a reader thread.
+  lines that are not messages (not JSON, unusable numbers or nesting, a field of the
+  wrong type: :func:`message_problem`); :class:`StreamServer` and :func:`connect` feed
+  the decoded messages to a callback on a reader thread, which no message can end.
 
 Only the standard library is imported: this module runs inside the user's app.
 Unix domain sockets only; there is deliberately no TCP transport.
@@ -41,6 +42,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from looptools import _jsonsafe
 from looptools._hub import Detector
 from looptools._ourthreads import block_process_signals
 
@@ -58,6 +60,7 @@ __all__ = [
     "ensure_private_dir",
     "listed_processes",
     "listening_wanted",
+    "message_problem",
     "registry_dir",
     "registry_socket",
 ]
@@ -190,6 +193,40 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+#: At most this many registry names are looked at when a process starts listening
+#: (each dead process's two unlinks cost ~0.1 ms; an app starts in one stale 2 ms).
+PRUNE_AT_START = 16
+
+
+def prune_dead(folder: Path, limit: int = PRUNE_AT_START) -> int:
+    """Delete registry entries (``<pid>.sock``, ``<pid>.json``) of processes that are gone.
+
+    A process killed with SIGKILL, or ended by ``os._exit``, cannot remove its own
+    entry; each process that starts listening clears up to ``limit`` of them (a
+    ``kill(pid, 0)`` each), so litter never piles up.  A live pid is left alone,
+    whoever it is now.  Returns how many processes' entries were removed."""
+    removed = 0
+    try:
+        with os.scandir(folder) as entries:
+            names = [e.name for _, e in zip(range(limit), entries, strict=False)]
+    except OSError:
+        return 0
+    for name in names:
+        stem, dot, suffix = name.partition(".")
+        if not dot or suffix not in ("sock", "json") or not stem.isdigit():
+            continue
+        pid = int(stem)
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        gone = False
+        for stale in (folder / f"{pid}.sock", folder / f"{pid}.json"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stale)
+                gone = True
+        removed += gone
+    return removed
 
 
 def listed_processes(folder: Path | None = None, prune: bool = True) -> list[dict[str, Any]]:
@@ -621,11 +658,17 @@ class StreamWriter(Detector):
         assert self.listen_path is not None
         path = self.listen_path
         ensure_private_dir(path.parent)
+        prune_dead(path.parent)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # a stale socket of an earlier process with our pid
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            listener.bind(str(path))
+            try:
+                listener.bind(str(path))
+            except FileNotFoundError:
+                # Another process's exit removed the folder, empty, just now: make it again.
+                ensure_private_dir(path.parent)
+                listener.bind(str(path))
             # The folder is 0700, so nobody could reach the socket before this chmod.
             os.chmod(path, 0o600)
             listener.listen(MAX_READERS)
@@ -657,6 +700,8 @@ class StreamWriter(Detector):
                 if os.stat(path).st_ino == self._listen_inode:
                     os.unlink(path)
                     os.unlink(path.with_suffix(".json"))
+            with contextlib.suppress(OSError):
+                os.rmdir(path.parent)  # the per-user folder, when we were its last entry
         self.inbox.close()
 
 
@@ -736,17 +781,162 @@ class LineDecoder:
 
     @staticmethod
     def decode(line: bytes) -> dict[str, Any] | None:
+        """One line as a v1 message, or ``None`` for anything else.
+
+        Anything else: not JSON (or nested deeper than :data:`_jsonsafe.MAX_DEPTH`,
+        holding ``NaN``, ``Infinity`` or a number beyond :data:`_jsonsafe.MAX_NUMBER`),
+        not an object, another wire version or message type, or a v1 message with a
+        field of the wrong type (:func:`message_problem`).  Lone surrogates in strings come
+        back escaped, so that a message can always be printed.
+        """
         try:
-            message = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+            message = _jsonsafe.loads(line)
+        except ValueError:  # JSONDecodeError, UnsafeJSON, UnicodeDecodeError
             return None
-        if not isinstance(message, dict) or message.get("v") != WIRE_VERSION \
-                or message.get("type") not in MESSAGE_TYPES:
+        if message_problem(message) is not None:
             return None
+        assert isinstance(message, dict)
         return message
 
 
+# -- the shape of v1 messages, as readers use them (docs/dashboard.md, "Wire format") ---------
+# A key may be missing (readers have defaults; detectors that are off send nothing); a key
+# that is there must have the type readers and the rebuilt report expect.  Keys not listed
+# here are not looked at.
+_Check = Callable[[Any], bool]
+
+
+def _number(value: Any) -> bool:
+    # The comparison also refuses NaN and infinities (decoded lines hold none; a
+    # message handed to DashboardState.apply in-process may).
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and -_jsonsafe.MAX_NUMBER <= value <= _jsonsafe.MAX_NUMBER
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and _number(value)
+
+
+def _string(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _boolean(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _fraction(value: Any) -> bool:
+    return _number(value) and 0 <= value <= 1
+
+
+def _pair(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(map(_number, value))
+
+
+def _or_null(check: _Check) -> _Check:
+    return lambda value: value is None or check(value)
+
+
+def _array(check: _Check) -> _Check:
+    return lambda value: isinstance(value, list) and all(map(check, value))
+
+
+def _object(fields: dict[str, _Check], required: tuple[str, ...] = ()) -> _Check:
+    def check(value: Any) -> bool:
+        return isinstance(value, dict) and all(key in value for key in required) and \
+            all(test(value[key]) for key, test in fields.items() if key in value)
+    return check
+
+
+_FRAME = _object({"function": _string, "file": _string, "line": _or_null(_integer)})
+_STALL = _object({
+    "started_at_s": _number, "duration_ms": _number, "detected_after_ms": _or_null(_number),
+    "culprit": _or_null(_FRAME), "stack": _array(_FRAME), "callback": _or_null(_string),
+    "task": _or_null(_string), "gil_held": _boolean, "source": _string,
+    "stack_source": _string, "samples": _integer, "culprit_samples": _integer,
+}, required=("started_at_s", "duration_ms"))
+_LOOP = _object({"kind": _string, "class": _or_null(_string), "variant": _or_null(_string),
+                 "callback_timing": _boolean, "qt_dispatcher": _or_null(_string),
+                 "attached_at_s": _or_null(_number)})
+_SNAPSHOT = _object({
+    "t": _number, "loop": _or_null(_LOOP), "running": _boolean,
+    "stall_now": _or_null(_STALL), "recent_stalls": _array(_STALL),
+    "stall_summary": _object({"count": _integer, "total_ms": _number, "max_ms": _number}),
+    "lag": _or_null(_object({key: _number for key in
+                             ("p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")})),
+    "lag_recent": _array(_pair),
+    "dispatcher": _or_null(_object({"busy_fraction": _fraction, "iterations": _integer,
+                                    "longest_busy_ms": _number})),
+    "slow_callbacks": _array(_object({
+        "name": _string, "kind": _string, "location": _or_null(_string), "count": _integer,
+        "total_ms": _number, "max_ms": _number, "p50_ms": _number, "p99_ms": _number})),
+    "tasks": _or_null(_object({key: _integer for key in
+                               ("pending_now", "peak_pending", "long_pending",
+                                "unretrieved_exceptions")})),
+    "blocking_calls": _array(_object({
+        "call": _string, "count": _integer,
+        "sites": _array(_object({"function": _string, "file": _string,
+                                 "line": _or_null(_integer), "count": _integer}))})),
+})
+_MESSAGES: dict[str, _Check] = {
+    "hello": _object({"pid": _integer, "argv": _array(_string), "cwd": _string,
+                      "started_at": _string, "loop": _or_null(_LOOP),
+                      "threshold_ms": _or_null(_number)}),
+    "snapshot": _object({"data": _SNAPSHOT}, required=("data",)),
+    "event": _object({"kind": _string, "data": lambda value: isinstance(value, dict)},
+                     required=("kind", "data")),
+    "bye": _object({"exit": _or_null(_object({"reason": _string,
+                                              "signal": _or_null(_string),
+                                              "exception": _or_null(_string)}))}),
+}
+_ENVELOPE = _object({"t": _number, "dropped": _integer})
+#: Events whose ``data`` is a stall, as in the report's ``stalls[]``.
+_STALL_EVENTS = frozenset({"stall_started", "stall_ended"})
+
+
+def message_problem(message: Any) -> str | None:
+    """Why a decoded ``message`` is not a v1 message its readers can use, or ``None``.
+
+    Checked: that it is an object of wire version 1 and a known type, the types of
+    ``t`` and ``dropped``, and those of the fields of each message type that
+    :class:`looptools.dashboard.DashboardState` and ``looptools profile``'s rebuilt
+    report read (hello's ``pid``, ``argv``, ``loop``...; a snapshot's stalls, lag,
+    dispatcher, tasks...; a stall event's stall).  Numbers, depth and strings are
+    :func:`looptools._jsonsafe.loads`'s to check.
+    """
+    if not isinstance(message, dict):
+        return f"not an object but {type(message).__name__}"
+    if message.get("v") != WIRE_VERSION:
+        return f"not wire version {WIRE_VERSION}"
+    kind = message.get("type")
+    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:  # a list is unhashable
+        return "unknown message type"
+    if not _ENVELOPE(message):
+        return "'t' or 'dropped' is not a number"
+    check = _MESSAGES.get(kind)
+    if check is not None and not check(message):
+        return f"a field of this {kind} message has the wrong type"
+    if kind == "event" and message.get("kind") in _STALL_EVENTS and \
+            not _STALL(message.get("data")):
+        return f"the stall of this {message.get('kind')} event has the wrong shape"
+    return None
+
+
 Handler = Callable[[dict[str, Any], int], None]
+
+
+def _deliver(handler: Handler, message: dict[str, Any], number: int,
+             decoder: LineDecoder) -> None:
+    """Pass ``message`` on; one the handler cannot take counts as bad, and reading goes on.
+
+    :meth:`LineDecoder.decode` already drops messages of the wrong shape; this is so
+    that no message at all can end the reader thread.
+    """
+    try:
+        handler(message, number)
+    except Exception:
+        decoder.messages -= 1
+        decoder.bad += 1
 
 
 class StreamServer:
@@ -813,8 +1003,9 @@ class StreamServer:
             self._selector.unregister(sock)
             sock.close()
             return
-        for message in self.decoders[number].feed(data):
-            self.on_message(message, number)
+        decoder = self.decoders[number]
+        for message in decoder.feed(data):
+            _deliver(self.on_message, message, number, decoder)
 
     def drain(self, quiet_for: float = 0.2, timeout: float = 1.5) -> None:
         """Wait until nothing arrived for ``quiet_for`` s or every writer hung up."""
@@ -870,7 +1061,7 @@ class StreamClient:
                 if not data:
                     break
                 for message in self.decoder.feed(data):
-                    self.on_message(message, 0)
+                    _deliver(self.on_message, message, 0, self.decoder)
         finally:
             self.closed.set()
 

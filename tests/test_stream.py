@@ -350,3 +350,33 @@ def test_listening_has_no_thread_until_a_dashboard_knocks(sock_dir: Path,
         assert second and second[0]["type"] == "hello"
     assert not path.exists() and not path.with_suffix(".json").exists()
     assert _stream_threads() == []
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid  # reaped: no process has this pid now (reuse within the test is rare)
+
+
+def test_apps_clear_dead_entries_and_leave_no_empty_folder(sock_dir: Path) -> None:
+    """A SIGKILLed process cannot remove its registry entry; the next monitored process
+    clears it.  The last one out removes the per-user folder."""
+    registry = sock_dir / "looptools"
+    ensure_private_dir(registry)
+    dead = _dead_pid()
+    for suffix in (".sock", ".json"):
+        (registry / f"{dead}{suffix}").write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPTOOLS")}
+    env.update(LOOPTOOLS="1", LOOPTOOLS_REPORT="none", LOOPTOOLS_SUMMARY="0",
+               XDG_RUNTIME_DIR=str(sock_dir))
+    app = [sys.executable, "-c", "import asyncio; asyncio.run(asyncio.sleep(0.2))"]
+    done = subprocess.run(app, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert not registry.exists(), sorted(p.name for p in registry.iterdir())
+
+    # Someone else still listed (a live pid: ours): the folder and that entry stay.
+    ensure_private_dir(registry)
+    (registry / f"{os.getpid()}.json").write_text("{}")
+    done = subprocess.run(app, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in registry.iterdir()) == [f"{os.getpid()}.json"]
