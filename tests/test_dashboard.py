@@ -212,6 +212,14 @@ def test_dashboard_once_and_ps_on_a_real_app(tmp_path: Path,
         shown = runner.invoke(dashboard, [str(proc.pid), "--once"])
         assert shown.exit_code == 0, shown.output
         assert f"pid {proc.pid}" in shown.output and "asyncio" in shown.output
+        # FORCE_COLOR (set in many CI logs) colours, but a pipe is no live terminal: one
+        # frame, not a redraw loop until the app ends.
+        monkeypatch.setenv("FORCE_COLOR", "1")
+        started = time.monotonic()
+        piped = runner.invoke(dashboard, [str(proc.pid)])
+        assert piped.exit_code == 0 and f"pid {proc.pid}" in piped.output, piped.output
+        assert time.monotonic() - started < 5 and proc.poll() is None
+        monkeypatch.delenv("FORCE_COLOR")
         assert "render_preview" in shown.output and "listening_app.py:9" in shown.output
 
         missing = runner.invoke(dashboard, ["999999"])

@@ -114,3 +114,17 @@ def test_profilers_help_does_not_start_a_benchmark() -> None:
     bad = subprocess.run([sys.executable, "-m", "looptools.profilers", "asyncoi"],
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "unknown loop kind 'asyncoi'" in bad.stderr
+
+
+@pytest.mark.parametrize(("shell", "marker"), [("bash", "complete -o"), ("zsh", "compdef"),
+                                               ("fish", "complete --no-files")])
+def test_shell_completion_scripts_as_the_readme_says(shell: str, marker: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "_LOOPTOOLS_COMPLETE": f"{shell}_source"}
+    done = subprocess.run([sys.executable, "-m", "looptools"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and marker in done.stdout, (done.stdout[:300], done.stderr)
+    assert "_LOOPTOOLS_COMPLETE=bash_source looptools" in (ROOT / "README.md").read_text()

@@ -228,3 +228,19 @@ def test_docs_examples_are_current_output() -> None:
         assert shown == result.stdout, (
             f"docs/report.md is out of date for {fmt} {path}: regenerate it with "
             f"`looptools report {path} --format {fmt}`")
+
+
+@pytest.mark.parametrize(("environ", "coloured"), [
+    ({}, False),                                  # a pipe: plain
+    ({"FORCE_COLOR": "1"}, True),                 # a CI log that renders colour
+    ({"FORCE_COLOR": "1", "NO_COLOR": "1"}, False),
+    ({"FORCE_COLOR": "", "TERM": "dumb"}, False),
+])
+def test_colour_follows_force_color_no_color_and_term(tmp_path: Path, environ: dict[str, str],
+                                                      coloured: bool) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR")}
+    env.update(PYTHONPATH=str(ROOT), **environ)
+    for args in (["report", str(CHAT)], ["check", str(CHAT), "--max-stall-ms", "10"]):
+        done = subprocess.run([sys.executable, "-m", "looptools", *args], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+        assert ("\x1b[" in done.stdout) is coloured, (args, environ, done.stdout[:300])

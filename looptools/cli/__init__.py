@@ -17,6 +17,33 @@ import click
 
 from looptools._version import __version__
 
+
+def colour_wanted(stream: Any = None) -> bool:
+    """Colour (and rich layout) for ``stream`` (default stdout): ``NO_COLOR`` (non-empty)
+    says no, ``FORCE_COLOR`` (non-empty) says yes (a CI log that renders colour), else a
+    terminal that is not ``TERM=dumb``."""
+    import os
+
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return live_terminal(stream)
+
+
+def live_terminal(stream: Any = None) -> bool:
+    """A real terminal that can be redrawn (the dashboard): never forced by FORCE_COLOR."""
+    import os
+
+    stream = sys.stdout if stream is None else stream
+    if os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 # name -> "module:attribute" of a click.Command
 _COMMANDS: dict[str, str] = {
     "profile": "looptools.cli.profile:profile",

@@ -233,8 +233,11 @@ def _print_text(evaluation: Evaluation, report_name: str, roots: Sequence[str | 
 
 
 def _stdout_is_terminal() -> bool:
-    # Plain text when piped or captured (CI logs, tests): stable and greppable.
-    return sys.stdout.isatty()
+    # Plain text when piped or captured (CI logs, tests): stable and greppable; the rich
+    # table on a terminal or with FORCE_COLOR, never with NO_COLOR or TERM=dumb.
+    from looptools.cli import colour_wanted
+
+    return colour_wanted()
 
 
 def _print_rich(rows: list[tuple[str, ...]], evaluation: Evaluation,

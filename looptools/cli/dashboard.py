@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
-from looptools.cli import FiniteFloat
+from looptools.cli import FiniteFloat, live_terminal
 from looptools.stream import connect, listed_processes, registry_dir, registry_socket
 
 __all__ = ["dashboard", "ps"]
@@ -91,7 +90,7 @@ def dashboard(target: str, once: bool, refresh: float) -> None:
     console = Console()
     board = Dashboard(state)
     try:
-        if once or not console.is_terminal:
+        if once or not live_terminal():  # (FORCE_COLOR makes rich's is_terminal true)
             deadline = time.monotonic() + 3.0
             while not state.snapshot and not client.closed.is_set() \
                     and time.monotonic() < deadline:
@@ -152,5 +151,5 @@ def ps(as_json: bool) -> None:
         if len(command) > 200:
             command = command[:197] + "..."
         click.echo(f"{entry['pid']:>{width}}  {_age(entry.get('started_at')):>5}  {command}")
-    if sys.stdout.isatty():
+    if live_terminal():
         click.echo(f"watch one with: looptools dashboard {found[-1]['pid']}", err=True)

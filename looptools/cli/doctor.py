@@ -359,14 +359,16 @@ def doctor(as_json: bool, no_probe: bool) -> None:
     Exits 0 when nothing is wrong, 1 when there is at least one problem.
     """
     checks = run_checks(probe=not no_probe)
-    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    from looptools.cli import colour_wanted
+
+    color = colour_wanted()
     for check in checks:
         if as_json:
             click.echo(json.dumps(dataclasses.asdict(check)))
             continue
         label, colour = _MARK[check.level]
         mark = click.style(f"{label:>7}", fg=colour, bold=True) if color else f"{label:>7}"
-        click.echo(f"{mark}  {check.name}: {check.message}")
+        click.echo(f"{mark}  {check.name}: {check.message}", color=color)
         if check.fix and check.level != "ok":
             click.echo(f"{'':>7}  fix: {check.fix}")
     problems = sum(1 for c in checks if c.level == "problem")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -11,6 +10,7 @@ import click
 
 from looptools._jsonsafe import safe_text
 from looptools._safewrite import why, write_file
+from looptools.cli import colour_wanted
 from looptools.render import (
     BUILTIN_RENDERERS,
     Renderer,
@@ -77,15 +77,14 @@ def report(report_path: str, fmt: str | None, output: str | None) -> None:
     except ReportError as exc:
         _fail(str(exc))
     to_stdout = output is None or output == "-"
-    color = (to_stdout and renderer_cls is TextRenderer and sys.stdout.isatty()
-             and "NO_COLOR" not in os.environ)
+    color = to_stdout and renderer_cls is TextRenderer and colour_wanted()
     try:
         text = renderer_cls(color=color).render(data)
     except Exception as exc:  # a plugin renderer's bug: name it, don't dump a traceback
         _fail(f"--format {renderer_cls.name or renderer_cls.__qualname__}: rendering "
               f"{display_path(report_path)} failed: {type(exc).__name__}: {exc}")
     if to_stdout:
-        click.echo(text, nl=False)
+        click.echo(text, nl=False, color=color)  # (click strips colour off a pipe unless told)
         return
     assert output is not None
     target = Path(output)
