@@ -125,6 +125,19 @@ def caller_site(frame: types.FrameType | None, depth: int = 8) -> Frame | None:
     return frame_tuple(first) if first is not None else None
 
 
+_OWN = tuple({os.path.join(os.path.dirname(os.path.abspath(__file__)), ""),
+              os.path.join(os.path.dirname(os.path.realpath(__file__)), "")})
+
+
+def without_ours(stack: list[Frame]) -> list[Frame]:
+    """``stack`` without looptools' own frames: the wrappers it runs callbacks, slots and
+    blocking calls through (``time.sleep`` shows as our recorder on top of the app's
+    line) would make a reader think looptools caused the stall.  The culprit is chosen
+    among application frames either way; a stack of nothing but ours stays as it is."""
+    kept = [frame for frame in stack if not frame[1].startswith(_OWN)]
+    return kept or stack
+
+
 def as_dict(frame: Frame | None) -> dict[str, object] | None:
     if frame is None:
         return None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from helpers import PROBE, culprit_line, run_probe, validate
+
+import looptools
 
 LOOPS = ["asyncio", "qasync", "qtasyncio"]
 CORO_PROBLEMS = ["blocking-coro", "cpu-parse", "sync-io", "gil-call"]
@@ -35,6 +38,11 @@ def test_stall_is_caught_with_culprit_and_duration(loop: str, problem: str, mach
     actual_ms = (run.marks["stall_end"] - run.marks["stall_start"]) * 1000.0
     assert stall["duration_ms"] == pytest.approx(actual_ms, rel=0.25), (stall, actual_ms)
     culprit = stall["culprit"]
+    # Our own frames (callback and slot timing, the blocking-call recorder) never show.
+    ours = os.path.join(os.path.dirname(os.path.abspath(looptools.__file__)), "")
+    assert not [f for f in stall["stack"] if f["file"].startswith(ours)], stall["stack"]
+    assert stall["stack"][-1] == culprit or problem in ("cpu-parse", "sync-io", "gil-call"), \
+        stall["stack"]
     if problem in ("cpu-parse", "sync-io"):
         # The hot line moves between samples (write/flush/fsync); the function doesn't.
         expected = {"cpu-parse": "parse_records", "sync-io": "save_sync"}[problem]

@@ -53,7 +53,14 @@ from typing import IO, Any
 from looptools import _posix_timer, _sigdump
 from looptools._describe import describe_handle, describe_task
 from looptools._fdtable import private_fd_table, stderr_fds
-from looptools._frames import Frame, as_dict, culprit_of, parse_faulthandler_all, stack_of
+from looptools._frames import (
+    Frame,
+    as_dict,
+    culprit_of,
+    parse_faulthandler_all,
+    stack_of,
+    without_ours,
+)
 from looptools._hub import Detector, give_back_interrupt
 from looptools._ourthreads import block_process_signals
 from looptools._threadtimes import ThreadTimes, open_times, pread_holding_gil
@@ -131,7 +138,7 @@ class Stall:
                 round((self.detected - self.started) * 1000.0, 3) if self.detected else None
             ),
             "culprit": as_dict(self.culprit),
-            "stack": [as_dict(frame) for frame in self.stack],
+            "stack": [as_dict(frame) for frame in without_ours(self.stack)],
             "callback": self.callback,
             "task": self.task,
             "gil_held": self.gil_held,
