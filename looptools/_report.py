@@ -63,6 +63,15 @@ def _where(frame: dict[str, Any] | None) -> str:
     return f"{frame.get('function')} ({_short(str(frame.get('file')))}:{line})"
 
 
+def stall_line(stall: dict[str, Any]) -> str:
+    """One stall on one line: duration, when, culprit, kind (the summary and the live
+    progress of ``looptools profile --no-dashboard`` print the same)."""
+    gil = ", GIL held" if stall.get("gil_held") else ""
+    return (f"stall {float(stall.get('duration_ms') or 0):7.0f} ms at "
+            f"{float(stall.get('started_at_s') or 0):.2f} s in "
+            f"{_where(stall.get('culprit'))} [{stall.get('source')}{gil}]")
+
+
 def summary_lines(report: dict[str, Any], report_path: str | None = None) -> list[str]:
     """A few lines for stderr at exit: top stalls with culprits, leaks, blocking calls."""
     meta = report["meta"]
@@ -84,11 +93,7 @@ def summary_lines(report: dict[str, Any], report_path: str | None = None) -> lis
             f"{r.get('setting')}={r.get('value')!r}" for r in rejected))
     top = sorted(report["stalls"], key=lambda s: s["duration_ms"], reverse=True)[:5]
     for stall in top:
-        gil = ", GIL held" if stall["gil_held"] else ""
-        lines.append(
-            f"  stall {stall['duration_ms']:7.0f} ms at {stall['started_at_s']:.2f} s in "
-            f"{_where(stall['culprit'])} [{stall['source']}{gil}]"
-        )
+        lines.append("  " + stall_line(stall))
     slow = report["slow_callbacks"]
     if slow:
         worst = slow[0]

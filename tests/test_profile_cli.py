@@ -309,3 +309,34 @@ def test_a_killed_profile_command_takes_its_app_with_it(tmp_path: Path, sampler:
         if proc.poll() is None:
             proc.kill()
         os.killpg(proc.pid, signal.SIGKILL) if proc.returncode is None else None
+
+
+def test_without_a_dashboard_each_stall_is_told_as_it_ends(tmp_path: Path) -> None:
+    """A CI log reader sees a stall while the app still runs, not only at its exit."""
+    app = tmp_path / "slow_then_idle.py"
+    app.write_text(textwrap.dedent("""
+        import asyncio, time
+        def export_csv():
+            time.sleep(0.2)
+        async def main():
+            await asyncio.sleep(0.1)
+            export_csv()
+            await asyncio.sleep(3)
+        asyncio.run(main())
+    """))
+    proc = subprocess.Popen([sys.executable, "-m", "looptools", "profile", "--no-dashboard",
+                             "--report", "none", str(app)], env=_env(), cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        still_running = proc.poll() is None
+        rest = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert first.startswith("looptools: stall ") and "export_csv (slow_then_idle.py:4)" in first, \
+        first + rest
+    assert still_running  # told 3 s before the app ended
+    assert proc.returncode == 0, rest
+    assert "export_csv (slow_then_idle.py:4)" in rest  # and again in the final summary

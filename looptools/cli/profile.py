@@ -41,7 +41,7 @@ from typing import IO, Any
 
 import click
 
-from looptools._report import empty_report, summary_lines
+from looptools._report import empty_report, stall_line, summary_lines
 from looptools._safewrite import why, write_file
 from looptools.cli import FiniteFloat
 from looptools.report_io import ReportError, display_path, load_report, validate_report
@@ -214,6 +214,7 @@ class _Run:
         self.killed_with: int | None = None
         self.pending_lines: list[str] = []
         self._lines_lock = threading.Lock()
+        self.progress_told = 0
         self._pumps: list[threading.Thread] = []
         from looptools.dashboard import DashboardState
 
@@ -235,6 +236,25 @@ class _Run:
             self.pending_lines.append(f"looptools: {line}")
         if not self.show_dashboard:
             self.flush_lines(None)
+
+    #: Without the dashboard, stalls are told as they end, up to this many.
+    MAX_PROGRESS_LINES = 50
+
+    def _apply_and_tell(self, message: dict[str, Any], connection: int = 0) -> None:
+        """The dashboard's model, plus (no dashboard: a CI log, a pipe) one line per stall
+        as it ends, so that a long run is not silent until the app exits."""
+        self.state.apply(message, connection)
+        if message.get("type") != "event" or message.get("kind") != "stall_ended" \
+                or connection != self.state.connection:
+            return
+        data = message.get("data")
+        if not isinstance(data, dict):
+            return
+        self.progress_told += 1
+        if self.progress_told <= self.MAX_PROGRESS_LINES:
+            self.say(stall_line(data))
+        elif self.progress_told == self.MAX_PROGRESS_LINES + 1:
+            self.say(f"more than {self.MAX_PROGRESS_LINES} stalls: the rest are in the report")
 
     def flush_lines(self, console: Any) -> None:
         with self._lines_lock:
@@ -276,7 +296,8 @@ class _Run:
     def start(self) -> None:
         from looptools.stream import StreamServer
 
-        self.server = StreamServer(self.socket_path, self.state.apply).start()
+        on_message = self.state.apply if self.show_dashboard else self._apply_and_tell
+        self.server = StreamServer(self.socket_path, on_message).start()
         pipe = subprocess.PIPE if self.show_dashboard else None
         stdin = subprocess.DEVNULL if sys.stdin is None or _isatty(sys.stdin) else None
         if self.show_dashboard:
