@@ -72,6 +72,30 @@ def stall_line(stall: dict[str, Any]) -> str:
             f"{_where(stall.get('culprit'))} [{stall.get('source')}{gil}]")
 
 
+def stall_groups(stalls: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Stalls grouped by culprit (function, file, line), the group that blocked the loop
+    longest first; in each group the longest stall first."""
+    groups: dict[tuple[Any, Any, Any], list[dict[str, Any]]] = {}
+    for stall in stalls:
+        culprit = stall.get("culprit") or {}
+        key = (culprit.get("function"), culprit.get("file"), culprit.get("line"))
+        groups.setdefault(key, []).append(stall)
+    ordered = [sorted(g, key=lambda s: -float(s.get("duration_ms") or 0))
+               for g in groups.values()]
+    return sorted(ordered, key=lambda g: -sum(float(s.get("duration_ms") or 0) for s in g))
+
+
+def _group_line(group: list[dict[str, Any]]) -> str:
+    total = sum(float(s.get("duration_ms") or 0) for s in group)
+    first = min(float(s.get("started_at_s") or 0) for s in group)
+    kinds = sorted({str(s.get("source")) for s in group})
+    if any(s.get("gil_held") for s in group):
+        kinds.append("GIL held")
+    return (f"stalls x{len(group)}, total {total:.0f} ms, worst "
+            f"{float(group[0].get('duration_ms') or 0):.0f} ms, first at {first:.2f} s, in "
+            f"{_where(group[0].get('culprit'))} [{', '.join(kinds)}]")
+
+
 def summary_lines(report: dict[str, Any], report_path: str | None = None) -> list[str]:
     """A few lines for stderr at exit: top stalls with culprits, leaks, blocking calls."""
     meta = report["meta"]
@@ -91,9 +115,8 @@ def summary_lines(report: dict[str, Any], report_path: str | None = None) -> lis
     if rejected:
         lines.append("  settings rejected (defaults used): " + ", ".join(
             f"{r.get('setting')}={r.get('value')!r}" for r in rejected))
-    top = sorted(report["stalls"], key=lambda s: s["duration_ms"], reverse=True)[:5]
-    for stall in top:
-        lines.append("  " + stall_line(stall))
+    for group in stall_groups(report["stalls"])[:5]:
+        lines.append("  " + (stall_line(group[0]) if len(group) == 1 else _group_line(group)))
     slow = report["slow_callbacks"]
     if slow:
         worst = slow[0]

@@ -139,3 +139,24 @@ def test_os_exit_still_writes_the_report_with_its_status(kind: str, tmp_path: Pa
                                           "code": 3}
     assert run.report["stall_summary"]["count"] >= 1  # the 60 ms of work before it
     validate(run.report)
+
+
+def test_the_exit_summary_groups_stalls_by_culprit(tmp_path: Path) -> None:
+    """Twenty stalls of one culprit were twenty identical lines (five shown)."""
+    app = tmp_path / "many.py"
+    app.write_text("import asyncio, time\n"
+                   "def export_csv():\n"
+                   "    time.sleep(0.08)\n"
+                   "async def main():\n"
+                   "    for i in range(8):\n"
+                   "        await asyncio.sleep(0.03)\n"
+                   "        export_csv()\n"
+                   "asyncio.run(main())\n")
+    run = run_app([str(app)], tmp_path)
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in run.stderr.splitlines() if "export_csv (" in line
+             and line.startswith("  stall")]
+    assert len(lines) == 1, run.stderr
+    count = int(lines[0].split("stalls x")[1].split(",")[0])
+    assert count == run.report["stall_summary"]["count"] >= 6, run.stderr  # type: ignore[index]
+    assert "worst" in lines[0] and "[task]" in lines[0]
