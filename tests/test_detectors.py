@@ -155,6 +155,10 @@ def test_blocking_calls_are_recorded_with_site(loop: str, problem: str, tmp_path
         row = calls["time.sleep"]
         assert row["count"] == 1
         assert row["sites"][0]["line"] == line
+        # Each call's own duration is measured around it: the 60 ms sleep.
+        assert row["max_ms"] == row["total_ms"] == row["sites"][0]["max_ms"]
+        actual_ms = (run.marks["stall_end"] - run.marks["stall_start"]) * 1000.0
+        assert 55 <= row["max_ms"] <= actual_ms + 1, (row, actual_ms)
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "qtasyncio"])

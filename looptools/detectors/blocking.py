@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -108,6 +109,10 @@ class BlockingCalls(Detector):
         self.sites_limit = 20
         self.calls: dict[str, dict[Frame | None, int]] = {}
         self.counts: dict[str, int] = {}
+        #: call -> site -> [total seconds, longest seconds], measured around the call
+        self.times: dict[str, dict[Frame | None, list[float]]] = {}
+        #: (call, site) of the call just noted, for _timed (loop thread only)
+        self._site: tuple[str, Frame | None] | None = None
         self._buster: Any = None
         # (BlockBusterFunction, checker, was the name in the owner's own __dict__)
         self._wrapped: list[tuple[Any, Any, bool]] = []
@@ -155,6 +160,7 @@ class BlockingCalls(Detector):
         sites = self.calls.setdefault(name, {})
         if site in sites or len(sites) < self.sites_limit:
             sites[site] = sites.get(site, 0) + 1
+            self._site = (name, site)
         self.counts[name] = self.counts.get(name, 0) + 1
         if self.counts[name] == 1 and self.hub is not None and self.hub.has("event"):
             self.hub.emit("blocking_call", call=name, site=as_dict(site))
@@ -165,12 +171,30 @@ class BlockingCalls(Detector):
         the app's call goes on either way."""
         busy = self._busy
         busy.value = True
+        self._site = None
         try:
             self._record(call, caller_site(frame))
         except Exception:
             pass
         finally:
             busy.value = False
+
+    def _timed(self, original: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        """``original(*args, **kwargs)``, its duration added to the site just noted."""
+        site = self._site
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            if site is not None:
+                spent = time.perf_counter() - started
+                try:
+                    entry = self.times.setdefault(site[0], {}).setdefault(site[1], [0.0, 0.0])
+                    entry[0] += spent
+                    if spent > entry[1]:
+                        entry[1] = spent
+                except Exception:
+                    pass
 
     def _opener(self, call: str, original: Callable[..., Any]) -> Callable[..., Any]:
         """``original`` (``open``, a name lookup...), recording a call made on the loop thread.
@@ -184,6 +208,7 @@ class BlockingCalls(Detector):
         error = self._error
         busy = self._busy
         note = self._note
+        timed = self._timed
         openers = self._openers
 
         def opener(*args: Any, **kwargs: Any) -> Any:
@@ -197,6 +222,7 @@ class BlockingCalls(Detector):
                     note(call, frame)
                     if strict:
                         raise error(call)
+                    return timed(original, args, kwargs)
             return original(*args, **kwargs)
 
         for name in ("__name__", "__qualname__", "__doc__", "__module__"):
@@ -214,6 +240,7 @@ class BlockingCalls(Detector):
         error = self._error
         busy = self._busy
         note = self._note
+        timed = self._timed
 
         def record(*args: Any, **kwargs: Any) -> Any:
             if busy.value:  # a blocking call made by our own recording below
@@ -226,7 +253,7 @@ class BlockingCalls(Detector):
                 note(name, sys._getframe(1))
                 if strict:
                     raise
-                return original(*args, **kwargs)
+                return timed(original, args, kwargs)
 
         record.__name__ = getattr(original, "__name__", name)
         record.__qualname__ = getattr(original, "__qualname__", name)
@@ -253,14 +280,24 @@ class BlockingCalls(Detector):
         rows: list[dict[str, Any]] = []
         for call, sites in list(self.calls.items()):
             ordered = sorted(sites.items(), key=lambda item: item[1], reverse=True)
+            times = self.times.get(call, {})
+            site_rows: list[dict[str, Any]] = []
+            totals: list[float] = []
+            longest_ms: list[float] = []
+            for site, n in ordered:
+                total, longest = times.get(site, (0.0, 0.0))
+                totals.append(round(total * 1000.0, 3))
+                longest_ms.append(round(longest * 1000.0, 3))
+                site_rows.append({
+                    **(as_dict(site) or {"function": "?", "file": "?", "line": None}),
+                    "count": n, "total_ms": round(total * 1000.0, 3),
+                    "max_ms": round(longest * 1000.0, 3)})
             rows.append({
                 "call": call,
                 "count": self.counts.get(call, 0),
-                "sites": [
-                    {**(as_dict(site) or {"function": "?", "file": "?", "line": None}),
-                     "count": n}
-                    for site, n in ordered
-                ],
+                "total_ms": round(sum(totals), 3),
+                "max_ms": max(longest_ms, default=0.0),
+                "sites": site_rows,
             })
         rows.sort(key=lambda row: row["count"], reverse=True)
         return rows
