@@ -622,6 +622,13 @@ class StreamWriter(Detector):
                     sock, _ = self._listener.accept()
                 except (BlockingIOError, InterruptedError):
                     break
+                except OSError as exc:
+                    # A reader gone before we took it: the next one.  Out of descriptors
+                    # (EMFILE, ENFILE) or memory: try again next round, never give up
+                    # streaming for good (that would end the thread and its socket).
+                    if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                        continue
+                    break
                 if len(self._peers) >= MAX_READERS:
                     sock.close()
                     continue

@@ -380,3 +380,44 @@ def test_apps_clear_dead_entries_and_leave_no_empty_folder(sock_dir: Path) -> No
     done = subprocess.run(app, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in registry.iterdir()) == [f"{os.getpid()}.json"]
+
+
+_FD_STARVED_APP = textwrap.dedent("""
+    import asyncio, os, resource, sys
+    async def main():
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        await asyncio.sleep(0.2)
+        highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 1, hard))  # no new descriptor
+        print("starved", flush=True)
+        await asyncio.sleep(1.5)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        print("fed", flush=True)
+        await asyncio.sleep(3)
+    asyncio.run(main())
+""")
+
+
+def test_a_process_out_of_descriptors_streams_again_once_it_has_some(sock_dir: Path) -> None:
+    """accept() failing with EMFILE once ended streaming for good (and removed the socket)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPTOOLS")}
+    env.update(LOOPTOOLS="1", LOOPTOOLS_REPORT="none", LOOPTOOLS_SUMMARY="0",
+               XDG_RUNTIME_DIR=str(sock_dir))
+    proc = subprocess.Popen([sys.executable, "-c", _FD_STARVED_APP], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    messages: list[dict[str, Any]] = []
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "starved\n"
+        path = sock_dir / "looptools" / f"{proc.pid}.sock"
+        client = connect(str(path), lambda m, n: messages.append(m))
+        assert proc.stdout.readline() == "fed\n"
+        deadline = time.monotonic() + 4
+        while not messages and time.monotonic() < deadline:
+            time.sleep(0.02)
+        client.close()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert messages and messages[0]["type"] == "hello", err
+    assert proc.returncode == 0 and err == "", err
