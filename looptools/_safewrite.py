@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import stat
 import tempfile
@@ -89,7 +88,7 @@ def _write_through(path: Path, data: bytes, fifo: bool, regular: bool = False) -
         raise
     try:
         if fifo:  # a reader is there: from now on, wait for it like any writer
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+            os.set_blocking(fd, True)
         _write_all(fd, data)
     finally:
         os.close(fd)
