@@ -6,8 +6,11 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from looptools._culprits import CulpritGroup, culprit_groups, stall_groups
 
 SCHEMA_VERSION = 1
 
@@ -56,14 +59,14 @@ def _short(path: str) -> str:
     return relative if not relative.startswith("..") else path
 
 
-def _where(frame: dict[str, Any] | None) -> str:
+def _where(frame: Mapping[str, Any] | None) -> str:
     if not frame:
         return "?"
     line = frame.get("line")
     return f"{frame.get('function')} ({_short(str(frame.get('file')))}:{line})"
 
 
-def stall_line(stall: dict[str, Any]) -> str:
+def stall_line(stall: Mapping[str, Any]) -> str:
     """One stall on one line: duration, when, culprit, kind (the summary and the live
     progress of ``looptools profile --no-dashboard`` print the same)."""
     gil = ", GIL held" if stall.get("gil_held") else ""
@@ -72,28 +75,14 @@ def stall_line(stall: dict[str, Any]) -> str:
             f"{_where(stall.get('culprit'))} [{stall.get('source')}{gil}]")
 
 
-def stall_groups(stalls: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Stalls grouped by culprit (function, file, line), the group that blocked the loop
-    longest first; in each group the longest stall first."""
-    groups: dict[tuple[Any, Any, Any], list[dict[str, Any]]] = {}
-    for stall in stalls:
-        culprit = stall.get("culprit") or {}
-        key = (culprit.get("function"), culprit.get("file"), culprit.get("line"))
-        groups.setdefault(key, []).append(stall)
-    ordered = [sorted(g, key=lambda s: -float(s.get("duration_ms") or 0))
-               for g in groups.values()]
-    return sorted(ordered, key=lambda g: -sum(float(s.get("duration_ms") or 0) for s in g))
-
-
-def _group_line(group: list[dict[str, Any]]) -> str:
-    total = sum(float(s.get("duration_ms") or 0) for s in group)
-    first = min(float(s.get("started_at_s") or 0) for s in group)
-    kinds = sorted({str(s.get("source")) for s in group})
-    if any(s.get("gil_held") for s in group):
+def _group_line(group: CulpritGroup) -> str:
+    stalls = group.stalls
+    kinds = sorted({str(s.get("source")) for s in stalls})
+    if any(s.get("gil_held") for s in stalls):
         kinds.append("GIL held")
-    return (f"stalls x{len(group)}, total {total:.0f} ms, worst "
-            f"{float(group[0].get('duration_ms') or 0):.0f} ms, first at {first:.2f} s, in "
-            f"{_where(group[0].get('culprit'))} [{', '.join(kinds)}]")
+    return (f"stalls x{group.count}, total {group.total_ms or 0:.0f} ms, worst "
+            f"{group.worst_ms or 0:.0f} ms, first at {group.first_s or 0:.2f} s, in "
+            f"{_where(stalls[0].get('culprit'))} [{', '.join(kinds)}]")
 
 
 def summary_lines(report: dict[str, Any], report_path: str | None = None) -> list[str]:
@@ -115,8 +104,10 @@ def summary_lines(report: dict[str, Any], report_path: str | None = None) -> lis
     if rejected:
         lines.append("  settings rejected (defaults used): " + ", ".join(
             f"{r.get('setting')}={r.get('value')!r}" for r in rejected))
-    for group in stall_groups(report["stalls"])[:5]:
-        lines.append("  " + (stall_line(group[0]) if len(group) == 1 else _group_line(group)))
+    # The culprits the renderers lead with (looptools._culprits), those with stalls.
+    for group in stall_groups(culprit_groups(report))[:5]:
+        lines.append("  " + (stall_line(group.stalls[0]) if group.count == 1
+                             else _group_line(group)))
     slow = report["slow_callbacks"]
     if slow:
         worst = slow[0]

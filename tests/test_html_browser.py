@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from looptools._culprits import culprit_groups
 from looptools.render import HtmlRenderer
 from looptools.report_io import load_report
 
@@ -277,10 +278,11 @@ def test_report_renders_with_charts_and_no_errors(
     for (_, count), (width, height) in zip(histogram, m["bars"], strict=True):
         assert width > 0
         assert (height > 0) == (count > 0)
-    assert m["details"] == len(stalls)
+    # One <details> per culprit with stalls; the first of them (most blocked time) is open.
+    ranks = [rank for rank, group in enumerate(culprit_groups(report), 1) if group.stalls]
+    assert m["details"] == len(ranks)
     if stalls:
-        longest = max(range(len(stalls)), key=lambda i: stalls[i]["duration_ms"])
-        assert m["openDetails"] == [f"stall-{longest}"]
+        assert m["openDetails"] == [f"culprit-{ranks[0]}"]
     assert m["scripts"] == 1 and m["images"] == 0
     assert browser.problems() == []
     assert all(u.startswith(("file:", "data:", "about:")) for u in browser.requested_urls()), \
@@ -297,7 +299,8 @@ def test_timeline_link_opens_the_stall(browser: Browser, tmp_path: Path) -> None
     browser.evaluate("new Promise((ok) => setTimeout(ok, 100))")
     assert browser.evaluate("document.getElementById('stall-tools').hidden") is False
     assert browser.evaluate("location.hash") == "#stall-2"
-    assert browser.evaluate("document.getElementById('stall-2').open") is True
+    # The stall is listed inside its culprit's <details>, which the script opened.
+    assert browser.evaluate("document.getElementById('stall-2').closest('details').open") is True
     browser.evaluate("document.querySelector('#stall-tools [data-open=\"1\"]').click()")
     assert browser.evaluate("document.querySelectorAll('#stalls details:not([open])').length") \
         == 0
@@ -341,3 +344,57 @@ def test_screenshot(browser: Browser, tmp_path: Path) -> None:
     width, height = struct.unpack(">II", png[16:24])
     assert (width, height) == (WIDTH, HEIGHT)
     assert len(png) > 50_000  # a blank page compresses to a few kB
+
+
+# -- the answer on the first screen -------------------------------------------------------------
+
+FIRST_SCREEN = (1280, 800)
+
+_FIRST_SCREEN = """(() => {
+  const inside = (el) => {
+    const r = el.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && r.top >= 0 && r.left >= 0
+      && r.bottom <= window.innerHeight && r.right <= window.innerWidth;
+  };
+  const seen = (el) => el && [el.textContent, inside(el)];
+  return {
+    viewport: [window.innerWidth, window.innerHeight],
+    scrollY: window.scrollY,
+    worst: seen(document.querySelector('#worst code')),
+    firstRow: seen(document.querySelector('#culprits tbody tr td:nth-child(2) code')),
+    firstSection: document.querySelector('main section').id,
+  };
+})()"""
+
+
+@pytest.mark.parametrize("fixture", ["render/qasync_chat.json", "render/qtasyncio_viewer.json",
+                                     "render/asyncio_plain.json", "reports/blocking_slot.json",
+                                     "reports/two_blocking.json"])
+def test_worst_culprit_is_on_the_first_screen(browser: Browser, tmp_path: Path,
+                                              fixture: str) -> None:
+    """At 1280×800, without scrolling, the page names the worst culprit: in the header and
+    as the first row of "Top culprits", the first section."""
+    report = load_report(DATA.parent / fixture)
+    worst = culprit_groups(report)[0]
+    page = tmp_path / "report.html"
+    page.write_text(HtmlRenderer().render(report), encoding="utf-8")
+    width, height = FIRST_SCREEN
+    browser.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
+                 deviceScaleFactor=1, mobile=False)
+    try:
+        _clear(browser)
+        browser.open(page.as_uri())
+        m = browser.evaluate(_FIRST_SCREEN)
+        png = browser.screenshot(tmp_path / "first-screen.png")
+    finally:
+        browser.call("Emulation.setDeviceMetricsOverride", session=True, width=WIDTH,
+                     height=HEIGHT, deviceScaleFactor=1, mobile=False)
+    assert m["viewport"] == [width, height] and m["scrollY"] == 0
+    assert struct.unpack(">II", png[16:24]) == FIRST_SCREEN
+    assert m["worst"] == [worst.function, True], m
+    assert m["firstRow"] == [worst.function, True], m
+    assert m["firstSection"] == "culprits"
+    assert browser.problems() == []
+    # Nothing fetched: the page itself is the only URL that is not inline data.
+    assert [u for u in browser.requested_urls() if not u.startswith(("data:", "about:"))] == \
+        [page.as_uri()], browser.requested_urls()

@@ -177,11 +177,11 @@ def test_text_and_html_give_the_culprit_s_share_of_the_samples() -> None:
     report = load("qasync_chat.json")
     longest = max(report["stalls"], key=lambda stall: stall["duration_ms"])
     longest.update(samples=150, culprit_samples=141)
-    assert "810 ms in ChatWindow.on_send_clicked (culprit in 141 of 150 samples; same culprit" \
-        in TextRenderer().render(report)
+    assert "ChatWindow.on_send_clicked (sample_apps/chat_qasync.py:97) ×3: longest 810 ms at " \
+        "+5.951 s [qt] (culprit in 141 of 150 samples)" in TextRenderer().render(report)
     assert "culprit in 141 of 150 samples" in HtmlRenderer().render(report)
-    assert "in ChatWindow.on_send_clicked (sample_apps/chat_qasync.py:97) — culprit in 141 of " \
-        "150 samples — same culprit" in MarkdownRenderer().render(report)
+    assert "ChatWindow.on_send_clicked (sample_apps/chat_qasync.py:97) ×3: longest 810 ms at " \
+        "+5.951 s [qt] — culprit in 141 of 150 samples" in MarkdownRenderer().render(report)
 
 
 def test_text_sections() -> None:
@@ -191,8 +191,11 @@ def test_text_sections() -> None:
     assert "qasync (qasync.QSelectorEventLoop, Qt dispatcher QEventDispatcherGlib" in out
     assert "12.8 s" in out and "threshold 100 ms" in out
     assert any(line.startswith("STALLED: 11 stalls over 100 ms") for line in lines)
-    # Stacks: one per culprit, innermost last, the culprit frame marked.
-    assert "#1 810 ms in ChatWindow.on_send_clicked (same culprit as #2, #3)" in out
+    # Stalls: one entry per culprit with its count, the longest one's stack, innermost last,
+    # the culprit frame marked.
+    assert "#1 ChatWindow.on_send_clicked (sample_apps/chat_qasync.py:97) ×3: longest 810 ms " \
+        "at +5.951 s [qt]\n      all 3: 810 ms at +5.951 s, 413 ms at +1.503 s, 405 ms at " \
+        "+4.009 s\n" in out
     assert "sample_apps/chat_qasync.py:97 in ChatWindow.on_send_clicked   <- culprit" in out
     assert "Slow callbacks (4)" in out and "ChatWindow.load_history" in out
     assert "p50 0.61 ms   p90 2.40 ms   p99 236 ms   max 810 ms   mean 6.80 ms" in out
@@ -277,10 +280,10 @@ def test_markdown_tables_are_well_formed(name: str) -> None:
 def test_markdown_summary() -> None:
     out = MarkdownRenderer().render(load("qasync_chat.json"))
     assert out.startswith("### ❌ looptools: STALLED\n")
-    assert "| 1 | 810 ms | +5.951 s | `sample_apps/chat_qasync.py:97` | " \
-           "`ChatWindow.on_send_clicked` | qt |" in out
-    assert "<details><summary>Stack of #1: 810 ms in ChatWindow.on_send_clicked " \
-           "(sample_apps/chat_qasync.py:97) — same culprit as #2, #3</summary>" in out
+    assert "| 1 | `ChatWindow.on_send_clicked` | `sample_apps/chat_qasync.py:97` | 3 stalls | " \
+           "1.63 s | 810 ms | +1.503 s | +5.951 s |" in out
+    assert "<details><summary>#1 ChatWindow.on_send_clicked (sample_apps/chat_qasync.py:97) " \
+           "×3: longest 810 ms at +5.951 s [qt]</summary>" in out
     assert out.count("<details>") == out.count("</details>") == 5  # 4 culprits + long pending
     assert "| `Task-41` | `ChatWindow.fetch_avatar` | 2.33 s |" in out
     assert len(out.splitlines()) < 150  # short enough for a job summary
@@ -412,15 +415,17 @@ def test_html_charts_and_sections() -> None:
     report = load("qasync_chat.json")
     out = HtmlRenderer().render(report)
     assert out.count('<rect class="stall"') == len(report["stalls"])
-    assert out.count('<details class="stall"') == len(report["stalls"])
+    # One <details> per culprit with stalls, and an anchor for each stall inside it.
+    assert out.count('<details class="stall"') == 4
     assert out.count('<rect class="qt"') == len(report["dispatcher"]["busy_windows"])
     assert out.count('<rect class="bar') == len(report["lag"]["histogram"])
     assert out.count('<rect class="bar over"') == 3  # buckets above the 100 ms threshold
     for index in range(len(report["stalls"])):
         assert f'<a href="#stall-{index}">' in out and f'id="stall-{index}"' in out
     longest = max(range(len(report["stalls"])), key=lambda i: report["stalls"][i]["duration_ms"])
-    assert f'id="stall-{longest}" open>' in out
-    for heading in ("Timeline", "Loop lag", "Stalls", "Slow callbacks", "Tasks",
+    assert 'id="culprit-1" open><summary><span class="dur">810 ms</span>' in out
+    assert f'<span id="stall-{longest}">810 ms at +5.951 s</span>' in out
+    for heading in ("Top culprits", "Timeline", "Loop lag", "Stalls", "Slow callbacks", "Tasks",
                     "Blocking calls", "Detector errors"):
         assert f"<h2>{heading}</h2>" in out
     assert '<li class="culprit">' in out

@@ -415,7 +415,7 @@ def test_a_process_out_of_descriptors_streams_again_once_it_has_some(sock_dir: P
         while not messages and time.monotonic() < deadline:
             time.sleep(0.02)
         client.close()
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from looptools._culprits import CulpritGroup, culprit_groups
+from looptools._culprits import stall_label as stall_label  # re-exported for the renderers
 from looptools.render.base import Report
 
 Frame = Mapping[str, Any]
@@ -90,22 +92,6 @@ def same_frame(frame: Frame | None, other: Frame | None) -> bool:
     return location(frame) == location(other) and frame.get("function") == other.get("function")
 
 
-# What to call a stall that has no culprit frame, callback or task, by its source.
-_NO_CULPRIT = {"callback": "(a callback)", "task": "(a task step)", "qt": "(Qt dispatch)",
-               "loop": "(loop internals)"}
-
-
-def stall_label(stall: Mapping[str, Any]) -> str:
-    """What a stall is best called: its culprit function, else its callback or task."""
-    culprit = stall.get("culprit")
-    if culprit:
-        return str(culprit.get("function", "?"))
-    for key in ("callback", "task"):
-        if stall.get(key):
-            return str(stall[key])
-    return _NO_CULPRIT.get(str(stall.get("source")), "(unknown)")
-
-
 def culprit_share(stall: Mapping[str, Any]) -> str | None:
     """``culprit in N of M samples`` when the culprit was voted on, else None."""
     samples = stall.get("samples") or 0
@@ -114,36 +100,100 @@ def culprit_share(stall: Mapping[str, Any]) -> str | None:
     return f"culprit in {stall.get('culprit_samples')} of {samples} samples"
 
 
-def stalls_by_duration(report: Report) -> list[tuple[int, Mapping[str, Any]]]:
-    """``(index in report["stalls"], stall)`` pairs, longest first."""
-    indexed = list(enumerate(report.get("stalls") or []))
-    indexed.sort(key=lambda pair: (-float(pair[1]["duration_ms"]), pair[0]))
-    return indexed
+# -- culprits (grouped by looptools._culprits, the one definition every view uses) ----------
 
 
-def culprit_key(stall: Mapping[str, Any]) -> tuple[str, str]:
-    """Stalls with equal keys were caused by the same line."""
-    culprit = stall.get("culprit")
-    if culprit:
-        return (location(culprit), str(culprit.get("function", "")))
-    return ("?", stall_label(stall))
+def culprits(report: Report) -> list[CulpritGroup]:
+    """The report's culprit groups, most blocked time first."""
+    return culprit_groups(report)
 
 
-def distinct_culprits(
-    ranked: Sequence[tuple[int, Mapping[str, Any]]],
-) -> list[tuple[int, Mapping[str, Any], list[int]]]:
-    """``(rank, stall, ranks of other stalls at that culprit)`` for each culprit's longest stall.
+def culprit_where(group: CulpritGroup) -> str:
+    """``file:line`` of a culprit, ``-`` when it has no frame (a stall in loop internals)."""
+    return location(group.frame) if group.frame else "-"
 
-    *ranked* is :func:`stalls_by_duration`'s output; ranks count from 1.
-    """
-    groups: dict[tuple[str, str], tuple[int, Mapping[str, Any], list[int]]] = {}
-    for rank, (_, stall) in enumerate(ranked, 1):
-        key = culprit_key(stall)
-        if key in groups:
-            groups[key][2].append(rank)
-        else:
-            groups[key] = (rank, stall, [])
-    return list(groups.values())
+
+def culprit_title(group: CulpritGroup) -> str:
+    """``function (file:line)``, or just the name for a culprit without a frame."""
+    return f"{group.function} ({culprit_where(group)})" if group.frame else group.function
+
+
+def count_text(group: CulpritGroup) -> str:
+    """``3 stalls``, ``412 slow callbacks``, ``1 blocking call``."""
+    return _plural(group.count, group.unit)
+
+
+def blocked_text(group: CulpritGroup) -> str:
+    """The group's blocked time (``1.63 s``), ``not timed`` when the report has none."""
+    return "not timed" if group.total_ms is None else fmt_ms(group.total_ms)
+
+
+def culprit_cost(group: CulpritGroup) -> str:
+    """``3 stalls, 1.63 s blocked``: what a culprit cost, the same words in every view."""
+    if group.total_ms is None:
+        return f"{count_text(group)}, not timed"
+    return f"{count_text(group)}, {fmt_ms(group.total_ms)} blocked"
+
+
+def worst_text(group: CulpritGroup) -> str:
+    """The header line: ``worst: f (app.py:12), 3 stalls, 1.63 s blocked``."""
+    return f"worst: {culprit_title(group)}, {culprit_cost(group)}"
+
+
+def kinds_text(group: CulpritGroup) -> str:
+    """``Qt slot, blocking call (time.sleep ×3)``: what the culprit was and who saw it."""
+    parts = []
+    for kind in group.kinds:
+        detail: list[str] = []
+        if kind == "blocking call":
+            for call, site in group.blocking_calls:
+                text = f"{call} ×{site.get('count') or 1}"
+                if site.get("total_ms") is not None:
+                    text += f", {fmt_ms(float(site['total_ms']))}"
+                detail.append(text)
+        elif kind == "slow callback" and group.stalls:
+            detail = [f"{row.get('name')} ×{row.get('count')}" for row in group.slow_callbacks]
+        parts.append(f"{kind} ({'; '.join(detail)})" if detail else kind)
+    return ", ".join(parts)
+
+
+def at_text(seconds: float | None) -> str:
+    """:func:`fmt_at`, or ``-`` for no time."""
+    return "-" if seconds is None else fmt_at(seconds)
+
+
+def stall_times(stalls: Sequence[Mapping[str, Any]], limit: int = 6) -> str:
+    """``810 ms at +5.951 s, 413 ms at +1.503 s, … 14 more``."""
+    text = ", ".join(f"{fmt_ms(s['duration_ms'])} at {fmt_at(s['started_at_s'])}"
+                     for s in stalls[:limit])
+    return text + (f", … {len(stalls) - limit} more" if len(stalls) > limit else "")
+
+
+def stall_head(group: CulpritGroup) -> str:
+    """``f (app.py:12) ×3: longest 810 ms at +5.951 s [qt]`` (no ``×1: longest`` for one)."""
+    stall = group.stalls[0]
+    how = f"{fmt_ms(stall['duration_ms'])} at {fmt_at(stall['started_at_s'])} " \
+          f"[{stall_sources(group)}]"
+    many = f" ×{group.count}: longest " if group.count > 1 else ": "
+    return culprit_title(group) + many + how
+
+
+def dropped_note(report: Report) -> str | None:
+    """Why the groups hold fewer stalls than ``stall_summary`` counted, if they do."""
+    dropped = int(report["stall_summary"].get("dropped") or 0)
+    if not dropped:
+        return None
+    return (f"{_plural(dropped, 'more stall')} counted but not kept in the report, "
+            "so in no culprit")
+
+
+def stall_sources(group: CulpritGroup) -> str:
+    """``qt``, ``callback, GIL held``: how a group's stalls held the loop."""
+    sources = sorted({str(s["source"]) for s in group.stalls})
+    held = sum(1 for s in group.stalls if s.get("gil_held"))
+    if held:
+        sources.append("GIL held" if held == len(group.stalls) else f"GIL held ×{held}")
+    return ", ".join(sources)
 
 
 def slow_callbacks_by_total(report: Report) -> list[Mapping[str, Any]]:

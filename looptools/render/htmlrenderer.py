@@ -1,4 +1,7 @@
-"""One self-contained HTML page: timeline, lag histogram, offenders, tasks.
+"""One self-contained HTML page: top culprits, timeline, lag histogram, stacks, tasks.
+
+The page leads with the answer: the worst culprit in the header, then "Top culprits"
+(grouped by ``looptools._culprits``, like every view), then the charts and details.
 
 Nothing is fetched when the page is viewed: styles, charts (inline SVG) and the
 small script are all in the file, and a Content-Security-Policy forbids any
@@ -6,7 +9,7 @@ network access.  Every string from the report is escaped, because function and
 file names come from the monitored program and cannot be trusted; the CSP only
 lets the one known script run, as a second line of defence.  The page works
 without JavaScript (``<details>`` and SVG links); the script only opens the
-stall a timeline link points at and adds expand/collapse-all buttons.
+culprit whose stall a timeline link points at and adds expand/collapse-all buttons.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ _SCRIPT = """
   function openTarget() {
     var id = decodeURIComponent(location.hash.slice(1));
     var el = id && document.getElementById(id);
-    if (el && el.tagName === "DETAILS") { el.open = true; el.scrollIntoView(); }
+    var box = el && el.closest("details");
+    if (box) { box.open = true; el.scrollIntoView(); }
   }
   window.addEventListener("hashchange", openTarget);
   openTarget();
@@ -73,6 +77,10 @@ code, .mono { font: 12.5px/1.4 ui-monospace, "SF Mono", Menlo, Consolas, monospa
 .verdict-ok { border-color: var(--ok); } .verdict-warn { border-color: var(--warn); }
 .verdict-bad { border-color: var(--bad); }
 .verdict .label { margin-right: 8px; }
+.worst { font-size: 15px; margin: 8px 0; padding: 0 12px; }
+.worst .label { font-weight: 600; color: var(--bad); }
+table.culprits td:nth-child(2) { min-width: 300px; }
+table.culprits td:last-child { max-width: 340px; }
 .verdict-ok .label { color: var(--ok); } .verdict-warn .label { color: var(--warn); }
 .verdict-bad .label { color: var(--bad); }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 12px 0; }
@@ -109,6 +117,7 @@ details.stall .body { padding: 0 12px 10px; }
 ol.stack { margin: 6px 0; padding-left: 28px; }
 ol.stack li { padding: 1px 0; }
 ol.stack li.culprit { font-weight: 700; color: var(--bad); }
+.times span:target { outline: 2px solid var(--stall); }
 .badge { display: inline-block; font-size: 11px; padding: 0 6px; border-radius: 8px;
   border: 1px solid var(--line); color: var(--muted); margin-left: 6px; }
 #stall-tools { margin: 4px 0; }
@@ -177,6 +186,8 @@ class HtmlRenderer(Renderer):
     extensions = (".html", ".htm")
     description = "one self-contained HTML page with charts"
 
+    #: Rows in the "Top culprits" table.
+    max_culprits = 10
     #: SVG coordinate widths; the charts scale to the page with CSS.
     width = 1200
     label_width = 130
@@ -185,10 +196,12 @@ class HtmlRenderer(Renderer):
         """The whole HTML document."""
         meta = report["meta"]
         verdict = f.verdict(report)
+        culprits = f.culprits(report)
         sections = [
+            ("culprits", "Top culprits", self._culprits(report, culprits)),
             ("timeline", "Timeline", self._timeline(report)),
             ("lag", "Loop lag", self._lag(report)),
-            ("stalls", "Stalls", self._stalls(report)),
+            ("stalls", "Stalls", self._stalls(report, culprits)),
             ("slow-callbacks", "Slow callbacks", self._slow_callbacks(report)),
             ("tasks", "Tasks", self._tasks(report)),
             ("blocking", "Blocking calls", self._blocking(report)),
@@ -220,6 +233,7 @@ class HtmlRenderer(Renderer):
             f'<p class="argv"><code>{e(f.argv_text(report))}</code></p>'
             f'<p class="verdict verdict-{verdict.level}" id="verdict">'
             f'<span class="label">{e(verdict.label)}</span>{e(verdict.text)}</p>'
+            f"{self._worst(culprits)}"
             f'<dl class="facts">{facts_html}</dl><nav>{nav}</nav></header>\n'
             f"<main>{body}</main>\n"
             f"<footer>looptools {e(report['tool']['version'])}, "
@@ -388,53 +402,102 @@ class HtmlRenderer(Renderer):
 
     # -- stalls and offenders -----------------------------------------------------------------
 
-    def _stalls(self, report: Report) -> str:
-        stalls = f.stalls_by_duration(report)
+    def _worst(self, culprits: Sequence[f.CulpritGroup]) -> str:
+        if not culprits:
+            return ""
+        worst = culprits[0]
+        where = f" ({c(f.culprit_where(worst))})" if worst.frame else ""
+        return (f'<p class="worst" id="worst"><span class="label">worst:</span> '
+                f"{c(worst.function)}{where}, {e(f.culprit_cost(worst))}</p>")
+
+    def _culprits(self, report: Report, culprits: Sequence[f.CulpritGroup]) -> str:
+        if not culprits:
+            return ""
+        top = max(group.total_ms or 0.0 for group in culprits) or 1.0
+        rows = []
+        for rank, group in enumerate(culprits[: self.max_culprits], 1):
+            meter = ""
+            if group.total_ms is not None:
+                width = max(1, round(120 * group.total_ms / top))
+                meter = f'<span class="meter" style="width:{width}px"></span>'
+            where = f'<br>{c(f.culprit_where(group), "muted")}' if group.frame else ""
+            rows.append([
+                f'<a href="#culprit-{rank}">{rank}</a>' if group.stalls else str(rank),
+                c(group.function) + where, e(f.count_text(group)),
+                meter + e(f.blocked_text(group)), e(f.fmt_ms(group.worst_ms)),
+                e(f.at_text(group.first_s)), e(f.at_text(group.last_s)),
+                e(f.kinds_text(group)),
+            ])
+        html = _table(["#", "culprit", "count", "blocked", "worst", "first", "last", "kinds"],
+                      rows, num=(0, 2, 3, 4, 5, 6), cls="culprits")
+        more = len(culprits) - self.max_culprits
+        if more > 0:
+            html += f'<p class="muted">… and {more} more.</p>'
+        note = f.dropped_note(report)
+        if note:
+            html += f'<p class="muted">{e(note)}.</p>'
+        return html
+
+    def _stalls(self, report: Report, culprits: Sequence[f.CulpritGroup]) -> str:
+        ranked = [(rank, group) for rank, group in enumerate(culprits, 1) if group.stalls]
         summary = report["stall_summary"]
-        if not stalls:
+        if not ranked:
             return ""
         head = (f'<p class="muted">{e(summary["count"])} stalls, longest '
                 f'{e(f.fmt_ms(summary["max_ms"]))}, {e(f.fmt_ms(summary["total_ms"]))} in total'
                 + (f"; {e(summary['dropped'])} more were counted but not kept"
                    if summary["dropped"] else "")
-                + ". Longest first; open one to see its stack (innermost last).</p>"
+                + ". One entry per culprit, numbered as in Top culprits; open one to see the "
+                "stack of its longest stall (innermost last).</p>"
                 '<p id="stall-tools" hidden>'
                 '<button type="button" data-open="1">expand all</button> '
                 '<button type="button" data-open="0">collapse all</button></p>')
-        items = []
-        for rank, (index, stall) in enumerate(stalls):
-            culprit = stall.get("culprit")
-            badges = f'<span class="badge">{e(stall["source"])}</span>'
-            if stall.get("gil_held"):
-                badges += '<span class="badge">GIL held</span>'
-            summary_html = (
-                f'<span class="dur">{e(f.fmt_ms(stall["duration_ms"]))}</span> '
-                f"{c(f.stall_label(stall))} {c(f.location(culprit), 'muted')} "
-                f'<span class="muted">at {e(f.fmt_at(stall["started_at_s"]))}</span>{badges}')
-            facts = []
-            for key, label in (("callback", "callback"), ("task", "task")):
-                if stall.get(key):
-                    facts.append(f"{label} {c(stall[key])}")
-            if stall.get("detected_after_ms") is not None:
-                facts.append(f"seen after {e(f.fmt_ms(stall['detected_after_ms']))}")
-            if stall.get("stack_source"):
-                facts.append(f"stack: {e(stall['stack_source'])}")
-            share = f.culprit_share(stall)
-            if share:
-                facts.append(e(share))
-            frames = []
-            for frame in stall.get("stack") or []:
-                is_culprit = f.same_frame(frame, culprit)
-                cls = ' class="culprit"' if is_culprit else ""
-                frames.append(f"<li{cls}>{_frame_html(frame)}</li>")
-            stack_html = (f'<ol class="stack mono">{"".join(frames)}</ol>' if frames
-                          else '<p class="muted">No stack was captured.</p>')
-            open_attr = " open" if rank == 0 else ""
-            items.append(
-                f'<details class="stall" id="stall-{index}"{open_attr}><summary>{summary_html}'
-                f'</summary><div class="body"><p class="muted">{" · ".join(facts)}</p>'
-                f"{stack_html}</div></details>")
+        index = {id(stall): n for n, stall in enumerate(report.get("stalls") or [])}
+        items = [self._stall_group(rank, group, index, is_open=n == 0)
+                 for n, (rank, group) in enumerate(ranked)]
         return head + "".join(items)
+
+    @staticmethod
+    def _stall_group(rank: int, group: f.CulpritGroup, index: Mapping[int, int],
+                     is_open: bool) -> str:
+        """One culprit's stalls: ``<details id="culprit-N">``, each stall ``id="stall-I"``."""
+        stall = group.stalls[0]
+        culprit = stall.get("culprit")
+        where = c(f.culprit_where(group), "muted") + " " if group.frame else ""
+        badges = "".join(f'<span class="badge">{e(source)}</span>'
+                         for source in f.stall_sources(group).split(", "))
+        if group.count > 1:
+            badges = f'<span class="badge">×{group.count}</span>' + badges
+        summary_html = (
+            f'<span class="dur">{e(f.fmt_ms(stall["duration_ms"]))}</span> '
+            f'<span class="muted">#{rank}</span> {c(group.function)} {where}'
+            f'<span class="muted">{"longest " if group.count > 1 else ""}'
+            f'at {e(f.fmt_at(stall["started_at_s"]))}</span>{badges}')
+        facts = []
+        for key in ("callback", "task"):
+            if stall.get(key):
+                facts.append(f"{key} {c(stall[key])}")
+        if stall.get("detected_after_ms") is not None:
+            facts.append(f"seen after {e(f.fmt_ms(stall['detected_after_ms']))}")
+        if stall.get("stack_source"):
+            facts.append(f"stack: {e(stall['stack_source'])}")
+        share = f.culprit_share(stall)
+        if share:
+            facts.append(e(share))
+        times = ", ".join(
+            f'<span id="stall-{index[id(s)]}">{e(f.fmt_ms(s["duration_ms"]))} at '
+            f'{e(f.fmt_at(s["started_at_s"]))}</span>' for s in group.stalls)
+        frames = []
+        for frame in stall.get("stack") or []:
+            cls = ' class="culprit"' if f.same_frame(frame, culprit) else ""
+            frames.append(f"<li{cls}>{_frame_html(frame)}</li>")
+        stack_html = (f'<ol class="stack mono">{"".join(frames)}</ol>' if frames
+                      else '<p class="muted">No stack was captured.</p>')
+        return (
+            f'<details class="stall" id="culprit-{rank}"{" open" if is_open else ""}>'
+            f"<summary>{summary_html}</summary><div class=\"body\">"
+            f'<p class="times">{e(f.culprit_cost(group))}: {times}</p>'
+            f'<p class="muted">{" · ".join(facts)}</p>{stack_html}</div></details>')
 
     def _slow_callbacks(self, report: Report) -> str:
         callbacks = f.slow_callbacks_by_total(report)

@@ -13,14 +13,17 @@ from looptools.render.base import Renderer, Report
 _ICON = {"ok": "✅", "warn": "⚠️", "bad": "❌"}
 
 
-def code(value: object) -> str:
+def code(value: object, in_table: bool = True) -> str:
     """*value* as an inline code span that is safe inside a GFM table cell.
 
     Code spans show ``<script>`` literally; pipes are escaped because GFM
-    splits table cells on them even inside code; the fence is longer than any
+    splits table cells on them even inside code (not with *in_table* false: in
+    a paragraph the backslash would show); the fence is longer than any
     backtick run in the value so it cannot be closed early.
     """
-    text = f.oneline(value).replace("|", "\\|")
+    text = f.oneline(value)
+    if in_table:
+        text = text.replace("|", "\\|")
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     if text.startswith("`") or text.endswith("`") or not text.strip():
@@ -58,7 +61,7 @@ class MarkdownRenderer(Renderer):
     extensions = (".md", ".markdown")
     description = "Markdown summary for a GitHub job summary"
 
-    max_stalls = 10
+    max_culprits = 10
     max_stacks = 5
     max_callbacks = 10
     max_tasks = 10
@@ -67,11 +70,19 @@ class MarkdownRenderer(Renderer):
         """The Markdown summary."""
         meta = report["meta"]
         verdict = f.verdict(report)
+        culprits = f.culprits(report)
         lines = [
             f"### {_ICON[verdict.level]} looptools: {plain(verdict.label)}",
             "",
             f"**{plain(verdict.text)}**",
             "",
+        ]
+        if culprits:
+            worst = culprits[0]
+            where = f" ({code(f.culprit_where(worst), False)})" if worst.frame else ""
+            lines += [f"**worst:** {code(worst.function, False)}{where}, "
+                      f"{plain(f.culprit_cost(worst))}", ""]
+        lines += [
             *md_table(
                 ["command", "loop", "ran", "threshold", "exit"],
                 [[code(f.argv_text(report)), code(f.loop_text(report)),
@@ -79,40 +90,56 @@ class MarkdownRenderer(Renderer):
                   plain(f.exit_text(report))]],
             ),
         ]
-        for section in (self._stalls, self._slow_callbacks, self._health, self._tasks,
-                        self._blocking, self._errors):
-            part = section(report)
+        parts = [self._culprits(report, culprits), self._stalls(report, culprits)]
+        parts += [section(report) for section in (self._slow_callbacks, self._health,
+                                                  self._tasks, self._blocking, self._errors)]
+        for part in parts:
             if part:
                 lines += ["", *part]
         return "\n".join(lines) + "\n"
 
-    def _stalls(self, report: Report) -> list[str]:
+    def _culprits(self, report: Report, culprits: Sequence[f.CulpritGroup]) -> list[str]:
+        if not culprits:
+            return []
+        rows = [[
+            str(rank), code(group.function),
+            code(f.culprit_where(group)) if group.frame else "-", plain(f.count_text(group)),
+            plain(f.blocked_text(group)), f.fmt_ms(group.worst_ms), f.at_text(group.first_s),
+            f.at_text(group.last_s), plain(f.kinds_text(group)),
+        ] for rank, group in enumerate(culprits[: self.max_culprits], 1)]
+        lines = [f"#### Top culprits ({len(culprits)}), most blocked time first", "",
+                 *md_table(["#", "culprit", "where", "count", "blocked", "worst", "first",
+                            "last", "kinds"], rows, right=(0, 3, 4, 5, 6, 7))]
+        if len(culprits) > self.max_culprits:
+            lines += ["", f"… and {len(culprits) - self.max_culprits} more"]
+        note = f.dropped_note(report)
+        if note:
+            lines += ["", f"({plain(note)})"]
+        return lines
+
+    def _stalls(self, report: Report, culprits: Sequence[f.CulpritGroup]) -> list[str]:
         summary = report["stall_summary"]
-        stalls = f.stalls_by_duration(report)[: self.max_stalls]
-        if not stalls:
+        ranked = [(rank, group) for rank, group in enumerate(culprits, 1) if group.stalls]
+        if not ranked:
             return []
         title = f"#### Stalls ({summary['count']}"
         title += f", {summary['dropped']} not kept)" if summary["dropped"] else ")"
-        rows = [[
-            str(rank), f.fmt_ms(s["duration_ms"]), f.fmt_at(s["started_at_s"]),
-            code(f.location(s.get("culprit"))), code(f.stall_label(s)),
-            plain(s["source"]) + (" (GIL held)" if s.get("gil_held") else ""),
-        ] for rank, (_, s) in enumerate(stalls, 1)]
-        lines = [title, "", *md_table(["#", "duration", "at", "culprit", "function", "source"],
-                                      rows, right=(0, 1, 2))]
-        # One collapsible stack per culprit (its longest stall), innermost frame last.
-        for rank, stall, same in f.distinct_culprits(stalls)[: self.max_stacks]:
-            title = (f"Stack of #{rank}: {f.fmt_ms(stall['duration_ms'])} in "
-                     f"{f.stall_label(stall)} ({f.location(stall.get('culprit'))})")
+        lines = [title, "", "One entry per culprit, numbered as in Top culprits, with the stack "
+                 "of its longest stall (innermost frame last)."]
+        for rank, group in ranked[: self.max_stacks]:
+            stall = group.stalls[0]
+            title = f"#{rank} {f.stall_head(group)}"
             share = f.culprit_share(stall)
             if share:
                 title += f" — {share}"
-            if same:
-                title += " — same culprit as " + ", ".join(f"#{n}" for n in same)
             stack = f.stack_lines(stall.get("stack") or []) or [
                 f"(no stack: {stall.get('stack_source') or 'none'})"]
-            lines += ["", f"<details><summary>{html.escape(f.oneline(title))}</summary>", "",
-                      *fenced([f.oneline(s) for s in stack]), "", "</details>"]
+            lines += ["", f"<details><summary>{html.escape(f.oneline(title))}</summary>", ""]
+            if group.count > 1:
+                lines += [plain(f"all {group.count}: {f.stall_times(group.stalls)}"), ""]
+            lines += [*fenced([f.oneline(s) for s in stack]), "", "</details>"]
+        if len(ranked) > self.max_stacks:
+            lines += ["", f"… and {len(ranked) - self.max_stacks} more culprits with stalls"]
         return lines
 
     def _slow_callbacks(self, report: Report) -> list[str]:

@@ -46,9 +46,11 @@ class TextRenderer(Renderer):
     extensions = (".txt", ".text")
     description = "plain text for a terminal (the default)"
 
-    #: How many stalls to list, and how many of those get their stack printed.
+    #: How many culprits to list in "Top culprits", how many culprits with stalls to
+    #: detail under "Stalls", and how many of those get their stack printed.
+    max_culprits = 10
     max_stalls = 10
-    max_stacks = 3
+    max_stacks = 5
     #: Innermost frames shown per stack.
     stack_depth = 8
 
@@ -63,8 +65,10 @@ class TextRenderer(Renderer):
     def render(self, report: Report) -> str:
         """The whole report as plain text."""
         lines: list[str] = []
-        lines += self._header(report)
-        lines += self._stalls(report)
+        culprits = f.culprits(report)
+        lines += self._header(report, culprits)
+        lines += self._culprits(report, culprits)
+        lines += self._stalls(report, culprits)
         lines += self._slow_callbacks(report)
         lines += self._lag(report)
         lines += self._dispatcher(report)
@@ -73,7 +77,7 @@ class TextRenderer(Renderer):
         lines += self._errors(report)
         return "\n".join(lines) + "\n"
 
-    def _header(self, report: Report) -> list[str]:
+    def _header(self, report: Report, culprits: Sequence[f.CulpritGroup]) -> list[str]:
         meta = report["meta"]
         verdict = f.verdict(report)
         detectors = ", ".join(meta.get("detectors") or []) or "none"
@@ -89,51 +93,70 @@ class TextRenderer(Renderer):
             self._style(f"{verdict.label}: {f.oneline(verdict.text)}", "bold",
                         _VERDICT_STYLE[verdict.level]),
         ]
+        if culprits:
+            lines.append(self._style(f.oneline(f.worst_text(culprits[0])), "bold"))
         return lines
 
-    def _stalls(self, report: Report) -> list[str]:
+    def _culprits(self, report: Report, culprits: Sequence[f.CulpritGroup]) -> list[str]:
+        if not culprits:
+            return []
+        lines = self._heading(f"Top culprits ({len(culprits)}), most blocked time first")
+        rows = [[
+            str(rank), _clip(f.oneline(group.function)),
+            _clip(f.oneline(f.culprit_where(group)), keep_end=True), f.count_text(group),
+            f.blocked_text(group), f.fmt_ms(group.worst_ms), f.at_text(group.first_s),
+            f.at_text(group.last_s), f.oneline(f.kinds_text(group)),
+        ] for rank, group in enumerate(culprits[: self.max_culprits], 1)]
+        lines += table(["#", "culprit", "where", "count", "blocked", "worst", "first", "last",
+                        "kinds"], rows, right=(0, 3, 4, 5, 6, 7))
+        if len(culprits) > self.max_culprits:
+            lines.append(f"  … and {len(culprits) - self.max_culprits} more")
+        note = f.dropped_note(report)
+        if note:
+            lines.append(self._style(f"  ({note})", "dim"))
+        return lines
+
+    def _stalls(self, report: Report, culprits: Sequence[f.CulpritGroup]) -> list[str]:
         summary = report["stall_summary"]
-        stalls = f.stalls_by_duration(report)
-        if not stalls and not summary["count"]:
+        ranked = [(rank, group) for rank, group in enumerate(culprits, 1) if group.stalls]
+        if not ranked and not summary["count"]:
             return []
         title = f"Stalls: {summary['count']} recorded, longest {f.fmt_ms(summary['max_ms'])}, " \
                 f"{f.fmt_ms(summary['total_ms'])} in total"
         if summary["dropped"]:
             title += f" ({summary['dropped']} not kept)"
         lines = self._heading(title)
-        rows = []
-        for rank, (_, stall) in enumerate(stalls[: self.max_stalls], 1):
-            rows.append([
-                str(rank), f.fmt_ms(stall["duration_ms"]), f.fmt_at(stall["started_at_s"]),
-                _clip(f.oneline(f.location(stall.get("culprit"))), keep_end=True),
-                _clip(f.oneline(f.stall_label(stall))),
-                stall["source"] + (" (GIL held)" if stall.get("gil_held") else ""),
-            ])
-        lines += table(["#", "duration", "at", "culprit", "function", "source"], rows,
-                       right=(0, 1, 2))
-        if len(stalls) > self.max_stalls:
-            lines.append(f"  … and {len(stalls) - self.max_stalls} shorter")
-        # One stack per culprit: repeats of the same line add nothing but length.
-        for rank, stall, same in f.distinct_culprits(stalls)[: self.max_stacks]:
-            lines += self._stack(rank, stall, same)
+        if ranked:
+            lines.append(self._style("  one entry per culprit (numbered as in Top culprits), "
+                                     "with the stack of its longest stall", "dim"))
+        for n, (rank, group) in enumerate(ranked[: self.max_stalls]):
+            lines += self._stall_group(rank, group, with_stack=n < self.max_stacks)
+        if len(ranked) > self.max_stalls:
+            lines += ["", f"  … and {len(ranked) - self.max_stalls} more culprits"]
         return lines
 
-    def _stack(self, rank: int, stall: Mapping[str, Any], same: Sequence[int]) -> list[str]:
-        stack = list(stall.get("stack") or [])
-        head = f"  #{rank} {f.fmt_ms(stall['duration_ms'])} in {f.oneline(f.stall_label(stall))}"
+    def _stall_group(self, rank: int, group: f.CulpritGroup, with_stack: bool) -> list[str]:
+        stall = group.stalls[0]
+        head = f"  #{rank} {f.oneline(f.stall_head(group))}"
         extra = [f"{k} {f.oneline(stall[k])}" for k in ("callback", "task") if stall.get(k)]
         share = f.culprit_share(stall)
         if share:
             extra.append(share)
-        if same:
-            extra.append("same culprit as " + ", ".join(f"#{n}" for n in same))
         if extra:
             head += " (" + "; ".join(extra) + ")"
-        lines = ["", head]
+        lines = ["", self._style(head, "bold") if with_stack else head]
+        if group.count > 1:
+            lines.append(f"      all {group.count}: {f.stall_times(group.stalls)}")
+        if with_stack:
+            lines += self._stack(stall)
+        return lines
+
+    def _stack(self, stall: Mapping[str, Any]) -> list[str]:
+        stack = list(stall.get("stack") or [])
         if not stack:
             how = stall.get("stack_source") or "none"
-            lines.append(self._style(f"      (no stack: {how})", "dim"))
-            return lines
+            return [self._style(f"      (no stack: {how})", "dim")]
+        lines = []
         hidden = len(stack) - self.stack_depth
         if hidden > 0:
             lines.append(self._style(f"      … {hidden} outer frames", "dim"))
