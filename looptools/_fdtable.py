@@ -27,6 +27,22 @@ CLONE_FILES = 0x400
 _FD_DIR = "/proc/thread-self/fd"
 
 
+def missing() -> str | None:
+    """Why no thread can have a table of its own here (None: it can, as far as can be
+    told without calling ``unshare``)."""
+    if not sys.platform.startswith("linux"):
+        return f"no unshare(CLONE_FILES) on {sys.platform}"
+    if not os.path.isdir(_FD_DIR):
+        return f"no {_FD_DIR}"
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).unshare  # noqa: B018
+    except (OSError, AttributeError, ImportError, TypeError):
+        return "the C library has no unshare"
+    return None
+
+
 def private_fd_table(keep: Iterable[int]) -> bool:
     """Give the calling thread its own descriptor table holding only ``keep``.
 
@@ -43,7 +59,7 @@ def private_fd_table(keep: Iterable[int]) -> bool:
         unshare = libc.unshare
         unshare.argtypes = [ctypes.c_int]
         unshare.restype = ctypes.c_int
-    except (OSError, AttributeError, ImportError):
+    except (OSError, AttributeError, ImportError, TypeError):
         return False
     if unshare(CLONE_FILES) != 0:
         return False

@@ -31,3 +31,10 @@ def block_process_signals() -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals() - _FAULTS)
     except (AttributeError, OSError, ValueError):
         pass  # no pthread_sigmask here (not POSIX): nothing to keep off this thread
+
+
+def missing() -> str | None:
+    """Why our threads cannot keep process signals off themselves here (None: they can)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return "no signal.pthread_sigmask"
+    return None

@@ -134,8 +134,12 @@ def restore_default(signum: int, ours: Any) -> None:
                 signal.signal(number, signal.SIG_DFL)
 
         signal.signal(signum, last)
-        signal.pthread_kill(threading.get_ident(), signum)
-    except (OSError, ValueError):
+        kill = getattr(signal, "pthread_kill", None)
+        if kill is not None:
+            kill(threading.get_ident(), signum)
+        else:  # POSIX raise(): to the calling thread too
+            signal.raise_signal(signum)
+    except (OSError, ValueError, AttributeError):
         pass
 
 
@@ -191,6 +195,19 @@ class ThreadTimer:
             _lib().timer_delete(self._timer)
 
 
+def missing() -> str | None:
+    """Why no timer can signal one thread here (None: it can), without making one."""
+    if not sys.platform.startswith("linux"):
+        return f"no timer_create(SIGEV_THREAD_ID) on {sys.platform}"
+    if not hasattr(signal, "SIGRTMIN") or not hasattr(signal, "SIGRTMAX"):
+        return "no real-time signals"
+    try:
+        _lib()
+    except (OSError, AttributeError, TypeError):
+        return "the C library has no timer_create"
+    return None
+
+
 def create(clock: int, native_id: int, signum: int, after: float,
            every: float = 0.0) -> ThreadTimer | None:
     """A disarmed timer on ``clock`` for thread ``native_id``, or None where there is none."""
@@ -198,7 +215,7 @@ def create(clock: int, native_id: int, signum: int, after: float,
         return None
     try:
         libc = _lib()
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return None
     event = _Sigevent()
     event.sigev_signo = signum

@@ -20,8 +20,9 @@ when they stop.  Once fired it repeats every ``after`` of CPU until re-armed, so
 each dump stands for an equal span of a long hold; the watchdog reads them only
 if the stall turns out to have held the GIL.
 
-Linux only; elsewhere :func:`create` returns None and the watchdog falls back
-to faulthandler's timer thread.
+Linux only; elsewhere :func:`create` returns None (:func:`missing` says why)
+and the watchdog falls back to faulthandler's timer thread, or, without that
+either, to sampling the stack the moment the GIL comes back.
 """
 
 from __future__ import annotations
@@ -84,10 +85,23 @@ class ThreadDump:
                 faulthandler.unregister(self.signum)
 
 
+def missing() -> str | None:
+    """Why the loop thread cannot dump its own stack here (None: it can, as far as
+    can be told without making the timer)."""
+    if not hasattr(faulthandler, "register"):
+        return "no faulthandler.register"
+    if not hasattr(time, "pthread_getcpuclockid"):
+        return "no per-thread CPU clocks (time.pthread_getcpuclockid)"
+    if not hasattr(signal, "pthread_sigmask") or not hasattr(signal, "sigtimedwait"):
+        # Closing safely blocks the signal and takes off one already sent.
+        return "no signal.pthread_sigmask or signal.sigtimedwait"
+    return _posix_timer.missing()
+
+
 def create(thread_ident: int, native_id: int | None, file: IO[bytes], after: float,
            taken: tuple[int, ...] = ()) -> ThreadDump | None:
     """A :class:`ThreadDump` for the thread ``thread_ident``, or None where it cannot be made."""
-    if native_id is None or not hasattr(faulthandler, "register"):
+    if native_id is None or missing() is not None:
         return None
     try:
         clock = time.pthread_getcpuclockid(thread_ident)

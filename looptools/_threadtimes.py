@@ -8,12 +8,15 @@ CPU, nanoseconds waiting on a run queue, time slices — readable from any
 thread with one ``pread`` and no lock (~1.5 µs measured here), made without
 releasing the GIL.  Where it does
 not exist (not Linux, or a kernel without schedstats) :func:`open_times` is
-None and the watchdog falls back to judging by lateness alone.
+None and the watchdog falls back to the loop thread's CPU clock
+(``time.pthread_getcpuclockid``), and where there is none either (macOS,
+Windows), to judging by lateness alone.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 from typing import Any
 
@@ -28,16 +31,34 @@ def pread_holding_gil(fd: int, buffer: ctypes.Array[ctypes.c_char], offset: int 
     hand-over costs that thread a switch (measured: 5-8 % of a plain asyncio
     callback chain for two ``os.pread`` calls a look).
     """
-    global _libc
-    if _libc is None:
-        libc = ctypes.PyDLL(None, use_errno=True)
-        libc.pread.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long]
-        libc.pread.restype = ctypes.c_ssize_t
-        _libc = libc
-    got = _libc.pread(fd, buffer, len(buffer), offset)
+    libc = _lib()
+    if libc is None:
+        raise OSError(errno.ENOSYS, "no pread in the C library")
+    got = libc.pread(fd, buffer, len(buffer), offset)
     if got < 0:
         raise OSError(ctypes.get_errno(), "pread failed")
     return buffer.raw[:got]
+
+
+def _lib() -> Any:
+    """The C library's ``pread`` through ``ctypes.PyDLL``; None where there is none
+    (Windows' C library is not loaded by name, and has no ``pread``)."""
+    global _libc
+    if _libc is None:
+        try:
+            libc = ctypes.PyDLL(None, use_errno=True)
+            libc.pread.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t,
+                                   ctypes.c_long]
+            libc.pread.restype = ctypes.c_ssize_t
+            _libc = libc
+        except (OSError, AttributeError, TypeError):
+            _libc = False
+    return _libc or None
+
+
+def reads_holding_gil() -> bool:
+    """Can :func:`pread_holding_gil` read here?"""
+    return _lib() is not None
 
 
 class ThreadTimes:
@@ -71,7 +92,20 @@ def open_times(native_id: int | None) -> ThreadTimes | None:
     times = ThreadTimes(fd)
     try:
         times.read()
-    except (OSError, ValueError, IndexError):
+    except Exception:  # no pread (OSError), a format we cannot read: none
         times.close()
         return None
     return times
+
+
+def missing() -> str | None:
+    """Why :func:`open_times` finds nothing here (None: it works), tried on this thread."""
+    if not reads_holding_gil():
+        return "no pread in the C library"
+    import threading
+
+    times = open_times(threading.get_native_id())
+    if times is None:
+        return "no /proc/self/task/<tid>/schedstat"
+    times.close()
+    return None

@@ -173,6 +173,10 @@ class Monitor:
         self._probe_wake.acquire()
         self._probe_thread: threading.Thread | None = None
         self._probe_signal: int | None = None
+        #: How the probe thread has the main thread look: "signal" (a real-time
+        #: signal, Linux) or "pending-call" (looptools._pending); None: no probe.
+        self.qt_probe: str | None = None
+        self._probe_send: Any = None
         self._probe_posted = False
         self._attaching = False
         self._probe_retiring = False
@@ -263,10 +267,12 @@ class Monitor:
         self._probe_done = True
         self._probe_thread = None  # it did not survive the fork
         self._unhook_exec()
-        from looptools import _posix_timer
+        from looptools import _pending, _posix_timer
 
         _posix_timer.forget_all()
         self._probe_timer = None
+        self._probe_send = None
+        _pending.stop(self._qt_probe_pending)
         self._remove_import_watch()
         signum, self._probe_signal = self._probe_signal, None
         if signum is not None:
@@ -461,7 +467,10 @@ class Monitor:
         app: inside its event loop it attaches at once, before it posts the
         attach to the loop.  An
         app that idles in Qt's C++ runs no Python until a slot runs: it is
-        attached then.
+        attached then.  Without real-time signals or ``pthread_kill`` (macOS,
+        Windows) the thread has the main thread run the handler through
+        CPython's pending calls instead (looptools._pending), and without
+        POSIX timers it sends every 1 ms itself.
         """
         if threading.current_thread() is not threading.main_thread():
             return
@@ -471,29 +480,39 @@ class Monitor:
         # Imported here, not in the handler, which may run in the middle of
         # any import the main thread is making.
         self._qtbinding = _qtbinding
+        main = threading.main_thread().ident
         signals = _posix_timer.free_signals(1)
-        if not signals or not hasattr(signal, "pthread_kill"):
-            return
-        try:
-            signal.signal(signals[0], self._qt_probe_handler)
-            signal.siginterrupt(signals[0], False)
-        except (OSError, ValueError):
-            return
-        self._probe_signal = signals[0]
-        # The 1 ms signals come from a kernel timer aimed at the main thread:
-        # the probe thread needs the GIL to send any, and the main thread can
-        # hold it through the few ms from the last import to exec() (PySide2
-        # creating the app missed 11 of 15 runs with the thread sending them).
-        native_id = threading.main_thread().native_id
-        self._probe_timer = None if native_id is None else _posix_timer.create(
-            _posix_timer.CLOCK_MONOTONIC, native_id, signals[0], 0.001, 0.001)
+        if signals and hasattr(signal, "pthread_kill") and main is not None:
+            signum = signals[0]
+            try:
+                signal.signal(signum, self._qt_probe_handler)
+                signal.siginterrupt(signum, False)
+            except (OSError, ValueError, AttributeError):
+                return
+            self._probe_signal = signum
+            self._probe_send = functools.partial(signal.pthread_kill, main, signum)
+            self.qt_probe = "signal"
+            # The 1 ms signals come from a kernel timer aimed at the main thread:
+            # the probe thread needs the GIL to send any, and the main thread can
+            # hold it through the few ms from the last import to exec() (PySide2
+            # creating the app missed 11 of 15 runs with the thread sending them).
+            native_id = threading.main_thread().native_id
+            self._probe_timer = None if native_id is None else _posix_timer.create(
+                _posix_timer.CLOCK_MONOTONIC, native_id, signum, 0.001, 0.001)
+        else:
+            from looptools import _pending
+
+            self._probe_send = _pending.sender(self._qt_probe_pending)
+            if self._probe_send is None:
+                return
+            self.qt_probe = "pending-call"
         if self._probe_timer is not None:
             # Qt's import starting is seen here, on the importing thread, and
             # starts the 1 ms signals at once: on a busy machine the probe
             # thread may not run at all between the imports and exec().
             self._import_watch = _QtImportWatch(self)
             sys.meta_path.insert(0, self._import_watch)
-        thread = threading.Thread(target=self._qt_probe, args=(signals[0],),
+        thread = threading.Thread(target=self._qt_probe, args=(self._probe_send,),
                                   name="looptools-qt-probe", daemon=True)
         self._probe_thread = thread
         thread.start()
@@ -516,8 +535,9 @@ class Monitor:
             except ValueError:
                 pass
 
-    def _qt_probe(self, signum: int) -> None:
-        """The probe thread: no Qt here, only sys.modules and a signal."""
+    def _qt_probe(self, send: Any) -> None:
+        """The probe thread: no Qt here, only sys.modules and ``send()`` (a signal,
+        or a pending call, to the main thread)."""
         from looptools._ourthreads import block_process_signals
         from looptools.plugins._qtbinding import NAMES
 
@@ -556,7 +576,7 @@ class Monitor:
                         continue  # the timer sends them
                 if loaded and main is not None:
                     try:
-                        signal.pthread_kill(main, signum)
+                        send()
                     except (OSError, ValueError):
                         return
         finally:
@@ -570,6 +590,10 @@ class Monitor:
         known = self._exec_hooked.get(name)
         return known is None or known[0] != (f"{name}.QtGui" in sys.modules,
                                              f"{name}.QtWidgets" in sys.modules)
+
+    def _qt_probe_pending(self, frame: Any) -> None:
+        """The probe's pending call (looptools._pending), on the main thread."""
+        self._qt_probe_handler(0, frame)
 
     def _qt_probe_handler(self, signum: int, frame: Any) -> None:
         """On the main thread: is there a Qt app and no asyncio loop?  Then attach."""
@@ -674,16 +698,16 @@ class Monitor:
         timer, self._probe_timer = self._probe_timer, None
         if timer is not None:
             timer.delete()  # a signal it sent is handled before the handler goes
-        signum = self._probe_signal
-        if signum is None:
+        send = self._probe_send
+        if send is None:
             return
         if threading.current_thread() is not threading.main_thread():
-            # The main thread undoes it, in the handler of one last signal.
+            # The main thread undoes it, in the handler of one last signal (or
+            # pending call).
             self._probe_retiring = True
-            main = threading.main_thread().ident
             try:
-                if main is not None and threading.main_thread().is_alive():
-                    signal.pthread_kill(main, signum)
+                if threading.main_thread().is_alive():
+                    send()
             except (OSError, ValueError):
                 pass
             return
@@ -692,12 +716,17 @@ class Monitor:
     def _retire_qt_probe(self) -> None:
         """Main thread: put ``exec`` and the probe's signal back."""
         self._probe_retiring = False
+        self._probe_send = None
         self._unhook_exec()
         signum, self._probe_signal = self._probe_signal, None
         if signum is not None:
             from looptools import _posix_timer
 
             _posix_timer.restore_default(signum, self._qt_probe_handler)
+        if self.qt_probe == "pending-call":
+            from looptools import _pending
+
+            _pending.stop(self._qt_probe_pending)
 
     def _attach_qt_only(self, binding: Any) -> None:
         # Runs on the main thread inside the Qt event loop.  The probe's signal

@@ -55,21 +55,25 @@ def note(**data):
 def forward(signum, frame):
     pass  # the app is in our process group and got the signal itself
 for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-    signal.signal(getattr(signal, name), forward)
+    if hasattr(signal, name):  # no SIGHUP on Windows
+        signal.signal(getattr(signal, name), forward)
+LINUX = sys.platform.startswith("linux")
 def die_with(signum):
     # PR_SET_PDEATHSIG: if our parent dies (py-spy, whose parent, looptools profile,
     # was killed), the kernel sends signum.  The shim dies of SIGKILL; the app gets
-    # SIGTERM, as it would from looptools profile itself.
-    if not sys.platform.startswith("linux"):
-        return
+    # SIGTERM, as it would from looptools profile itself.  Linux only: elsewhere
+    # the app of a killed profile runs on.
     try:
         import ctypes
         ctypes.CDLL(None).prctl(1, int(signum), 0, 0, 0)
     except Exception:
         pass
-die_with(signal.SIGKILL)
+if LINUX:
+    die_with(signal.SIGKILL)
 try:
-    app = subprocess.Popen(argv, preexec_fn=lambda: die_with(signal.SIGTERM))
+    # preexec_fn: POSIX only (Windows has no SIGKILL and refuses preexec_fn).
+    app = subprocess.Popen(argv, preexec_fn=(lambda: die_with(signal.SIGTERM)) if LINUX
+                           else None)
 except OSError as exc:
     code = 127 if isinstance(exc, FileNotFoundError) else 126
     note(shim=os.getpid(), pid=None, returncode=code, error=str(exc))

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from looptools.cli.doctor import (
+    check_platform,
     check_py_spy,
     check_qt,
     check_settings,
@@ -138,3 +139,59 @@ def test_the_qt_binding_a_qasync_app_gets_is_reported() -> None:
     assert check_binding(installed.get, qt_api="pyqt5").level == "problem"
     assert check_binding(installed.get, qt_api="tk").level == "problem"
     assert check_binding({}.get, qt_api="").level == "note"
+
+
+_MECHANISMS = ["ticks", "thread dumps", "faulthandler timer", "schedstat", "cpu clock",
+               "private fds", "signal masks", "qt probe", "pdeathsig"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux mechanisms")
+def test_platform_mechanisms_in_use_and_their_fallbacks() -> None:
+    checks = check_platform({})
+    assert [c.name for c in checks] == _MECHANISMS
+    for check in checks:  # all in use here, each line naming what would replace it
+        assert check.level == "ok" and "; without it: " in check.message, check
+    by_name = {c.name: c.message for c in checks}
+    assert by_name["ticks"].endswith("without it: SIGALRM interval timer "
+                                     "(not if the app uses SIGALRM)")
+    assert "Py_AddPendingCall" in by_name["qt probe"]
+
+
+def test_a_mechanism_switched_off_by_a_setting_is_a_note() -> None:
+    by_name = {c.name: c for c in check_platform({"LOOPTOOLS_PRIVATE_FDS": "0",
+                                                  "LOOPTOOLS_SIGNAL_TICKS": "0"})}
+    assert by_name["private fds"].level == "note"
+    assert by_name["private fds"].message.startswith(
+        "switched off (LOOPTOOLS_PRIVATE_FDS=0): it shares the app's")
+    assert by_name["ticks"].message == ("switched off (LOOPTOOLS_SIGNAL_TICKS=0): the watchdog "
+                                        "thread looks every few ms (dearer on a busy loop)")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="emulates macOS on Linux")
+def test_platform_section_names_the_fallback_of_what_is_missing() -> None:
+    """As on macOS: no real-time signals, no unshare, no per-thread CPU clocks
+    (tests/apps/without.py takes them away before looptools is imported)."""
+    without = Path(__file__).resolve().parent / "apps" / "without.py"
+    done = subprocess.run([sys.executable, str(without), "rt-signals,unshare,cpu-clock", "-m",
+                           "looptools", "doctor", "--no-probe", "--json"],
+                          env=_env(), capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in done.stderr, done.stderr
+    checks = {c["name"]: c for c in map(json.loads, done.stdout.splitlines())}
+    assert [name for name in checks if name in _MECHANISMS] == _MECHANISMS
+    assert checks["ticks"]["level"] == "note"
+    assert checks["ticks"]["message"] == (
+        "no real-time signals: SIGALRM interval timer (not if the app uses SIGALRM)")
+    assert checks["thread dumps"]["message"] == (
+        "no per-thread CPU clocks (time.pthread_getcpuclockid): faulthandler's timer thread "
+        "dumps it later")
+    assert checks["private fds"]["message"].startswith(
+        "the C library has no unshare: it shares the app's")
+    assert checks["qt probe"]["message"] == (
+        "no real-time signals: CPython's pending calls (Py_AddPendingCall)")
+    assert checks["cpu clock"]["level"] == "note"
+    assert checks["schedstat"]["level"] == "ok"  # still there: only the CPU clock is gone
+    assert checks["schedstat"]["message"].endswith("without it: lateness alone (on a busy "
+                                                   "machine a Python stall may be marked "
+                                                   "gil_held)")
+    for name in ("faulthandler timer", "signal masks", "pdeathsig"):
+        assert checks[name]["level"] == "ok", checks[name]

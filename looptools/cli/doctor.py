@@ -26,7 +26,7 @@ from typing import Any
 
 import click
 
-__all__ = ["Check", "doctor", "run_checks"]
+__all__ = ["Check", "check_platform", "doctor", "run_checks"]
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -334,11 +334,139 @@ def check_display(environ: dict[str, str] | None = None) -> list[Check]:
     return []
 
 
+def _setting_off(name: str, environ: dict[str, str] | None) -> str | None:
+    """``LOOPTOOLS_NAME=0`` (or the pyproject value) when the setting ``name`` is off."""
+    from looptools.settings import resolve
+
+    try:
+        settings = resolve(environ=environ)
+    except Exception:  # the settings check says what is wrong
+        return None
+    if getattr(settings, name):
+        return None
+    where = settings.sources.get(name, "default")
+    return f"LOOPTOOLS_{name.upper()}=0" if where == "environment" else f"{name} = false ({where})"
+
+
+def _mechanism(name: str, uses: str, missing: str | None, fallback: str,
+               setting: str | None = None, environ: dict[str, str] | None = None,
+               when_off: str | None = None) -> Check:
+    """One line: ``uses`` is in use here (ok), or why not and the fallback in use (note);
+    ``when_off`` is what runs instead when ``setting`` switches it off, if not ``fallback``."""
+    off = _setting_off(setting, environ) if setting else None
+    if off is not None:
+        return Check(name, "note", f"switched off ({off}): {when_off or fallback}")
+    if missing is not None:
+        return Check(name, "note", f"{missing}: {fallback}")
+    return Check(name, "ok", f"{uses}; without it: {fallback}")
+
+
+def _tick_timer_missing() -> str | None:
+    """Why no POSIX timer can signal the loop thread here: a real trial (a timer is
+    made for this thread and deleted, never armed)."""
+    import threading
+
+    from looptools import _posix_timer
+
+    why = _posix_timer.missing()
+    if why is not None:
+        return why
+    signals = _posix_timer.free_signals(1)
+    if not signals:
+        return "no free real-time signal"
+    timer = _posix_timer.create(_posix_timer.CLOCK_MONOTONIC, threading.get_native_id(),
+                                signals[0], 0.005, 0.005)
+    if timer is None:
+        return "timer_create failed"
+    timer.delete()
+    return None
+
+
+def _cpu_clock_missing() -> str | None:
+    import threading
+    import time
+
+    try:
+        time.clock_gettime(time.pthread_getcpuclockid(threading.get_ident()))
+    except (AttributeError, OSError):
+        return "no per-thread CPU clocks (time.pthread_getcpuclockid)"
+    return None
+
+
+def check_platform(environ: dict[str, str] | None = None) -> list[Check]:
+    """The stall watchdog's platform-specific mechanisms, one line each: in use on this
+    machine, or why not and which fallback is (docs/design.md, "Other platforms")."""
+    import faulthandler
+    import signal
+
+    from looptools import _fdtable, _ourthreads, _pending, _sigdump, _threadtimes
+    from looptools.cli.profile import _die_with_parent
+
+    sigalrm = all(hasattr(signal, n) for n in ("setitimer", "getitimer", "SIGALRM"))
+    later = hasattr(faulthandler, "dump_traceback_later")
+    after = "a GIL-holding call's stack is sampled just after it (the line may be the next)"
+    cpu_clock = _cpu_clock_missing()
+    lateness = "lateness alone (on a busy machine a Python stall may be marked gil_held)"
+    return [
+        _mechanism("ticks", "a POSIX timer signals the loop thread (timer_create)",
+                   _tick_timer_missing(),
+                   "SIGALRM interval timer (not if the app uses SIGALRM)" if sigalrm else
+                   "no ticks: the watchdog thread looks every few ms (dearer on a busy loop)",
+                   "signal_ticks", environ,
+                   "the watchdog thread looks every few ms (dearer on a busy loop)"),
+        _mechanism("thread dumps", "the loop thread dumps its own stack in a GIL-holding call "
+                                   "(faulthandler.register, a CPU-clock timer)",
+                   _sigdump.missing() or _tick_timer_missing(),
+                   "faulthandler's timer thread dumps it later" if later else after,
+                   "thread_dump", environ),
+        _mechanism("faulthandler timer", "faulthandler.dump_traceback_later, where the loop "
+                                         "thread cannot dump its own",
+                   None if later else "no faulthandler.dump_traceback_later", after,
+                   "gil_capture", environ),
+        _mechanism("schedstat", "run-queue times tell a GIL-holding call from a busy machine",
+                   _threadtimes.missing(),
+                   "the loop thread's CPU clock" if cpu_clock is None else lateness,
+                   "thread_times", environ, lateness),
+        _mechanism("cpu clock", "the watchdog reads the loop thread's CPU clock "
+                                "(time.pthread_getcpuclockid)", cpu_clock,
+                   "lateness alone where there is no schedstat either", "thread_times",
+                   environ, lateness),
+        _mechanism("private fds", "the watchdog thread has a descriptor table of its own "
+                                  "(unshare)", _fdtable.missing(),
+                   "it shares the app's (a busy loop's epoll_wait and read cost 2-5 % more)",
+                   "private_fds", environ),
+        _mechanism("signal masks", "looptools' threads block process signals (pthread_sigmask)",
+                   _ourthreads.missing(), "one of them may take a process signal; its handler "
+                                          "runs at the loop's next wake-up"),
+        _mechanism("qt probe", "a real-time signal to the main thread finds a Qt app without "
+                               "asyncio (pthread_kill)", _posix_timer_signal_missing(),
+                   "CPython's pending calls (Py_AddPendingCall)" if _pending.missing() is None
+                   else "a Qt app without asyncio is not monitored"),
+        _mechanism("pdeathsig", "the app of a killed 'looptools profile' gets SIGTERM "
+                                "(prctl PR_SET_PDEATHSIG)",
+                   None if _die_with_parent(signal.SIGTERM) is not None else "no prctl",
+                   "if profile is killed with SIGKILL, its app runs on"),
+    ]
+
+
+def _posix_timer_signal_missing() -> str | None:
+    import signal
+
+    from looptools import _posix_timer
+
+    if not hasattr(signal, "pthread_kill"):
+        return "no signal.pthread_kill"
+    if not _posix_timer.free_signals(1):
+        return "no real-time signals"
+    return None
+
+
 def run_checks(probe: bool = True) -> list[Check]:
     """All checks, in the order they are shown."""
     checks: list[Check] = []
-    for check in (check_python, check_qt, check_startup_hook, check_settings, check_streaming,
-                  lambda: check_py_spy(probe=probe), check_yappi, check_display, check_terminal):
+    for check in (check_python, check_qt, check_startup_hook, check_settings, check_platform,
+                  check_streaming, lambda: check_py_spy(probe=probe), check_yappi,
+                  check_display, check_terminal):
         try:
             checks.extend(check())
         except Exception as exc:  # one broken check must not hide the others

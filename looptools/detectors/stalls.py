@@ -50,7 +50,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import IO, Any
 
-from looptools import _posix_timer, _sigdump
+from looptools import _fdtable, _posix_timer, _sigdump
 from looptools._describe import describe_handle, describe_task
 from looptools._fdtable import private_fd_table, stderr_fds
 from looptools._frames import (
@@ -63,7 +63,7 @@ from looptools._frames import (
 )
 from looptools._hub import Detector, give_back_interrupt
 from looptools._ourthreads import block_process_signals
-from looptools._threadtimes import ThreadTimes, open_times, pread_holding_gil
+from looptools._threadtimes import ThreadTimes, open_times, pread_holding_gil, reads_holding_gil
 from looptools.settings import Settings
 
 #: How long a tick waits, with the GIL released, for the watchdog thread to look.
@@ -169,6 +169,22 @@ def _without_tick(stack: list[Frame]) -> list[Frame]:
     return stack
 
 
+def _read_at(fd: int, size: int, offset: int) -> bytes:
+    """``os.pread``, or where there is none (Windows) a seek and a read."""
+    pread = getattr(os, "pread", None)
+    if pread is not None:
+        return bytes(pread(fd, size, offset))
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, size)
+
+
+def _clear_dump(fd: int) -> None:
+    """Empty the dump file; faulthandler's next dump goes at its start (where
+    there is no O_APPEND, the file's offset is where it writes)."""
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+
+
 #: Files a watchdog thread with a descriptor table of its own could not close.
 _LEFT_OPEN: list[IO[bytes]] = []
 
@@ -197,11 +213,15 @@ class StallWatchdog(Detector):
         self._dumper: _sigdump.ThreadDump | None = None
         self._one_byte = ctypes.create_string_buffer(1)
         self.dump_kind: str | None = None  # "signal", "timer-thread" or None
+        # Why not (None: in use), for the report; see contribute().
+        self.no_gil_stacks: str | None = "no loop ran"
+        self.no_thread_dump: str | None = "no loop ran"
         # Why the watchdog ran late (looptools._threadtimes): read in its thread.
         self.use_thread_times = settings.thread_times
         self._times_w: ThreadTimes | None = None
         self._times_l: ThreadTimes | None = None
         self.thread_times = False
+        self.no_thread_times: str | None = "no loop ran"
         self.gil_waits = 0  # looks that found the GIL held against them
         self.starved = 0  # would-be stalls of an idle loop kept off the CPU (not stalls)
         self._rq_marks: deque[tuple[float, float]] = deque(maxlen=256)
@@ -243,13 +263,16 @@ class StallWatchdog(Detector):
         self.use_private_fds = settings.private_fds
         self._fd_keep: set[int] | None = None
         self.private_fds = False  # the thread runs with a table of its own
+        self.no_private_fds: str | None = "no loop ran"
         self._guard_gc = False  # pause cyclic GC while the thread runs Python
         self._ready = threading.Event()  # the thread has set its table up
         self._gc_paused = False
         self._in_tick = False
         self._retiring = False  # stopped off the main thread: the next tick undoes it
-        self._tick_signal: int = signal.SIGALRM  # the signal the ticks come on
+        # The signal the ticks come on (no SIGALRM on Windows: set before use).
+        self._tick_signal: int = getattr(signal, "SIGALRM", 0)
         self._tick_timer: _posix_timer.ThreadTimer | None = None
+        self.tick_timer: str | None = None  # what sends them: "posix-timer" or "setitimer"
         self._tick_t = 0.0  # when the last tick ran
         self._tick_cpu = 0.0  # the loop thread's CPU clock then
         self._look_cpu = 0.0  # the loop thread's CPU clock at the thread's last look
@@ -274,36 +297,21 @@ class StallWatchdog(Detector):
     def attach(self, state: Any, plugin: Any) -> None:
         self.state = state
         self.qt = bool(plugin.is_qt)
-        if self.use_faulthandler:
-            self._dump = tempfile.TemporaryFile(prefix="looptools-dump-")
-            # O_APPEND so that faulthandler always writes at the end, even after
-            # we truncate the file between stalls.
-            try:
-                import fcntl
-
-                flags = fcntl.fcntl(self._dump.fileno(), fcntl.F_GETFL)
-                fcntl.fcntl(self._dump.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
-            except (ImportError, OSError):
-                pass
-        self._dumper = None
-        self.dump_kind = None
-        if self._dump is not None:
-            # The loop thread's own dumps need ticks to re-arm them: a loop on
-            # the main thread (see looptools._sigdump).
-            if self.use_thread_dump and self.use_ticks \
-                    and state.thread_id == threading.main_thread().ident:
-                try:
-                    self._dumper = _sigdump.create(state.thread_id, state.native_id,
-                                                   self._dump, self.dump_after)
-                except Exception:  # ours, not the app's: fall back
-                    self._dumper = None
-            self.dump_kind = "signal" if self._dumper is not None else "timer-thread"
+        on_main = state.thread_id == threading.main_thread().ident
+        self._set_up_dumps(state, on_main)
         self._fd_keep = None
         self.private_fds = False
         fds = plugin.thread_fds() if self.use_private_fds else None
-        if fds is not None and state.thread_id == threading.main_thread().ident:
+        if not self.use_private_fds:
+            self.no_private_fds = "switched off (private_fds)"
+        elif not on_main:
+            self.no_private_fds = "the loop runs off the main thread"
+        elif fds is None:
+            self.no_private_fds = "the loop's descriptors the watchdog uses are not known"
+        else:
             # Only a loop on the main thread gains: one off it shares the
             # table with the main thread anyway.
+            self.no_private_fds = None  # unless the thread cannot (see _run)
             self._fd_keep = stderr_fds() | set(fds)
             if self._dump is not None:
                 self._fd_keep.add(self._dump.fileno())
@@ -316,6 +324,62 @@ class StallWatchdog(Detector):
             # loop runs, every GIL release there (each close) would cost a
             # GIL convoy of several ms against the busy loop.
             self._ready.wait(0.5)
+
+    def _set_up_dumps(self, state: Any, on_main: bool) -> None:
+        """How the stack of a stall that holds the GIL will be taken (``dump_kind``).
+
+        Best: the loop thread dumps its own (looptools._sigdump: Linux, ticks on
+        the main thread).  Else faulthandler's timer thread dumps every thread's,
+        later.  Else, or with ``gil_capture`` off, no dump at all: the stack is
+        sampled the moment the GIL comes back (``stack_source: "after"``).
+        """
+        self._dumper = None
+        self.dump_kind = None
+        self.no_gil_stacks = self.no_thread_dump = None
+        if not self.use_faulthandler:
+            self.no_gil_stacks = self.no_thread_dump = "switched off (gil_capture)"
+            return
+        if not self.use_thread_dump:
+            self.no_thread_dump = "switched off (thread_dump)"
+        elif not self.use_ticks:
+            # Its timer is re-armed by every tick (see looptools._sigdump).
+            self.no_thread_dump = "it needs the ticks (signal_ticks is off)"
+        elif not on_main:
+            self.no_thread_dump = "the loop runs off the main thread"
+        else:
+            self.no_thread_dump = _sigdump.missing()
+        later = hasattr(faulthandler, "dump_traceback_later") \
+            and hasattr(faulthandler, "cancel_dump_traceback_later")
+        if self.no_thread_dump is not None and not later:
+            self.no_gil_stacks = "no faulthandler.dump_traceback_later on this platform"
+            return
+        self._dump = tempfile.TemporaryFile(prefix="looptools-dump-")
+        # O_APPEND so that faulthandler always writes at the end, even after
+        # we truncate the file between stalls (without fcntl, _clear_dump
+        # also moves the file's offset back to the start).
+        try:
+            import fcntl
+
+            flags = fcntl.fcntl(self._dump.fileno(), fcntl.F_GETFL)
+            fcntl.fcntl(self._dump.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
+        except (ImportError, OSError, AttributeError):
+            pass
+        if self.no_thread_dump is None:
+            try:
+                self._dumper = _sigdump.create(state.thread_id, state.native_id,
+                                               self._dump, self.dump_after)
+            except Exception:  # ours, not the app's: fall back
+                self._dumper = None
+            if self._dumper is None:
+                self.no_thread_dump = "its signal or timer could not be set up"
+        if self._dumper is not None:
+            self.dump_kind = "signal"
+        elif later:
+            self.dump_kind = "timer-thread"
+        else:
+            self._dump.close()
+            self._dump = None
+            self.no_gil_stacks = "no faulthandler.dump_traceback_later on this platform"
 
     def detach(self) -> None:
         self._stop_ticks()
@@ -333,7 +397,7 @@ class StallWatchdog(Detector):
             dumper.close(on_target_thread=threading.get_ident() == getattr(
                 self.state, "thread_id", None))
         if self._dump is not None:
-            if dumper is None:
+            if dumper is None and self.dump_kind == "timer-thread":
                 with self._arm:
                     faulthandler.cancel_dump_traceback_later()
             if self.private_fds and itself:
@@ -349,7 +413,7 @@ class StallWatchdog(Detector):
 
     # -- fork (the forking thread) ----------------------------------------------
     def before_fork(self) -> None:
-        if self._dump is not None and self._dumper is None:
+        if self._dump is not None and self._dumper is None and self.dump_kind == "timer-thread":
             self._arm.acquire()
             faulthandler.cancel_dump_traceback_later()
             self._armed_at = 0.0  # re-armed at the next look, in the parent
@@ -411,6 +475,7 @@ class StallWatchdog(Detector):
         main = threading.main_thread()
         if self.ticking or state is None:
             return
+        self.tick_timer = None
         if not self.use_ticks:
             self.no_ticks = "switched off (signal_ticks)"
             return
@@ -420,7 +485,8 @@ class StallWatchdog(Detector):
         try:
             if self._start_thread_timer(state):
                 return
-            if not hasattr(signal, "setitimer"):
+            if not all(hasattr(signal, name) for name in
+                       ("setitimer", "getitimer", "SIGALRM", "siginterrupt")):
                 self.no_ticks = "no timer signals on this platform"
                 return
             if signal.getsignal(signal.SIGALRM) != signal.SIG_DFL \
@@ -428,6 +494,7 @@ class StallWatchdog(Detector):
                 self.no_ticks = "the app uses SIGALRM or the real-time interval timer"
                 return
             self.no_ticks = None
+            self.tick_timer = "setitimer"
             self._tick_signal = signal.SIGALRM
             signal.signal(signal.SIGALRM, self._tick)
             self.ticking = True
@@ -437,8 +504,10 @@ class StallWatchdog(Detector):
             signal.siginterrupt(signal.SIGALRM, False)
             self._ticks_began()
             signal.setitimer(signal.ITIMER_REAL, self.poll, self.poll)
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError) as exc:
             self._stop_ticks()
+            self.tick_timer = None
+            self.no_ticks = f"the timer signal could not be set up ({type(exc).__name__}: {exc})"
 
     def _start_thread_timer(self, state: Any) -> bool:
         """Ticks from a POSIX timer aimed at the loop thread (Linux); False if none."""
@@ -454,6 +523,7 @@ class StallWatchdog(Detector):
         if timer is None:
             return False
         self.no_ticks = None
+        self.tick_timer = "posix-timer"
         self._tick_signal = signum
         self._tick_timer = timer
         signal.signal(signum, self._tick)
@@ -658,17 +728,32 @@ class StallWatchdog(Detector):
             self._pause_gc()
             if self._fd_keep is not None:
                 self.private_fds = private_fd_table(self._fd_keep)
+                if not self.private_fds:
+                    self.no_private_fds = _fdtable.missing() \
+                        or "unshare(CLONE_FILES) was refused"
             self._guard_gc = self.private_fds
             if self.use_thread_times and self.state is not None:
                 # Opened here, after the table: in this thread's own table.
                 self._times_w = open_times(threading.get_native_id())
                 self._times_l = open_times(self.state.native_id)
             self.thread_times = self._times_w is not None and self._times_l is not None
-            if self.use_thread_times and self.state is not None and not self.thread_times:
-                try:
-                    self._cpu_clock = time.pthread_getcpuclockid(self.state.thread_id)
-                except (AttributeError, OSError):
-                    self._cpu_clock = None
+            self._cpu_clock = None
+            if not self.use_thread_times:
+                self.no_thread_times = "switched off (thread_times)"
+            elif self.thread_times:
+                self.no_thread_times = None
+            else:
+                self.no_thread_times = "no /proc/self/task/<tid>/schedstat" \
+                    if reads_holding_gil() else "no pread in the C library"
+                if self.state is not None:
+                    # The loop thread's CPU clock alone still tells a C call
+                    # from a busy machine (with ticks: see _gil_held).
+                    try:
+                        clock = time.pthread_getcpuclockid(self.state.thread_id)
+                        time.clock_gettime(clock)
+                        self._cpu_clock = clock
+                    except (AttributeError, OSError):
+                        self._cpu_clock = None
             self._ready.set()
             self._watch(poll, idle_wait, rearm_every, dump_after)
         finally:
@@ -787,6 +872,7 @@ class StallWatchdog(Detector):
                     if not self._ticks_flowing(now):
                         self._run_jobs(now)
                 if dumper is None and self._dump is not None \
+                        and self.dump_kind == "timer-thread" \
                         and now - self._armed_at >= rearm_every:
                     with self._arm:
                         if self._dump is not None:
@@ -796,7 +882,7 @@ class StallWatchdog(Detector):
                 # released it, the loop thread off the CPU): drop it so it cannot
                 # be mistaken for the stack of a later stall.
                 if self._dump is not None and not gil and self._dump_written():
-                    os.ftruncate(self._dump.fileno(), 0)
+                    _clear_dump(self._dump.fileno())
                 wait = self._next_wait(now, poll, idle_wait)
                 before = self._times_before()
                 if before is not None:
@@ -981,8 +1067,10 @@ class StallWatchdog(Detector):
         if dump is None:
             return False
         try:
-            return bool(pread_holding_gil(dump.fileno(), self._one_byte))
-        except OSError:
+            if reads_holding_gil():
+                return bool(pread_holding_gil(dump.fileno(), self._one_byte))
+            return os.fstat(dump.fileno()).st_size > 0  # releases the GIL, but works
+        except (OSError, ValueError):
             return False
 
     def _vote_dump(self, stall: Stall, held: float) -> None:
@@ -993,10 +1081,11 @@ class StallWatchdog(Detector):
         if not self._dump_written():
             return
         try:
-            size = os.fstat(dump.fileno()).st_size
-            text = os.pread(dump.fileno(), min(size, 1 << 20), max(0, size - (1 << 20)))
-            os.ftruncate(dump.fileno(), 0)
-        except OSError:
+            fd = dump.fileno()
+            size = os.fstat(fd).st_size
+            text = _read_at(fd, min(size, 1 << 20), max(0, size - (1 << 20)))
+            _clear_dump(fd)
+        except (OSError, ValueError):
             return
         stacks = parse_faulthandler_all(text.decode("utf-8", "replace"), self.state.thread_id)
         if not stacks:
@@ -1090,8 +1179,24 @@ class StallWatchdog(Detector):
                 "handoffs": self.handoffs,
                 "no_ticks": self.no_ticks,
                 "private_fds": self.private_fds,
+                # What each platform-specific mechanism fell back to (see
+                # docs/design.md, "Other platforms"): None where it is in use.
+                "tick_timer": self.tick_timer,
+                "no_private_fds": None if self.private_fds else self.no_private_fds,
+                "no_thread_times": self.no_thread_times,
+                "gil_judged_by": self.gil_judged_by(),
+                "no_gil_stacks": self.no_gil_stacks,
+                "no_thread_dump": self.no_thread_dump,
             },
         }
+
+    def gil_judged_by(self) -> str:
+        """How a late look is told to be a C call holding the GIL (see _gil_held)."""
+        if self.thread_times:
+            return "schedstat"
+        if self._cpu_clock is not None and self.ticks:
+            return "cpu-clock"
+        return "lateness"
 
     def snapshot(self) -> dict[str, Any]:
         origin = self.hub.started if self.hub else 0.0
