@@ -136,6 +136,14 @@ def summary_lines(report: dict[str, Any], report_path: str | None = None) -> lis
     for row in report["blocking_calls"][:5]:
         site = row["sites"][0] if row["sites"] else None
         lines.append(f"  blocking call {row['call']} x{row['count']}, first at {_where(site)}")
+    threshold = float(meta.get("threshold_ms") or 0)
+    for row in [r for r in report.get("handoffs") or [] if r["max_ms"] >= threshold][:3]:
+        during = row.get("worst_during_stall_in")
+        held = f", while {during['function']} held the loop" if during else ""
+        lines.append(
+            f"  hand-offs from {_where(row['site'])} (thread {row['thread']}) via "
+            f"{row['via']} x{row['count']}: p99 {row['p99_ms']:.0f} ms, max "
+            f"{row['max_ms']:.0f} ms{held}")
     for error in report["detector_errors"]:
         lines.append(f"  detector {error['detector']} was switched off: {error['error']}")
     if report_path:

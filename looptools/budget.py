@@ -123,6 +123,9 @@ BUDGET_KEYS: tuple[BudgetKey, ...] = (
     BudgetKey("max_pending_tasks", "count", None, "peak number of pending tasks"),
     BudgetKey("max_leaked_tasks", "count", None, "tasks still pending at exit"),
     BudgetKey("max_blocking_calls", "count", None, "blocking calls on the loop thread"),
+    BudgetKey("max_handoff_p99_ms", "ms", None,
+              "99th percentile wait of work handed to the loop from another thread "
+              "(the worst posting site)"),
 )
 _KEYS: dict[str, BudgetKey] = {key.name: key for key in BUDGET_KEYS}
 _ALLOW_KEYS = ("function", "file", "reason", "expires")
@@ -948,7 +951,7 @@ _MEASURED_BY: dict[str, str] = {
     "max_stall_ms": "stalls", "max_total_stall_ms": "stalls",
     "max_slow_callbacks": "slow_callbacks", "max_lag_p99_ms": "lag",
     "max_pending_tasks": "tasks", "max_leaked_tasks": "tasks",
-    "max_blocking_calls": "blocking",
+    "max_blocking_calls": "blocking", "max_handoff_p99_ms": "handoffs",
 }
 _KEY_KINDS: dict[str, Kind] = {
     "max_stall_ms": "stall", "max_total_stall_ms": "stall", "max_slow_callbacks": "slow_callback",
@@ -962,6 +965,8 @@ def _measured(report: Mapping[str, Any], detector: str) -> bool:
         return report.get("lag") is not None
     if detector == "tasks":
         return report.get("tasks") is not None
+    if detector == "handoffs":
+        return isinstance(report.get("handoffs"), list)
     if detector == "slow_callbacks" and not (report.get("loop") or {}).get("callback_timing"):
         return False
     return detector in detectors
@@ -982,15 +987,37 @@ def _actual(key: str, report: Mapping[str, Any], counting: list[Offender],
         return float(report["lag"]["p99_ms"])
     if key == "max_pending_tasks":
         return float(report["tasks"]["peak_pending"])
+    if key == "max_handoff_p99_ms":
+        return max((float(row.get("p99_ms") or 0.0) for row in _handoff_rows(report)),
+                   default=0.0)
     return float(sum(o.count for o in counting))
+
+
+def _handoff_rows(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    rows = report.get("handoffs")
+    return [row for row in rows if isinstance(row, Mapping)] if isinstance(rows, list) else []
+
+
+def _worst_handoff(report: Mapping[str, Any]) -> str:
+    rows = sorted(_handoff_rows(report), key=lambda r: -float(r.get("p99_ms") or 0.0))
+    if not rows:
+        return ""
+    row = rows[0]
+    site = row.get("site") if isinstance(row.get("site"), Mapping) else {}
+    where = f"{site.get('function')} ({site.get('file')}:{site.get('line')})" if site else "?"
+    during = row.get("worst_during_stall_in")
+    held = f"; the longest waited while {during.get('function')} held the loop" \
+        if isinstance(during, Mapping) else ""
+    return (f" (worst: {row.get('via')} from {where}, thread {row.get('thread')}, "
+            f"{row.get('count')} hand-offs, max {fmt_ms(float(row.get('max_ms') or 0.0))}{held})")
 
 
 def _sort_worst(items: Iterable[Offender]) -> list[Offender]:
     return sorted(items, key=lambda o: (-(o.max_ms or 0.0), -o.count, o.label))
 
 
-def _violations(key: str, limit: Limit, actual: float,
-                counting: list[Offender]) -> tuple[Violation, ...]:
+def _violations(key: str, limit: Limit, actual: float, counting: list[Offender],
+                report: Mapping[str, Any] | None = None) -> tuple[Violation, ...]:
     spec = _KEYS[key]
     if actual <= limit:
         return ()
@@ -1009,6 +1036,7 @@ def _violations(key: str, limit: Limit, actual: float,
         "max_pending_tasks": f"peak of {plural(actual, 'pending task')}",
         "max_leaked_tasks": f"{plural(actual, 'task')} still pending at exit",
         "max_blocking_calls": f"{plural(actual, 'blocking call')} on the loop thread",
+        "max_handoff_p99_ms": f"hand-off wait p99 {fmt_ms(actual)}",
     }
     if key == "max_total_stall_ms":
         ordered = sorted(counting, key=lambda o: -(o.total_ms or 0.0))
@@ -1017,6 +1045,8 @@ def _violations(key: str, limit: Limit, actual: float,
     else:
         ordered = _sort_worst(counting)
     worst = f" (worst: {ordered[0].describe()})" if ordered else ""
+    if key == "max_handoff_p99_ms" and report is not None:
+        worst = _worst_handoff(report)
     return (Violation(key, f"{words[key]} exceeds {limit_text}{worst}", actual, limit,
                       tuple(ordered)),)
 
@@ -1080,7 +1110,7 @@ def evaluate(report: Mapping[str, Any], budget: Budget, *, baseline: Baseline | 
                                       (Violation(key, message, None, limit),)))
             continue
         actual = _actual(key, report, mine, excused)
-        found = _violations(key, limit, actual, mine)
+        found = _violations(key, limit, actual, mine, report)
         checks.append(CheckResult(key, "fail" if found else "pass", limit, actual, source,
                                   found, len(excused)))
     stale = tuple(e for i, e in enumerate(baseline.entries) if i not in used_baseline) \

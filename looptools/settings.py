@@ -27,7 +27,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-DETECTORS: tuple[str, ...] = ("slow_callbacks", "stalls", "dispatcher", "lag", "tasks", "blocking")
+DETECTORS: tuple[str, ...] = ("slow_callbacks", "stalls", "dispatcher", "lag", "tasks", "blocking",
+                              "handoffs")
 
 
 class SettingsError(ValueError):

@@ -13,6 +13,7 @@ def build(settings: Settings, names: tuple[str, ...]) -> list[Detector]:
     """Instantiate the detectors named in ``names`` (in a fixed order)."""
     from looptools.detectors.blocking import BlockingCalls
     from looptools.detectors.dispatcher import DispatcherBusy
+    from looptools.detectors.handoffs import HandOffs
     from looptools.detectors.lag import LoopLag
     from looptools.detectors.slow_callbacks import SlowCallbacks
     from looptools.detectors.stalls import StallWatchdog
@@ -25,5 +26,6 @@ def build(settings: Settings, names: tuple[str, ...]) -> list[Detector]:
         "lag": LoopLag,
         "tasks": TaskAudit,
         "blocking": BlockingCalls,
+        "handoffs": HandOffs,
     }
     return [classes[name](settings) for name in classes if name in names]  # type: ignore[call-arg]
