@@ -147,5 +147,5 @@ def summary_lines(report: dict[str, Any], report_path: str | None = None) -> lis
     for error in report["detector_errors"]:
         lines.append(f"  detector {error['detector']} was switched off: {error['error']}")
     if report_path:
-        lines.append(f"  report: {report_path}")
+        lines.append(f"  report: {_short(report_path)}")
     return lines

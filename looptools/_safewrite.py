@@ -30,7 +30,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["WriteRefused", "why", "write_file"]
+__all__ = ["WriteRefused", "why", "write_fallback", "write_file"]
 
 _DESCRIPTOR_NAMES = ("/dev/stdout", "/dev/stderr")
 _DESCRIPTOR_PREFIXES = ("/proc/", "/dev/fd/")
@@ -87,11 +87,67 @@ def _write_through(path: Path, data: bytes, fifo: bool, regular: bool = False) -
             raise WriteRefused(errno.ENXIO, "is a FIFO that nothing reads", str(path)) from None
         raise
     try:
-        if fifo:  # a reader is there: from now on, wait for it like any writer
-            os.set_blocking(fd, True)
-        _write_all(fd, data)
+        if fifo:  # a reader is there: wait for it, but not for ever
+            _write_all_within(fd, data, FIFO_PATIENCE_S)
+        else:
+            _write_all(fd, data)
     finally:
         os.close(fd)
+
+
+#: How long a FIFO's reader may take to read the report before the write gives up (a
+#: reader that stopped reading once hung the app at exit).
+FIFO_PATIENCE_S = 5.0
+
+
+def _write_all_within(fd: int, data: bytes, patience: float) -> None:
+    import select
+    import time
+
+    deadline = time.monotonic() + patience
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [fd], [], left)[1]:
+                raise WriteRefused(errno.ETIMEDOUT, f"is a FIFO whose reader stopped reading "
+                                   f"(waited {patience:g} s)", "") from None
+            continue
+        view = view[written:]
+
+
+def _refuse_a_planted_link(link: Path) -> None:
+    """A link in a shared sticky folder (``/tmp``) that belongs to someone else (not us,
+    not the folder's owner) is not followed: the kernel's ``fs.protected_symlinks``
+    refuses the same to ``open()``, and a rename to its target would go round that."""
+    try:
+        mine = os.lstat(link).st_uid
+        folder = os.stat(link.parent if str(link.parent) else ".")
+    except OSError:
+        return
+    shared = folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH
+    if shared and mine not in (os.geteuid(), folder.st_uid):
+        raise WriteRefused(errno.EACCES, f"is a symbolic link of user {mine} in a shared folder; "
+                           "not followed", str(link))
+
+
+def write_fallback(data: str | bytes, pid: int) -> Path:
+    """Write ``data`` to a new private file in the temp folder (where a report goes when
+    its own path failed): a random name made with ``O_EXCL`` and never through a link,
+    so nobody can plant the file or a link in its place; mode 0600."""
+    payload = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+    fd, name = tempfile.mkstemp(prefix=f"looptools-report-{pid}-", suffix=".json")
+    try:
+        _write_all(fd, payload)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
+    os.close(fd)
+    return Path(name)
 
 
 def write_file(path: str | os.PathLike[str], data: str | bytes, *,
@@ -113,6 +169,8 @@ def write_file(path: str | os.PathLike[str], data: str | bytes, *,
     if info is not None and _names_a_descriptor(target):
         _write_through(target, payload, fifo=False, regular=True)
         return target
+    if target.is_symlink():
+        _refuse_a_planted_link(target)
     real = Path(os.path.realpath(target)) if target.is_symlink() else target
     folder = real.parent if str(real.parent) else Path(".")
     fd, temp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=folder)

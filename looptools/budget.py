@@ -851,8 +851,12 @@ def load_baseline(path: Path) -> Baseline:
     of the wrong type, numbers that are not finite or out of range, or deep nesting.
     """
     where = display_path(path)
+    from looptools.report_io import TooBig, read_capped
+
     try:
-        data = _jsonsafe.loads(path.read_bytes())
+        data = _jsonsafe.loads(read_capped(path))
+    except TooBig:
+        raise _baseline_error(where, "is too large to be a baseline") from None
     except FileNotFoundError:
         raise _baseline_error(where, "does not exist") from None
     except _jsonsafe.UnsafeJSON as exc:

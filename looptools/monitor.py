@@ -10,13 +10,14 @@ from __future__ import annotations
 import _thread
 import asyncio
 import atexit
+import dataclasses
 import datetime
 import enum
 import functools
+import json
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from types import TracebackType
@@ -25,7 +26,7 @@ from typing import Any, NoReturn, cast
 from looptools import _attach
 from looptools._hub import Hub, give_back_interrupt
 from looptools._report import empty_report, summary_lines, write_report
-from looptools._safewrite import why
+from looptools._safewrite import why, write_fallback
 from looptools._state import LoopState
 from looptools.detectors import build
 from looptools.plugins import Driver, LoopPlugin, plugin_for
@@ -137,6 +138,14 @@ class Monitor:
     def __init__(self, settings: Settings | None = None, *, exit_hooks: bool = False,
                  **overrides: Any) -> None:
         self.settings = settings if settings is not None else resolve(overrides)
+        if self.settings.report and not os.path.isabs(self.settings.report):
+            # Relative to where the app started: an app that changes folder later must
+            # not put its report somewhere else (nor the summary name the wrong file).
+            try:
+                self.settings = dataclasses.replace(
+                    self.settings, report=os.path.abspath(self.settings.report))
+            except OSError:
+                pass  # no current folder: left as given
         for problem in self.settings.problems:
             _warn(problem)
         self.hub = Hub(warn=_warn)
@@ -858,15 +867,19 @@ class Monitor:
         try:
             return str(write_report(report, path))
         except OSError as exc:
-            fallback = os.path.join(tempfile.gettempdir(), f"looptools-report-{os.getpid()}.json")
-            _warn(f"looptools: cannot write the report to {path} ({why(exc, path)}); "
-                  f"writing it to {fallback} instead")
-            try:
-                return str(write_report(report, fallback))
-            except OSError as again:
-                _warn(f"looptools: cannot write the report to {fallback} either "
-                      f"({why(again, fallback)})")
-                return None
+            reason = why(exc, path)
+        # A new private file in the temp folder (never a fixed name another user could
+        # plant a link at); the line says where it went.
+        try:
+            fallback = write_fallback(json.dumps(report, indent=1, default=str) + "\n",
+                                      os.getpid())
+        except OSError as again:
+            _warn(f"looptools: cannot write the report to {path} ({reason}), nor to the "
+                  f"temp folder ({again.strerror or again})")
+            return None
+        _warn(f"looptools: cannot write the report to {path} ({reason}); wrote it to "
+              f"{fallback} instead")
+        return str(fallback)
 
     def report(self) -> dict[str, Any]:
         """The report so far, as a dict matching the JSON schema."""

@@ -125,6 +125,30 @@ def _unsafe(name: str, exc: _jsonsafe.UnsafeJSON) -> ReportError:
                        f"{_jsonsafe.json_path(exc.path)}: {exc.problem}", exc.path)
 
 
+#: No report looptools writes comes near this (stall, callback and task lists are capped);
+#: a bigger input (a device, a huge unrelated file) is refused before it fills memory.
+MAX_REPORT_BYTES = 256 << 20
+
+
+class TooBig(Exception):
+    """The input is larger than the cap."""
+
+
+def read_capped(path: str | os.PathLike[str], cap: int = MAX_REPORT_BYTES) -> bytes:
+    """The bytes of ``path``, refusing more than ``cap`` (a regular file by its size, a
+    device or pipe by reading one byte past the cap)."""
+    with open(path, "rb") as handle:
+        try:
+            if os.fstat(handle.fileno()).st_size > cap:
+                raise TooBig
+        except OSError:
+            pass
+        data = handle.read(cap + 1)
+    if len(data) > cap:
+        raise TooBig
+    return data
+
+
 def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read the report at ``path`` and check it against the schema.
 
@@ -137,7 +161,10 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     name = display_path(path)
     try:
-        raw = Path(path).read_bytes()
+        raw = read_capped(path)
+    except TooBig:
+        raise ReportError(f"report {name} is larger than {MAX_REPORT_BYTES >> 20} MiB: not a "
+                          "report looptools wrote") from None
     except FileNotFoundError:
         raise ReportError(f"report {name} does not exist") from None
     except IsADirectoryError:

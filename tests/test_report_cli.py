@@ -244,3 +244,13 @@ def test_colour_follows_force_color_no_color_and_term(tmp_path: Path, environ: d
         done = subprocess.run([sys.executable, "-m", "looptools", *args], env=env, cwd=tmp_path,
                               capture_output=True, text=True, timeout=60)
         assert ("\x1b[" in done.stdout) is coloured, (args, environ, done.stdout[:300])
+
+
+def test_an_input_too_big_to_be_a_report_is_refused_before_it_fills_memory(tmp_path: Path
+                                                                          ) -> None:
+    from looptools.report_io import MAX_REPORT_BYTES
+
+    big = tmp_path / "big.json"
+    with open(big, "wb") as handle:
+        handle.truncate(MAX_REPORT_BYTES + 1)  # sparse: no disk used
+    assert_one_line_error(run(str(big)), "larger than 256 MiB")

@@ -271,3 +271,64 @@ def test_profile_unwritable_report_falls_back_and_says_why(tmp_path: Path) -> No
         assert report["stalls"][0]["culprit"]["function"] == "blocking_call"
     finally:
         path.unlink(missing_ok=True)
+
+
+def test_a_link_planted_by_another_user_in_a_shared_folder_is_not_followed(tmp_path: Path
+                                                                           ) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("lchown to another user needs root")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    link = shared / "looptools-report.json"
+    link.symlink_to(victim)
+    os.lchown(link, 54321, 54321)
+    with pytest.raises(WriteRefused) as caught:
+        write_file(link, "the report")
+    assert "symbolic link of user 54321" in why(caught.value, link)
+    assert victim.read_text() == "precious\n" and link.is_symlink()
+    os.lchown(link, os.geteuid(), os.getegid())  # our own link there is followed
+    write_file(link, "the report")
+    assert victim.read_text() == "the report"
+
+
+def test_the_fallback_is_a_new_private_file_not_a_name_anyone_can_plant(tmp_path: Path
+                                                                        ) -> None:
+    (tmp_path / "app.py").write_text(STALLING_APP)
+    env = app_env(LOOPTOOLS="1", LOOPTOOLS_REPORT="/proc/looptools-x.json", TMPDIR=str(tmp_path))
+    planted = tmp_path / "planted-target.txt"
+    planted.write_text("precious\n")
+    done = subprocess.Popen([sys.executable, "app.py"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The old fixed name, planted before the app writes: it must be left alone.
+    (tmp_path / f"looptools-report-{done.pid}.json").symlink_to(planted)
+    out, err = done.communicate(timeout=60)
+    assert done.returncode == 0 and out == "app done\n", err
+    assert planted.read_text() == "precious\n"
+    line = next(line for line in err.splitlines() if "cannot write the report" in line)
+    written = Path(line.split("wrote it to ")[1].removesuffix(" instead"))
+    assert written.parent == tmp_path and written.name.startswith(f"looptools-report-{done.pid}-")
+    assert stat.S_IMODE(os.stat(written).st_mode) == 0o600 and not written.is_symlink()
+    assert json.loads(written.read_text())["stalls"][0]["culprit"]["function"] == "blocking_call"
+
+
+def test_a_fifo_reader_that_stops_reading_does_not_hang_the_writer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import looptools._safewrite as safewrite
+
+    monkeypatch.setattr(safewrite, "FIFO_PATIENCE_S", 0.5)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # opened, never read
+    try:
+        started = time.monotonic()
+        with pytest.raises(WriteRefused) as caught:
+            write_file(fifo, "x" * 1_000_000)  # more than the pipe holds
+        assert time.monotonic() - started < 5
+        assert "reader stopped reading" in why(caught.value, fifo)
+    finally:
+        os.close(reader)

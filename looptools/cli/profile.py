@@ -42,7 +42,7 @@ from typing import IO, Any
 import click
 
 from looptools._report import empty_report, stall_line, summary_lines
-from looptools._safewrite import why, write_file
+from looptools._safewrite import why, write_fallback, write_file
 from looptools.cli import FiniteFloat
 from looptools.report_io import ReportError, display_path, load_report, validate_report
 from looptools.settings import _optional_path
@@ -702,13 +702,12 @@ class _Outputs:
         except OSError as exc:
             # Nothing recorded is lost: the JSON goes where the monitor's own fallback goes.
             pid = (report.get("meta") or {}).get("pid") or os.getpid()
-            fallback = Path(tempfile.gettempdir()) / f"looptools-report-{pid}.json"
             reason = _why(exc, target)
             try:
-                _write_text(fallback, text)
+                fallback = write_fallback(text, int(pid))
             except OSError as again:
                 self._fail("--report", target,
-                           f"{reason}; nor to {display_path(fallback)}: {_why(again, fallback)}")
+                           f"{reason}; nor to the temp folder: {again.strerror or again}")
             else:
                 self._fail("--report", target,
                            f"{reason}; wrote it to {display_path(fallback)} instead")
