@@ -267,6 +267,23 @@ def yappi_summary(stats: Any, seconds: float, files: dict[str, str],
 
     ours = {stat.full_name: stat for stat in entries
             if str(stat.module).startswith(_OURS)}
+    chain: dict[str, float] = {}
+
+    def ours_below(stat: Any, depth: int = 0) -> float:
+        """Self time of ``stat`` (one of ours) and of our functions it called, down the
+        wrappers (the blocking-call recorder, then its timer, then time.sleep)."""
+        known = chain.get(stat.full_name)
+        if known is not None:
+            return known
+        total = exclusive(stat)
+        if depth < 8:
+            for child in getattr(stat, "children", None) or []:
+                callee = ours.get(child.full_name)
+                if callee is not None and callee is not stat and callee.ttot > 0:
+                    total += ours_below(callee, depth + 1) * float(child.ttot) / callee.ttot
+        chain[stat.full_name] = total
+        return total
+
     moved: dict[str, float] = collections.defaultdict(float)
     for stat in entries:
         if stat.full_name in ours:
@@ -274,7 +291,7 @@ def yappi_summary(stats: Any, seconds: float, files: dict[str, str],
         for child in getattr(stat, "children", None) or []:
             callee = ours.get(child.full_name)
             if callee is not None and callee.ttot > 0:
-                moved[stat.full_name] += exclusive(callee) * float(child.ttot) / callee.ttot
+                moved[stat.full_name] += ours_below(callee) * float(child.ttot) / callee.ttot
     kept = [stat for stat in entries if stat.full_name not in ours]
 
     def self_s(stat: Any) -> float:

@@ -237,9 +237,16 @@ def _check(run: Run, alone: Run, expected: dict[str, Any]) -> dict[str, Any]:
     assert sleep["detected_after_ms"] is not None and sleep["stack_source"] == "sampled"
     assert sleep["gil_held"] is False
     assert gil["gil_held"] is True
-    # Without any dump, the stack is sampled as soon as the GIL is back.
-    assert gil["stack_source"] == ("after" if watchdog["gil_stacks"] is None
-                                   else "faulthandler"), gil
+    # Without any dump, the stack is sampled as soon as the GIL is back.  faulthandler's
+    # timer thread dumps on its own schedule: on a busy machine it can come too late for
+    # a 200 ms call, and the stack is then taken after it (the line is right either way,
+    # checked above).
+    if watchdog["gil_stacks"] is None:
+        assert gil["stack_source"] == "after", gil
+    elif watchdog["gil_stacks"] == "timer-thread":
+        assert gil["stack_source"] in ("faulthandler", "after"), gil
+    else:
+        assert gil["stack_source"] == "faulthandler", gil
     return report
 
 
