@@ -96,8 +96,9 @@ def test_unwritable_report_path_falls_back_and_says_where(tmp_path: Path) -> Non
     run = run_app([EXIT_APP, "normal"], tmp_path, report="/proc/nope/r.json")
     assert run.returncode == 0
     line = next(line for line in run.stderr.splitlines() if "cannot write the report" in line)
-    fallback = line.rsplit("writing it to ", 1)[1].split(" instead")[0]
+    fallback = line.rsplit("wrote it to ", 1)[1].split(" instead")[0]
     assert json.loads(Path(fallback).read_text())["schema_version"] == 1
+    assert Path(fallback).stat().st_mode & 0o777 == 0o600  # a new private file
     Path(fallback).unlink()
 
 
