@@ -61,3 +61,18 @@ def shadow(obj: Any, name: str,
             pass
 
     return undo
+
+
+def dress_as(wrapper: Callable[..., Any], original: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``wrapper`` the name, qualified name, module and docstring of ``original``
+    (what reports and ``repr`` show), and ``__wrapped__``; returns ``wrapper``."""
+    for attribute in ("__name__", "__qualname__", "__module__", "__doc__"):
+        try:
+            setattr(wrapper, attribute, getattr(original, attribute))
+        except (AttributeError, TypeError):
+            pass
+    try:
+        wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        pass
+    return wrapper

@@ -40,6 +40,7 @@ from typing import Any
 
 from looptools._frames import Frame, as_dict, caller_site
 from looptools._hub import Detector
+from looptools._patch import dress_as
 from looptools.settings import Settings
 
 _ALLOWED = [
@@ -225,13 +226,7 @@ class BlockingCalls(Detector):
                     return timed(original, args, kwargs)
             return original(*args, **kwargs)
 
-        for name in ("__name__", "__qualname__", "__doc__", "__module__"):
-            try:
-                setattr(opener, name, getattr(original, name))
-            except (AttributeError, TypeError):
-                pass
-        opener.__wrapped__ = original  # type: ignore[attr-defined]
-        return opener
+        return dress_as(opener, original)
 
     def _recorder(self, name: str, checker: Any, original: Any) -> Any:
         state = self.state

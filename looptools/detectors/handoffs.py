@@ -34,7 +34,7 @@ from typing import Any
 
 from looptools._frames import Frame, as_dict, frame_tuple, is_app_file
 from looptools._hub import Detector
-from looptools._patch import shadow
+from looptools._patch import dress_as, shadow
 from looptools.settings import Settings
 
 #: Waits kept per site for the percentiles.
@@ -123,13 +123,7 @@ class HandOffs(Detector):
                         pass
                     return callback(*inner)
 
-                for attribute in ("__name__", "__qualname__", "__module__", "__doc__"):
-                    try:
-                        setattr(handed_off, attribute, getattr(callback, attribute))
-                    except (AttributeError, TypeError):
-                        pass
-                handed_off.__wrapped__ = callback  # type: ignore[attr-defined]
-                return original(handed_off, *args, **kwargs)
+                return original(dress_as(handed_off, callback), *args, **kwargs)
 
             return call_soon_threadsafe
 
