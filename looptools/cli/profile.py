@@ -637,14 +637,6 @@ def _sibling(path: Path, suffix: str) -> Path:
     return path.with_name(name + suffix)
 
 
-def _write_text(path: Path, text: str) -> None:
-    write_file(path, text)
-
-
-def _why(exc: OSError, path: Path) -> str:
-    return why(exc, path)
-
-
 class _Outputs:
     def __init__(self, report: str, html: str | None, trace: str | None,
                  markdown: str | None) -> None:
@@ -687,7 +679,7 @@ class _Outputs:
             try:
                 shutil.copyfile(source, target)
             except OSError as exc:
-                self._fail(f"the {kind} file", target, _why(exc, target))
+                self._fail(f"the {kind} file", target, why(exc, target))
                 continue
             saved[kind] = str(target)
             self.written.append(display_path(target))
@@ -696,13 +688,13 @@ class _Outputs:
     def _write_json(self, report: dict[str, Any], target: Path) -> None:
         text = json.dumps(report, indent=1, default=str) + "\n"
         try:
-            _write_text(target, text)
+            write_file(target, text)
             self.written.insert(0, display_path(target))
             self.final_name = display_path(target)
         except OSError as exc:
             # Nothing recorded is lost: the JSON goes where the monitor's own fallback goes.
             pid = (report.get("meta") or {}).get("pid") or os.getpid()
-            reason = _why(exc, target)
+            reason = why(exc, target)
             try:
                 fallback = write_fallback(text, int(pid))
             except OSError as again:
@@ -727,9 +719,9 @@ class _Outputs:
                 self._fail(flag, path, f"rendering failed: {type(exc).__name__}: {exc}")
                 continue
             try:
-                _write_text(path, text)
+                write_file(path, text)
             except OSError as exc:
-                self._fail(flag, path, _why(exc, path))
+                self._fail(flag, path, why(exc, path))
                 continue
             self.written.append(display_path(path))
 

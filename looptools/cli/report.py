@@ -32,13 +32,6 @@ def _fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write *text* to *path* (``looptools._safewrite``): readers never see half a file, a
-    failed write leaves any previous file whole, and a device or FIFO is written through,
-    never replaced."""
-    write_file(path, text)
-
-
 def _choose_renderer(fmt: str | None, output: str | None) -> type[Renderer]:
     if fmt is not None:
         try:
@@ -89,7 +82,7 @@ def report(report_path: str, fmt: str | None, output: str | None) -> None:
     assert output is not None
     target = Path(output)
     try:
-        write_atomically(target, text)
+        write_file(target, text)  # atomic for a file; a device or FIFO written through
     except OSError as exc:
         _fail(f"-o {output}: cannot write: {why(exc, target)}")
     click.echo(f"wrote {display_path(target)} ({renderer_cls.name or renderer_cls.__qualname__})",

@@ -118,7 +118,7 @@ class HandOffs(Detector):
 
                 def handed_off(*inner: Any) -> Any:
                     try:
-                        record(via, site, thread, clock() - posted)
+                        record(via, site, thread, posted, clock())
                     except Exception:
                         pass
                     return callback(*inner)
@@ -137,7 +137,9 @@ class HandOffs(Detector):
             undo()
 
     # -- recording (loop thread) ------------------------------------------------------
-    def _record(self, via: str, where: Frame | None, thread: str, waited: float) -> None:
+    def _record(self, via: str, where: Frame | None, thread: str, posted: float,
+                started: float) -> None:
+        waited = started - posted
         key = (via, where, thread)
         site = self.sites.get(key)
         if site is None:
@@ -149,7 +151,7 @@ class HandOffs(Detector):
         site.waits.append(waited)
         if waited > site.max_s:
             site.max_s = waited
-            site.max_at = time.perf_counter()
+            site.max_at = started
 
     def stall_ended(self, stall: Any) -> None:
         ended = stall.ended if stall.ended is not None else time.perf_counter()
