@@ -16,6 +16,15 @@ Two hot paths fill it (see ``looptools.plugins.asyncio_loop``):
 * **precise**: both ends of every run are read from the clock and the time in
   callbacks is summed (``busy``).  Used while the Qt dispatcher detector is
   watching, which needs it for its busy accounting.
+
+On asyncio's own selector loop there is **no hook** on callbacks at all (the
+lean one was most of looptools' cost on a busy callback chain: ~70 ns of a
+1.8 µs callback).  The watchdog finds the running handle itself at each look:
+it is the ``self`` of the ``Handle._run`` frame on the loop thread's stack
+(``run_code``), and the watchdog stores it in ``cur`` and counts a new run in
+``n`` whenever it changes.  A run seen at two looks is long enough to be worth
+timing: ``end_watch`` then replaces ``Handle._run`` and the selector's
+``select`` until the loop thread reaches either, which ends the run exactly.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ class LoopState:
         "busy",
         "conservative",
         "cur",
+        "end_watch",
         "idle_check",
         "idle_frame",
         "idle_seen",
@@ -42,6 +52,7 @@ class LoopState:
         "loop",
         "n",
         "native_id",
+        "run_code",
         "running",
         "slow",
         "t0",
@@ -87,6 +98,11 @@ class LoopState:
         #: a loop of unknown kind: its idle wait is not recognised, so only a
         #: callback in progress (``cur``) can be stalled
         self.conservative = False
+        #: no hook at all (plain asyncio, see the module's docstring): the code of
+        #: ``Handle._run`` whose frame on the loop thread's stack holds ``cur``
+        self.run_code: Any = None
+        #: with ``run_code``: times the end of a long run (plugins.asyncio_loop.EndWatch)
+        self.end_watch: Any = None
         #: (function, file) of the frame the loop thread idles in on a Qt loop
         #: (the one that called into Qt's event loop), learnt at the first beat
         self.idle_frame: tuple[str, str] | None = None

@@ -124,7 +124,11 @@ def test_stop_restores_everything_it_patched() -> None:
     original_sleep = time.sleep
 
     async def inside() -> None:
-        assert asyncio.events.Handle.__dict__["_run"] is not original_run
+        # No hook on asyncio's own loop: the watchdog finds the running handle on
+        # the loop thread's stack (see looptools._state).
+        assert asyncio.events.Handle.__dict__["_run"] is original_run
+        assert monitor.state is not None
+        assert monitor.state.run_code is original_run.__code__
         assert time.sleep is not original_sleep  # blockbuster is active
         watchdog = monitor.hub.get("stalls")
         assert watchdog is not None and watchdog.ticking
@@ -526,3 +530,92 @@ def test_a_stall_never_keeps_our_tick_handler_on_top_of_its_stack() -> None:
     stall = Stall(started=0.0, detected=None)
     stall.vote(other)  # an app function of that name is the app's
     assert stall.stack == other
+
+
+def test_a_long_callback_is_timed_exactly_and_the_end_watch_puts_everything_back() -> None:
+    """No hook on asyncio's callbacks: a run seen at two looks arms the end watch,
+    which replaces ``Handle._run`` and the selector's ``select`` only until the loop
+    thread reaches one of them; the slow callback's duration is still exact."""
+    import asyncio.events
+
+    original_run = asyncio.events.Handle.__dict__["_run"]
+    seen_armed: list[bool] = []
+    spans: list[float] = []
+
+    def spin(ms: float) -> None:
+        started = time.perf_counter()
+        end = started + ms / 1000.0
+        while time.perf_counter() < end:
+            pass
+        # Still inside the run: the watch is armed (it has seen this run twice).
+        seen_armed.append(asyncio.events.Handle.__dict__["_run"] is not original_run)
+        spans.append(started)
+
+    async def app() -> None:
+        loop = asyncio.get_running_loop()
+        selector = loop._selector  # type: ignore[attr-defined]
+        for ms in (120.0, 90.0):
+            fut = loop.create_future()
+
+            def step(ms: float = ms, fut: asyncio.Future[None] = fut) -> None:
+                spin(ms)
+                fut.set_result(None)
+
+            loop.call_soon(step)
+            await fut
+            # Past the run's end: both are back exactly as they were.
+            assert asyncio.events.Handle.__dict__["_run"] is original_run
+            assert "select" not in vars(selector)
+            await asyncio.sleep(0.03)
+
+    with looptools.monitor(report=None) as monitor:
+        asyncio.run(app())
+    report = monitor.final_report
+    assert report is not None
+    assert seen_armed == [True, True]
+    assert asyncio.events.Handle.__dict__["_run"] is original_run
+    rows = [row for row in report["slow_callbacks"] if "step" in row["name"]]
+    assert len(rows) == 1, report["slow_callbacks"]
+    step = rows[0]
+    assert step["count"] == 2
+    # Each run ends exactly (the next callback or select reads the clock), and
+    # begins at most one look after it really began.
+    durations = [step["total_ms"] - step["max_ms"], step["max_ms"]]
+    look_ms = monitor.hub.get("stalls").poll * 1000.0
+    for measured, spun in zip(durations, (90.0, 120.0), strict=True):
+        assert spun - look_ms - 2.0 <= measured <= spun + 5.0, (durations, look_ms)
+
+
+def test_an_apps_own_handle_run_wrapper_is_chained_to_not_bypassed() -> None:
+    """An app (or another tool) that wrapped ``Handle._run`` first: the stack no
+    longer shows asyncio's own ``_run``, so looptools hooks callbacks as before,
+    calling the app's wrapper, and puts the app's wrapper back at the end."""
+    import asyncio.events
+
+    stdlib_run = asyncio.events.Handle.__dict__["_run"]
+    calls = 0
+
+    def app_run(self: Any) -> None:
+        nonlocal calls
+        calls += 1
+        stdlib_run(self)
+
+    asyncio.events.Handle._run = app_run  # type: ignore[method-assign]
+    try:
+        async def app() -> None:
+            assert asyncio.events.Handle.__dict__["_run"] is not app_run  # ours, over it
+            loop = asyncio.get_running_loop()
+            fut = loop.create_future()
+            loop.call_soon(lambda: (time.sleep(0.12), fut.set_result(None)))
+            await fut
+
+        with looptools.monitor(report=None) as monitor:
+            asyncio.run(app())
+        assert asyncio.events.Handle.__dict__["_run"] is app_run
+        assert calls > 0
+        report = monitor.final_report
+        assert report is not None
+        assert len(report["stalls"]) == 1
+        assert report["stall_summary"]["count"] == 1
+    finally:
+        asyncio.events.Handle._run = stdlib_run  # type: ignore[method-assign]

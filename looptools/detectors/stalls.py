@@ -64,6 +64,7 @@ from looptools._frames import (
 from looptools._hub import Detector, give_back_interrupt
 from looptools._ourthreads import block_process_signals
 from looptools._threadtimes import ThreadTimes, open_times, pread_holding_gil, reads_holding_gil
+from looptools.plugins.asyncio_loop import running_handle
 from looptools.settings import Settings
 
 #: How long a tick waits, with the GIL released, for the watchdog thread to look.
@@ -607,7 +608,7 @@ class StallWatchdog(Detector):
                         # On time: whatever runs now began after the last tick.
                         # (A late tick ran after a C call or Qt's idle wait; which
                         # one is unknown, so the thread dates such a run.)
-                        _seen, cur = self._observe(now, now)
+                        _seen, cur = self._observe(now, now, frame)
                         self._last_look = now
                         check = state.idle_check
                         if cur is None and check is not None and check(frame):
@@ -925,13 +926,29 @@ class StallWatchdog(Detector):
         seen = max(self._alive, state.last_beat, state.last_end, state.idle_seen)
         return min(max(poll, seen + self.threshold - now), self.threshold)
 
-    def _observe(self, now: float, dated: float) -> tuple[float, Any]:
+    def _observe(self, now: float, dated: float, frame: Any = None) -> tuple[float, Any]:
         """When the loop thread was last seen back in the loop, and the handle running.
 
         A run first seen at this look is dated ``dated``, or exactly if the
         precise hot path stamped it, and never before another sign of life.
+        ``frame`` is the loop thread's innermost frame when a tick looks (on
+        that thread); without a hook on callbacks the running handle is found
+        from it (see looptools._state).
         """
         state = self.state
+        run_code = state.run_code
+        if run_code is not None:
+            if frame is None:
+                frame = sys._current_frames().get(state.thread_id)
+            found = running_handle(frame, run_code)
+            frame = None
+            if found is not state.cur:
+                state.cur = found
+                state.n += 1
+            elif found is not None and state.armed == state.n \
+                    and state.end_watch is not None:
+                # The same run at two looks: time its end exactly.
+                state.end_watch.arm(found, state.n)
         cur = state.cur
         n = state.n
         if n != self._n:
@@ -948,6 +965,9 @@ class StallWatchdog(Detector):
                 if state.armed != n:
                     state.armed_t0 = started
                     state.armed = n
+                if state.end_watch is not None and now - started > self.poll:
+                    # Already long (seen late, after a C call held the GIL).
+                    state.end_watch.arm(cur, n)
             else:
                 self._alive = now
                 self._run_t0 = None

@@ -44,6 +44,123 @@ def _callback_failed(handle: Any, exc: BaseException) -> None:
     handle._loop.call_exception_handler(context)
 
 
+#: how far up from the loop thread's innermost frame a running callback is looked for
+FIND_DEPTH = 256
+
+
+def _stdlib_code(run: Any) -> Any:
+    """``run``'s code if it is asyncio's own ``Handle._run``, else None."""
+    code = getattr(run, "__code__", None)
+    if code is None or code.co_filename != asyncio.events.__file__ \
+            or code.co_name != "_run":
+        return None
+    return code
+
+
+def stdlib_run() -> Any:
+    """``Handle._run``'s code if it is asyncio's own (nobody wrapped it), else None."""
+    return _stdlib_code(asyncio.events.Handle.__dict__.get("_run"))
+
+
+def running_handle(frame: Any, run_code: Any) -> Any:
+    """The handle whose ``_run`` is on the stack ending at ``frame``, or None.
+
+    Looked up from the stack instead of stored by a hook on every callback:
+    the watchdog calls this at each look (the ticks on the loop thread itself,
+    or the watchdog thread with the loop thread's top frame).
+    """
+    depth = FIND_DEPTH
+    while frame is not None and depth:
+        if frame.f_code is run_code:
+            return frame.f_locals.get("self")
+        frame = frame.f_back
+        depth -= 1
+    return None
+
+
+class EndWatch:
+    """Times the end of one long run exactly, with no hook on every callback.
+
+    When the watchdog has seen the same run at two looks, it *arms* this:
+    ``Handle._run`` and the loop selector's ``select`` are replaced until the
+    loop thread next reaches either — the next callback or the wait for I/O,
+    one of which follows the end of every run — and that first call reads the
+    clock, ends the run (``LoopState.ended``) and puts both back.  A loop
+    healthy between looks never sees the replacements.
+    """
+
+    def __init__(self, state: LoopState, run_code: Any) -> None:
+        self.state = state
+        self.loop = state.loop
+        self.installed = False
+        self._handle: Any = None
+        self._n = 0
+        self._original_run = asyncio.events.Handle.__dict__["_run"]
+        self._selector = getattr(self.loop, "_selector", None)
+        self._had_select: Any = _NOTHING
+        self._select: Any = None
+        loop = self.loop
+        original = self._original_run
+
+        def _run(handle: Any) -> Any:
+            if self.installed and handle._loop is loop:
+                self.reached()
+            return original(handle)
+
+        _run.__qualname__ = "Handle._run"
+        _run.__wrapped__ = original  # type: ignore[attr-defined]
+        self._run = _run
+
+    def arm(self, handle: Any, n: int) -> None:
+        """Any thread: time the end of run ``n`` (``handle``) exactly."""
+        if self.installed:
+            return
+        self._handle, self._n = handle, n
+        selector = self._selector
+        own = getattr(selector, "__dict__", None)
+        if own is not None:
+            self._had_select = own.get("select", _NOTHING)
+            inner = selector.select  # type: ignore[union-attr]
+
+            def select(*args: Any, **kwargs: Any) -> Any:
+                self.reached()
+                return inner(*args, **kwargs)
+
+            select.__wrapped__ = inner  # type: ignore[attr-defined]
+            self._select = select
+            own["select"] = select
+        self.installed = True
+        asyncio.events.Handle._run = self._run  # type: ignore[method-assign,assignment]
+
+    def reached(self) -> None:
+        """Loop thread: the armed run is over (a callback or the I/O wait began)."""
+        if not self.installed:
+            return
+        handle, n = self._handle, self._n
+        self.disarm()
+        self.state.ended(handle, n)
+
+    def disarm(self) -> None:
+        """Put ``Handle._run`` and ``select`` back exactly as they were."""
+        if not self.installed:
+            return
+        self.installed = False
+        if asyncio.events.Handle.__dict__.get("_run") is self._run:
+            asyncio.events.Handle._run = self._original_run  # type: ignore[method-assign]
+        own = getattr(self._selector, "__dict__", None)
+        if own is not None and own.get("select") is self._select:
+            if self._had_select is _NOTHING:
+                own.pop("select", None)
+            else:
+                own["select"] = self._had_select
+        self._had_select = _NOTHING
+        self._select = None
+        self._handle = None
+
+
+_NOTHING = object()
+
+
 def install_handle_timing(state: LoopState, precise: bool = False) -> None:
     """Replace ``Handle._run`` with a timed version for ``state.loop``'s handles.
 
@@ -100,7 +217,31 @@ def install_handle_timing(state: LoopState, precise: bool = False) -> None:
             st.slow(self, t0, t1 - t0)
         return None
 
-    chosen = _run_precise if precise else _run
+    def _run_chained(self: Any) -> Any:
+        # Handle._run was already wrapped (by the app or another tool): call it.
+        if self._loop is not loop:
+            return original(self)
+        st.cur = self
+        st.n = n = st.n + 1
+        t0 = st.t0 = perf_counter()
+        st.t0_n = n
+        try:
+            return original(self)
+        finally:
+            t1 = st.last_end = perf_counter()
+            st.cur = None
+            st.busy += t1 - t0
+            if st.armed == n:
+                st.armed = 0
+            if t1 - t0 > st.thr and st.slow is not None:
+                st.slow(self, t0, t1 - t0)
+
+    if _stdlib_code(original) is None:
+        chosen = _run_chained
+    elif precise:
+        chosen = _run_precise
+    else:
+        chosen = _run
     chosen.__qualname__ = "Handle._run"
     chosen.__wrapped__ = original  # type: ignore[attr-defined]
     _original_run = original
@@ -146,12 +287,34 @@ class AsyncioPlugin(LoopPlugin):
         return info
 
     def install_timing(self, state: LoopState) -> bool:
-        install_handle_timing(state, self.always_precise)
         if not self.is_qt:
             state.idle_check = _waiting_in_selector
         self._timed = True
         self._state = state
+        self._choose_timing(self.always_precise)
         return True
+
+    def _choose_timing(self, precise: bool) -> None:
+        """The precise hook, or on asyncio's own loop no hook at all (see _state)."""
+        state = self._state
+        run_code = None if precise or self.is_qt or self.kind != "asyncio" else stdlib_run()
+        if run_code is not None and isinstance(getattr(self.loop, "_selector", None),
+                                               selectors.BaseSelector):
+            uninstall_handle_timing()
+            state.run_code = run_code
+            if state.end_watch is None:
+                state.end_watch = EndWatch(state, run_code)
+            return
+        self._stop_frame_mode()
+        install_handle_timing(state, precise)
+
+    def _stop_frame_mode(self) -> None:
+        state = self._state
+        if state is not None and state.end_watch is not None:
+            state.end_watch.disarm()
+            state.end_watch = None
+            state.run_code = None
+            state.cur = None
 
     def thread_fds(self) -> list[int] | None:
         # The probes' call_soon_threadsafe writes to the selector loop's self-pipe.
@@ -166,10 +329,11 @@ class AsyncioPlugin(LoopPlugin):
 
     def set_precise(self, precise: bool) -> None:
         if self._timed:
-            install_handle_timing(self._state, precise or self.always_precise)
+            self._choose_timing(precise or self.always_precise)
 
     def uninstall_timing(self) -> None:
         if self._timed:
+            self._stop_frame_mode()
             uninstall_handle_timing()
             self._timed = False
 
