@@ -129,6 +129,11 @@ _OWN = tuple({os.path.join(os.path.dirname(os.path.abspath(__file__)), ""),
               os.path.join(os.path.dirname(os.path.realpath(__file__)), "")})
 
 
+def is_ours(filename: str) -> bool:
+    """True for a file of this looptools installation."""
+    return filename.startswith(_OWN)
+
+
 def without_ours(stack: list[Frame]) -> list[Frame]:
     """``stack`` without looptools' own frames: the wrappers it runs callbacks, slots and
     blocking calls through (``time.sleep`` shows as our recorder on top of the app's

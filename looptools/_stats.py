@@ -1,10 +1,15 @@
-"""Bounded-memory statistics: a log-bucket histogram and a sample reservoir."""
+"""Bounded-memory statistics: a log-bucket histogram, a sample reservoir, the longest
+runs of something and a decimated time series."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 import random
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 
 class LogHistogram:
@@ -91,3 +96,81 @@ class Reservoir:
         ordered = sorted(self.values)
         rank = max(1, math.ceil(q / 100.0 * len(ordered)))
         return ordered[rank - 1]
+
+
+class Longest(Generic[T]):
+    """The ``size`` items with the longest durations seen, each added in O(log size).
+
+    Used for the times of single runs (a slow callback, a blocking call) kept for the
+    trace: the longest are the ones a reader looks for.  ``seen`` counts them all.
+    """
+
+    __slots__ = ("_heap", "_order", "seen", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.seen = 0
+        # (duration, order, item): the shortest at the top, order breaks ties.
+        self._heap: list[tuple[float, int, T]] = []
+        self._order = itertools.count()
+
+    def add(self, duration: float, item: T) -> None:
+        self.seen += 1
+        entry = (duration, next(self._order), item)
+        if len(self._heap) < self.size:
+            heapq.heappush(self._heap, entry)
+        elif duration > self._heap[0][0]:
+            heapq.heapreplace(self._heap, entry)
+
+    def items(self) -> list[T]:
+        """The items kept, in the order they were added."""
+        return [item for _, _, item in sorted(list(self._heap), key=lambda entry: entry[1])]
+
+
+class Series:
+    """At most ``size`` ``[t, max value]`` points of a stream, each the largest value
+    seen in a window of ``step`` seconds; when full, neighbouring windows are merged
+    two by two and ``step`` doubles, so any length of run fits and a peak is never lost.
+
+    ``add`` is O(1) (the merge, O(size), happens once per doubling).
+    """
+
+    __slots__ = ("_max", "_max_t", "_start", "points", "size", "step")
+
+    def __init__(self, size: int = 2000, step: float = 0.1) -> None:
+        self.size = max(2, size)
+        self.step = step
+        self.points: list[list[float]] = []
+        self._start: float | None = None
+        self._max = 0.0
+        self._max_t = 0.0
+
+    def add(self, t: float, value: float) -> None:
+        start = self._start
+        if start is None or t - start >= self.step:
+            if start is not None:
+                self.points.append([self._max_t, self._max])
+                if len(self.points) >= self.size:
+                    self._halve()
+            self._start = t
+            self._max_t, self._max = t, value
+        elif value > self._max:
+            self._max_t, self._max = t, value
+
+    def _halve(self) -> None:
+        merged = []
+        points = self.points
+        for n in range(0, len(points) - 1, 2):
+            a, b = points[n], points[n + 1]
+            merged.append(b if b[1] > a[1] else a)
+        if len(points) % 2:
+            merged.append(points[-1])
+        self.points = merged
+        self.step *= 2
+
+    def snapshot(self, digits: int = 3) -> list[list[float]]:
+        """The points so far, the open window last: ``[t, max value]``, rounded."""
+        points = list(self.points)
+        if self._start is not None:
+            points.append([self._max_t, self._max])
+        return [[round(t, digits), round(v, digits)] for t, v in points]

@@ -161,7 +161,10 @@ class Monitor:
         self.state: LoopState | None = None
         self.plugin: LoopPlugin | None = None
         self.exit_hooks = exit_hooks
-        self.started_at = datetime.datetime.now(datetime.timezone.utc)
+        # Every *_at_s of the report counts from hub.started (perf_counter): started_at
+        # is that instant on the wall clock, not the end of building the detectors.
+        self.started_at = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
+            seconds=time.perf_counter() - self.hub.started)
         self.started = self.hub.started
         self.attached_at: float | None = None
         self.loop_info: dict[str, Any] | None = None
@@ -890,7 +893,7 @@ class Monitor:
         report["meta"].update({
             "started_at": self.started_at.isoformat(),
             "ended_at": ended.isoformat(),
-            "duration_s": round((ended - self.started_at).total_seconds(), 3),
+            "duration_s": round(time.perf_counter() - self.started, 3),
             "threshold_ms": self.settings.threshold_ms,
             "heartbeat_ms": self.settings.heartbeat_ms,
             "detectors": [d.name for d in self.hub.detectors if d.name in DETECTORS],

@@ -35,6 +35,8 @@ from looptools._hub import Detector
 __all__ = [
     "YappiSampler",
     "find_py_spy",
+    "main_thread_index",
+    "open_on_main_thread",
     "py_spy_command",
     "read_status",
     "sampler_from_env",
@@ -136,6 +138,65 @@ def _self_frame(stack: list[tuple[str, str, int | None]]) -> tuple[str, str, int
         if not frame[1].startswith(_OURS):
             return frame
     return stack[-1]
+
+
+def main_thread_index(profiles: list[Any], app_pid: int | None,
+                      skip_pids: set[int] | None = None) -> int | None:
+    """The index of the app's main thread among py-spy's speedscope profiles, or None.
+
+    py-spy names a profile ``Process <pid> Thread <tid> "<thread name>"``.  The main
+    thread is the app's profile with ``tid == pid`` (Linux), else its ``"MainThread"``,
+    else its first profile.  Without the app's pid, the first such profile of a process
+    not in ``skip_pids`` (the shim) is taken.
+    """
+    skip = skip_pids or set()
+    named: list[tuple[int, int, int, str]] = []
+    for index, profile in enumerate(profiles):
+        name = str(profile.get("name", "")) if isinstance(profile, dict) else ""
+        match = _PROFILE_NAME.search(name)
+        if match:
+            pid, tid = int(match.group(1)), int(match.group(2))
+            if pid not in skip:
+                named.append((index, pid, tid, name))
+    if app_pid is not None:
+        named = [entry for entry in named if entry[1] == app_pid]
+    for test in (lambda pid, tid, name: pid == tid,
+                 lambda pid, tid, name: name.endswith('"MainThread"'),
+                 lambda pid, tid, name: True):
+        for index, pid, tid, name in named:
+            if test(pid, tid, name):
+                return index
+    return None
+
+
+def open_on_main_thread(path: str | os.PathLike[str], app_pid: int | None,
+                        skip_pids: set[int] | None = None) -> str:
+    """py-spy's speedscope file made to open on the app's main thread.
+
+    py-spy writes one profile per thread, the shim's first, and ``"activeProfileIndex":
+    null``, so speedscope opens on the shim.  This sets ``activeProfileIndex`` to
+    :func:`main_thread_index` and drops the ``null`` values speedscope's file-format
+    schema has no room for (that index, a frame's ``col``).  Raises :class:`ValueError`
+    for a file that is not a speedscope file.
+    """
+    try:
+        data = json.loads(Path(path).read_text("utf-8"))
+        profiles: list[Any] = data["profiles"]
+        frames: list[Any] = data["shared"]["frames"]
+        if not isinstance(profiles, list) or not isinstance(frames, list):
+            raise TypeError("profiles and frames must be lists")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not a readable speedscope file ({exc})") from None
+    for frame in frames:
+        if isinstance(frame, dict):
+            for key in [key for key, value in frame.items() if value is None]:
+                del frame[key]
+    index = main_thread_index(profiles, app_pid, skip_pids)
+    if index is None:
+        data.pop("activeProfileIndex", None)
+    else:
+        data["activeProfileIndex"] = index
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 def speedscope_summary(path: str | os.PathLike[str], skip_pids: set[int] | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import json
+import math
 import os
 import select
 import shutil
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sample_runs import RUNS, sample_report
 
 from looptools._culprits import culprit_groups
 from looptools.render import HtmlRenderer
@@ -398,3 +400,141 @@ def test_worst_culprit_is_on_the_first_screen(browser: Browser, tmp_path: Path,
     # Nothing fetched: the page itself is the only URL that is not inline data.
     assert [u for u in browser.requested_urls() if not u.startswith(("data:", "about:"))] == \
         [page.as_uri()], browser.requested_urls()
+
+
+# -- where the blocked time went (the flame graph) ----------------------------------------------
+
+_FLAME = """(() => {
+  const section = document.getElementById('flame');
+  const svg = document.getElementById('flame-graph');
+  const boxes = svg ? Array.from(svg.querySelectorAll('g.frame')).map((g) => {
+    const rect = g.querySelector('rect');
+    const text = g.querySelector('text');
+    const r = rect.getBoundingClientRect();
+    const own = rect.getBBox();
+    const label = text && text.getBBox();
+    return {x: r.left, y: r.top, width: r.width, height: r.height,
+            title: g.querySelector('title').textContent,
+            label: text ? text.textContent : null,
+            labelEnd: label ? label.x + label.width : null, boxEnd: own.x + own.width};
+  }) : [];
+  return {text: section && section.innerText, boxes: boxes,
+          paragraphs: section ? section.querySelectorAll('p').length : 0};
+})()"""
+
+
+@pytest.mark.parametrize("fixture", ["reports/two_blocking.json", "render/qasync_chat.json",
+                                     "render/qtasyncio_viewer.json"])
+def test_flame_graph_draws_boxes_as_wide_as_their_blocked_time(
+        browser: Browser, tmp_path: Path, fixture: str) -> None:
+    from looptools.render import _format as fmt
+    from looptools.render.flame import flame_graph, icicle, lines_text
+
+    report = load_report(DATA.parent / fixture)
+    graph = flame_graph(report)
+    page = tmp_path / "report.html"
+    page.write_text(HtmlRenderer().render(report), encoding="utf-8")
+    _clear(browser)
+    browser.open(page.as_uri())
+    m = browser.evaluate(_FLAME)
+
+    boxes = m["boxes"]
+    assert len(boxes) == len(icicle(graph, min_width=0.5 / HtmlRenderer.width)) > 3
+    assert all(b["width"] > 0 and b["height"] > 10 for b in boxes)
+    root = min(boxes, key=lambda b: b["y"])
+    assert root["width"] > 600
+    # The first function where the stacks part: its heaviest callee is drawn under it, from
+    # its left edge, as wide as that callee's share of all the blocked time.
+    depth, node = next((d, n) for d, n in graph.root.walk() if len(n.children) > 1)
+    widest = node.children[0]
+    row = root["height"] + 1  # rows are 18 units apart, boxes 17 high
+    below = [b for b in boxes if round((b["y"] - root["y"]) / row) == depth + 1]
+    drawn = max(below, key=lambda b: b["width"])
+    assert drawn["width"] / root["width"] == pytest.approx(widest.ms / graph.total_ms, abs=0.01)
+    title = drawn["title"]
+    assert title.startswith(widest.function + "\n" + lines_text(widest) + "\n")
+    assert fmt.fmt_ms(widest.ms) in title and fmt.fmt_pct(widest.ms / graph.total_ms) in title
+    # A label is drawn only where it fits inside its box.
+    labelled = [b for b in boxes if b["label"]]
+    assert labelled and [b for b in labelled if b["labelEnd"] > b["boxEnd"]] == []
+    assert browser.problems() == []
+    assert [u for u in browser.requested_urls() if not u.startswith(("data:", "about:"))] == \
+        [page.as_uri()], browser.requested_urls()
+
+
+def test_flame_graph_section_says_when_there_are_no_stalls(browser: Browser,
+                                                           tmp_path: Path) -> None:
+    _, url = _page(tmp_path, "healthy.json")
+    _clear(browser)
+    browser.open(url)
+    m = browser.evaluate(_FLAME)
+    assert m["boxes"] == [] and m["paragraphs"] == 1
+    assert m["text"].splitlines()[-1] == "No stalls over 100 ms: no blocked time to show."
+    assert browser.problems() == []
+
+
+# -- the charts of real runs, every loop kind ---------------------------------------------------
+
+_CHARTS = """(() => {
+  const box = (el) => { const r = el.getBoundingClientRect();
+    return [r.left, r.top, r.right, r.bottom]; };
+  const q = (s) => Array.from(document.querySelectorAll(s));
+  return {
+    histogramText: q('#lag-histogram text').map((t) => [t.textContent, box(t)]),
+    timelineText: q('#timeline-chart text').map((t) => [t.textContent, box(t)]),
+    bars: q('#lag-histogram rect.bar').map((b) =>
+      [Number(b.dataset.upper), Number(b.dataset.count), box(b)]),
+    lagPaths: q('#timeline-chart path.lag').map((p) => p.getAttribute('d')),
+  };
+})()"""
+
+
+def _overlapping(labels: list[list[Any]]) -> list[tuple[str, str]]:
+    """Pairs of labels whose boxes (``[left, top, right, bottom]``) intersect."""
+    found = []
+    for n, (text_a, a) in enumerate(labels):
+        for text_b, b in labels[n + 1:]:
+            if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                found.append((text_a, text_b))
+    return found
+
+
+@pytest.mark.parametrize("kind", list(RUNS))
+def test_lag_histogram_of_a_real_run(browser: Browser, tmp_path: Path, kind: str) -> None:
+    """A real run's lag histogram: a slot for every bucket between the smallest and the
+    largest (the empty ones too, so a 300 ms bucket never stands next to a 2 ms one), on
+    a log axis whose labels do not overlap; the lag row on the timeline."""
+    report = sample_report(kind)
+    page = tmp_path / f"{kind}.html"
+    page.write_text(HtmlRenderer().render(report), encoding="utf-8")
+    _clear(browser)
+    browser.open(page.as_uri())
+    m = browser.evaluate(_CHARTS)
+
+    histogram = report["lag"]["histogram"]
+    # On looptools' grid (5 % buckets): the slots between the first and the last.
+    steps = [math.log(upper / histogram[0][0], 1.05) for upper, _ in histogram]
+    assert all(abs(k - round(k)) < 0.05 for k in steps), histogram
+    slots = round(steps[-1]) + 1
+    assert len(m["bars"]) == slots > len(histogram), (len(m["bars"]), len(histogram))
+    drawn = [(upper, count) for upper, count, _ in m["bars"] if count > 0]
+    assert len(drawn) == len(histogram)
+    for (upper, count), (want_upper, want_count) in zip(drawn, histogram, strict=True):
+        assert upper == pytest.approx(want_upper, rel=1e-4) and count == want_count
+    # Equal slots left to right (a log axis), and a bar exactly where there are samples.
+    lefts = [box[0] for _, _, box in m["bars"]]
+    widths = [box[2] - box[0] for _, _, box in m["bars"]]
+    assert lefts == sorted(lefts) and max(widths) - min(widths) < 0.5, widths
+    for _, count, box in m["bars"]:
+        assert (box[3] - box[1] > 0) == (count > 0)
+    # Labels: the axes' and the threshold's, none over another.
+    texts = [text for text, _ in m["histogramText"]]
+    assert "samples (log)" in texts and any(t.startswith("threshold ") for t in texts), texts
+    assert sum(t.endswith(" ms") for t in texts) >= 3, texts
+    assert _overlapping(m["histogramText"]) == []
+    assert _overlapping(m["timelineText"]) == []
+    # The lag row: one spike per point of the report's lag over time.
+    over_time = report["lag"]["over_time"]
+    assert len(over_time) >= 3
+    assert sum(d.count("M") for d in m["lagPaths"]) == len(over_time)
+    assert browser.problems() == []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import itertools
 import json
+import math
 import re
 from collections import defaultdict
 from html.parser import HTMLParser
@@ -15,6 +15,8 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from looptools.render import (
@@ -138,7 +140,7 @@ def test_get_renderer_passes_options() -> None:
 
 def test_every_builtin_is_named_and_documented() -> None:
     names = [r.name for r in BUILTIN_RENDERERS]
-    assert names == ["text", "md", "html", "trace", "json"]
+    assert names == ["text", "md", "html", "trace", "json", "speedscope"]
     for renderer in BUILTIN_RENDERERS:
         assert renderer.description and renderer.extensions and renderer.__doc__
 
@@ -344,11 +346,16 @@ def test_trace_events_are_well_formed(name: str) -> None:
             spans[(event["pid"], event["tid"])].append((event["ts"], event["ts"] + event["dur"]))
         if event["ph"] != "C":  # counters belong to the process, not a thread
             assert (event["pid"], event["tid"]) in named_threads, event
-    # Complete events on one track must not partly overlap (they would be drawn as a stack).
+    # Complete events on one track follow each other or nest (a stall's stack under it),
+    # never half-overlap: a viewer would draw that as a stack that is not one.
     for track, intervals in spans.items():
-        intervals.sort()
-        for (_, end), (start, _) in itertools.pairwise(intervals):
-            assert start >= end - 0.001, f"overlapping events on track {track}"
+        open_ends: list[float] = []
+        for start, end in sorted(intervals, key=lambda span: (span[0], -span[1])):
+            while open_ends and open_ends[-1] <= start + 0.001:
+                open_ends.pop()
+            assert not open_ends or end <= open_ends[-1] + 0.001, \
+                f"half-overlapping events on track {track}"
+            open_ends.append(end)
 
 
 def test_trace_content() -> None:
@@ -429,6 +436,41 @@ def test_html_charts_and_sections() -> None:
                     "Blocking calls", "Detector errors"):
         assert f"<h2>{heading}</h2>" in out
     assert '<li class="culprit">' in out
+
+
+@settings(max_examples=100, deadline=None)
+@given(buckets=st.dictionaries(st.integers(0, 399), st.integers(1, 10**12), min_size=1,
+                               max_size=60))
+def test_html_lag_histogram_keeps_every_bucket_between_the_ends(buckets: dict[int, int]) -> None:
+    """A histogram as the monitor writes it (5 % buckets, the empty ones left out) is
+    drawn with one slot per bucket from the smallest to the largest, in order."""
+    report = load("qasync_chat.json")
+    report["lag"]["histogram"] = [[round(0.05 * 1.05**i, 4), float(n)]
+                                  for i, n in sorted(buckets.items())]
+    out = HtmlRenderer().render(report)
+    bars = re.findall(r'<rect class="bar[^"]*" x="([^"]+)" y="[^"]+" width="([^"]+)" '
+                      r'height="([^"]+)" data-upper="[^"]+" data-count="([^"]+)"', out)
+    assert len(bars) == max(buckets) - min(buckets) + 1
+    assert [float(c) for *_, c in bars if float(c) > 0] == \
+        [float(n) for _, n in sorted(buckets.items())]
+    lefts = [float(x) for x, *_ in bars]
+    assert lefts == sorted(lefts) and lefts[0] >= 0 and lefts[-1] < HtmlRenderer.width
+
+
+@settings(max_examples=100, deadline=None)
+@given(histogram=st.lists(st.tuples(st.floats(-1.0, 1e15, allow_nan=False),
+                                    st.floats(-1.0, 1e15, allow_nan=False)), max_size=40))
+def test_html_lag_histogram_draws_any_histogram(histogram: list[tuple[float, float]]) -> None:
+    report = load("qasync_chat.json")
+    report["lag"]["histogram"] = [list(pair) for pair in histogram]
+    out = HtmlRenderer().render(report)
+    chart = re.search(r'<svg class="chart" id="lag-histogram".*?</svg>', out, re.S)
+    usable = {u for u, c in histogram if u >= 1e-6 and c >= 0}
+    assert (chart is not None) == bool(usable)
+    if chart:
+        for name, value in re.findall(r' (x|y|x1|x2|y1|y2|width|height)="([^"]+)"',
+                                      chart.group(0)):
+            assert math.isfinite(float(value)) and -1 <= float(value) <= 1300, (name, value)
 
 
 def test_html_without_lag_or_dispatcher() -> None:

@@ -639,7 +639,7 @@ def _sibling(path: Path, suffix: str) -> Path:
 
 class _Outputs:
     def __init__(self, report: str, html: str | None, trace: str | None,
-                 markdown: str | None) -> None:
+                 markdown: str | None, speedscope: str | None = None) -> None:
         # "none" (or off, 0, false, empty) means no such file, as LOOPTOOLS_REPORT=none does.
         chosen = _optional_path(report)
         self.report: Path | None = Path(chosen) if chosen is not None else None
@@ -647,7 +647,8 @@ class _Outputs:
         self.base = self.report or Path("looptools-report.json")
         self.rendered = [(flag, name, Path(path)) for flag, name, given in (
             ("--html", "html", html), ("--trace", "trace", trace),
-            ("--markdown", "md", markdown)) if (path := _optional_path(given)) is not None]
+            ("--markdown", "md", markdown), ("--speedscope", "speedscope", speedscope))
+            if (path := _optional_path(given)) is not None]
         self.written: list[str] = []
         self.failed = 0
         self.say = _say
@@ -677,7 +678,10 @@ class _Outputs:
         saved: dict[str, str] = {}
         for kind, source, target in moves:
             try:
-                shutil.copyfile(source, target)
+                if kind == "speedscope":
+                    _save_py_spy_profile(run, source, target)
+                else:
+                    shutil.copyfile(source, target)
             except OSError as exc:
                 self._fail(f"the {kind} file", target, why(exc, target))
                 continue
@@ -724,6 +728,22 @@ class _Outputs:
                 self._fail(flag, path, why(exc, path))
                 continue
             self.written.append(display_path(path))
+
+
+def _save_py_spy_profile(run: _Run, source: Path, target: Path) -> None:
+    """py-spy's speedscope file, made to open on the app's main thread (not the shim's)."""
+    from looptools.profilers import open_on_main_thread, read_status
+
+    status = read_status(run.status_file) or {}
+    app = status.get("pid")
+    shim = status.get("shim")
+    try:
+        text = open_on_main_thread(source, app if isinstance(app, int) else None,
+                                   {shim} if isinstance(shim, int) else set())
+    except ValueError:
+        shutil.copyfile(source, target)  # not ours to judge: saved as py-spy wrote it
+        return
+    write_file(target, text)
 
 
 def _sampler_profile(run: _Run, report: dict[str, Any], say: Any) -> None:
@@ -835,6 +855,8 @@ def _finish(run: _Run, outputs: _Outputs) -> tuple[dict[str, Any] | None, int, s
 @click.option("--html", metavar="PATH", help="Also write a self-contained HTML report.")
 @click.option("--trace", metavar="PATH", help="Also write a Perfetto/Chrome trace.")
 @click.option("--markdown", metavar="PATH", help="Also write a Markdown summary.")
+@click.option("--speedscope", metavar="PATH",
+              help="Also write the stall stacks, weighted by blocked time, for speedscope.app.")
 @click.option("--threshold-ms", type=FiniteFloat(min=0, min_open=True), metavar="MS",
               help="Stall and slow-callback threshold [default: the app's LOOPTOOLS_* "
                    "settings, else 50].")
@@ -856,9 +878,9 @@ def _finish(run: _Run, outputs: _Outputs) -> tuple[dict[str, Any] | None, int, s
                    "nearest pyproject.toml).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[--] APP [ARGS]...")
 def profile(module: str | None, report_path: str, html: str | None, trace: str | None,
-            markdown: str | None, threshold_ms: float | None, duration: float | None,
-            grace: float, no_dashboard: bool, sampler: str, check_budget: bool,
-            budget_file: str | None, command: tuple[str, ...]) -> None:
+            markdown: str | None, speedscope: str | None, threshold_ms: float | None,
+            duration: float | None, grace: float, no_dashboard: bool, sampler: str,
+            check_budget: bool, budget_file: str | None, command: tuple[str, ...]) -> None:
     """Run an app with event-loop monitoring on; show a live dashboard; write its reports.
 
     \b
@@ -881,7 +903,9 @@ def profile(module: str | None, report_path: str, html: str | None, trace: str |
             raise _Fail("--sampler py-spy: py-spy is not installed (pip install py-spy)")
     elif sampler == "yappi" and importlib.util.find_spec("yappi") is None:
         raise _Fail("--sampler yappi: yappi is not installed (pip install yappi)")
-    outputs = _Outputs(report_path, html, trace, markdown)
+    outputs = _Outputs(report_path, html, trace, markdown, speedscope)
+    if sampler == "py-spy":
+        _refuse_py_spy_clash(outputs)
     show = not no_dashboard and _isatty(sys.stdout) and os.environ.get("TERM") != "dumb"
     run = _Run(argv, threshold_ms=threshold_ms, duration=duration, grace=grace,
                dashboard=show, sampler=sampler)
@@ -902,6 +926,16 @@ def profile(module: str | None, report_path: str, html: str | None, trace: str |
     if budget is not None and code == 0:
         code = _check_verdict(outputs, budget)
     sys.exit(code)
+
+
+def _refuse_py_spy_clash(outputs: _Outputs) -> None:
+    """py-spy's whole-run profile is saved beside the report as ``<report>.speedscope.json``:
+    an output of the same name would silently replace it (or be replaced)."""
+    py_spy_file = _sibling(outputs.base, ".speedscope.json")
+    for flag, _, path in outputs.rendered:
+        if os.path.abspath(path) == os.path.abspath(py_spy_file):
+            raise _Fail(f"{flag} {path}: --sampler py-spy saves its profile there; "
+                        "choose another name")
 
 
 def _load_check_budget(budget_file: str | None) -> Any:

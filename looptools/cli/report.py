@@ -1,4 +1,5 @@
-"""``looptools report``: render a saved JSON report as text, Markdown, HTML or a trace."""
+"""``looptools report``: render a saved JSON report as text, Markdown, HTML, a trace or a
+speedscope file."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def _choose_renderer(fmt: str | None, output: str | None) -> type[Renderer]:
                epilog=f"Formats: {_FORMATS_HELP}. Inferred from -o: {_EXTENSIONS_HELP}.")
 @click.argument("report_path", metavar="REPORT.json", type=str)
 @click.option("-f", "--format", "fmt", metavar="FORMAT",
-              help="text, md, html, trace or json, or package.module:RendererClass "
+              help="text, md, html, trace, json or speedscope, or package.module:RendererClass "
                    "[default: from -o's extension, else text]")
 @click.option("-o", "--output", metavar="PATH",
               help="Write here (atomically) instead of standard output; '-' is standard output.")
@@ -62,6 +63,7 @@ def report(report_path: str, fmt: str | None, output: str | None) -> None:
       looptools report run.json                      # text on the terminal
       looptools report run.json -o run.html          # one self-contained HTML file
       looptools report run.json -o run.trace.json    # open in ui.perfetto.dev
+      looptools report run.json -o run.speedscope.json  # stall stacks, for speedscope.app
       looptools report run.json -f md >> "$GITHUB_STEP_SUMMARY"
     """
     renderer_cls = _choose_renderer(fmt, output)

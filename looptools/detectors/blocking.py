@@ -41,7 +41,11 @@ from typing import Any
 from looptools._frames import Frame, as_dict, caller_site
 from looptools._hub import Detector
 from looptools._patch import dress_as
+from looptools._stats import Longest
 from looptools.settings import Settings
+
+#: Blocking calls kept with their start times (the longest), over all calls and sites.
+MAX_RUNS = 1000
 
 _ALLOWED = [
     ("shibokensupport/feature.py", {"_mod_uses_pyside", "feature_import", "__import__"}),
@@ -112,6 +116,8 @@ class BlockingCalls(Detector):
         self.counts: dict[str, int] = {}
         #: call -> site -> [total seconds, longest seconds], measured around the call
         self.times: dict[str, dict[Frame | None, list[float]]] = {}
+        #: ((call, site), started_at_s, duration_ms) of the longest calls, for the trace
+        self.runs: Longest[tuple[tuple[str, Frame | None], float, float]] = Longest(MAX_RUNS)
         #: (call, site) of the call just noted, for _timed (loop thread only)
         self._site: tuple[str, Frame | None] | None = None
         self._buster: Any = None
@@ -194,6 +200,8 @@ class BlockingCalls(Detector):
                     entry[0] += spent
                     if spent > entry[1]:
                         entry[1] = spent
+                    origin = self.hub.started if self.hub is not None else 0.0
+                    self.runs.add(spent, (site, started - origin, spent * 1000.0))
                 except Exception:
                     pass
 
@@ -271,7 +279,11 @@ class BlockingCalls(Detector):
         self._wrapped.clear()
         self._buster = None
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self, with_runs: bool = False) -> list[dict[str, Any]]:
+        runs: dict[tuple[str, Frame | None], list[list[float]]] = {}
+        if with_runs:
+            for key, started_at_s, duration_ms in self.runs.items():
+                runs.setdefault(key, []).append([round(started_at_s, 6), round(duration_ms, 3)])
         rows: list[dict[str, Any]] = []
         for call, sites in list(self.calls.items()):
             ordered = sorted(sites.items(), key=lambda item: item[1], reverse=True)
@@ -287,6 +299,8 @@ class BlockingCalls(Detector):
                     **(as_dict(site) or {"function": "?", "file": "?", "line": None}),
                     "count": n, "total_ms": round(total * 1000.0, 3),
                     "max_ms": round(longest * 1000.0, 3)})
+                if with_runs:
+                    site_rows[-1]["runs"] = sorted(runs.get((call, site), []))
             rows.append({
                 "call": call,
                 "count": self.counts.get(call, 0),
@@ -298,7 +312,7 @@ class BlockingCalls(Detector):
         return rows
 
     def contribute(self, report: dict[str, Any]) -> None:
-        report["blocking_calls"] = self.rows()
+        report["blocking_calls"] = self.rows(with_runs=True)
 
     def snapshot(self) -> dict[str, Any]:
         return {"blocking_calls": self.rows()[:10]}

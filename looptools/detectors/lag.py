@@ -3,6 +3,10 @@
 Lag is ``actual - scheduled`` of each heartbeat, clamped at 0: Qt's whole-ms
 timers can fire up to a millisecond early, which would otherwise read as
 negative lag (loopmon's reading on qasync; see docs/design.md).
+
+Besides the histogram, the report gets the lag over time for the HTML timeline and
+the trace: the largest lag of each 0.05 s window, at most ``SERIES_POINTS`` points
+(``looptools._stats.Series``: windows merge two by two as a long run fills it).
 """
 
 from __future__ import annotations
@@ -11,8 +15,13 @@ from collections import deque
 from typing import Any
 
 from looptools._hub import Detector
-from looptools._stats import LogHistogram
+from looptools._stats import LogHistogram, Series
 from looptools.settings import Settings
+
+#: Points of ``lag.over_time`` at most (up to about 55 kB of the indented report).
+SERIES_POINTS = 2000
+#: Its first window, in seconds; doubled each time the series fills up.
+SERIES_STEP_S = 0.05
 
 
 class LoopLag(Detector):
@@ -25,14 +34,17 @@ class LoopLag(Detector):
         self.recent: deque[tuple[float, float]] = deque(maxlen=240)
         self._window_start = 0.0
         self._window_max = 0.0
+        #: (t_s, largest lag ms) per window, for lag.over_time
+        self.series = Series(SERIES_POINTS, SERIES_STEP_S)
 
     def heartbeat(self, now: float, lag: float) -> None:
         lag_ms = lag * 1000.0
         self.histogram.add(lag_ms)
+        origin = self.hub.started if self.hub is not None else 0.0
+        self.series.add(now - origin, lag_ms)
         if lag_ms > self._window_max:
             self._window_max = lag_ms
         if now - self._window_start >= 0.5:
-            origin = self.hub.started if self.hub is not None else 0.0
             self.recent.append((round(now - origin, 3), round(self._window_max, 3)))
             self._window_start = now
             self._window_max = 0.0
@@ -43,6 +55,8 @@ class LoopLag(Detector):
         out = self.histogram.summary()
         out["interval_ms"] = self.interval_ms
         out["histogram"] = self.histogram.pairs()
+        out["over_time"] = self.series.snapshot()
+        out["over_time_step_s"] = self.series.step
         return out
 
     def contribute(self, report: dict[str, Any]) -> None:

@@ -3,6 +3,9 @@
 The timing itself is done by the loop plugin's replacement of the handle's run
 method; this detector only sees callbacks already known to be slow, so its
 per-call work (naming the callback) is off the common path.
+
+Besides per-callback aggregates, the longest ``MAX_RUNS`` runs of the whole run are
+kept with their start times (each row's ``runs``), for the trace.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ from typing import Any
 
 from looptools._describe import describe_handle, describe_task
 from looptools._hub import Detector
-from looptools._stats import Reservoir
+from looptools._stats import Longest, Reservoir
 from looptools.settings import Settings
+
+#: Slow-callback runs kept with their start times (the longest), over all callbacks.
+MAX_RUNS = 1000
 
 
 class _Stats:
@@ -53,6 +59,8 @@ class SlowCallbacks(Detector):
     def __init__(self, settings: Settings) -> None:
         self.limit = settings.max_callbacks
         self.by_identity: dict[tuple[str, str, str | None], _Stats] = {}
+        #: (stats, started_at_s, duration_ms) of the longest runs
+        self.runs: Longest[tuple[_Stats, float, float]] = Longest(MAX_RUNS)
 
     def slow_callback(self, handle: Any, started: float, duration: float) -> None:
         kind, name, location, task = describe_handle(handle)
@@ -65,6 +73,8 @@ class SlowCallbacks(Detector):
             if stats is None:
                 stats = self.by_identity[key] = _Stats(*key)
         stats.add(duration * 1000.0)
+        origin = self.hub.started if self.hub is not None else 0.0
+        self.runs.add(duration, (stats, started - origin, duration * 1000.0))
         if self.hub is not None and self.hub.has("event"):  # no formatting for nobody
             self.hub.emit(
                 "slow_callback",
@@ -81,7 +91,17 @@ class SlowCallbacks(Detector):
         return rows[:n] if n else rows
 
     def contribute(self, report: dict[str, Any]) -> None:
-        report["slow_callbacks"] = self.top()
+        runs: dict[int, list[list[float]]] = {}
+        for stats, started_at_s, duration_ms in self.runs.items():
+            runs.setdefault(id(stats), []).append(
+                [round(started_at_s, 6), round(duration_ms, 3)])
+        rows = []
+        for stats in list(self.by_identity.values()):
+            row = stats.as_dict()
+            row["runs"] = sorted(runs.get(id(stats), []))
+            rows.append(row)
+        rows.sort(key=lambda row: row["total_ms"], reverse=True)
+        report["slow_callbacks"] = rows
 
     def snapshot(self) -> dict[str, Any]:
         return {"slow_callbacks": self.top(10)}

@@ -46,7 +46,8 @@ class TaskAudit(Detector):
         self.long_after = settings.long_pending_s
         self.limit = settings.max_tasks
         self.loop: Any = None
-        self.created: weakref.WeakKeyDictionary[Any, tuple[float, Frame | None]] = (
+        #: task -> (created at, perf_counter; where; serial number, its id in the report)
+        self.created: weakref.WeakKeyDictionary[Any, tuple[float, Frame | None, int]] = (
             weakref.WeakKeyDictionary()
         )
         self.created_count = 0
@@ -79,8 +80,9 @@ class TaskAudit(Detector):
                 if not self._recording:
                     return task
                 try:
-                    created[task] = (perf_counter(), caller_site(sys._getframe(1)))
-                    self.created_count += 1
+                    serial = self.created_count + 1
+                    created[task] = (perf_counter(), caller_site(sys._getframe(1)), serial)
+                    self.created_count = serial
                     # A live count kept exact between audits, so short bursts
                     # still show in the peak.
                     task.add_done_callback(finished)
@@ -195,9 +197,13 @@ class TaskAudit(Detector):
         except TypeError:
             meta = None
         coro = coro_of(task)
+        origin = self.hub.started if self.hub is not None else 0.0
         return {
             "name": task_name(task),
             "coro": coro_name(coro),
+            # Two tasks can share a name: the serial number tells them apart.
+            "id": meta[2] if meta else None,
+            "started_at_s": round(meta[0] - origin, 6) if meta else None,
             "age_s": round(now - meta[0], 3) if meta else None,
             "created_at": as_dict(meta[1]) if meta else None,
             "awaiting": as_dict(awaiting_frame(coro)),

@@ -21,6 +21,7 @@ from looptools.render.base import Renderer, RendererNotFound, Report
 from looptools.render.htmlrenderer import HtmlRenderer
 from looptools.render.jsonrenderer import JsonRenderer
 from looptools.render.markdownrenderer import MarkdownRenderer
+from looptools.render.speedscoperenderer import SpeedscopeRenderer
 from looptools.render.textrenderer import TextRenderer
 from looptools.render.tracerenderer import TraceRenderer
 
@@ -32,6 +33,7 @@ __all__ = [
     "Renderer",
     "RendererNotFound",
     "Report",
+    "SpeedscopeRenderer",
     "TextRenderer",
     "TraceRenderer",
     "format_names",
@@ -46,6 +48,7 @@ BUILTIN_RENDERERS: tuple[type[Renderer], ...] = (
     HtmlRenderer,
     TraceRenderer,
     JsonRenderer,
+    SpeedscopeRenderer,
 )
 
 _DOTTED = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
@@ -67,7 +70,7 @@ def renderer_for_path(path: str | os.PathLike[str]) -> type[Renderer] | None:
     """The built-in renderer for an output file name, by its (longest) extension, or None.
 
     ``report.trace.json`` and ``report.perfetto.json`` give the trace renderer,
-    other ``.json`` files the JSON one.
+    ``report.speedscope.json`` the speedscope one, other ``.json`` files the JSON one.
     """
     base = os.path.basename(os.fspath(path)).lower()
     endings = sorted(((ext, r) for r in BUILTIN_RENDERERS for ext in r.extensions),
@@ -95,11 +98,11 @@ def _import(spec: str) -> type[Renderer]:
 def get_renderer_class(spec: str) -> type[Renderer]:
     """The renderer class for a format name, an output file name/extension, or ``module:Class``.
 
-    Names are tried first (``text``, ``md``, ``html``, ``trace``, ``json`` and
-    their aliases, case-insensitively), then ``package.module:Class``, then the
-    file extension (``.html``, ``.md``, ``.txt``, ``.json``, ``.trace.json``,
-    ``.perfetto.json``).  Raises :class:`RendererNotFound` with a message that
-    lists the valid choices.
+    Names are tried first (``text``, ``md``, ``html``, ``trace``, ``json``,
+    ``speedscope`` and their aliases, case-insensitively), then
+    ``package.module:Class``, then the file extension (``.html``, ``.md``, ``.txt``,
+    ``.json``, ``.trace.json``, ``.perfetto.json``, ``.speedscope.json``).  Raises
+    :class:`RendererNotFound` with a message that lists the valid choices.
     """
     key = spec.strip()
     if not key:

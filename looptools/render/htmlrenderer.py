@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
@@ -107,6 +108,9 @@ svg.chart .qt { fill: var(--qt); opacity: .75; }
 svg.chart .pending { fill: var(--task); opacity: .25; stroke: var(--task); stroke-width: 1; }
 svg.chart .bar { fill: var(--bar); } svg.chart .bar.over { fill: var(--over); }
 svg.chart .threshold { stroke: var(--bad); stroke-dasharray: 4 3; }
+svg.chart .lag { stroke: var(--bar); stroke-width: 1.5; fill: none; }
+svg.chart .lag.over { stroke: var(--over); stroke-width: 2; }
+svg.chart .bar.empty { fill: none; }
 .legend span { margin-right: 16px; } .swatch { display: inline-block; width: 10px; height: 10px;
   border-radius: 2px; margin-right: 4px; vertical-align: -1px; }
 details.stall { border: 1px solid var(--line); border-radius: 6px; margin: 6px 0;
@@ -150,6 +154,41 @@ def _nice_step(span: float, target_ticks: int = 10) -> float:
 def _tick_label(value: float, step: float) -> str:
     decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
     return f"{value:.{decimals}f}"
+
+
+def _lag_value(ms: float) -> str:
+    """An axis label of the lag histogram: ``0.05 ms``, ``200 ms``, ``2 s``."""
+    return f"{ms / 1000:g} s" if ms >= 1000 else f"{ms:g} ms"
+
+
+def _lag_range(lower: float, upper: float) -> str:
+    """A lag bucket in words: ``1.22–1.28 ms``; the first of looptools' buckets holds
+    everything up to 0.05 ms."""
+    if upper <= 0.05:
+        return f"≤{upper:.3g} ms"
+    return f"{lower:.3g}–{upper:.3g} ms" if upper < 1000 else \
+        f"{lower / 1000:.3g}–{upper / 1000:.3g} s"
+
+
+def _log_ticks(low: float, high: float) -> list[float]:
+    """1, 2 and 5 × 10ⁿ between *low* and *high*: powers of ten first, then 5s, then 2s
+    (the order labels are placed in when they might collide); both ends when none fall
+    inside."""
+    ticks: dict[int, list[float]] = {1: [], 5: [], 2: []}
+    power = 10.0 ** math.floor(math.log10(low))
+    while power <= high:
+        for mult in (1, 2, 5):
+            value = float(f"{mult * power:.12g}")
+            if low <= value <= high:
+                ticks[mult].append(value)
+        power *= 10
+    ordered = ticks[1] + ticks[5] + ticks[2]
+    return ordered or [float(f"{low:.3g}"), float(f"{high:.3g}")]
+
+
+def _text_width(text: str) -> float:
+    """The width of *text* in the charts' 11 px font, estimated on the wide side."""
+    return 7.0 * len(text)
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], num: Sequence[int] = (),
@@ -199,6 +238,7 @@ class HtmlRenderer(Renderer):
         culprits = f.culprits(report)
         sections = [
             ("culprits", "Top culprits", self._culprits(report, culprits)),
+            ("flame", "Where the blocked time went", self._flame(report)),
             ("timeline", "Timeline", self._timeline(report)),
             ("lag", "Loop lag", self._lag(report)),
             ("stalls", "Stalls", self._stalls(report, culprits)),
@@ -250,10 +290,12 @@ class HtmlRenderer(Renderer):
         windows = (dispatcher or {}).get("busy_windows") or []
         tasks = report.get("tasks") or {}
         pending = sorted((float(t), float(n)) for t, n in tasks.get("pending_over_time") or [])
+        lag = sorted((float(t), max(0.0, float(ms)))
+                     for t, ms in (report.get("lag") or {}).get("over_time") or [])
         span = max([float(meta["duration_s"]),
                     *(float(s["started_at_s"]) + float(s["duration_ms"]) / 1000 for s in stalls),
                     *(float(w[0]) + float(w[1]) / 1000 for w in windows),
-                    *(t for t, _ in pending)])
+                    *(t for t, _ in pending), *(t for t, _ in lag)])
         span = span if span > 0 else 1.0
         x0, x1 = self.label_width, self.width - 20
         scale = (x1 - x0) / span
@@ -262,15 +304,23 @@ class HtmlRenderer(Renderer):
             return x0 + max(0.0, seconds) * scale
 
         row_h, gap, top = 26, 10, 10
-        labels = [f"stalls ({len(stalls)})"]
+        # (row, label, height) from the top; the lag row is taller: it has a scale.
+        rows = [("stalls", f"stalls ({len(stalls)})", row_h)]
+        lag_peak = max((ms for _, ms in lag), default=0.0)
+        if lag:
+            rows.append(("lag", f"lag (max {f.fmt_ms(lag_peak)})", 40))
         if dispatcher is not None:
-            labels.append(f"Qt busy ({len(windows)})")
+            rows.append(("qt", f"Qt busy ({len(windows)})", row_h))
         peak = max((n for _, n in pending), default=0.0)
         if pending:
-            labels.append(f"pending tasks (peak {peak:g})")
-        ys = [top + n * (row_h + gap) for n in range(len(labels))]
-        axis_y = top + len(labels) * (row_h + gap)
-        height = axis_y + 30
+            rows.append(("pending", f"pending tasks (peak {peak:g})", row_h))
+        ys: dict[str, int] = {}
+        y = top
+        for key, _, h in rows:
+            ys[key] = y
+            y += h + gap
+        axis_y = y
+        height = axis_y + 36
 
         parts = [f'<svg class="chart" id="timeline-chart" xmlns="http://www.w3.org/2000/svg" '
                  f'viewBox="0 0 {self.width} {height}" width="{self.width}" height="{height}" '
@@ -284,12 +334,12 @@ class HtmlRenderer(Renderer):
                          f"{_tick_label(tick, step)}</text>")
             tick = round(tick + step, 9)
         parts.append(f'<line class="axis" x1="{x0}" x2="{x1}" y1="{axis_y}" y2="{axis_y}"/>'
-                     f'<text class="tick" x="{x1}" y="{axis_y + 27}" text-anchor="end">'
+                     f'<text class="tick" x="{x1}" y="{axis_y + 31}" text-anchor="end">'
                      "seconds since start</text>")
-        for label, y in zip(labels, ys, strict=True):
-            parts.append(f'<text x="8" y="{y + row_h / 2 + 4:g}">{e(label)}</text>')
+        for key, label, h in rows:
+            parts.append(f'<text x="8" y="{ys[key] + h / 2 + 4:g}">{e(label)}</text>')
 
-        y = ys[0]
+        y = ys["stalls"]
         parts.append('<g class="row-stalls">')
         for index, stall in enumerate(stalls):
             width = max(2.0, float(stall["duration_ms"]) / 1000 * scale)
@@ -300,8 +350,11 @@ class HtmlRenderer(Renderer):
                 f'x="{_num(x(float(stall["started_at_s"])))}" y="{y}" width="{_num(width)}" '
                 f'height="{row_h}"><title>{e(tip)}</title></rect></a>')
         parts.append("</g>")
+        if lag:
+            parts.append(self._lag_track(lag, x, lag_peak, float(meta["threshold_ms"]),
+                                         ys["lag"], 40))
         if dispatcher is not None:
-            y = ys[1]
+            y = ys["qt"]
             parts.append('<g class="row-qt">')
             for started_at_s, duration_ms in windows:
                 width = max(2.0, float(duration_ms) / 1000 * scale)
@@ -311,11 +364,17 @@ class HtmlRenderer(Renderer):
                              f"<title>{e(tip)}</title></rect>")
             parts.append("</g>")
         if pending:
-            parts.append(self._step_area(pending, x, peak or 1.0, ys[-1], row_h))
+            parts.append(self._step_area(pending, x, peak or 1.0, ys["pending"], row_h))
         parts.append("</svg>")
 
         legend = ('<p class="legend muted"><span><i class="swatch" style="background:var(--stall)">'
                   "</i>stall (click for its stack)</span>")
+        if lag:
+            step_s = (report.get("lag") or {}).get("over_time_step_s")
+            window = f"{float(step_s):g} s" if isinstance(step_s, int | float) else "window"
+            legend += ('<span><i class="swatch" style="background:var(--bar)"></i>'
+                       f"loop lag: the largest in each {e(window)} (log scale; orange over "
+                       "the threshold)</span>")
         if dispatcher is not None:
             legend += ('<span><i class="swatch" style="background:var(--qt)"></i>'
                        "Qt dispatcher busy window</span>")
@@ -326,6 +385,36 @@ class HtmlRenderer(Renderer):
         if not stalls:
             legend += f'<p class="muted">No stalls over {meta["threshold_ms"]:g} ms.</p>'
         return "".join(parts) + legend
+
+    @staticmethod
+    def _lag_track(points: Sequence[tuple[float, float]], x: Callable[[float], float],
+                   peak: float, threshold_ms: float, y: float, height: float) -> str:
+        """Loop lag over time as one spike per point (``[t_s, ms]``) inside one timeline
+        row, on a log scale (a 1 ms jitter and an 800 ms stall both show); spikes over the
+        threshold in the second path, and the threshold as a dashed line."""
+        base = y + height
+        top = math.log10(1 + max(peak, threshold_ms, 1.0))
+
+        def level(ms: float) -> float:
+            return base - height * math.log10(1 + ms) / top
+
+        under: list[str] = []
+        over: list[str] = []
+        for t, ms in points:
+            (over if ms > threshold_ms else under).append(
+                f"M{_num(x(t))} {_num(base)}V{_num(min(base - 1, level(ms)))}")
+        worst_t, worst = max(points, key=lambda point: point[1])
+        tip = (f"loop lag over time (log scale): the largest {f.fmt_ms(worst)} at "
+               f"{f.fmt_at(worst_t)}; threshold {threshold_ms:g} ms")
+        x_start, x_end = _num(x(0.0)), _num(x(points[-1][0]))
+        ty = _num(level(threshold_ms))
+        html = (f'<g class="row-lag"><title>{e(tip)}</title>'
+                f'<line class="threshold" x1="{x_start}" x2="{x_end}" y1="{ty}" y2="{ty}"/>')
+        if under:
+            html += f'<path class="lag" d="{"".join(under)}"/>'
+        if over:
+            html += f'<path class="lag over" d="{"".join(over)}"/>'
+        return html + "</g>"
 
     @staticmethod
     def _step_area(points: Sequence[tuple[float, float]], x: Callable[[float], float],
@@ -350,51 +439,141 @@ class HtmlRenderer(Renderer):
 
     # -- lag ----------------------------------------------------------------------------------
 
+    #: How the report's lag buckets grow (``looptools._stats.LogHistogram``: 5 %).
+    lag_bucket_growth = 1.05
+    #: Buckets drawn at most (0.05 ms to four hours in 5 % steps).
+    max_lag_slots = 400
+    #: Widest bar: a few buckets do not spread over the whole width.
+    max_slot_width = 48.0
+
     def _lag(self, report: Report) -> str:
         lag = report.get("lag")
         if not lag:
             return '<p class="muted">Lag was not measured.</p>'
         cells = f.percentile_row(lag)
         every = f" every {lag['interval_ms']:g} ms" if lag.get("interval_ms") else ""
+        over_time = (" Over time it is the lag row of the "
+                     '<a href="#timeline">timeline</a>.' if lag.get("over_time") else "")
         html = (f'<p class="muted">{e(lag["samples"])} samples{e(every)}: how late the loop '
-                "ran a callback scheduled to run at once.</p>"
+                f"ran a callback scheduled to run at once.{over_time}</p>"
                 + _table([e(k) for k, _ in cells], [[e(v) for _, v in cells]],
                          num=range(len(cells)), cls="compact"))
-        histogram = [(float(b), float(c)) for b, c in lag.get("histogram") or []]
-        if not histogram:
+        slots = self._lag_slots([(float(b), float(c)) for b, c in lag.get("histogram") or []])
+        if not slots:
             return html + '<p class="muted">No histogram in the report.</p>'
-        return html + self._histogram(histogram, float(report["meta"]["threshold_ms"]))
+        return html + self._histogram(slots, float(report["meta"]["threshold_ms"]))
 
-    def _histogram(self, buckets: Sequence[tuple[float, float]], threshold_ms: float) -> str:
-        height, top, bottom, left = 220, 24, 40, 60
+    def _lag_slots(self, buckets: Sequence[tuple[float, float]]
+                   ) -> list[tuple[float, float, float]]:
+        """``(lower, upper, count)`` of each bucket to draw, smallest first.
+
+        On looptools' 5 % grid every bucket between the smallest and the largest is a
+        slot, the empty ones too.  A histogram off that grid (made by hand, or by another
+        version) keeps only its buckets, each as wide as the narrowest step between two
+        of them: on the log axis an empty stretch is still a gap.
+        """
+        merged: dict[float, float] = {}
+        for upper, count in buckets:
+            if upper >= 1e-6 and math.isfinite(upper) and count >= 0:
+                merged[upper] = merged.get(upper, 0.0) + count
+        valid = sorted(merged.items())
+        if not valid:
+            return []
+        growth = self.lag_bucket_growth
+        base = valid[0][0]
+        steps = [math.log(upper / base, growth) for upper, _ in valid]
+        if all(abs(k - round(k)) < 0.1 for k in steps) and steps[-1] < self.max_lag_slots:
+            counts = {round(k): c for k, (_, c) in zip(steps, valid, strict=True)}
+            uppers = {round(k): u for k, (u, _) in zip(steps, valid, strict=True)}
+            return [(uppers.get(i, base * growth**i) / growth, uppers.get(i, base * growth**i),
+                     counts.get(i, 0.0)) for i in range(round(steps[-1]) + 1)]
+        ratios = [b / a for (a, _), (b, _) in itertools.pairwise(valid)]
+        width = max(1.0001, min(ratios, default=2.0))
+        return [(upper / width, upper, count) for upper, count in valid]
+
+    def _histogram(self, slots: Sequence[tuple[float, float, float]], threshold_ms: float) -> str:
+        """The lag histogram: a log x axis of lag (every bucket its own slot, so an empty
+        stretch is a gap), a log y axis of samples, labels that never overlap."""
+        height, top, bottom, left, right = 236, 30, 46, 70, 20
         plot_h = height - top - bottom
-        inner_w = self.width - left - 20
-        slot = min(inner_w / len(buckets), 110.0)
-        peak = max(c for _, c in buckets)
-        log_peak = math.log10(peak + 1) if peak > 0 else 1.0
+        lo, hi = math.log10(slots[0][0]), math.log10(slots[-1][1])
+        span = hi - lo if hi > lo else 1.0
+        slot_span = math.log10(slots[0][1] / slots[0][0]) or span
+        plot_w = min(float(self.width - left - right), self.max_slot_width * span / slot_span)
+
+        def x(value: float) -> float:
+            return left + (math.log10(value) - lo) / span * plot_w
+
+        peak = max(count for _, _, count in slots)
+        log_peak = math.log10(peak + 1) or 1.0  # 0 for no samples, or a tiny fraction
+
+        def y(count: float) -> float:
+            return top + plot_h - plot_h * math.log10(count + 1) / log_peak
+
+        base = top + plot_h
         parts = [f'<svg class="chart" id="lag-histogram" xmlns="http://www.w3.org/2000/svg" '
                  f'viewBox="0 0 {self.width} {height}" width="{self.width}" height="{height}" '
-                 'role="img" aria-label="loop lag histogram">',
-                 f'<line class="axis" x1="{left}" x2="{self.width - 20}" y1="{top + plot_h}" '
-                 f'y2="{top + plot_h}"/>',
-                 f'<text class="tick" x="8" y="{top + 4}">count</text>',
-                 f'<text class="tick" x="8" y="{top + 16}">(log)</text>']
-        for i, (upper, count) in enumerate(buckets):
-            bar_h = plot_h * math.log10(count + 1) / log_peak if count > 0 else 0.0
-            bx = left + i * slot + slot * 0.12
-            bw = slot * 0.76
-            over = " over" if upper > threshold_ms else ""
-            label = f.histogram_label(upper)
+                 'role="img" aria-label="loop lag histogram, log scales">']
+        # y axis: samples, powers of ten (log scale), labels at least a line apart
+        parts.append('<g class="y-axis">')
+        last_y = math.inf
+        power = 1.0
+        while power <= peak:
+            ty = y(power)
+            if last_y - ty >= 14:
+                parts.append(f'<line class="grid" x1="{left}" x2="{_num(left + plot_w)}" '
+                             f'y1="{_num(ty)}" y2="{_num(ty)}"/>'
+                             f'<text class="tick" x="{left - 6}" y="{_num(ty + 4)}" '
+                             f'text-anchor="end">{power:g}</text>')
+                last_y = ty
+            power *= 10
+        parts.append(f'<text class="tick" transform="translate(16 {_num(top + plot_h / 2)}) '
+                     'rotate(-90)" text-anchor="middle">samples (log)</text></g>')
+        # x axis: lag, log scale; 1-2-5 ticks, decades first, never two labels overlapping
+        # (its grid goes under the bars, its labels after them)
+        x_axis = [f'<g class="x-axis"><line class="axis" x1="{left}" '
+                  f'x2="{_num(left + plot_w)}" y1="{base}" y2="{base}"/>']
+        taken: list[tuple[float, float]] = []
+        for value in _log_ticks(slots[0][0], slots[-1][1]):
+            label = _lag_value(value)
+            tx = x(value)
+            half = _text_width(label) / 2 + 5
+            if tx - half < 0 or tx + half > self.width or any(
+                    tx - half < b and a < tx + half for a, b in taken):
+                continue
+            taken.append((tx - half, tx + half))
+            parts.append(f'<line class="grid" x1="{_num(tx)}" x2="{_num(tx)}" y1="{top}" '
+                         f'y2="{base + 4}"/>')
+            x_axis.append(f'<text class="tick" x="{_num(tx)}" y="{base + 17}" '
+                          f'text-anchor="middle">{e(label)}</text>')
+        x_axis.append(f'<text class="tick" x="{_num(left + plot_w)}" y="{height - 8}" '
+                      'text-anchor="end">lag (log scale); a bar is one bucket, empty buckets '
+                      "are gaps</text></g>")
+        # bars: one per bucket; an empty bucket is an empty slot
+        parts.append('<g class="bars">')
+        for lower, upper, count in slots:
+            bx, bw = x(lower), x(upper) - x(lower)
+            inset = min(bw * 0.12, 1.5)
+            bar_h = max(1.0, base - y(count)) if count > 0 else 0.0
+            cls = "bar" + (" over" if upper > threshold_ms else "") + ("" if count else " empty")
+            samples = f"{count:.0f}" if count == int(count) else f"{count:g}"
             parts.append(
-                f'<rect class="bar{over}" x="{_num(bx)}" y="{_num(top + plot_h - bar_h)}" '
-                f'width="{_num(bw)}" height="{_num(bar_h)}">'
-                f"<title>{e(label)}: {count:g} samples</title></rect>"
-                f'<text class="tick" x="{_num(bx + bw / 2)}" y="{_num(top + plot_h - bar_h - 4)}" '
-                f'text-anchor="middle">{count:g}</text>'
-                f'<text class="tick" x="{_num(bx + bw / 2)}" y="{top + plot_h + 14}" '
-                f'text-anchor="middle">{e(label)}</text>')
-        parts.append(f'<text class="tick" x="{self.width - 20}" y="{height - 6}" text-anchor="end">'
-                     "lag bucket (upper bound)</text></svg>")
+                f'<rect class="{cls}" x="{_num(bx + inset)}" y="{_num(base - bar_h)}" '
+                f'width="{_num(max(0.5, bw - 2 * inset))}" height="{_num(bar_h)}" '
+                f'data-upper="{upper:.6g}" data-count="{samples}"><title>'
+                f"{e(_lag_range(lower, upper))}: {samples} samples</title></rect>")
+        parts.append("</g>")
+        parts += x_axis
+        if slots[0][0] <= threshold_ms <= slots[-1][1]:
+            tx = x(threshold_ms)
+            label = f"threshold {threshold_ms:g} ms"
+            anchor, lx = ("end", tx - 4) if tx + 4 + _text_width(label) > self.width else \
+                ("start", tx + 4)
+            parts.append(f'<g class="threshold-mark"><line class="threshold" x1="{_num(tx)}" '
+                         f'x2="{_num(tx)}" y1="{top - 6}" y2="{base}"/><text class="tick" '
+                         f'x="{_num(lx)}" y="{top - 10}" text-anchor="{anchor}">{e(label)}'
+                         "</text></g>")
+        parts.append("</svg>")
         note = (f'<p class="legend muted"><span><i class="swatch" style="background:var(--bar)">'
                 f'</i>within the {threshold_ms:g} ms threshold</span><span><i class="swatch" '
                 'style="background:var(--over)"></i>over the threshold</span></p>')
@@ -569,3 +748,77 @@ class HtmlRenderer(Renderer):
             return ""
         return _table(["detector", "error"],
                       [[c(x["detector"]), e(x["error"])] for x in errors])
+
+    # -- where the blocked time went (flame graph) --------------------------------------------
+
+    #: Height of one row of the flame graph, in SVG units; what a label's character is taken
+    #: to need (11 px system-ui: wider than any such font's average, so a label fits).
+    flame_row = 18
+    flame_char = 7.0
+
+    def _flame(self, report: Report) -> str:
+        """All stall stacks merged (``looptools.render.flame``) as an inline SVG icicle."""
+        from looptools.render.flame import flame_graph, icicle, lines_text
+
+        graph = flame_graph(report)
+        threshold = f"{report['meta']['threshold_ms']:g} ms"
+        if graph.unstacked == 0 and not graph.stacks:
+            return f'<p class="muted">No stalls over {e(threshold)}: no blocked time to show.</p>'
+        left_out = (f"{graph.unstacked} stall{'s' if graph.unstacked != 1 else ''} "
+                    f"({f.fmt_ms(graph.unstacked_ms)}) had no stack")
+        if not graph.stacks:
+            return f'<p class="muted">{e(left_out)}: nothing to draw.</p>'
+        total = graph.total_ms
+        count = len(graph.stacks)
+        intro = (f"{count} stall{'s' if count != 1 else ''} over {threshold}, "
+                 f"{f.fmt_ms(total)} blocked, their stacks merged by function: the outermost "
+                 "frame on top, each box as wide as the time the stalls through it blocked the "
+                 "loop. Hover a box for its file, lines and share.")
+        if graph.unstacked:
+            intro += f" {left_out} and {'is' if graph.unstacked == 1 else 'are'} not drawn."
+        boxes = icicle(graph, min_width=0.5 / self.width)
+        rows = 1 + max(box.depth for box in boxes)
+        row = self.flame_row
+        height = rows * row
+        parts = [f'<svg class="chart" id="flame-graph" xmlns="http://www.w3.org/2000/svg" '
+                 f'viewBox="0 0 {self.width} {height}" width="{self.width}" height="{height}" '
+                 f'role="img" aria-label="flame graph of the stall stacks, by blocked time">'
+                 "<style>#flame-graph text { fill: #1d2330; pointer-events: none; }"
+                 "#flame-graph g.frame:hover rect { stroke: var(--fg); stroke-width: 1; }"
+                 "</style>"]
+        for box in boxes:
+            node = box.node
+            x, width = box.x * self.width, box.width * self.width
+            if box.depth == 0:
+                fill = "hsl(220, 14%, 84%)"  # light in both colour schemes, like the others
+                tip = (f"all {count} stalls with stacks\n{f.fmt_ms(total)} blocked"
+                       f"{f', and {left_out}' if graph.unstacked else ''}")
+                label = f"all stalls: {f.fmt_ms(total)}"
+            else:
+                # Application code warm, libraries grey-blue; the hue varies by name so that
+                # neighbours differ, and the same function has one colour everywhere.
+                hue = sum(node.function.encode()) % 36
+                fill = (f"hsl({12 + hue}, 80%, {60 + hue % 3 * 4}%)" if node.application
+                        else f"hsl({200 + hue}, 22%, {72 + hue % 3 * 4}%)")
+                share = f.fmt_pct(node.ms / total)
+                tip = (f"{node.function}\n{lines_text(node)}\n{f.fmt_ms(node.ms)}, {share} of "
+                       f"the blocked time, {node.stalls} stall{'s' if node.stalls != 1 else ''}")
+                if node.self_ms and node.children:
+                    tip += f"\n{f.fmt_ms(node.self_ms)} with {node.function} innermost"
+                label = node.function
+            fits = int((width - 6) / self.flame_char)
+            if len(label) > fits:
+                label = label[: fits - 1] + "…" if fits >= 4 else ""
+            text = (f'<text x="{_num(x + 3)}" y="{box.depth * row + 13}">{e(label)}</text>'
+                    if label else "")
+            parts.append(
+                f'<g class="frame" data-ms="{node.ms:.3f}"><title>{e(tip)}</title>'
+                f'<rect x="{_num(x)}" y="{box.depth * row}" width="{_num(max(width - 1, 0.5))}" '
+                f'height="{row - 1}" fill="{fill}"/>{text}</g>')
+        parts.append("</svg>")
+        legend = ('<p class="legend muted"><span><i class="swatch" style="background:'
+                  'hsl(25, 80%, 62%)"></i>application code</span><span><i class="swatch" '
+                  'style="background:hsl(215, 22%, 74%)"></i>standard library and installed '
+                  "packages</span><span>Also as a speedscope file: <code>looptools report "
+                  "REPORT.json -f speedscope</code></span></p>")
+        return f'<p class="muted">{e(intro)}</p>' + "".join(parts) + legend
