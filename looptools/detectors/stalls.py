@@ -1009,12 +1009,21 @@ class StallWatchdog(Detector):
         else:
             dated = now
         seen, cur = self._observe(now, dated)
-        if current is not None:
-            if gil:
+        if current is not None and gil:
+            end = self._end_of(current)
+            if end is not None and end <= now - 0.5 * held:
+                # The stall had ended (the loop came back) before the C call that
+                # kept us from looking began: that hold is a stall of its own
+                # (e.g. the next task step), not part of this one, whose culprit
+                # it must not take.
+                self._finish(current, end)
+                current = None
+            else:
                 # Part of this stall held the GIL: the loop thread's own dump
                 # from then stands for every look this thread could not make.
                 current.gil_held = True
                 self._vote_dump(current, held)
+        if current is not None:
             if seen > current.started + 1e-6:
                 self._finish(current, self._end_of(current))
                 return
