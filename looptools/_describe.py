@@ -87,6 +87,18 @@ def describe_handle(handle: Any) -> tuple[str, str, str | None, Any]:
     return "callback", str(name), location, None
 
 
+def stall_names(handle: Any) -> tuple[str, str, str | None]:
+    """``(source, callback, task)`` as a stall names the handle it is in: a task step is
+    ``coro step`` with its task ``name (coro)``, a callback ``name (file:line)``."""
+    try:
+        kind, name, location, task = describe_handle(handle)
+        if task is not None:
+            return kind, f"{name} step", describe_task(task)
+        return kind, f"{name} ({location})" if location else name, None
+    except Exception:
+        return "callback", "<unknown>", None
+
+
 def awaiting_frame(coro: Any, depth: int = 32) -> Frame | None:
     """``(function, file, line)`` where a suspended coroutine chain is waiting.
 

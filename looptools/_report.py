@@ -14,6 +14,12 @@ from looptools._culprits import CulpritGroup, culprit_groups, stall_groups
 
 SCHEMA_VERSION = 1
 
+#: The detectors ``meta.detectors`` may name: the list schema version 1 fixed (its
+#: readers check the names against it).  A detector added since shows that it ran
+#: by its own field instead (``worker_loops``); see docs/report-schema.md.
+LISTED_DETECTORS = ("slow_callbacks", "stalls", "dispatcher", "lag", "tasks", "blocking",
+                    "handoffs")
+
 
 def empty_report() -> dict[str, Any]:
     from looptools._version import __version__
@@ -85,6 +91,47 @@ def _group_line(group: CulpritGroup) -> str:
             f"{_where(stalls[0].get('culprit'))} [{', '.join(kinds)}]")
 
 
+def worker_stall_line(report: Mapping[str, Any]) -> str | None:
+    """One line for the stalls of asyncio loops on worker threads, None when there were
+    none: they are not the GUI's, so they never count in the headline."""
+    workers = report.get("worker_loops")
+    if not isinstance(workers, Mapping):
+        return None
+    summary = workers.get("stall_summary") or {}
+    count = int(summary.get("count") or 0)
+    if not count:
+        return None
+    stalls = [s for s in workers.get("stalls") or [] if isinstance(s, Mapping)]
+    worst = max(stalls, key=lambda s: float(s.get("duration_ms") or 0), default=None)
+    where = ""
+    if worst is not None:
+        what = _where(worst.get("culprit")) if worst.get("culprit") \
+            else str(worst.get("callback") or "?")
+        where = (f"; longest in {what}, thread {worst.get('thread')}, "
+                 f"{worst.get('loop_kind')} loop")
+    return (f"worker-thread loops: {count} stall{'s' if count != 1 else ''} (longest "
+            f"{float(summary.get('max_ms') or 0):.0f} ms, total "
+            f"{float(summary.get('total_ms') or 0):.0f} ms) in {workers.get('loops')} "
+            f"loop{'s' if workers.get('loops') != 1 else ''}{where}")
+
+
+def affinity_line(report: Mapping[str, Any]) -> str | None:
+    """One line for thread-affinity violations (a Qt object or an asyncio loop touched
+    from a thread that does not own it), None when there were none."""
+    affinity = report.get("affinity")
+    if not isinstance(affinity, Mapping):
+        return None
+    rows = [r for r in affinity.get("violations") or [] if isinstance(r, Mapping)]
+    if not rows:
+        return None
+    calls = sum(int(r.get("count") or 0) for r in rows)
+    first = rows[0]
+    calling = first.get("calling_thread") or {}
+    return (f"thread-affinity violations: {len(rows)} site{'s' if len(rows) != 1 else ''} "
+            f"({calls} call{'s' if calls != 1 else ''}); first {first.get('call')} at "
+            f"{_where(first.get('site'))} from thread {calling.get('name')}")
+
+
 def summary_lines(report: dict[str, Any], report_path: str | None = None) -> list[str]:
     """A few lines for stderr at exit: top stalls with culprits, leaks, blocking calls."""
     meta = report["meta"]
@@ -144,6 +191,12 @@ def summary_lines(report: dict[str, Any], report_path: str | None = None) -> lis
             f"  hand-offs from {_where(row['site'])} (thread {row['thread']}) via "
             f"{row['via']} x{row['count']}: p99 {row['p99_ms']:.0f} ms, max "
             f"{row['max_ms']:.0f} ms{held}")
+    worker = worker_stall_line(report)
+    if worker:
+        lines.append("  " + worker)
+    affinity = affinity_line(report)
+    if affinity:
+        lines.append("  " + affinity)
     for error in report["detector_errors"]:
         lines.append(f"  detector {error['detector']} was switched off: {error['error']}")
     if report_path:

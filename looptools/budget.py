@@ -126,6 +126,8 @@ BUDGET_KEYS: tuple[BudgetKey, ...] = (
     BudgetKey("max_handoff_p99_ms", "ms", None,
               "99th percentile wait of work handed to the loop from another thread "
               "(the worst posting site)"),
+    BudgetKey("max_worker_stall_ms", "ms", None,
+              "longest stall of an asyncio loop on a worker thread (never the GUI loop's)"),
 )
 _KEYS: dict[str, BudgetKey] = {key.name: key for key in BUDGET_KEYS}
 _ALLOW_KEYS = ("function", "file", "reason", "expires")
@@ -956,6 +958,7 @@ _MEASURED_BY: dict[str, str] = {
     "max_slow_callbacks": "slow_callbacks", "max_lag_p99_ms": "lag",
     "max_pending_tasks": "tasks", "max_leaked_tasks": "tasks",
     "max_blocking_calls": "blocking", "max_handoff_p99_ms": "handoffs",
+    "max_worker_stall_ms": "worker_loops",
 }
 _KEY_KINDS: dict[str, Kind] = {
     "max_stall_ms": "stall", "max_total_stall_ms": "stall", "max_slow_callbacks": "slow_callback",
@@ -971,6 +974,8 @@ def _measured(report: Mapping[str, Any], detector: str) -> bool:
         return report.get("tasks") is not None
     if detector == "handoffs":
         return isinstance(report.get("handoffs"), list)
+    if detector == "worker_loops":
+        return isinstance(report.get("worker_loops"), Mapping)
     if detector == "slow_callbacks" and not (report.get("loop") or {}).get("callback_timing"):
         return False
     return detector in detectors
@@ -994,6 +999,9 @@ def _actual(key: str, report: Mapping[str, Any], counting: list[Offender],
     if key == "max_handoff_p99_ms":
         return max((float(row.get("p99_ms") or 0.0) for row in _handoff_rows(report)),
                    default=0.0)
+    if key == "max_worker_stall_ms":
+        summary = report["worker_loops"].get("stall_summary")
+        return float(summary.get("max_ms") or 0.0) if isinstance(summary, Mapping) else 0.0
     return float(sum(o.count for o in counting))
 
 
@@ -1014,6 +1022,20 @@ def _worst_handoff(report: Mapping[str, Any]) -> str:
         if isinstance(during, Mapping) else ""
     return (f" (worst: {row.get('via')} from {where}, thread {row.get('thread')}, "
             f"{row.get('count')} hand-offs, max {fmt_ms(float(row.get('max_ms') or 0.0))}{held})")
+
+
+def _worst_worker_stall(report: Mapping[str, Any]) -> str:
+    workers = report.get("worker_loops")
+    stalls = workers.get("stalls") if isinstance(workers, Mapping) else None
+    rows = [s for s in stalls if isinstance(s, Mapping)] if isinstance(stalls, list) else []
+    if not rows:
+        return ""
+    stall = max(rows, key=lambda s: float(s.get("duration_ms") or 0.0))
+    culprit = stall.get("culprit")
+    where = (f"{culprit.get('function')} ({culprit.get('file')}:{culprit.get('line')})"
+             if isinstance(culprit, Mapping) else str(stall.get("callback") or "?"))
+    return (f" (worst: {where}, thread {stall.get('thread')}, {stall.get('loop_kind')} loop, "
+            f"{fmt_ms(float(stall.get('duration_ms') or 0.0))})")
 
 
 def _sort_worst(items: Iterable[Offender]) -> list[Offender]:
@@ -1041,6 +1063,7 @@ def _violations(key: str, limit: Limit, actual: float, counting: list[Offender],
         "max_leaked_tasks": f"{plural(actual, 'task')} still pending at exit",
         "max_blocking_calls": f"{plural(actual, 'blocking call')} on the loop thread",
         "max_handoff_p99_ms": f"hand-off wait p99 {fmt_ms(actual)}",
+        "max_worker_stall_ms": f"longest worker-loop stall {fmt_ms(actual)}",
     }
     if key == "max_total_stall_ms":
         ordered = sorted(counting, key=lambda o: -(o.total_ms or 0.0))
@@ -1051,6 +1074,8 @@ def _violations(key: str, limit: Limit, actual: float, counting: list[Offender],
     worst = f" (worst: {ordered[0].describe()})" if ordered else ""
     if key == "max_handoff_p99_ms" and report is not None:
         worst = _worst_handoff(report)
+    if key == "max_worker_stall_ms" and report is not None:
+        worst = _worst_worker_stall(report)
     return (Violation(key, f"{words[key]} exceeds {limit_text}{worst}", actual, limit,
                       tuple(ordered)),)
 

@@ -25,12 +25,12 @@ from typing import Any, NoReturn, cast
 
 from looptools import _attach
 from looptools._hub import Hub, give_back_interrupt
-from looptools._report import empty_report, summary_lines, write_report
+from looptools._report import LISTED_DETECTORS, empty_report, summary_lines, write_report
 from looptools._safewrite import why, write_fallback
 from looptools._state import LoopState
 from looptools.detectors import build
 from looptools.plugins import Driver, LoopPlugin, plugin_for
-from looptools.settings import DETECTORS, Settings, resolve
+from looptools.settings import Settings, resolve
 
 _active: Monitor | None = None
 _fork_hooks = False
@@ -159,6 +159,8 @@ class Monitor:
 
             self.hub.add(StreamWriter(self.settings, self))
         self.state: LoopState | None = None
+        #: the worker-thread loops detector (looptools.detectors.worker_loops), if on
+        self._worker_loops: Any = self.hub.get("worker_loops")
         self.plugin: LoopPlugin | None = None
         self.exit_hooks = exit_hooks
         # Every *_at_s of the report counts from hub.started (perf_counter): started_at
@@ -214,12 +216,18 @@ class Monitor:
         _active = self
         self._running = True
         _register_fork_hooks()
-        _attach.install(self._on_running_loop)
+        if self._worker_loops is not None:
+            self._worker_loops.start(self.hub.get("stalls"))
+        _attach.install(self._on_running_loop, self._on_worker_loop)
         if threading.current_thread() is threading.main_thread():
             loop = asyncio._get_running_loop()
             if loop is not None:
                 self._on_running_loop(loop)
-        if self._wants_heartbeat():
+        if self._wants_heartbeat() or self.hub.get("handoffs") is not None \
+                or self.hub.get("affinity") is not None:
+            # A Qt main thread without asyncio is found by the probe; the hand-off
+            # detector alone needs it too (QTimer.singleShot from threads), and so
+            # does the affinity detector (Qt's message handler).
             self._start_qt_probe()
         if self.exit_hooks:
             self._install_exit_hooks()
@@ -235,6 +243,7 @@ class Monitor:
             self._stop_qt_probe()
             self._detach()
             _attach.uninstall()
+            self._stop_worker_loops()
             self._remove_exit_hooks()
             if _active is self:
                 _active = None
@@ -244,7 +253,8 @@ class Monitor:
         # A process that never ran an event loop (`LOOPTOOLS=1` exported in a shell
         # reaches pip, linters, …) leaves no file and says nothing, unless a
         # report path was asked for explicitly (as `looptools profile` does).
-        quiet = self.loop_info is None and self.settings.sources.get("report") == "default"
+        quiet = self.loop_info is None and not self._worker_loops_ran() \
+            and self.settings.sources.get("report") == "default"
         if write and self.settings.report and not quiet:
             self.report_path = self._write(report)
         if self.settings.summary and self.exit_hooks and not quiet:
@@ -346,6 +356,29 @@ class Monitor:
                 self._detach()
             except Exception:
                 pass
+
+    def _on_worker_loop(self, loop: Any) -> None:
+        """On a worker thread: a loop starts (or, None, stops) running there."""
+        workers = self._worker_loops
+        if workers is None or self._stopped or self._broken:
+            return
+        try:
+            workers.loop_changed(loop)
+        except Exception as exc:  # our failure must never become the app's
+            self.hub.disable(workers, exc, "worker loop")
+
+    def _stop_worker_loops(self) -> None:
+        workers = self._worker_loops
+        if workers is None:
+            return
+        try:
+            workers.stop()
+        except Exception as exc:
+            self.hub.disable(workers, exc, "detach")
+
+    def _worker_loops_ran(self) -> bool:
+        workers = self._worker_loops
+        return bool(workers is not None and workers.loops)
 
     def _loop_changed(self, loop: Any) -> None:
         now = time.perf_counter()
@@ -896,7 +929,7 @@ class Monitor:
             "duration_s": round(time.perf_counter() - self.started, 3),
             "threshold_ms": self.settings.threshold_ms,
             "heartbeat_ms": self.settings.heartbeat_ms,
-            "detectors": [d.name for d in self.hub.detectors if d.name in DETECTORS],
+            "detectors": [d.name for d in self.hub.detectors if d.name in LISTED_DETECTORS],
             "settings_sources": dict(self.settings.sources),
             "exit": dict(self.exit_info),
         })

@@ -28,7 +28,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 DETECTORS: tuple[str, ...] = ("slow_callbacks", "stalls", "dispatcher", "lag", "tasks", "blocking",
-                              "handoffs")
+                              "handoffs", "worker_loops", "affinity")
 
 
 class SettingsError(ValueError):
@@ -122,7 +122,7 @@ class _Field:
 
 
 FIELDS: tuple[_Field, ...] = (
-    _Field("threshold_ms", _positive_float, 50.0, ("stalls", "slow_callbacks"),
+    _Field("threshold_ms", _positive_float, 50.0, ("stalls", "slow_callbacks", "worker_loops"),
            "Stall and slow-callback threshold in ms (50: the long-task threshold UIs use)."),
     _Field("report", _optional_path, "looptools-report.json", (),
            "Where the JSON report is written at exit; 'none' for no report."),
@@ -134,7 +134,8 @@ FIELDS: tuple[_Field, ...] = (
     _Field("task_audit_s", _positive_float, 1.0, ("tasks",), "Period of the pending-task audit."),
     _Field("long_pending_s", _positive_float, 10.0, ("tasks",),
            "A task pending longer than this is reported as long-pending."),
-    _Field("max_stalls", _positive_int, 200, ("stalls",), "How many stalls the report keeps."),
+    _Field("max_stalls", _positive_int, 200, ("stalls", "worker_loops"),
+           "How many stalls the report keeps (of the main loop, and of worker loops)."),
     _Field("max_callbacks", _positive_int, 200, ("slow_callbacks",),
            "How many slow-callback identities are kept (the rest are folded into '<other>')."),
     _Field("max_tasks", _positive_int, 100, ("tasks",), "How many tasks each task list keeps."),
@@ -155,6 +156,11 @@ FIELDS: tuple[_Field, ...] = (
     _Field("blocking_strict", _boolean, False, ("blocking",),
            "Raise blockbuster.BlockingError instead of recording (for tests)."),
     _Field("summary", _boolean, True, (), "Print a summary to stderr at exit."),
+    _Field("thread_checks", _boolean, False, (),
+           "Dev mode of the affinity detector: also catch asyncio's non-thread-safe calls "
+           "(call_soon, call_later, create_task, a future's set_result) made from another "
+           "thread, and QWidget methods called from threads started by `threading` (costs "
+           "every call_soon of the loop and every call on those threads)."),
     _Field("stream", _optional_path, None, (),
            "Unix socket path to stream events to (set by `looptools profile`)."),
 )
@@ -182,6 +188,7 @@ class Settings:
     private_fds: bool = True
     blocking_strict: bool = False
     summary: bool = True
+    thread_checks: bool = False
     stream: str | None = None
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
     problems: tuple[str, ...] = ()

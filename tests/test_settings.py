@@ -97,7 +97,7 @@ def test_bad_explicit_argument_raises() -> None:
 def test_detector_lists() -> None:
     settings = resolve(environ={"LOOPTOOLS_DISABLE": "blocking, tasks"}, pyproject=False)
     assert settings.enabled_detectors == ("slow_callbacks", "stalls", "dispatcher", "lag",
-                                          "handoffs")
+                                          "handoffs", "worker_loops", "affinity")
     bad = resolve(environ={"LOOPTOOLS_DETECTORS": "stalls,typo"}, pyproject=False)
     assert "unknown detector 'typo'" in bad.problems[0]
     assert bad.detectors == DETECTORS  # the bad value was not used

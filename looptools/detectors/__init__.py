@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 def build(settings: Settings, names: tuple[str, ...]) -> list[Detector]:
     """Instantiate the detectors named in ``names`` (in a fixed order)."""
+    from looptools.detectors.affinity import AffinityViolations
     from looptools.detectors.blocking import BlockingCalls
     from looptools.detectors.dispatcher import DispatcherBusy
     from looptools.detectors.handoffs import HandOffs
@@ -18,6 +19,7 @@ def build(settings: Settings, names: tuple[str, ...]) -> list[Detector]:
     from looptools.detectors.slow_callbacks import SlowCallbacks
     from looptools.detectors.stalls import StallWatchdog
     from looptools.detectors.tasks import TaskAudit
+    from looptools.detectors.worker_loops import WorkerLoops
 
     classes: dict[str, type[Detector]] = {
         "slow_callbacks": SlowCallbacks,
@@ -27,5 +29,7 @@ def build(settings: Settings, names: tuple[str, ...]) -> list[Detector]:
         "tasks": TaskAudit,
         "blocking": BlockingCalls,
         "handoffs": HandOffs,
+        "worker_loops": WorkerLoops,
+        "affinity": AffinityViolations,
     }
     return [classes[name](settings) for name in classes if name in names]  # type: ignore[call-arg]

@@ -17,10 +17,17 @@ Calls made on the loop thread itself are not hand-offs and pass straight through
 so does everything after detach.  The cost is paid per hand-off only (a frame walk
 on the worker thread and two clock reads), never per loop callback.
 
+On a Qt loop (qasync, QtAsyncio, or a Qt main thread without asyncio) the
+same is done for ``QTimer.singleShot`` called from another thread with a Python
+callable, in the forms where each binding runs it on the GUI thread
+(``looptools.detectors._qt_handoffs``); the wait is counted from when the timer
+was due (the post plus the requested delay).  Queued ``invokeMethod`` and queued
+signals are not measured: no binding lets a wait be paired with its slot
+without guessing (that module says why).
+
 The longest wait of each site is linked to the stall that held the loop then
 (its culprit), when one did: "waited up to 310 ms while ``build_index`` held the
-loop".  Qt's own hand-offs (queued ``invokeMethod``, queued signals,
-``QTimer.singleShot`` from a thread) are not measured yet.
+loop".
 """
 
 from __future__ import annotations
@@ -90,9 +97,12 @@ class HandOffs(Detector):
         self._undo: Callable[[], None] | None = None
         self._stalls: deque[tuple[float, float, Any]] = deque(maxlen=256)
         self.unsupported: str | None = None
+        self._qt: Any = None  # the QTimer.singleShot wrapper (_qt_handoffs)
 
     # -- attach / detach ---------------------------------------------------------------
     def attach(self, state: Any, plugin: Any) -> None:
+        if getattr(plugin, "is_qt", False):
+            self._attach_qt(state, plugin)
         loop = state.loop
         if loop is None or not hasattr(loop, "call_soon_threadsafe"):
             return
@@ -131,15 +141,36 @@ class HandOffs(Detector):
         if self._undo is None:
             self.unsupported = f"{type(loop).__name__} takes no instance attributes"
 
+    def _attach_qt(self, state: Any, plugin: Any) -> None:
+        # The binding the app's loop runs on (plugins/_qtbinding): never another one.
+        from looptools.detectors._qt_handoffs import SingleShotHandOffs
+
+        binding = getattr(plugin, "binding", None)
+        if binding is None or not SingleShotHandOffs.supports(binding):
+            return
+        qt = SingleShotHandOffs(binding, state.thread_id, self._record)
+        if qt.install():
+            self._qt = qt
+
+    def heartbeat(self, now: float, lag: float) -> None:
+        qt = self._qt
+        if qt is not None and not qt.armed:
+            qt.poll(now)
+
     def detach(self) -> None:
         undo, self._undo = self._undo, None
         if undo is not None:
             undo()
+        qt, self._qt = self._qt, None
+        if qt is not None:
+            qt.undo()
 
     # -- recording (loop thread) ------------------------------------------------------
     def _record(self, via: str, where: Frame | None, thread: str, posted: float,
                 started: float) -> None:
-        waited = started - posted
+        # ``posted``: when the work was due (a timer's requested delay is not waiting);
+        # a coarse Qt timer may fire a little early.
+        waited = max(0.0, started - posted)
         key = (via, where, thread)
         site = self.sites.get(key)
         if site is None:

@@ -51,7 +51,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from looptools import _fdtable, _posix_timer, _sigdump
-from looptools._describe import describe_handle, describe_task
+from looptools._describe import stall_names
 from looptools._fdtable import private_fd_table, stderr_fds
 from looptools._frames import (
     Frame,
@@ -293,9 +293,18 @@ class StallWatchdog(Detector):
         self._due = float("inf")  # when the thread next wants to look
         self._waiting = False  # the thread is (or is just back from) waiting to look
         self._handoff = False  # a tick is waiting for the thread's look
+        # Worker-thread loops (looptools.detectors.worker_loops), looked at by this
+        # thread too; _workers_only: the thread runs for them alone (no main loop).
+        self._workers: Any = None
+        self._workers_only = False
 
     # -- lifecycle (loop thread) --------------------------------------------
     def attach(self, state: Any, plugin: Any) -> None:
+        with self._lock:
+            # Running for worker loops alone: set up again below, for this loop too.
+            stopped = self._stop_thread() if self._workers_only else None
+        if stopped is not None:
+            stopped.join(timeout=1.0)
         self.state = state
         self.qt = bool(plugin.is_qt)
         on_main = state.thread_id == threading.main_thread().ident
@@ -316,15 +325,51 @@ class StallWatchdog(Detector):
             self._fd_keep = stderr_fds() | set(fds)
             if self._dump is not None:
                 self._fd_keep.add(self._dump.fileno())
-        self._stop.clear()
+        self._stop = threading.Event()  # the new thread's: an old one stopping keeps its own
         self._ready.clear()
-        self._thread = threading.Thread(target=self._run, name="looptools-watchdog", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(self._stop,),
+                                        name="looptools-watchdog", daemon=True)
         self._thread.start()
         if self._fd_keep is not None:
             # Wait (~0.1 ms) while the thread sets its table up: done while the
             # loop runs, every GIL release there (each close) would cost a
             # GIL convoy of several ms against the busy loop.
             self._ready.wait(0.5)
+
+    def serve_workers(self, workers: Any) -> None:
+        """Any thread: at each look, look at worker-thread loops too
+        (``WorkerLoops.look``), or (None) no more.  With no loop attached the
+        thread runs for them alone, until a loop is attached or they are done."""
+        if workers is not None and self._workers is workers and self._thread is not None:
+            return
+        stopped = None
+        with self._lock:
+            self._workers = workers
+            if workers is None:
+                if self._workers_only:
+                    stopped = self._stop_thread()
+            elif self._thread is None and self.hub is not None and self in self.hub.detectors:
+                self._workers_only = True
+                self._fd_keep = None  # a table of its own only for a main loop (see attach)
+                self._stop = threading.Event()
+                self._ready.clear()
+                self._thread = threading.Thread(target=self._run, args=(self._stop,),
+                                                name="looptools-watchdog", daemon=True)
+                self._thread.start()
+        if stopped is not None:
+            stopped.join(timeout=1.0)
+
+    def _stop_thread(self) -> threading.Thread | None:
+        """Tell the thread running for worker loops alone to stop (under ``_lock``);
+        returns it, for the caller to join once the lock is released."""
+        self._workers_only = False
+        self._stop.set()
+        try:
+            self._wake.release()
+        except RuntimeError:
+            pass
+        thread, self._thread = self._thread, None
+        return thread if thread is not threading.current_thread() else None
 
     def _set_up_dumps(self, state: Any, on_main: bool) -> None:
         """How the stack of a stall that holds the GIL will be taken (``dump_kind``).
@@ -669,16 +714,9 @@ class StallWatchdog(Detector):
                 return
 
     def _describe(self, stall: Stall, handle: Any) -> None:
-        try:
-            kind, name, location, task = describe_handle(handle)
-        except Exception:
-            kind, name, location, task = "callback", "<unknown>", None, None
-        stall.source = kind
+        stall.source, stall.callback, task = stall_names(handle)
         if task is not None:
-            stall.task = describe_task(task)
-            stall.callback = f"{name} step"
-        else:
-            stall.callback = f"{name} ({location})" if location else name
+            stall.task = task
 
     def add_job(self, job: Callable[[float, float], Any]) -> None:
         """Run ``job(now, dated)`` every few ms: on each tick, or at the thread's looks."""
@@ -699,7 +737,7 @@ class StallWatchdog(Detector):
         return self.ticking and now - self._tick_t <= 2.0 * self.poll
 
     # -- the watchdog thread -----------------------------------------------
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event | None = None) -> None:
         # While ticks flow, the thread sleeps until the loop's last sign of life
         # would turn into a stall (last seen + threshold): ~20 wakes a second
         # instead of ~200, each handed the GIL by a tick.  Without ticks it looks
@@ -756,7 +794,7 @@ class StallWatchdog(Detector):
                     except (AttributeError, OSError):
                         self._cpu_clock = None
             self._ready.set()
-            self._watch(poll, idle_wait, rearm_every, dump_after)
+            self._watch(poll, idle_wait, rearm_every, dump_after, stop or self._stop)
         finally:
             self._ready.set()
             for times in (self._times_w, self._times_l):
@@ -840,7 +878,9 @@ class StallWatchdog(Detector):
             gc.enable()
 
     def _watch(self, poll: float, idle_wait: float, rearm_every: float,
-               dump_after: float) -> None:
+               dump_after: float, stop: threading.Event) -> None:
+        # ``stop``: this thread's own (attach and serve_workers give each thread a new
+        # one), so that a thread told to stop never runs on beside its successor.
         wait = poll
         expected = time.perf_counter() + wait
         previous = time.perf_counter()
@@ -853,7 +893,7 @@ class StallWatchdog(Detector):
             self._resume_gc()
             self._wake.acquire(timeout=wait)
             self._waiting = False
-            if self._stop.is_set():
+            if stop.is_set():
                 return
             self._pause_gc()
             now = time.perf_counter()
@@ -862,7 +902,8 @@ class StallWatchdog(Detector):
             try:
                 dumper = self._dumper
                 # Late by more than the GIL's switch interval allows: why?
-                gil, held = self._gil_held(late, wait, previous, before)
+                gil, held = self._gil_held(late, wait, previous, before) \
+                    if self.state is not None else (False, 0.0)
                 if gil:
                     self.gil_waits += 1
                 # Look first: re-arming faulthandler waits for its old thread with
@@ -885,6 +926,10 @@ class StallWatchdog(Detector):
                 if self._dump is not None and not gil and self._dump_written():
                     _clear_dump(self._dump.fileno())
                 wait = self._next_wait(now, poll, idle_wait)
+                workers = self._workers
+                if workers is not None:  # worker-thread loops: not under _look
+                    workers.look(now)
+                    wait = min(wait, workers.next_wait(now, poll))
                 before = self._times_before()
                 if before is not None:
                     self._rq_marks.append((time.perf_counter(), before[3]))
@@ -898,7 +943,7 @@ class StallWatchdog(Detector):
                 # Others' jobs (asyncio probes for the heartbeat) go on without us.
                 while self._jobs:
                     self._resume_gc()
-                    if self._stop.wait(0.01):
+                    if stop.wait(0.01):
                         return
                     self._pause_gc()
                     self._run_jobs(time.perf_counter())

@@ -326,3 +326,83 @@ def histogram_label(upper_ms: float) -> str:
 def stack_lines(stack: Sequence[Frame]) -> list[str]:
     """Stack frames as ``file:line in function``, outermost first."""
     return [f"{location(f)} in {f.get('function', '?')}" for f in stack]
+
+
+# -- asyncio loops on worker threads (``worker_loops``: never the headline) ------------------
+
+
+def worker_loops(report: Report) -> Mapping[str, Any] | None:
+    """The report's ``worker_loops`` section when any worker loop ran, else None."""
+    section = report.get("worker_loops")
+    if not isinstance(section, Mapping) or not section.get("loops"):
+        return None
+    return section
+
+
+def worker_loops_title(section: Mapping[str, Any]) -> str:
+    """``Asyncio loops on worker threads: 12 loops, 2 stalls (longest 250 ms)``."""
+    loops = int(section.get("loops") or 0)
+    summary = section.get("stall_summary") or {}
+    count = int(summary.get("count") or 0)
+    stalls = (f"{_plural(count, 'stall')} (longest {fmt_ms(summary.get('max_ms'))})"
+              if count else "no stalls")
+    title = f"Asyncio loops on worker threads: {_plural(loops, 'loop')}, {stalls}"
+    if summary.get("dropped"):
+        title += f", {summary['dropped']} not kept"
+    return title
+
+
+def worker_thread_cells(row: Mapping[str, Any]) -> list[str]:
+    """One thread row: thread, loops, kinds, running time, stalls, longest, worst culprit."""
+    stalls = row.get("stalls") or {}
+    kinds = ", ".join(f"{kind} {n}" for kind, n in (row.get("kinds") or {}).items())
+    worst = row.get("worst")
+    return [str(row.get("thread")), str(row.get("loops")), kinds or "-", fmt_s(row.get("run_s")),
+            str(stalls.get("count", 0)),
+            fmt_ms(stalls.get("max_ms")) if stalls.get("count") else "-",
+            worker_stall_where(worst) if worst else "-"]
+
+
+def worker_stall_where(stall: Mapping[str, Any]) -> str:
+    """Where a worker-loop stall was: its culprit, else the callback it was in."""
+    culprit = stall.get("culprit")
+    return frame_text(culprit) if culprit else str(stall.get("callback") or "?")
+
+
+def worker_stalls_longest(section: Mapping[str, Any], limit: int) -> list[Mapping[str, Any]]:
+    """The ``limit`` longest worker-loop stalls, longest first."""
+    stalls = [s for s in section.get("stalls") or [] if isinstance(s, Mapping)]
+    return sorted(stalls, key=lambda s: -float(s.get("duration_ms") or 0))[:limit]
+
+
+def worker_stall_text(stall: Mapping[str, Any]) -> str:
+    """``250 ms at +0.45 s in Poller._poll (app.py:100), thread device-poller (ident 1403…),
+    asyncio loop``."""
+    return (f"{fmt_ms(stall.get('duration_ms'))} at {fmt_at(float(stall.get('started_at_s') or 0))}"
+            f" in {worker_stall_where(stall)}, thread {stall.get('thread')} "
+            f"(ident {stall.get('thread_ident')}), {stall.get('loop_kind')} loop")
+
+
+def affinity_cells(report: Report) -> list[list[str]]:
+    """Thread-affinity violations, one row per call site: call, count, site, function,
+    calling thread, owning thread, object (docs/threads.md#thread-affinity)."""
+    section = report.get("affinity")
+    if not isinstance(section, Mapping):
+        return []
+    rows = []
+    for row in section.get("violations") or []:
+        if not isinstance(row, Mapping):
+            continue
+        site = row.get("site") if isinstance(row.get("site"), Mapping) else None
+        calling = row.get("calling_thread") or {}
+        owner = row.get("owner_thread") or {}
+        obj = row.get("object") or {}
+        what = obj.get("class") or ""
+        if obj.get("object_name"):
+            what += f" {obj['object_name']!r}"
+        rows.append([str(row.get("call")), str(row.get("count")),
+                     location(site) if site else "?",
+                     str(site.get("function")) if site else "?",
+                     str(calling.get("name") or "?"), str(owner.get("name") or "?"),
+                     what or "-"])
+    return rows

@@ -92,7 +92,9 @@ class MarkdownRenderer(Renderer):
         ]
         parts = [self._culprits(report, culprits), self._stalls(report, culprits)]
         parts += [section(report) for section in (self._slow_callbacks, self._health,
-                                                  self._tasks, self._blocking, self._errors)]
+                                                  self._tasks, self._blocking,
+                                                  self._worker_loops, self._affinity,
+                                                  self._errors)]
         for part in parts:
             if part:
                 lines += ["", *part]
@@ -219,6 +221,38 @@ class MarkdownRenderer(Renderer):
             rows.append([code(call["call"]), str(call["count"]), where or "-"])
         return [f"#### Blocking calls on the loop thread ({f.blocking_total(report)})", "",
                 *md_table(["call", "count", "sites"], rows, right=(1,))]
+
+    def _worker_loops(self, report: Report) -> list[str]:
+        section = f.worker_loops(report)
+        if section is None:
+            return []
+        rows = []
+        for row in section.get("threads") or []:
+            cells = f.worker_thread_cells(row)
+            rows.append([code(cells[0]), *cells[1:2], plain(cells[2]), *cells[3:6],
+                         code(cells[6]) if row.get("worst") else "-"])
+        lines = [f"#### {plain(f.worker_loops_title(section))}", "",
+                 "Their own loops, not the GUI's: not counted in the stalls above.", "",
+                 *md_table(["thread", "loops", "kinds", "ran", "stalls", "longest", "worst in"],
+                           rows, right=(1, 3, 4, 5))]
+        for stall in f.worker_stalls_longest(section, self.max_stacks):
+            stack = f.stack_lines(stall.get("stack") or []) or [
+                f"(no stack: {stall.get('stack_source') or 'none'})"]
+            title = f"stall {f.worker_stall_text(stall)}"
+            lines += ["", f"<details><summary>{html.escape(f.oneline(title))}</summary>", "",
+                      *fenced([f.oneline(s) for s in stack]), "", "</details>"]
+        return lines
+
+    def _affinity(self, report: Report) -> list[str]:
+        rows = f.affinity_cells(report)
+        if not rows:
+            return []
+        return [f"#### Thread-affinity violations ({len(rows)} sites)", "",
+                "A Qt object or an asyncio loop touched from a thread that does not own it.",
+                "", *md_table(["call", "count", "site", "function", "thread", "owner", "object"],
+                              [[code(row[0]), row[1], code(row[2]), code(row[3]),
+                                plain(row[4]), plain(row[5]), plain(row[6])] for row in rows],
+                              right=(1,))]
 
     def _errors(self, report: Report) -> list[str]:
         errors = report.get("detector_errors") or []

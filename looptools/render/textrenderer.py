@@ -74,6 +74,8 @@ class TextRenderer(Renderer):
         lines += self._dispatcher(report)
         lines += self._tasks(report)
         lines += self._blocking(report)
+        lines += self._worker_loops(report)
+        lines += self._affinity(report)
         lines += self._errors(report)
         return "\n".join(lines) + "\n"
 
@@ -255,6 +257,37 @@ class TextRenderer(Renderer):
                     _clip(f.oneline(site.get("function", "?"))),
                 ])
         lines += table(["call", "count", "site", "function"], rows, right=(1,))
+        return lines
+
+    def _worker_loops(self, report: Report) -> list[str]:
+        section = f.worker_loops(report)
+        if section is None:
+            return []
+        lines = self._heading(f.worker_loops_title(section))
+        lines.append(self._style("  their own loops, not the GUI's: not in the stalls above",
+                                 "dim"))
+        rows = [[_clip(f.oneline(cell), keep_end=i == 6)
+                 for i, cell in enumerate(f.worker_thread_cells(row))]
+                for row in section.get("threads") or []]
+        lines += table(["thread", "loops", "kinds", "ran", "stalls", "longest", "worst in"],
+                       rows, right=(1, 3, 4, 5))
+        longest = f.worker_stalls_longest(section, self.max_stacks)
+        for stall in longest:
+            lines += ["", self._style(f"  stall {f.oneline(f.worker_stall_text(stall))}",
+                                      "bold")]
+            lines += self._stack(stall)
+        return lines
+
+    def _affinity(self, report: Report) -> list[str]:
+        rows = f.affinity_cells(report)
+        if not rows:
+            return []
+        lines = self._heading(f"Thread-affinity violations ({len(rows)} sites)")
+        lines.append(self._style("  a Qt object or an asyncio loop touched from a thread "
+                                 "that does not own it", "dim"))
+        lines += table(["call", "count", "site", "function", "thread", "owner", "object"],
+                       [[_clip(f.oneline(cell), keep_end=i == 2) for i, cell in enumerate(row)]
+                        for row in rows], right=(1,))
         return lines
 
     def _errors(self, report: Report) -> list[str]:
