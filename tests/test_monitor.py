@@ -619,3 +619,29 @@ def test_an_apps_own_handle_run_wrapper_is_chained_to_not_bypassed() -> None:
         assert report["stall_summary"]["count"] == 1
     finally:
         asyncio.events.Handle._run = stdlib_run  # type: ignore[method-assign]
+
+
+def test_the_pending_task_series_covers_the_whole_run_in_bounded_memory() -> None:
+    """The pending count over time keeps the start of a long run and its peak, in at
+    most TASK_POINTS points (it once kept the last 3,600 samples: an hour, growing)."""
+    from looptools.detectors.tasks import TASK_POINTS
+
+    async def app() -> None:
+        await asyncio.sleep(0.05)
+        crowd = [asyncio.create_task(asyncio.sleep(0.2)) for _ in range(40)]  # the peak
+        await asyncio.gather(*crowd)
+        deadline = time.perf_counter() + 2.5
+        while time.perf_counter() < deadline:
+            await asyncio.sleep(0.0005)
+
+    with looptools.monitor(report=None, task_audit_s=0.001) as monitor:
+        asyncio.run(app())
+    report = monitor.final_report
+    assert report is not None
+    series = report["tasks"]["pending_over_time"]
+    audits = report["meta"]["duration_s"] / 0.001
+    assert audits > TASK_POINTS  # more audits than points: the windows merged
+    assert 10 < len(series) <= TASK_POINTS + 1
+    assert series[0][0] < 0.3  # the start of the run is still there
+    assert max(n for _t, n in series) >= 40  # and its peak
+    assert [t for t, _n in series] == sorted(t for t, _n in series)

@@ -20,7 +20,6 @@ import asyncio
 import functools
 import sys
 import weakref
-from collections import deque
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
@@ -29,6 +28,7 @@ from looptools._describe import awaiting_frame, coro_name, coro_of, task_name
 from looptools._frames import Frame, as_dict, caller_site
 from looptools._hub import Detector
 from looptools._patch import shadow
+from looptools._stats import Series
 from looptools.settings import Settings
 
 
@@ -37,6 +37,10 @@ def _finished_normally(task: Any) -> bool:
         return not task.cancelled() and task.exception() is None
     except Exception:
         return False
+
+
+#: points of ``tasks.pending_over_time`` at most (one per audit for the first 20 minutes)
+TASK_POINTS = 1200
 
 
 class TaskAudit(Detector):
@@ -54,7 +58,9 @@ class TaskAudit(Detector):
         self.live = 0
         self.peak = 0
         self.pending_now = 0
-        self.samples: deque[tuple[float, int]] = deque(maxlen=3600)
+        #: the pending count over the whole run: the largest of each window, at most
+        #: TASK_POINTS points (windows merge as the run grows: memory stays flat)
+        self.samples = Series(TASK_POINTS, max(settings.task_audit_s, 0.01) / 2.0)
         self.long_pending: dict[int, dict[str, Any]] = {}
         self.at_stop: list[tuple[weakref.ref[Any], dict[str, Any]]] = []
         self.unretrieved: list[dict[str, Any]] = []
@@ -217,7 +223,7 @@ class TaskAudit(Detector):
         self.pending_now = self.live = len(pending)
         self.peak = max(self.peak, self.pending_now)
         origin = self.hub.started if self.hub is not None else 0.0
-        self.samples.append((round(now - origin, 3), self.pending_now))
+        self.samples.add(now - origin, float(self.pending_now))
         for task in pending:
             try:
                 meta = self.created.get(task)
@@ -269,7 +275,7 @@ class TaskAudit(Detector):
             "pending_now": self.pending_now,
             "created": self.created_count,
             "long_pending_after_s": self.long_after,
-            "pending_over_time": [[t, float(n)] for t, n in list(self.samples)],
+            "pending_over_time": self.samples.snapshot(),
             "long_pending": list(self.long_pending.values()),
             "pending_at_exit": self.pending_at_exit(),
             "unretrieved_exceptions": list(self.unretrieved),
