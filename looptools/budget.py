@@ -128,6 +128,8 @@ BUDGET_KEYS: tuple[BudgetKey, ...] = (
               "(the worst posting site)"),
     BudgetKey("max_worker_stall_ms", "ms", None,
               "longest stall of an asyncio loop on a worker thread (never the GUI loop's)"),
+    BudgetKey("max_affinity_violations", "count", None,
+              "call sites that touched a Qt object or the loop from a thread not its own"),
 )
 _KEYS: dict[str, BudgetKey] = {key.name: key for key in BUDGET_KEYS}
 _ALLOW_KEYS = ("function", "file", "reason", "expires")
@@ -958,7 +960,7 @@ _MEASURED_BY: dict[str, str] = {
     "max_slow_callbacks": "slow_callbacks", "max_lag_p99_ms": "lag",
     "max_pending_tasks": "tasks", "max_leaked_tasks": "tasks",
     "max_blocking_calls": "blocking", "max_handoff_p99_ms": "handoffs",
-    "max_worker_stall_ms": "worker_loops",
+    "max_worker_stall_ms": "worker_loops", "max_affinity_violations": "affinity",
 }
 _KEY_KINDS: dict[str, Kind] = {
     "max_stall_ms": "stall", "max_total_stall_ms": "stall", "max_slow_callbacks": "slow_callback",
@@ -974,8 +976,8 @@ def _measured(report: Mapping[str, Any], detector: str) -> bool:
         return report.get("tasks") is not None
     if detector == "handoffs":
         return isinstance(report.get("handoffs"), list)
-    if detector == "worker_loops":
-        return isinstance(report.get("worker_loops"), Mapping)
+    if detector in ("worker_loops", "affinity"):
+        return isinstance(report.get(detector), Mapping)
     if detector == "slow_callbacks" and not (report.get("loop") or {}).get("callback_timing"):
         return False
     return detector in detectors
@@ -1002,7 +1004,29 @@ def _actual(key: str, report: Mapping[str, Any], counting: list[Offender],
     if key == "max_worker_stall_ms":
         summary = report["worker_loops"].get("stall_summary")
         return float(summary.get("max_ms") or 0.0) if isinstance(summary, Mapping) else 0.0
+    if key == "max_affinity_violations":
+        dropped = report["affinity"].get("dropped")
+        return float(len(_affinity_rows(report))
+                     + (dropped if isinstance(dropped, int) and dropped > 0 else 0))
     return float(sum(o.count for o in counting))
+
+
+def _affinity_rows(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    affinity = report.get("affinity")
+    rows = affinity.get("violations") if isinstance(affinity, Mapping) else None
+    return [row for row in rows if isinstance(row, Mapping)] if isinstance(rows, list) else []
+
+
+def _first_affinity_violation(report: Mapping[str, Any]) -> str:
+    rows = _affinity_rows(report)
+    if not rows:
+        return ""
+    row = rows[0]
+    site = row.get("site") if isinstance(row.get("site"), Mapping) else {}
+    where = f"{site.get('function')} ({site.get('file')}:{site.get('line')})" if site else "?"
+    calling = row.get("calling_thread")
+    thread = f", thread {calling.get('name')}" if isinstance(calling, Mapping) else ""
+    return f" (first: {row.get('call')} from {where}{thread}, x{row.get('count')})"
 
 
 def _handoff_rows(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -1064,6 +1088,8 @@ def _violations(key: str, limit: Limit, actual: float, counting: list[Offender],
         "max_blocking_calls": f"{plural(actual, 'blocking call')} on the loop thread",
         "max_handoff_p99_ms": f"hand-off wait p99 {fmt_ms(actual)}",
         "max_worker_stall_ms": f"longest worker-loop stall {fmt_ms(actual)}",
+        "max_affinity_violations":
+            f"{plural(actual, 'call site')} touching a Qt object or the loop from another thread",
     }
     if key == "max_total_stall_ms":
         ordered = sorted(counting, key=lambda o: -(o.total_ms or 0.0))
@@ -1076,6 +1102,8 @@ def _violations(key: str, limit: Limit, actual: float, counting: list[Offender],
         worst = _worst_handoff(report)
     if key == "max_worker_stall_ms" and report is not None:
         worst = _worst_worker_stall(report)
+    if key == "max_affinity_violations" and report is not None:
+        worst = _first_affinity_violation(report)
     return (Violation(key, f"{words[key]} exceeds {limit_text}{worst}", actual, limit,
                       tuple(ordered)),)
 

@@ -147,3 +147,57 @@ def test_message_handler_put_back_at_detach(binding: str, tmp_path: Path) -> Non
         + ["APP: after detach"]
     recorded = __import__("json").loads(report.read_text())["affinity"]["violations"]
     assert {row["call"] for row in recorded} == {"QObject::startTimer", "QObject"}
+
+
+@pytest.mark.parametrize("binding", ["pyside6", "pyqt6"])
+def test_forwarding_a_qt_message_is_not_a_blocking_call_of_the_app(binding: str,
+                                                                   tmp_path: Path) -> None:
+    """With no handler of the app's, looptools prints Qt's message itself: that write
+    is ours, not a blocking call at the app's line that logged (it was reported so)."""
+    app = tmp_path / "qwarn.py"
+    module = {"pyside6": "PySide6", "pyqt6": "PyQt6"}[binding]
+    app.write_text(
+        "import asyncio, qasync\n"
+        f"from {module}.QtCore import qWarning\n"
+        f"from {module}.QtWidgets import QApplication\n\n"
+        "async def main():\n"
+        "    await asyncio.sleep(0.05)\n"
+        "    qWarning('something odd')\n"
+        "    await asyncio.sleep(0.05)\n\n"
+        "app = QApplication([])\n"
+        "qasync.run(main())\n")
+    report = tmp_path / "r.json"
+    done = subprocess.run([sys.executable, str(app)], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path,
+                          env=env(QT_API=binding, LOOPTOOLS="1", LOOPTOOLS_REPORT=str(report)))
+    assert done.returncode == 0, done.stderr
+    assert "something odd" in done.stderr
+    data = __import__("json").loads(report.read_text())
+    assert data["affinity"]["watched"]["qt_messages"] is True
+    assert "os.write" not in [row["call"] for row in data["blocking_calls"]], \
+        data["blocking_calls"]
+
+
+def test_check_budgets_affinity_violations(tmp_path: Path) -> None:
+    done, report = _run("pyside6", "qt", "bad", tmp_path, True)
+    assert done.returncode == 0 and report is not None, done.stderr
+    path = tmp_path / "r.json"
+    path.write_text(__import__("json").dumps(report))
+
+    def check(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "looptools", "check", str(path), *flags],
+                              capture_output=True, text=True, timeout=60, env=env())
+
+    sites = len(report["affinity"]["violations"])
+    assert sites >= 2  # the timer and the child, from Qt's own warnings
+    over = check("--max-affinity-violations", "0")
+    assert over.returncode == 1, over.stdout + over.stderr
+    assert "max_affinity_violations" in over.stdout
+    assert f"{sites} call sites touching a Qt object" in over.stdout
+    assert f"affinity_app.py:{_line('timer')}" in over.stdout and "thread worker" in over.stdout
+    assert check("--max-affinity-violations", str(sites)).returncode == 0
+    # A report that did not measure them (the detector off, or an older looptools).
+    del report["affinity"]
+    path.write_text(__import__("json").dumps(report))
+    unmeasured = check("--max-affinity-violations", "0")
+    assert unmeasured.returncode == 1 and "did not measure" in unmeasured.stdout

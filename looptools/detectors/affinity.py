@@ -73,6 +73,11 @@ SAFE = frozenset({"thread", "deleteLater", "metaObject", "isWidgetType", "isWind
 #: asyncio's own files: a call reached through them is named by their function.
 _ASYNCIO = os.path.dirname(os.path.abspath(threading.__file__)) + os.sep + "asyncio"
 
+#: ``os.write`` as it was when looptools loaded, before the blocking-call detector
+#: wraps it: forwarding Qt's message is our write, not a blocking call of the app's
+#: (it was reported as one, at the app's line that logged).
+_write = os.write
+
 
 def _thread(ident: int | None = None) -> dict[str, Any]:
     """``{name, ident}`` of the calling thread (or of ``ident``)."""
@@ -202,7 +207,7 @@ class QtMessages:
             text = f"{category}: {message}" if category and category != "default" \
                 else message
         try:
-            os.write(2, (text + "\n").encode("utf-8", "surrogateescape"))
+            _write(2, (text + "\n").encode("utf-8", "surrogateescape"))
         except OSError:
             pass
 
