@@ -66,3 +66,49 @@ def validate(report: dict[str, Any]) -> None:
     import jsonschema
 
     jsonschema.validate(report, json.loads(SCHEMA.read_text()))
+
+
+def with_off_loop_sections(report: dict[str, Any], text: str = "") -> dict[str, Any]:
+    """*report* with ``handoffs``, ``worker_loops`` and ``affinity`` added as the three
+    detectors write them (two posting sites, one worker-loop stall, one affinity site);
+    *text* is appended to every name, e.g. to check that hostile strings stay text."""
+    def frame(function: str, file: str, line: int) -> dict[str, Any]:
+        return {"function": function + text, "file": file + text, "line": line}
+
+    culprit = frame("Poller._poll", "app/poller.py", 41)
+    stall = {"started_at_s": 2.5, "duration_ms": 250.0, "detected_after_ms": None,
+             "culprit": culprit, "stack": [frame("Poller.run", "app/poller.py", 30), culprit],
+             "callback": "Task-3" + text, "thread": "device-poller" + text,
+             "thread_ident": 140001, "loop_kind": "asyncio", "source": "callback",
+             "stack_source": "watchdog"}
+    report = {**report, "handoffs": [
+        {"via": "call_soon_threadsafe", "thread": "net-reader" + text,
+         "site": frame("Reader.deliver", "app/net.py", 88), "count": 40, "p50_ms": 0.12,
+         "p99_ms": 3.4, "max_ms": 4.1, "worst_during_stall_in": None},
+        {"via": "run_coroutine_threadsafe", "thread": "device-poller" + text,
+         "site": frame("Poller.report", "app/poller.py", 57), "count": 12, "p50_ms": 1.5,
+         "p99_ms": 790.0, "max_ms": 812.0,
+         "worst_during_stall_in": frame("ChatWindow.on_send_clicked", "app/chat.py", 97)},
+    ], "worker_loops": {
+        "loops": 2, "watched": 2, "running": 0, "run_s": 3.0,
+        "stall_summary": {"count": 1, "total_ms": 250.0, "max_ms": 250.0, "dropped": 0},
+        "threads": [{"thread": "device-poller" + text, "loops": 1, "kinds": {"asyncio": 1},
+                     "run_s": 2.0, "stalls": {"count": 1, "total_ms": 250.0, "max_ms": 250.0},
+                     "worst": {k: stall[k] for k in ("started_at_s", "duration_ms", "culprit",
+                                                     "callback", "thread", "thread_ident")}},
+                    {"thread": "Thread-* (run)", "loops": 1, "kinds": {"asyncio": 1},
+                     "run_s": 1.0, "stalls": {"count": 0, "total_ms": 0.0, "max_ms": 0.0},
+                     "worst": None}],
+        "stalls": [stall],
+    }, "affinity": {
+        "violations": [{"source": "widget_call", "call": "QLabel.setText" + text,
+                        "site": frame("Worker.show_result", "app/worker.py", 23), "count": 3,
+                        "first_at_s": 1.25, "object": {"class": "QLabel",
+                                                       "object_name": "status" + text},
+                        "owner_thread": {"name": "MainThread", "ident": 1},
+                        "calling_thread": {"name": "result-worker" + text, "ident": 2},
+                        "message": None}],
+        "dropped": 0,
+    }}
+    validate(report)
+    return report

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import with_off_loop_sections
 from sample_runs import RUNS, sample_report
 
 from looptools._culprits import culprit_groups
@@ -538,3 +539,42 @@ def test_lag_histogram_of_a_real_run(browser: Browser, tmp_path: Path, kind: str
     assert len(over_time) >= 3
     assert sum(d.count("M") for d in m["lagPaths"]) == len(over_time)
     assert browser.problems() == []
+
+
+# -- off the main loop: hand-offs, worker-thread loops, thread affinity -----------------------
+
+_OFF_LOOP = """(() => {
+  const seen = (id) => { const el = document.getElementById(id);
+    if (!el) { return null; }
+    const r = el.getBoundingClientRect();
+    return [el.innerText, r.width > 0 && r.height > 0]; };
+  return {handoffs: seen('handoffs'), workers: seen('worker-loops'),
+          affinity: seen('affinity'), also: seen('verdict-also'),
+          worst: document.querySelector('#worst code').textContent};
+})()"""
+
+
+def test_off_loop_sections_show_the_site_culprit_and_call(browser: Browser,
+                                                           tmp_path: Path) -> None:
+    """The hand-off posting site, the worker loop's culprit and the affinity call site are
+    on the page, laid out; the headline stays the GUI loop's worst culprit."""
+    report = with_off_loop_sections(load_report(DATA / "qasync_chat.json"))
+    page = tmp_path / "off-loop.html"
+    page.write_text(HtmlRenderer().render(report), encoding="utf-8")
+    _clear(browser)
+    browser.open(page.as_uri())
+    m = browser.evaluate(_OFF_LOOP)
+
+    handoffs, shown = m["handoffs"]
+    assert shown and "Poller.report app/poller.py:57" in handoffs
+    assert "the longest waited while ChatWindow.on_send_clicked held the loop" in handoffs
+    workers, shown = m["workers"]
+    assert shown and "Poller._poll app/poller.py:41" in workers
+    assert "250 ms at +2.500 s in Poller._poll (app/poller.py:41)" in workers
+    affinity, shown = m["affinity"]
+    assert shown and "QLabel.setText" in affinity and "app/worker.py:23" in affinity
+    assert m["also"][0].startswith("also: 1 stall in worker-thread loops")
+    assert m["worst"] == culprit_groups(report)[0].function == "ChatWindow.on_send_clicked"
+    assert browser.problems() == []
+    assert [u for u in browser.requested_urls() if not u.startswith(("data:", "about:"))] == \
+        [page.as_uri()], browser.requested_urls()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
 import math
 import re
@@ -15,6 +16,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from helpers import with_off_loop_sections
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
@@ -507,3 +509,152 @@ def test_verdict_levels() -> None:
     warn["blocking_calls"] = [{"call": "time.sleep", "count": 2, "sites": []}]
     verdict = fmt.verdict(warn)
     assert verdict.level == "warn" and verdict.text == "2 blocking calls on the loop thread"
+
+
+# -- off the main loop: hand-offs, worker-thread loops, thread affinity ------------------------
+
+
+def test_off_loop_sections_are_absent_from_the_recorded_reports() -> None:
+    """None of the recorded reports has the three sections: no view shows an empty one."""
+    for name in FIXTURES:
+        report = load(name)
+        for renderer in (TextRenderer(), MarkdownRenderer()):
+            out = renderer.render(report)
+            assert "Hand-offs" not in out and "worker threads" not in out
+            assert "Thread-affinity" not in out and "also:" not in out.lower()
+        html = HtmlRenderer().render(report)
+        for sid in ("handoffs", "worker-loops", "affinity", "verdict-also"):
+            assert f'id="{sid}"' not in html
+    report = load("healthy.json")
+    report.update(handoffs=None, affinity={"violations": [], "dropped": 0})
+    for renderer in (TextRenderer(), MarkdownRenderer(), HtmlRenderer()):
+        assert "Hand-offs" not in renderer.render(report)
+
+
+def test_text_shows_hand_offs_worker_loops_and_affinity() -> None:
+    out = TextRenderer().render(with_off_loop_sections(load("healthy.json")))
+    lines = out.splitlines()
+    # The main loop's verdict stands; the line under it says what it leaves out.
+    verdict = lines.index("OK: no stalls over 100 ms and nothing leaked")
+    assert lines[verdict + 1] == "also: 1 stall in worker-thread loops (longest 250 ms); " \
+        "thread-affinity violations at 1 site (3 calls)"
+    handoffs = out[out.index("Hand-offs from other threads: 2 posting sites, 52 posted, "
+                             "worst p99 first"):]
+    rows = handoffs.splitlines()
+    # Worst p99 first; the stall the longest wait sat behind, under its row.
+    assert re.match(r"\s+run_coroutine_threadsafe\s+device-poller\s+app/poller.py:57\s+"
+                    r"Poller.report\s+12\s+1.50 ms\s+790 ms\s+812 ms$", rows[3]), rows[3]
+    assert rows[4] == "      the longest waited while ChatWindow.on_send_clicked held the loop"
+    assert re.match(r"\s+call_soon_threadsafe\s+net-reader\s+app/net.py:88\s+Reader.deliver"
+                    r"\s+40\s+0.12 ms\s+3.40 ms\s+4.10 ms$", rows[5]), rows[5]
+    assert "held the loop" not in rows[6]
+    assert out.index("Hand-offs") < out.index("Asyncio loops on worker threads") \
+        < out.index("Thread-affinity violations (1 site)")
+    assert "stall 250 ms at +2.500 s in Poller._poll (app/poller.py:41), thread device-poller" \
+        in out
+    assert re.search(r"QLabel.setText\s+3\s+app/worker.py:23\s+Worker.show_result\s+"
+                     r"result-worker\s+MainThread\s+QLabel 'status'", out)
+
+
+def test_the_verdict_names_worker_stalls_and_affinity_after_a_stalled_main_loop() -> None:
+    report = with_off_loop_sections(load("qasync_chat.json"))
+    assert fmt.verdict(report) == fmt.verdict(load("qasync_chat.json"))  # the main loop's
+    out = TextRenderer().render(report).splitlines()
+    at = next(n for n, line in enumerate(out) if line.startswith("STALLED: 11 stalls"))
+    assert out[at + 1].startswith("also: 1 stall in worker-thread loops")
+    assert out[at + 2].startswith("worst: ChatWindow.on_send_clicked")  # still the GUI's
+    only_affinity = with_off_loop_sections(load("healthy.json"))
+    only_affinity["worker_loops"]["stall_summary"]["count"] = 0
+    assert fmt.off_loop_text(only_affinity) == "thread-affinity violations at 1 site (3 calls)"
+
+
+def test_markdown_shows_hand_offs_worker_loops_and_affinity() -> None:
+    out = MarkdownRenderer().render(with_off_loop_sections(load("healthy.json")))
+    assert "**no stalls over 100 ms and nothing leaked**\n\n**Also:** 1 stall in " \
+           "worker-thread loops (longest 250 ms); thread-affinity violations at 1 site " \
+           "(3 calls)\n" in out
+    assert "#### Hand-offs from other threads: 2 posting sites, 52 posted" in out
+    assert "| `run_coroutine_threadsafe` | `device-poller` | `Poller.report` " \
+           "`app/poller.py:57`<br>the longest waited while `ChatWindow.on_send_clicked` held " \
+           "the loop | 12 | 1.50 ms | 790 ms | 812 ms |" in out
+    assert out.index("run_coroutine_threadsafe") < out.index("call_soon_threadsafe")
+    assert "#### Asyncio loops on worker threads: 2 loops, 1 stall (longest 250 ms)" in out
+    assert "| `QLabel.setText` | 3 | `app/worker.py:23` | `Worker.show_result` |" in out
+    tags = _md_html(out)
+    for table in tags.tables:
+        assert len(set(table)) == 1, table
+
+
+def _section(html: str, sid: str) -> str:
+    match = re.search(rf'<section id="{sid}">(.*?)</section>', html, re.S)
+    assert match, sid
+    return match.group(1)
+
+
+def test_html_shows_hand_offs_worker_loops_and_affinity() -> None:
+    report = with_off_loop_sections(load("qasync_chat.json"))
+    out = HtmlRenderer().render(report)
+    ids = re.findall(r'<section id="([^"]+)">', out)
+    assert ids.index("stalls") < ids.index("handoffs") < ids.index("worker-loops") \
+        < ids.index("affinity")
+    for sid, title in (("handoffs", "Hand-offs"), ("worker-loops", "Worker-thread loops"),
+                       ("affinity", "Thread affinity")):
+        assert f'<a href="#{sid}">{title}</a>' in out
+    # The headline stays the GUI loop's; the worker stalls and affinity under the verdict.
+    assert re.search(r'id="verdict">.*?</p><p class="also" id="verdict-also">also: 1 stall '
+                     r'in worker-thread loops \(longest 250 ms\); thread-affinity violations '
+                     r"at 1 site \(3 calls\)</p>", out)
+    assert '<p class="worst" id="worst"><span class="label">worst:</span> <code>ChatWindow.' \
+        in out
+    text = re.sub(r"<[^>]+>", "", _section(out, "handoffs"))
+    assert "Hand-offs from other threads: 2 posting sites, 52 posted" in text
+    assert text.index("run_coroutine_threadsafe") < text.index("call_soon_threadsafe")
+    assert "Poller.report app/poller.py:57the longest waited while " \
+           "ChatWindow.on_send_clicked held the loop" in text
+    # The same figures as the text view (both from looptools.render._format).
+    workers = _section(out, "worker-loops")
+    plain = re.sub(r"<[^>]+>", "", workers)
+    section = report["worker_loops"]
+    assert fmt.worker_loops_title(section) in plain
+    assert fmt.worker_stall_text(section["stalls"][0]) in plain
+    assert '<li class="culprit"><code>Poller.<wbr>_poll</code>' in workers
+    assert workers.count('<details class="stall"') == 1
+    affinity = html.unescape(re.sub(r"<[^>]+>", "", _section(out, "affinity")))
+    for cell in fmt.affinity_cells(report)[0]:
+        assert cell in affinity
+    # The longest worker stall is open without a script, like the main loop's worst culprit.
+    assert 'id="worker-stall-0" open' in workers
+
+
+def test_html_off_loop_sections_escape_hostile_strings() -> None:
+    out = HtmlRenderer().render(with_off_loop_sections(load("healthy.json"), HOSTILE))
+    assert HOSTILE not in out
+    tags = _Tags()
+    tags.feed(out)
+    assert tags.tags.count("script") == 1
+    for sid in ("handoffs", "worker-loops", "affinity"):
+        section = re.sub(r"<wbr>", "", _section(out, sid))
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in section
+        assert HOSTILE in html.unescape(re.sub(r"<[^>]+>", "", section))
+    md = _md_html(MarkdownRenderer().render(with_off_loop_sections(load("healthy.json"),
+                                                                   HOSTILE)))
+    assert "script" not in md.tags
+
+
+def _y_labels(histogram: list[list[float]]) -> list[str]:
+    report = load("qasync_chat.json")
+    report["lag"]["histogram"] = histogram
+    axis = re.search(r'<g class="y-axis">(.*?)</g>', HtmlRenderer().render(report), re.S)
+    assert axis
+    return re.findall(r'text-anchor="end">([^<]+)</text>', axis.group(1))
+
+
+@pytest.mark.parametrize(("histogram", "labels"), [
+    ([[0.05, 1], [0.0525, 3]], ["1", "2", "3"]),
+    ([[0.05, 4]], ["1", "2", "4"]),  # a single count over 1: still two labels at least
+    ([[0.05, 1], [0.0525, 1]], ["1"]),  # every bar as high: one label says it
+    ([[0.05, 2], [0.0525, 30], [0.055125, 700]], ["1", "10", "100"]),
+])
+def test_html_lag_histogram_y_axis_has_two_labels_when_counts_differ(
+        histogram: list[list[float]], labels: list[str]) -> None:
+    assert sorted(_y_labels(histogram), key=float) == labels

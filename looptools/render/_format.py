@@ -28,6 +28,11 @@ def oneline(value: object) -> str:
     return _CONTROL.sub(" ", str(value))
 
 
+def counted(n: int, word: str) -> str:
+    """``1 site``, ``2 sites``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def fmt_ms(ms: float | None) -> str:
     """Milliseconds in the unit a reader expects: ``0.42 ms``, ``812 ms``, ``1.81 s``."""
     if ms is None:
@@ -406,3 +411,64 @@ def affinity_cells(report: Report) -> list[list[str]]:
                      str(calling.get("name") or "?"), str(owner.get("name") or "?"),
                      what or "-"])
     return rows
+
+
+# -- work posted to the loop from other threads (``handoffs``, docs/threads.md) ---------------
+
+
+def handoffs(report: Report) -> list[Mapping[str, Any]]:
+    """The report's hand-off rows (one per posting site), worst p99 first; ``[]`` when the
+    detector was off, the loop could not be wrapped (``null``) or nothing was posted."""
+    rows = [r for r in report.get("handoffs") or [] if isinstance(r, Mapping)]
+    return sorted(rows, key=lambda r: (-float(r.get("p99_ms") or 0),
+                                       -float(r.get("max_ms") or 0)))
+
+
+def handoffs_title(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``Hand-offs from other threads: 3 posting sites, 120 posted``."""
+    posted = sum(int(r.get("count") or 0) for r in rows)
+    return (f"Hand-offs from other threads: {_plural(len(rows), 'posting site')}, "
+            f"{posted} posted")
+
+
+def handoff_cells(row: Mapping[str, Any]) -> list[str]:
+    """One posting site: via, thread, site (``file:line``), function, count, p50, p99, max."""
+    site = row.get("site") if isinstance(row.get("site"), Mapping) else None
+    return [str(row.get("via")), str(row.get("thread")), location(site),
+            str(site.get("function", "?")) if site else "?", str(row.get("count")),
+            fmt_ms(row.get("p50_ms")), fmt_ms(row.get("p99_ms")), fmt_ms(row.get("max_ms"))]
+
+
+def handoff_held(row: Mapping[str, Any]) -> str | None:
+    """The function that held the loop while this site's longest hand-off waited, if known."""
+    during = row.get("worst_during_stall_in")
+    return str(during.get("function", "?")) if isinstance(during, Mapping) else None
+
+
+def handoff_held_text(row: Mapping[str, Any]) -> str | None:
+    """``the longest waited while ChatWindow.on_send_clicked held the loop``, or None."""
+    held = handoff_held(row)
+    return None if held is None else f"the longest waited while {held} held the loop"
+
+
+# -- what the verdict, about the main loop, does not cover ------------------------------------
+
+
+def off_loop_text(report: Report) -> str | None:
+    """``2 stalls in worker-thread loops (longest 250 ms); thread-affinity violations at 3
+    sites (7 calls)``: problems off the main loop, which never change its verdict."""
+    parts = []
+    section = worker_loops(report)
+    summary = (section or {}).get("stall_summary") or {}
+    count = int(summary.get("count") or 0)
+    if count:
+        parts.append(f"{_plural(count, 'stall')} in worker-thread loops "
+                     f"(longest {fmt_ms(summary.get('max_ms'))})")
+    affinity = report.get("affinity")
+    rows = [r for r in (affinity.get("violations") or [] if isinstance(affinity, Mapping) else [])
+            if isinstance(r, Mapping)]
+    if rows:
+        calls = sum(int(r.get("count") or 0) for r in rows)
+        parts.append(f"thread-affinity violations at {_plural(len(rows), 'site')} "
+                     f"({_plural(calls, 'call')})")
+    return "; ".join(parts) if parts else None

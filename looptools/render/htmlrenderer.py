@@ -78,6 +78,7 @@ code, .mono { font: 12.5px/1.4 ui-monospace, "SF Mono", Menlo, Consolas, monospa
 .verdict-ok { border-color: var(--ok); } .verdict-warn { border-color: var(--warn); }
 .verdict-bad { border-color: var(--bad); }
 .verdict .label { margin-right: 8px; }
+.also { margin: 6px 0; padding: 0 12px; font-weight: 600; color: var(--warn); }
 .worst { font-size: 15px; margin: 8px 0; padding: 0 12px; }
 .worst .label { font-weight: 600; color: var(--bad); }
 table.culprits td:nth-child(2) { min-width: 300px; }
@@ -245,6 +246,9 @@ class HtmlRenderer(Renderer):
             ("slow-callbacks", "Slow callbacks", self._slow_callbacks(report)),
             ("tasks", "Tasks", self._tasks(report)),
             ("blocking", "Blocking calls", self._blocking(report)),
+            ("handoffs", "Hand-offs", self._handoffs(report)),
+            ("worker-loops", "Worker-thread loops", self._worker_loops(report)),
+            ("affinity", "Thread affinity", self._affinity(report)),
             ("errors", "Detector errors", self._errors(report)),
         ]
         sections = [s for s in sections if s[2]]
@@ -273,6 +277,7 @@ class HtmlRenderer(Renderer):
             f'<p class="argv"><code>{e(f.argv_text(report))}</code></p>'
             f'<p class="verdict verdict-{verdict.level}" id="verdict">'
             f'<span class="label">{e(verdict.label)}</span>{e(verdict.text)}</p>'
+            f"{self._also(report)}"
             f"{self._worst(culprits)}"
             f'<dl class="facts">{facts_html}</dl><nav>{nav}</nav></header>\n'
             f"<main>{body}</main>\n"
@@ -514,19 +519,26 @@ class HtmlRenderer(Renderer):
         parts = [f'<svg class="chart" id="lag-histogram" xmlns="http://www.w3.org/2000/svg" '
                  f'viewBox="0 0 {self.width} {height}" width="{self.width}" height="{height}" '
                  'role="img" aria-label="loop lag histogram, log scales">']
-        # y axis: samples, powers of ten (log scale), labels at least a line apart
+        # y axis: samples (log scale), labels at least a line apart: powers of ten; when
+        # that leaves a single label (a peak under 10), 5s and 2s too, and failing those the
+        # smallest and the largest count: two labels at least, so bar heights can be read.
         parts.append('<g class="y-axis">')
-        last_y = math.inf
-        power = 1.0
-        while power <= peak:
-            ty = y(power)
-            if last_y - ty >= 14:
-                parts.append(f'<line class="grid" x1="{left}" x2="{_num(left + plot_w)}" '
-                             f'y1="{_num(ty)}" y2="{_num(ty)}"/>'
-                             f'<text class="tick" x="{left - 6}" y="{_num(ty + 4)}" '
-                             f'text-anchor="end">{power:g}</text>')
-                last_y = ty
-            power *= 10
+        counts = [count for _, _, count in slots if count > 0]
+        ticks = _log_ticks(min(1.0, min(counts)), peak) if counts else []
+        candidates = [(v, f"{v:g}") for v in ticks if v <= peak and math.log10(v) % 1 == 0]
+        if counts and len(candidates) < 2 and (len(set(counts)) > 1 or peak != 1):
+            candidates += [(v, f"{v:g}") for v in ticks if v <= peak]
+            candidates += [(v, f"{v:.3g}") for v in (min(counts), peak)]
+        placed: list[float] = []
+        for value, label in candidates:
+            ty = y(value)
+            if any(abs(ty - other) < 14 for other in placed):
+                continue
+            placed.append(ty)
+            parts.append(f'<line class="grid" x1="{left}" x2="{_num(left + plot_w)}" '
+                         f'y1="{_num(ty)}" y2="{_num(ty)}"/>'
+                         f'<text class="tick" x="{left - 6}" y="{_num(ty + 4)}" '
+                         f'text-anchor="end">{e(label)}</text>')
         parts.append(f'<text class="tick" transform="translate(16 {_num(top + plot_h / 2)}) '
                      'rotate(-90)" text-anchor="middle">samples (log)</text></g>')
         # x axis: lag, log scale; 1-2-5 ticks, decades first, never two labels overlapping
@@ -741,6 +753,72 @@ class HtmlRenderer(Renderer):
                 for s in sites) or '<span class="muted">-</span>'
             rows.append([c(call["call"]), e(call["count"]), where])
         return _table(["call", "count", "sites"], rows, num=(1,))
+
+    # -- off the main loop: hand-offs, worker-thread loops, thread affinity -----------------
+
+    @staticmethod
+    def _also(report: Report) -> str:
+        """What the verdict (about the main loop) leaves out: worker-loop stalls, affinity."""
+        also = f.off_loop_text(report)
+        return f'<p class="also" id="verdict-also">also: {e(also)}</p>' if also else ""
+
+    @staticmethod
+    def _handoffs(report: Report) -> str:
+        rows = f.handoffs(report)
+        if not rows:
+            return ""
+        cells = []
+        for row in rows:
+            via, thread, where, function, *figures = f.handoff_cells(row)
+            site = f"{c(function)} {c(where, 'muted')}"
+            held = f.handoff_held(row)
+            if held is not None:
+                site += (f'<br><span class="muted">the longest waited while</span> {c(held)} '
+                         '<span class="muted">held the loop</span>')
+            cells.append([c(via), c(thread), site, *(e(x) for x in figures)])
+        return (f'<p class="muted">{e(f.handoffs_title(rows))}: how long work posted to the '
+                "loop from another thread waited to run, worst p99 first.</p>"
+                + _table(["via", "thread", "site", "count", "p50", "p99", "max"], cells,
+                         num=(3, 4, 5, 6)))
+
+    def _worker_loops(self, report: Report) -> str:
+        section = f.worker_loops(report)
+        if section is None:
+            return ""
+        rows = []
+        for row in section.get("threads") or []:
+            cells = f.worker_thread_cells(row)
+            worst = row.get("worst")
+            culprit = worst.get("culprit") if isinstance(worst, Mapping) else None
+            rows.append([c(cells[0]), *(e(x) for x in cells[1:6]),
+                         _frame_html(culprit) if culprit else e(cells[6])])
+        html = (f"<p>{e(f.worker_loops_title(section))}.</p>"
+                "<p class=\"muted\">Their own loops, not the GUI's: not counted in the stalls "
+                "above. The longest stalls, with their stacks (innermost last):</p>"
+                + _table(["thread", "loops", "kinds", "ran", "stalls", "longest", "worst in"],
+                         rows, num=(1, 3, 4, 5)))
+        for n, stall in enumerate(f.worker_stalls_longest(section, self.max_culprits)):
+            culprit = stall.get("culprit")
+            frames = "".join(
+                ('<li class="culprit">' if f.same_frame(frame, culprit) else "<li>")
+                + f"{_frame_html(frame)}</li>" for frame in stall.get("stack") or [])
+            stack = (f'<ol class="stack mono">{frames}</ol>' if frames else
+                     f'<p class="muted">No stack ({e(stall.get("stack_source") or "none")}).</p>')
+            html += (f'<details class="stall" id="worker-stall-{n}"{" open" if n == 0 else ""}>'
+                     f"<summary>{e(f.worker_stall_text(stall))}</summary>"
+                     f'<div class="body">{stack}</div></details>')
+        return html
+
+    @staticmethod
+    def _affinity(report: Report) -> str:
+        rows = f.affinity_cells(report)
+        if not rows:
+            return ""
+        return (f"<p>Thread-affinity violations ({f.counted(len(rows), 'site')}): a Qt object "
+                "or an asyncio loop touched from a thread that does not own it.</p>"
+                + _table(["call", "count", "site", "function", "thread", "owner", "object"],
+                         [[c(row[0]), e(row[1]), c(row[2], "muted"), c(row[3]),
+                           *(e(x) for x in row[4:])] for row in rows], num=(1,)))
 
     def _errors(self, report: Report) -> str:
         errors = report.get("detector_errors") or []

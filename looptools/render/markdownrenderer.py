@@ -77,6 +77,9 @@ class MarkdownRenderer(Renderer):
             f"**{plain(verdict.text)}**",
             "",
         ]
+        also = f.off_loop_text(report)
+        if also:
+            lines += [f"**Also:** {plain(also)}", ""]
         if culprits:
             worst = culprits[0]
             where = f" ({code(f.culprit_where(worst), False)})" if worst.frame else ""
@@ -93,8 +96,8 @@ class MarkdownRenderer(Renderer):
         parts = [self._culprits(report, culprits), self._stalls(report, culprits)]
         parts += [section(report) for section in (self._slow_callbacks, self._health,
                                                   self._tasks, self._blocking,
-                                                  self._worker_loops, self._affinity,
-                                                  self._errors)]
+                                                  self._handoffs, self._worker_loops,
+                                                  self._affinity, self._errors)]
         for part in parts:
             if part:
                 lines += ["", *part]
@@ -222,6 +225,24 @@ class MarkdownRenderer(Renderer):
         return [f"#### Blocking calls on the loop thread ({f.blocking_total(report)})", "",
                 *md_table(["call", "count", "sites"], rows, right=(1,))]
 
+    def _handoffs(self, report: Report) -> list[str]:
+        rows = f.handoffs(report)
+        if not rows:
+            return []
+        table_rows = []
+        for row in rows:
+            via, thread, where, function, *figures = f.handoff_cells(row)
+            site = f"{code(function)} {code(where)}"
+            held = f.handoff_held(row)
+            if held is not None:
+                site += f"<br>the longest waited while {code(held)} held the loop"
+            table_rows.append([code(via), code(thread), site, *figures])
+        return [f"#### {plain(f.handoffs_title(rows))}", "",
+                "How long work posted to the loop from another thread waited to run, "
+                "worst p99 first.", "",
+                *md_table(["via", "thread", "site", "count", "p50", "p99", "max"], table_rows,
+                          right=(3, 4, 5, 6))]
+
     def _worker_loops(self, report: Report) -> list[str]:
         section = f.worker_loops(report)
         if section is None:
@@ -247,7 +268,7 @@ class MarkdownRenderer(Renderer):
         rows = f.affinity_cells(report)
         if not rows:
             return []
-        return [f"#### Thread-affinity violations ({len(rows)} sites)", "",
+        return [f"#### Thread-affinity violations ({f.counted(len(rows), 'site')})", "",
                 "A Qt object or an asyncio loop touched from a thread that does not own it.",
                 "", *md_table(["call", "count", "site", "function", "thread", "owner", "object"],
                               [[code(row[0]), row[1], code(row[2]), code(row[3]),

@@ -74,6 +74,7 @@ class TextRenderer(Renderer):
         lines += self._dispatcher(report)
         lines += self._tasks(report)
         lines += self._blocking(report)
+        lines += self._handoffs(report)
         lines += self._worker_loops(report)
         lines += self._affinity(report)
         lines += self._errors(report)
@@ -95,6 +96,9 @@ class TextRenderer(Renderer):
             self._style(f"{verdict.label}: {f.oneline(verdict.text)}", "bold",
                         _VERDICT_STYLE[verdict.level]),
         ]
+        also = f.off_loop_text(report)
+        if also:
+            lines.append(self._style(f"also: {f.oneline(also)}", "yellow"))
         if culprits:
             lines.append(self._style(f.oneline(f.worst_text(culprits[0])), "bold"))
         return lines
@@ -259,6 +263,25 @@ class TextRenderer(Renderer):
         lines += table(["call", "count", "site", "function"], rows, right=(1,))
         return lines
 
+    def _handoffs(self, report: Report) -> list[str]:
+        rows = f.handoffs(report)
+        if not rows:
+            return []
+        lines = self._heading(f.handoffs_title(rows) + ", worst p99 first")
+        lines.append(self._style("  how long work posted to the loop from another thread "
+                                 "waited to run", "dim"))
+        cells = [[_clip(f.oneline(cell), keep_end=i == 2)
+                  for i, cell in enumerate(f.handoff_cells(row))] for row in rows]
+        table_lines = table(["via", "thread", "site", "function", "count", "p50", "p99", "max"],
+                            cells, right=(4, 5, 6, 7))
+        lines.append(table_lines[0])
+        for row, line in zip(rows, table_lines[1:], strict=True):
+            lines.append(line)
+            held = f.handoff_held_text(row)
+            if held:
+                lines.append(f"      {f.oneline(held)}")
+        return lines
+
     def _worker_loops(self, report: Report) -> list[str]:
         section = f.worker_loops(report)
         if section is None:
@@ -282,7 +305,7 @@ class TextRenderer(Renderer):
         rows = f.affinity_cells(report)
         if not rows:
             return []
-        lines = self._heading(f"Thread-affinity violations ({len(rows)} sites)")
+        lines = self._heading(f"Thread-affinity violations ({f.counted(len(rows), 'site')})")
         lines.append(self._style("  a Qt object or an asyncio loop touched from a thread "
                                  "that does not own it", "dim"))
         lines += table(["call", "count", "site", "function", "thread", "owner", "object"],
