@@ -217,7 +217,9 @@ def _ours(snapshot: tracemalloc.Snapshot) -> int:
 
 
 def test_500_short_lived_worker_loops_leave_memory_bounded_and_jobs_as_fast() -> None:
-    with looptools.monitor(report=None) as monitor:
+    # A threshold no job reaches, even on a busy machine: the stalls a slow job would
+    # leave (bounded by max_stalls, with their stacks) are not what is measured here.
+    with looptools.monitor(report=None, threshold_ms=2000) as monitor:
         _jobs(50)  # warm up: the thread's name, the watchdog, the caches
         tracemalloc.start()
         try:
@@ -231,10 +233,14 @@ def test_500_short_lived_worker_loops_leave_memory_bounded_and_jobs_as_fast() ->
             tracemalloc.stop()
         workers = monitor.report()["worker_loops"]
     assert workers["loops"] == 550 and workers["running"] == 0
+    assert workers["stall_summary"]["count"] == 0
     assert [row["loops"] for row in workers["threads"]] == [550]  # one row for the thread
     print(f"\nlooptools' own allocations after 150 loops {first} B, after 550 {second} B; "
           f"report section {size_first} -> {size_second} chars")
-    assert second - first < 4096  # no per-loop object kept
+    # No per-loop object kept: one (a WorkerLoop and its Hooks: several hundred bytes)
+    # would be 400 x that; 16 kB is 40 B a loop, what the allocator's noise reached
+    # on a busy machine (~4 kB).
+    assert second - first < 16384
     assert size_second - size_first < 16  # only the figures change
     # Time, alternating in this process (a shared machine: printed, loosely checked):
     # jobs that wait 1 ms for their device twice, and jobs that do nothing at all.

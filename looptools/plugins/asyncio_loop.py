@@ -62,17 +62,27 @@ def stdlib_run() -> Any:
     return _stdlib_code(asyncio.events.Handle.__dict__.get("_run"))
 
 
+_RUN_ONCE = asyncio.base_events.BaseEventLoop._run_once.__code__
+
+
 def running_handle(frame: Any, run_code: Any) -> Any:
-    """The handle whose ``_run`` is on the stack ending at ``frame``, or None.
+    """The handle whose ``_run`` is innermost on the stack ending at ``frame``, or None.
 
     Looked up from the stack instead of stored by a hook on every callback:
     the watchdog calls this at each look (the ticks on the loop thread itself,
-    or the watchdog thread with the loop thread's top frame).
+    or the watchdog thread with the loop thread's top frame).  A loop iteration
+    (``_run_once``) met first means the loop itself runs there, between
+    callbacks or waiting for I/O, even inside a callback further out: a loop
+    iterated from within a callback (qtinter runs ``app.exec()`` in a task step
+    and the loop inside Qt) is not in that callback while it waits.
     """
     depth = FIND_DEPTH
     while frame is not None and depth:
-        if frame.f_code is run_code:
+        code = frame.f_code
+        if code is run_code:
             return frame.f_locals.get("self")
+        if code is _RUN_ONCE:
+            return None
         frame = frame.f_back
         depth -= 1
     return None
@@ -298,8 +308,12 @@ class AsyncioPlugin(LoopPlugin):
         """The precise hook, or on asyncio's own loop no hook at all (see _state)."""
         state = self._state
         run_code = None if precise or self.is_qt or self.kind != "asyncio" else stdlib_run()
-        if run_code is not None and isinstance(getattr(self.loop, "_selector", None),
-                                               selectors.BaseSelector):
+        # Only where the loop idles in the standard library's selector: a tick that
+        # lands in its select says "idle", and one in a callback finds the handle.  A
+        # loop that idles elsewhere (qtinter's selector yields to Qt's exec) shows its
+        # short runs only through the hook (they begin and end between two looks).
+        if run_code is not None and type(getattr(self.loop, "_selector", None)).__module__ \
+                == selectors.__name__:
             uninstall_handle_timing()
             state.run_code = run_code
             if state.end_watch is None:
