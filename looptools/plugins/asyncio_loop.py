@@ -62,7 +62,7 @@ def stdlib_run() -> Any:
     return _stdlib_code(asyncio.events.Handle.__dict__.get("_run"))
 
 
-_RUN_ONCE = asyncio.base_events.BaseEventLoop._run_once.__code__
+_RUN_ONCE = asyncio.base_events.BaseEventLoop._run_once.__code__  # type: ignore[attr-defined]
 
 
 def running_handle(frame: Any, run_code: Any) -> Any:
