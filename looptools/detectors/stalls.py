@@ -64,7 +64,7 @@ from looptools._frames import (
 from looptools._hub import Detector, give_back_interrupt
 from looptools._ourthreads import block_process_signals
 from looptools._threadtimes import ThreadTimes, open_times, pread_holding_gil, reads_holding_gil
-from looptools.plugins.asyncio_loop import running_handle
+from looptools.plugins.asyncio_loop import BETWEEN_RUNS, running_handle
 from looptools.settings import Settings
 
 #: How long a tick waits, with the GIL released, for the watchdog thread to look.
@@ -987,6 +987,11 @@ class StallWatchdog(Detector):
                 frame = sys._current_frames().get(state.thread_id)
             found = running_handle(frame, run_code)
             frame = None
+            if found is BETWEEN_RUNS:
+                # The loop iterates, in no callback: alive now (the hook's run count
+                # told the same when the look fell between two callbacks).
+                found = None
+                self._alive = max(self._alive, now)
             if found is not state.cur:
                 state.cur = found
                 state.n += 1

@@ -82,10 +82,16 @@ def running_handle(frame: Any, run_code: Any) -> Any:
         if code is run_code:
             return frame.f_locals.get("self")
         if code is _RUN_ONCE:
-            return None
+            return BETWEEN_RUNS
         frame = frame.f_back
         depth -= 1
     return None
+
+
+#: what :func:`running_handle` returns when the loop thread is in the loop's own
+#: iteration (between callbacks, or waiting for I/O): a sign of life, as a run
+#: counted by the hook was
+BETWEEN_RUNS = object()
 
 
 class EndWatch:
