@@ -295,8 +295,9 @@ class SingleShotHandOffs:
             return original(*args)
         return original(args[0], args[1], wrapped)
 
-    def _wrap_function(self, functor: Callable[..., Any], msec: int,
-                       caller: Any) -> Callable[..., Any] | None:
+    def _arrival(self, msec: int, caller: Any) -> Callable[[], None] | None:
+        """Posting thread: what the posted work calls as it starts, to record its wait
+        (on the GUI thread only); None when no application frame posted it."""
         posted = time.perf_counter()
         site = _app_site(caller)
         if site is None:
@@ -306,12 +307,23 @@ class SingleShotHandOffs:
         record, loop_thread, clock, get_ident = (self.record, self.loop_thread,
                                                  time.perf_counter, threading.get_ident)
 
-        def handed_off(*inner: Any) -> Any:
+        def arrived() -> None:
             if get_ident() == loop_thread:
                 try:
                     record(VIA, site, thread, due, clock())
                 except Exception:
                     pass
+
+        return arrived
+
+    def _wrap_function(self, functor: Callable[..., Any], msec: int,
+                       caller: Any) -> Callable[..., Any] | None:
+        arrived = self._arrival(msec, caller)
+        if arrived is None:
+            return None
+
+        def handed_off(*inner: Any) -> Any:
+            arrived()
             return functor(*inner)
 
         return handed_off
@@ -363,24 +375,15 @@ class SingleShotHandOffs:
 
     def _wrap_method(self, receiver: Any, func: Callable[..., Any], msec: int,
                      caller: Any) -> types.MethodType | None:
-        posted = time.perf_counter()
-        site = _app_site(caller)
-        if site is None:
+        arrived = self._arrival(msec, caller)
+        if arrived is None:
             return None
-        thread = threading.current_thread().name
-        due = posted + msec / 1000.0
-        record, loop_thread, clock, get_ident = (self.record, self.loop_thread,
-                                                 time.perf_counter, threading.get_ident)
         pending, ran = self.pending, self.ran
 
         def handed_off(self_: Any, *inner: Any) -> Any:
             # Released a while after it ran, not at once: PyQt5 holds no reference.
             ran.append(pending.pop(id(handed_off), handed_off))
-            if get_ident() == loop_thread:
-                try:
-                    record(VIA, site, thread, due, clock())
-                except Exception:
-                    pass
+            arrived()
             return func(self_, *inner)
 
         return types.MethodType(handed_off, receiver)
