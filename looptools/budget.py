@@ -1017,13 +1017,19 @@ def _affinity_rows(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [row for row in rows if isinstance(row, Mapping)] if isinstance(rows, list) else []
 
 
+def _where(frame: Any, otherwise: str = "?") -> str:
+    """``function (file:line)`` of a report's frame, or ``otherwise``."""
+    if not isinstance(frame, Mapping) or not frame:
+        return otherwise
+    return f"{frame.get('function')} ({frame.get('file')}:{frame.get('line')})"
+
+
 def _first_affinity_violation(report: Mapping[str, Any]) -> str:
     rows = _affinity_rows(report)
     if not rows:
         return ""
     row = rows[0]
-    site = row.get("site") if isinstance(row.get("site"), Mapping) else {}
-    where = f"{site.get('function')} ({site.get('file')}:{site.get('line')})" if site else "?"
+    where = _where(row.get("site"))
     calling = row.get("calling_thread")
     thread = f", thread {calling.get('name')}" if isinstance(calling, Mapping) else ""
     return f" (first: {row.get('call')} from {where}{thread}, x{row.get('count')})"
@@ -1039,8 +1045,7 @@ def _worst_handoff(report: Mapping[str, Any]) -> str:
     if not rows:
         return ""
     row = rows[0]
-    site = row.get("site") if isinstance(row.get("site"), Mapping) else {}
-    where = f"{site.get('function')} ({site.get('file')}:{site.get('line')})" if site else "?"
+    where = _where(row.get("site"))
     during = row.get("worst_during_stall_in")
     held = f"; the longest waited while {during.get('function')} held the loop" \
         if isinstance(during, Mapping) else ""
@@ -1055,9 +1060,7 @@ def _worst_worker_stall(report: Mapping[str, Any]) -> str:
     if not rows:
         return ""
     stall = max(rows, key=lambda s: float(s.get("duration_ms") or 0.0))
-    culprit = stall.get("culprit")
-    where = (f"{culprit.get('function')} ({culprit.get('file')}:{culprit.get('line')})"
-             if isinstance(culprit, Mapping) else str(stall.get("callback") or "?"))
+    where = _where(stall.get("culprit"), str(stall.get("callback") or "?"))
     return (f" (worst: {where}, thread {stall.get('thread')}, {stall.get('loop_kind')} loop, "
             f"{fmt_ms(float(stall.get('duration_ms') or 0.0))})")
 
