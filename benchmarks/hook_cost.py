@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from overhead import workload
 
-from looptools._state import LoopState
+from looptools.inapp.state import LoopState
 from looptools.plugins import asyncio_loop
 
 

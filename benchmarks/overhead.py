@@ -188,7 +188,7 @@ def detection(kind: str, run: Any, stalls: int = 8) -> dict[str, float]:
     import asyncio
 
     import looptools
-    from looptools._hub import Detector
+    from looptools.inapp.hub import Detector
 
     seen: list[float] = []
 

@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import overhead
 
-from looptools._fdtable import private_fd_table
+from looptools.inapp._fdtable import private_fd_table
 
 POLLS = 2_000_000
 MODES = ("none", "thread", "unshare")

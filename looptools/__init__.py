@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from looptools._version import __version__
-from looptools.monitor import Monitor, active
+from looptools.inapp.monitor import Monitor, active
 from looptools.settings import Settings, SettingsError, resolve
 
 __all__ = [

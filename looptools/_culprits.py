@@ -1,8 +1,8 @@
 """Top culprits: a report's stalls, slow callbacks and blocking calls grouped by culprit.
 
 The one definition behind every view that names culprits: the exit summary
-(``looptools._report.summary_lines``) and the text, Markdown and HTML renderers
-(``looptools.render``).  Standard library only and no renderer imports: ``_report``
+(``looptools.inapp.writer.summary_lines``) and the text, Markdown and HTML renderers
+(``looptools.report.render``).  Standard library only and no renderer imports: ``inapp.writer``
 imports it inside monitored apps.
 
 How records are grouped (the culprit is a *frame*: function, file, line)
@@ -25,7 +25,7 @@ How records are grouped (the culprit is a *frame*: function, file, line)
   a culprit's, and function + file proves nothing either (the culprit function may also
   run outside that callback).  A slow callback instead joins the groups of the stalls that
   ran *inside* it, as those stalls' own ``callback``/``task`` fields say (named the same
-  way, by ``looptools._describe.describe_handle``); failing that, the group with exactly
+  way, by ``looptools.inapp._describe.describe_handle``); failing that, the group with exactly
   its function, file and line; failing that, it is a group of its own.
 
 The figures

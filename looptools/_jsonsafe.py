@@ -1,7 +1,7 @@
 """JSON written by another process, made safe to compute with and to print.
 
-Every reader of such JSON (reports and baselines in :mod:`looptools.report_io` and
-:mod:`looptools.budget`, stream lines in :mod:`looptools.stream`) parses it with
+Every reader of such JSON (reports and baselines in :mod:`looptools.report.load` and
+:mod:`looptools.gate.budget`, stream lines in :mod:`looptools.live.stream`) parses it with
 :func:`loads`, which raises only :class:`ValueError` (:class:`json.JSONDecodeError`
 for text that is not JSON, :class:`UnsafeJSON` for JSON that is but cannot be used) and
 returns data that holds:
@@ -16,7 +16,7 @@ returns data that holds:
   decoded with ``surrogateescape``) has it replaced by its escape, the text ``\\ud800``,
   so that printing it or writing it as UTF-8 cannot raise :class:`UnicodeEncodeError`.
 
-Only the standard library: :mod:`looptools.stream` imports this inside the user's app.
+Only the standard library: :mod:`looptools.live.stream` imports this inside the user's app.
 """
 
 from __future__ import annotations

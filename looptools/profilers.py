@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from looptools._hub import Detector
+from looptools.inapp.hub import Detector
 
 __all__ = [
     "YappiSampler",
@@ -388,7 +388,7 @@ def sampler_from_env(is_final: Callable[[], bool] | None = None,
         return None
     if is_final is None:
         def is_final() -> bool:
-            from looptools.monitor import active
+            from looptools.inapp.monitor import active
 
             return active() is None
     return YappiSampler(prefix, is_final)
@@ -449,7 +449,7 @@ def measure(kinds: tuple[str, ...] = ("asyncio", "qasync"), callbacks: int = 100
     import subprocess
     import tempfile
 
-    from looptools.stream import StreamServer
+    from looptools.live.stream import StreamServer
 
     rows: list[dict[str, Any]] = []
     py_spy = find_py_spy()

@@ -20,7 +20,7 @@ import pytest
 from helpers import ROOT, culprit_line, env, run_app, validate
 
 import looptools
-from looptools.detectors.stalls import Stall, StallWatchdog
+from looptools.inapp.detectors.stalls import Stall, StallWatchdog
 from looptools.settings import resolve
 
 _open = builtins.open

@@ -1,5 +1,5 @@
-"""Budgets, allow-lists, baselines and diffs over report dicts (looptools.budget),
-and reading reports back in (looptools.report_io)."""
+"""Budgets, allow-lists, baselines and diffs over report dicts (looptools.gate.budget),
+and reading reports back in (looptools.report.load)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from looptools.budget import (
+from looptools.gate.budget import (
     BUDGET_KEYS,
     BudgetError,
     Tolerance,
@@ -26,7 +26,7 @@ from looptools.budget import (
     offenders,
     tighten_baseline,
 )
-from looptools.report_io import ReportError, load_report, validate_report
+from looptools.report.load import ReportError, load_report, validate_report
 
 REPORTS = Path(__file__).parent / "data" / "reports"
 TODAY = date(2026, 6, 1)

@@ -20,9 +20,9 @@ import pytest
 from markdown_it import MarkdownIt
 
 from looptools._culprits import CulpritGroup, culprit_groups, stall_groups
-from looptools._report import summary_lines
-from looptools.render import HtmlRenderer, MarkdownRenderer, TextRenderer
-from looptools.render import _format as fmt
+from looptools.inapp.writer import summary_lines
+from looptools.report.render import HtmlRenderer, MarkdownRenderer, TextRenderer
+from looptools.report.render import _format as fmt
 
 DATA = Path(__file__).parent / "data"
 REPORTS = sorted([*DATA.glob("render/*.json"), *DATA.glob("reports/*.json")])

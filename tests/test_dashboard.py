@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from looptools.dashboard import Dashboard, DashboardState, fmt_ms, short_path, sparkline
+from looptools.live.dashboard import Dashboard, DashboardState, fmt_ms, short_path, sparkline
 
 CWD = "/home/dev/app"
 
@@ -164,7 +164,7 @@ def test_helpers() -> None:
 _LISTENING_APP = textwrap.dedent("""
     import asyncio, sys, time
     import looptools
-    from looptools.stream import StreamWriter
+    from looptools.live.stream import StreamWriter
     monitor = looptools.active()
     if monitor.hub.get("stream") is None:  # until monitor.py adds it by itself
         monitor.hub.add(StreamWriter(monitor.settings, monitor))

@@ -1,6 +1,7 @@
-"""Where the blocked time went: the merged stall stacks (looptools.render.flame), the speedscope
-export (``looptools report -f speedscope``, ``looptools profile --speedscope``) and py-spy's
-speedscope file opening on the app's main thread -- on reports of real runs of the sample apps.
+"""Where the blocked time went: the merged stall stacks (looptools.report.render.flame),
+the speedscope export (``looptools report -f speedscope``, ``looptools profile
+--speedscope``) and py-spy's speedscope file opening on the app's main thread -- on
+reports of real runs of the sample apps.
 
 The speedscope files are validated against speedscope's own file-format schema, vendored in
 tests/data/speedscope/ (see the README there).
@@ -25,8 +26,8 @@ from helpers import ROOT, env, run_app, validate
 import looptools
 from looptools._version import __version__
 from looptools.cli.report import report as report_command
-from looptools.render import SpeedscopeRenderer, get_renderer_class
-from looptools.render.flame import FlameNode, flame_graph, icicle, stall_stacks
+from looptools.report.render import SpeedscopeRenderer, get_renderer_class
+from looptools.report.render.flame import FlameNode, flame_graph, icicle, stall_stacks
 
 SPEEDSCOPE_SCHEMA = json.loads(
     (Path(__file__).parent / "data" / "speedscope" / "file-format-schema.json").read_text())
@@ -153,8 +154,8 @@ def test_our_frames_never_appear(reports: dict[str, dict[str, Any]]) -> None:
         assert not node.file.startswith(OURS), node
     # A report of an older looptools kept the wrappers it ran the app's code through: the
     # blocking-call recorder on top of the culprit and the timed Handle._run below it.
-    import looptools.detectors.blocking as blocking
-    import looptools.detectors.slow_callbacks as slow_callbacks
+    import looptools.inapp.detectors.blocking as blocking
+    import looptools.inapp.detectors.slow_callbacks as slow_callbacks
 
     recorder = {"function": "BlockingCalls._recorder.<locals>.record",
                 "file": blocking.__file__, "line": 200}

@@ -4,8 +4,8 @@ The readers: ``looptools report``, ``check``, ``baseline`` and ``diff`` on repor
 (mutated real reports: NaN, Infinity, huge numbers, wrong types, lone surrogates, deep
 nesting, cut or garbled bytes); budget files, ``[tool.looptools.budget]`` in a found
 ``pyproject.toml``, budget flags and the pytest plugin's ``LOOPTOOLS_BUDGET_*`` values;
-baseline files; and on the live stream, :class:`looptools.stream.LineDecoder`, what
-consumes its messages (:class:`looptools.dashboard.DashboardState`, the dashboard's
+baseline files; and on the live stream, :class:`looptools.live.stream.LineDecoder`, what
+consumes its messages (:class:`looptools.live.dashboard.DashboardState`, the dashboard's
 rendering, ``looptools profile``'s report rebuilt from the stream) and a real reader
 thread.
 
@@ -49,7 +49,10 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from looptools._jsonsafe import json_path
-from looptools.budget import (
+from looptools.cli.check import baseline, check, diff
+from looptools.cli.profile import report_from_stream
+from looptools.cli.report import report
+from looptools.gate.budget import (
     BUDGET_KEYS,
     Budget,
     BudgetError,
@@ -58,13 +61,10 @@ from looptools.budget import (
     make_baseline,
     parse_limit,
 )
-from looptools.cli.check import baseline, check, diff
-from looptools.cli.profile import report_from_stream
-from looptools.cli.report import report
-from looptools.dashboard import Dashboard, DashboardState
-from looptools.render import get_renderer
-from looptools.report_io import validate_report
-from looptools.stream import MAX_LINE, LineDecoder, StreamServer, encode
+from looptools.live.dashboard import Dashboard, DashboardState
+from looptools.live.stream import MAX_LINE, LineDecoder, StreamServer, encode
+from looptools.report.load import validate_report
+from looptools.report.render import get_renderer
 
 EXAMPLES = int(os.environ.get("LOOPTOOLS_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -259,7 +259,7 @@ def test_dashboard_shows_any_usable_report(
         height: int) -> None:
     """The live dashboard shows the final report of a run (``finish``): any report
     ``load_report`` accepts must render."""
-    from looptools.report_io import ReportError, load_report
+    from looptools.report.load import ReportError, load_report
 
     target = folder / "for-dashboard.json"
     target.write_text(case[0], encoding="utf-8", errors="surrogatepass")
@@ -435,7 +435,7 @@ def test_budget_values_from_the_environment(key: Any, value: str) -> None:
     """``LOOPTOOLS_BUDGET_MAX_...=value`` (pytest --looptools): the plugin reads the text
     as a budget file would hold it, then :func:`parse_limit` judges it; an accepted
     value must then work in a check."""
-    from looptools.plugins.pytest_plugin import _BadValue, _from_text, _limit
+    from looptools.pytest_plugin import _BadValue, _from_text, _limit
 
     try:
         limit = _limit(key.name, _from_text(value), f"{key.name}={value!r} (environment)")

@@ -26,8 +26,8 @@ from helpers import with_off_loop_sections
 from sample_runs import RUNS, sample_report
 
 from looptools._culprits import culprit_groups
-from looptools.render import HtmlRenderer
-from looptools.report_io import load_report
+from looptools.report.load import load_report
+from looptools.report.render import HtmlRenderer
 
 CHROMIUM = "/usr/bin/chromium"
 DATA = Path(__file__).parent / "data" / "render"
@@ -428,8 +428,8 @@ _FLAME = """(() => {
                                      "render/qtasyncio_viewer.json"])
 def test_flame_graph_draws_boxes_as_wide_as_their_blocked_time(
         browser: Browser, tmp_path: Path, fixture: str) -> None:
-    from looptools.render import _format as fmt
-    from looptools.render.flame import flame_graph, icicle, lines_text
+    from looptools.report.render import _format as fmt
+    from looptools.report.render.flame import flame_graph, icicle, lines_text
 
     report = load_report(DATA.parent / fixture)
     graph = flame_graph(report)

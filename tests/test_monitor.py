@@ -16,8 +16,8 @@ import pytest
 from helpers import validate
 
 import looptools
-from looptools._hub import Detector
-from looptools.detectors.stalls import Stall
+from looptools.inapp.detectors.stalls import Stall
+from looptools.inapp.hub import Detector
 
 
 class _Recorder(Detector):
@@ -125,7 +125,7 @@ def test_stop_restores_everything_it_patched() -> None:
 
     async def inside() -> None:
         # No hook on asyncio's own loop: the watchdog finds the running handle on
-        # the loop thread's stack (see looptools._state).
+        # the loop thread's stack (see looptools.inapp.state).
         assert asyncio.events.Handle.__dict__["_run"] is original_run
         assert monitor.state is not None
         assert monitor.state.run_code is original_run.__code__
@@ -241,7 +241,7 @@ def test_ticks_look_for_the_watchdog_thread_on_a_busy_loop() -> None:
 @pytest.mark.parametrize("posix_timers", [True, False], ids=["posix-timer", "setitimer"])
 def test_an_app_that_uses_sigalrm_keeps_it_and_stalls_are_still_seen(
         posix_timers: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    from looptools import _posix_timer
+    from looptools.inapp import _posix_timer
 
     if not posix_timers:  # as on a platform without timer_create
         monkeypatch.setattr(_posix_timer, "create", lambda *args, **kwargs: None)
@@ -516,7 +516,7 @@ def test_our_threads_leave_the_apps_signals_to_the_app(tmp_path: Path) -> None:
 def test_a_stall_never_keeps_our_tick_handler_on_top_of_its_stack() -> None:
     """A busy run kept ``StallWatchdog._tick`` as the top of a stall's stack (a dump made
     while the loop thread was in a tick): every stack voted on is cut below the tick."""
-    import looptools.detectors.stalls as stalls
+    import looptools.inapp.detectors.stalls as stalls
 
     ours = stalls.__file__
     app = ("_hot_parse", "/app/indexer.py", 186)
@@ -624,7 +624,7 @@ def test_an_apps_own_handle_run_wrapper_is_chained_to_not_bypassed() -> None:
 def test_the_pending_task_series_covers_the_whole_run_in_bounded_memory() -> None:
     """The pending count over time keeps the start of a long run and its peak, in at
     most TASK_POINTS points (it once kept the last 3,600 samples: an hour, growing)."""
-    from looptools.detectors.tasks import TASK_POINTS
+    from looptools.inapp.detectors.tasks import TASK_POINTS
 
     async def app() -> None:
         await asyncio.sleep(0.05)

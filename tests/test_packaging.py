@@ -63,7 +63,7 @@ def test_distribution_is_looptools_health_and_never_pypis_looptools() -> None:
                 f"extra {extra!r} requires {requirement}: that is PyPI's other looptools")
     # The command and the pytest plugin keep the name users type.
     assert project["scripts"] == {"looptools": "looptools.cli:main"}
-    assert project["entry-points"]["pytest11"] == {"looptools": "looptools.plugins.pytest_plugin"}
+    assert project["entry-points"]["pytest11"] == {"looptools": "looptools.pytest_plugin"}
     assert project["license"] == "MIT" and "LICENSE" in project["license-files"]
     assert "MIT License" in (ROOT / "LICENSE").read_text()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from looptools.plugins.pytest_plugin import report_name
+from looptools.pytest_plugin import report_name
 
 pytest_plugins = ["pytester"]
 
@@ -359,8 +359,8 @@ def test_a_looptools_failure_never_fails_a_test(pytester: pytest.Pytester) -> No
     pytester.makeconftest("""
         import os
 
-        from looptools.detectors.lag import LoopLag
-        from looptools.monitor import Monitor
+        from looptools.inapp.detectors.lag import LoopLag
+        from looptools.inapp.monitor import Monitor
 
         def heartbeat(self, now, lag):
             raise RuntimeError("lag broke")
@@ -410,7 +410,7 @@ def test_a_looptools_failure_never_fails_a_test(pytester: pytest.Pytester) -> No
 
 
 def test_importing_the_plugin_imports_no_ui() -> None:
-    code = ("import sys, looptools.plugins.pytest_plugin; "
+    code = ("import sys, looptools.pytest_plugin; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & "
             "{'PySide6', 'qasync', 'rich', 'click', 'blockbuster'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

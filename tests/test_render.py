@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from looptools.render import (
+from looptools.report.render import (
     BUILTIN_RENDERERS,
     HtmlRenderer,
     JsonRenderer,
@@ -35,7 +35,7 @@ from looptools.render import (
     get_renderer_class,
     renderer_for_path,
 )
-from looptools.render import _format as fmt
+from looptools.report.render import _format as fmt
 
 DATA = Path(__file__).parent / "data" / "render"
 FIXTURES = sorted(p.name for p in DATA.glob("*.json"))
@@ -99,9 +99,9 @@ def test_unknown_extension(path: str) -> None:
 
 
 def test_lookup_by_dotted_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert get_renderer_class("looptools.render.jsonrenderer:JsonRenderer") is JsonRenderer
+    assert get_renderer_class("looptools.report.render.jsonrenderer:JsonRenderer") is JsonRenderer
     (tmp_path / "my_renderers.py").write_text(
-        "from looptools.render import Renderer\n"
+        "from looptools.report.render import Renderer\n"
         "class CsvRenderer(Renderer):\n"
         "    def render(self, report):\n"
         "        return 'duration_ms\\n' + ''.join(f\"{s['duration_ms']}\\n\" "
@@ -309,7 +309,7 @@ def test_markdown_hostile_strings_stay_text() -> None:
 
 
 def test_markdown_code_span_escapes() -> None:
-    from looptools.render.markdownrenderer import code
+    from looptools.report.render.markdownrenderer import code
     assert code("a|b") == "`a\\|b`"
     assert code("x`y") == "``x`y``"
     assert code("`edge`") == "`` `edge` ``"
@@ -611,7 +611,7 @@ def test_html_shows_hand_offs_worker_loops_and_affinity() -> None:
     assert text.index("run_coroutine_threadsafe") < text.index("call_soon_threadsafe")
     assert "Poller.report app/poller.py:57the longest waited while " \
            "ChatWindow.on_send_clicked held the loop" in text
-    # The same figures as the text view (both from looptools.render._format).
+    # The same figures as the text view (both from looptools.report.render._format).
     workers = _section(out, "worker-loops")
     plain = re.sub(r"<[^>]+>", "", workers)
     section = report["worker_loops"]

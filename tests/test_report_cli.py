@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from looptools.cli.report import report
-from looptools.render import get_renderer_class
-from looptools.report_io import load_report
+from looptools.report.load import load_report
+from looptools.report.render import get_renderer_class
 
 ROOT = Path(__file__).parent.parent
 DATA = Path(__file__).parent / "data" / "render"
@@ -102,7 +102,7 @@ def test_output_replaces_existing_file_with_normal_permissions(tmp_path: Path) -
 
 def test_dotted_path_renderer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "count_renderer.py").write_text(
-        "from looptools.render import Renderer\n"
+        "from looptools.report.render import Renderer\n"
         "class Count(Renderer):\n"
         "    def render(self, report):\n"
         "        return f\"{len(report['stalls'])} stalls\\n\"\n"
@@ -248,7 +248,7 @@ def test_colour_follows_force_color_no_color_and_term(tmp_path: Path, environ: d
 
 def test_an_input_too_big_to_be_a_report_is_refused_before_it_fills_memory(tmp_path: Path
                                                                           ) -> None:
-    from looptools.report_io import MAX_REPORT_BYTES
+    from looptools.report.load import MAX_REPORT_BYTES
 
     big = tmp_path / "big.json"
     with open(big, "wb") as handle:

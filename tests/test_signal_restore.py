@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from looptools import _posix_timer
+from looptools.inapp import _posix_timer
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="POSIX only")
 

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 from helpers import env as clean_env
 
-from looptools.stream import MAX_READERS, LineDecoder, StreamServer, encode
+from looptools.live.stream import MAX_READERS, LineDecoder, StreamServer, encode
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="Unix sockets only"),

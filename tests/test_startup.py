@@ -33,6 +33,25 @@ def test_unset_hook_imports_nothing() -> None:
         assert out.stdout.strip() == "[]", off
 
 
+def test_the_app_never_imports_the_readers(tmp_path: Path) -> None:
+    # The in-app side (looptools.plugins, looptools.inapp) and the readers
+    # (report, gate, dashboard, cli) are kept apart: a monitored app, through
+    # its run and the report written at exit, loads none of the readers.
+    code = ("import asyncio, sys, looptools\n"
+            "asyncio.run(asyncio.sleep(0.2))\n"
+            "looptools.uninstall()\n"  # stops the monitor and writes the report, as at exit
+            "print(sorted(m for m in sys.modules if m.startswith(('looptools.', 'rich', "
+            "'jsonschema', 'click'))))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env(LOOPTOOLS="1", LOOPTOOLS_REPORT=str(tmp_path / "r.json")),
+                         check=True)
+    loaded = out.stdout.strip()
+    assert "looptools.inapp.monitor" in loaded and (tmp_path / "r.json").is_file()
+    for reader in ("looptools.report", "looptools.gate", "looptools.live.dashboard",
+                   "looptools.cli", "looptools.pytest_plugin", "'rich", "'jsonschema", "'click"):
+        assert reader not in loaded, (reader, loaded)
+
+
 def test_normal_exit(tmp_path: Path) -> None:
     run = run_app([EXIT_APP, "normal"], tmp_path)
     assert run.returncode == 0

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import looptools
-from looptools.stream import (
+from looptools.live.stream import (
     LineDecoder,
     StreamServer,
     StreamWriter,
@@ -114,7 +114,7 @@ def test_writer_lines_are_json_lines(sock_dir: Path) -> None:
 
 _READER = textwrap.dedent("""
     import signal, sys, time
-    from looptools.stream import StreamServer
+    from looptools.live.stream import StreamServer
     count = [0]
     server = StreamServer(sys.argv[1], lambda m, n: count.__setitem__(0, count[0] + 1)).start()
     print("ready", flush=True)
@@ -311,7 +311,7 @@ def test_listening_has_no_thread_until_a_dashboard_knocks(sock_dir: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Any second thread costs a busy loop a few per cent (benchmarks/as_users.py
     --breakdown): listening, the writer thread exists only while a dashboard reads."""
-    import looptools.stream as stream
+    import looptools.live.stream as stream
 
     monkeypatch.setattr(stream, "IDLE_EXIT_S", 0.3)
     registry = sock_dir / "reg"

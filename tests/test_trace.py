@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sample_runs import RUNS, sample_report
 
-from looptools._stats import Longest, Series
-from looptools.render import TraceRenderer
+from looptools.inapp._stats import Longest, Series
+from looptools.report.render import TraceRenderer
 
 KINDS = list(RUNS)
 #: loop kinds whose callbacks are timed and whose sample app leaks two "leaky-poller"s

@@ -26,9 +26,9 @@ import pytest
 from helpers import ROOT, culprit_line, env, run_app, validate
 
 import looptools
-from looptools._report import summary_lines
-from looptools.budget import evaluate, load_budget
-from looptools.render import get_renderer
+from looptools.gate.budget import evaluate, load_budget
+from looptools.inapp.writer import summary_lines
+from looptools.report.render import get_renderer
 
 APP = ROOT / "tests" / "apps" / "worker_loops_app.py"
 _ASYNCIO_RUN = asyncio.events.Handle.__dict__["_run"]

@@ -1,7 +1,7 @@
 """``looptools check``, ``baseline`` and ``diff``: gate CI on event-loop budgets.
 
 Thin on purpose: reading, judging and comparing reports lives in
-:mod:`looptools.budget` and :mod:`looptools.report_io`; this module turns their
+:mod:`looptools.gate.budget` and :mod:`looptools.report.load`; this module turns their
 results into text, GitHub annotations, JSON or JUnit XML, and into exit codes:
 
 * 0 -- within budget / nothing got worse,
@@ -23,7 +23,8 @@ import click
 
 from looptools._jsonsafe import safe_text
 from looptools._safewrite import why, write_file
-from looptools.budget import (
+from looptools.cli import FiniteFloat
+from looptools.gate.budget import (
     BUDGET_KEYS,
     MAX_LIMIT,
     OFF,
@@ -46,9 +47,8 @@ from looptools.budget import (
     relative_file,
     tighten_baseline,
 )
-from looptools.cli import FiniteFloat
-from looptools.render._format import oneline
-from looptools.report_io import ReportError, display_path, load_report
+from looptools.report.load import ReportError, display_path, load_report
+from looptools.report.render._format import oneline
 
 __all__ = ["baseline", "check", "diff"]
 

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import click
 
 from looptools.cli import FiniteFloat, live_terminal
-from looptools.stream import connect, listed_processes, registry_dir, registry_socket
+from looptools.live.stream import connect, listed_processes, registry_dir, registry_socket
 
 __all__ = ["dashboard", "ps"]
 
@@ -79,7 +79,7 @@ def dashboard(target: str, once: bool, refresh: float) -> None:
     """
     from rich.console import Console
 
-    from looptools.dashboard import Dashboard, DashboardState
+    from looptools.live.dashboard import Dashboard, DashboardState
 
     path = _target_path(target)
     state = DashboardState()

@@ -255,7 +255,7 @@ def check_streaming() -> list[Check]:
     if not hasattr(socket, "AF_UNIX"):
         return [Check("streaming", "problem", "this platform has no Unix domain sockets: "
                                               "no live dashboard", None)]
-    from looptools.stream import registry_dir
+    from looptools.live.stream import registry_dir
 
     folder = registry_dir()
     try:
@@ -366,7 +366,7 @@ def _tick_timer_missing() -> str | None:
     made for this thread and deleted, never armed)."""
     import threading
 
-    from looptools import _posix_timer
+    from looptools.inapp import _posix_timer
 
     why = _posix_timer.missing()
     if why is not None:
@@ -399,8 +399,8 @@ def check_platform(environ: dict[str, str] | None = None) -> list[Check]:
     import faulthandler
     import signal
 
-    from looptools import _fdtable, _ourthreads, _pending, _sigdump, _threadtimes
     from looptools.cli.profile import _die_with_parent
+    from looptools.inapp import _fdtable, _ourthreads, _pending, _sigdump, _threadtimes
 
     sigalrm = all(hasattr(signal, n) for n in ("setitimer", "getitimer", "SIGALRM"))
     later = hasattr(faulthandler, "dump_traceback_later")
@@ -452,7 +452,7 @@ def check_platform(environ: dict[str, str] | None = None) -> list[Check]:
 def _posix_timer_signal_missing() -> str | None:
     import signal
 
-    from looptools import _posix_timer
+    from looptools.inapp import _posix_timer
 
     if not hasattr(signal, "pthread_kill"):
         return "no signal.pthread_kill"

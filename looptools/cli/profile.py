@@ -41,10 +41,10 @@ from typing import IO, Any
 
 import click
 
-from looptools._report import empty_report, stall_line, summary_lines
 from looptools._safewrite import why, write_fallback, write_file
 from looptools.cli import FiniteFloat
-from looptools.report_io import ReportError, display_path, load_report, validate_report
+from looptools.inapp.writer import empty_report, stall_line, summary_lines
+from looptools.report.load import ReportError, display_path, load_report, validate_report
 from looptools.settings import _optional_path
 
 __all__ = ["profile"]
@@ -216,7 +216,7 @@ class _Run:
         self._lines_lock = threading.Lock()
         self.progress_told = 0
         self._pumps: list[threading.Thread] = []
-        from looptools.dashboard import DashboardState
+        from looptools.live.dashboard import DashboardState
 
         self.state = DashboardState()
         self.server: Any = None
@@ -294,7 +294,7 @@ class _Run:
         return py_spy_command(py_spy, self.argv, self.speedscope, self.status_file)
 
     def start(self) -> None:
-        from looptools.stream import StreamServer
+        from looptools.live.stream import StreamServer
 
         on_message = self.state.apply if self.show_dashboard else self._apply_and_tell
         self.server = StreamServer(self.socket_path, on_message).start()
@@ -714,7 +714,7 @@ class _Outputs:
         self.final = report
         if self.report is not None:
             self._write_json(report, self.report)
-        from looptools.render import get_renderer
+        from looptools.report.render import get_renderer
 
         for flag, name, path in self.rendered:
             try:
@@ -940,7 +940,7 @@ def _refuse_py_spy_clash(outputs: _Outputs) -> None:
 
 def _load_check_budget(budget_file: str | None) -> Any:
     # Read the budget before the app starts: a bad budget is a usage error (2).
-    from looptools.budget import BudgetError, load_budget
+    from looptools.gate.budget import BudgetError, load_budget
 
     try:
         return load_budget(Path(budget_file) if budget_file else None)
@@ -950,8 +950,8 @@ def _load_check_budget(budget_file: str | None) -> Any:
 
 def _check_verdict(outputs: _Outputs, budget: Any) -> int:
     """``looptools check``'s verdict on the report just made: 0 within budget, 1 over."""
-    from looptools.budget import evaluate
     from looptools.cli.check import _print_text, _roots
+    from looptools.gate.budget import evaluate
 
     data = outputs.final
     if data is None:
@@ -967,7 +967,7 @@ def _with_dashboard(run: _Run, outputs: _Outputs) -> int:
     from rich.live import Live
     from rich.text import Text
 
-    from looptools.dashboard import Dashboard
+    from looptools.live.dashboard import Dashboard
 
     console = Console()
     board = Dashboard(run.state)

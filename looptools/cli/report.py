@@ -12,7 +12,8 @@ import click
 from looptools._jsonsafe import safe_text
 from looptools._safewrite import why, write_file
 from looptools.cli import colour_wanted
-from looptools.render import (
+from looptools.report.load import ReportError, display_path, load_report
+from looptools.report.render import (
     BUILTIN_RENDERERS,
     Renderer,
     RendererNotFound,
@@ -20,8 +21,7 @@ from looptools.render import (
     get_renderer_class,
     renderer_for_path,
 )
-from looptools.render._format import oneline
-from looptools.report_io import ReportError, display_path, load_report
+from looptools.report.render._format import oneline
 
 _FORMATS_HELP = "; ".join(f"{r.name}: {r.description}" for r in BUILTIN_RENDERERS)
 _EXTENSIONS_HELP = ", ".join(f"{ext} → {r.name}" for r in BUILTIN_RENDERERS for ext in r.extensions)

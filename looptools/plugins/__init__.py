@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from looptools._state import LoopState
+    from looptools.inapp.state import LoopState
 
 
 class Driver(Protocol):
@@ -87,7 +87,7 @@ class LoopPlugin:
         """Undo :meth:`install_timing`."""
 
     def set_precise(self, precise: bool) -> None:
-        """Switch between the lean and the precise hot path (``looptools._state``)."""
+        """Switch between the lean and the precise hot path (``looptools.inapp.state``)."""
 
     # -- heartbeat ---------------------------------------------------------
     def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float,
@@ -104,7 +104,7 @@ class LoopPlugin:
     def thread_fds(self) -> list[int] | None:
         """The descriptors the watchdog thread touches for this loop (its heartbeat
         jobs), or None when they cannot be known (the thread then shares the
-        app's descriptor table; see ``looptools._fdtable``)."""
+        app's descriptor table; see ``looptools.inapp._fdtable``)."""
         return None
 
     # -- Qt ----------------------------------------------------------------

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from looptools._ourthreads import block_process_signals
+from looptools.inapp._ourthreads import block_process_signals
 from looptools.plugins import Driver, LoopPlugin
 
 if TYPE_CHECKING:
-    from looptools._state import LoopState
+    from looptools.inapp.state import LoopState
 
 PROBE_INTERVAL_S = 0.1
 
@@ -184,7 +184,7 @@ def install_handle_timing(state: LoopState, precise: bool = False) -> None:
     ``_run``, so it adds no Python frame.  Handles of other loops (worker
     threads running their own ``asyncio.run``) take the original path.  The
     lean version stores two attributes per callback and reads no clock; the
-    precise one reads the clock at both ends (see ``looptools._state``).
+    precise one reads the clock at both ends (see ``looptools.inapp.state``).
     Calling it again switches between the two.
     """
     global _original_run

@@ -51,7 +51,7 @@ class QtAsyncioPlugin(QtLoopPlugin, LoopPlugin):
         loop = state.loop
         ended = state.ended
 
-        # Lean and precise as for Handle._run (looptools._state).  When _cb is
+        # Lean and precise as for Handle._run (looptools.inapp.state).  When _cb is
         # the one we know (below), the replacement does its work inline, like
         # the Handle._run replacement, instead of adding a frame to call it.
         inline = _known_cb(original)

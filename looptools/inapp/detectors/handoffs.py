@@ -1,0 +1,226 @@
+"""Cross-thread hand-offs: how long work posted to the loop from another thread waited.
+
+A worker thread hands work to the loop with ``loop.call_soon_threadsafe(cb, ...)``
+(and ``asyncio.run_coroutine_threadsafe``, which calls it).  While the loop is
+blocked, that work waits: the audio thread's chunks pile up behind a 300 ms parse.
+This detector shadows the attached loop's ``call_soon_threadsafe`` (an instance
+attribute, see ``looptools.inapp._patch``; the class is left alone and the app's own
+override is chained to) and wraps each callback posted *from another thread*:
+
+* at posting, on the worker thread: the time, the worker's thread name and its
+  call site (the first application frame above the call: the line of the worker
+  that called ``run_coroutine_threadsafe``, not asyncio's);
+* when it starts, on the loop thread: the wait, added to that site's record
+  (count, p50, p99, max; the last 1024 waits per site for the percentiles).
+
+Calls made on the loop thread itself are not hand-offs and pass straight through;
+so does everything after detach.  The cost is paid per hand-off only (a frame walk
+on the worker thread and two clock reads), never per loop callback.
+
+On a Qt loop (qasync, QtAsyncio, or a Qt main thread without asyncio) the
+same is done for ``QTimer.singleShot`` called from another thread with a Python
+callable, in the forms where each binding runs it on the GUI thread
+(``looptools.inapp.detectors._qt_handoffs``); the wait is counted from when the timer
+was due (the post plus the requested delay).  Queued ``invokeMethod`` and queued
+signals are not measured: no binding lets a wait be paired with its slot
+without guessing (that module says why).
+
+The longest wait of each site is linked to the stall that held the loop then
+(its culprit), when one did: "waited up to 310 ms while ``build_index`` held the
+loop".
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from looptools._frames import Frame, as_dict, frame_tuple, is_app_file
+from looptools.inapp._patch import dress_as, shadow
+from looptools.inapp.hub import Detector
+from looptools.settings import Settings
+
+#: Waits kept per site for the percentiles.
+KEEP = 1024
+#: Sites kept (a worker posting from many lines is summarised by its first ones).
+MAX_SITES = 64
+
+
+class _Site:
+    __slots__ = ("count", "max_at", "max_s", "thread", "via", "waits", "where")
+
+    def __init__(self, via: str, where: Frame | None, thread: str) -> None:
+        self.via = via
+        self.where = where
+        self.thread = thread
+        self.count = 0
+        self.max_s = 0.0
+        self.max_at = 0.0  # when the longest wait ended (the callback started)
+        self.waits: deque[float] = deque(maxlen=KEEP)
+
+
+def _posted_from(frame: Any) -> tuple[str, Frame | None]:
+    """How and where the work was posted: ``run_coroutine_threadsafe`` when asyncio's
+    helper is the caller, and the first application frame above (None: no app frame
+    within a few callers, e.g. an executor thread completing a future)."""
+    via = "call_soon_threadsafe"
+    code = frame.f_code
+    if code.co_name == "run_coroutine_threadsafe" and "asyncio" in code.co_filename:
+        via = "run_coroutine_threadsafe"
+    depth = 8
+    while frame is not None and depth > 0:
+        if is_app_file(frame.f_code.co_filename):
+            return via, frame_tuple(frame)
+        frame = frame.f_back
+        depth -= 1
+    return via, None
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class HandOffs(Detector):
+    name = "handoffs"
+
+    def __init__(self, settings: Settings) -> None:
+        self.sites: dict[tuple[str, Frame | None, str], _Site] = {}
+        self.dropped = 0
+        self._undo: Callable[[], None] | None = None
+        self._stalls: deque[tuple[float, float, Any]] = deque(maxlen=256)
+        self.unsupported: str | None = None
+        self._qt: Any = None  # the QTimer.singleShot wrapper (_qt_handoffs)
+
+    # -- attach / detach ---------------------------------------------------------------
+    def attach(self, state: Any, plugin: Any) -> None:
+        if getattr(plugin, "is_qt", False):
+            self._attach_qt(state, plugin)
+        loop = state.loop
+        if loop is None or not hasattr(loop, "call_soon_threadsafe"):
+            return
+        record = self._record
+        loop_thread = state.thread_id
+        get_ident = threading.get_ident
+        clock = time.perf_counter
+        detector = self
+
+        def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+            def call_soon_threadsafe(callback: Callable[..., Any], *args: Any,
+                                     **kwargs: Any) -> Any:
+                if get_ident() == loop_thread or detector._undo is None:
+                    return original(callback, *args, **kwargs)
+                try:
+                    posted = clock()
+                    via, site = _posted_from(sys._getframe(1))
+                    thread = threading.current_thread().name
+                except Exception:  # our failure never becomes the worker's
+                    return original(callback, *args, **kwargs)
+                if site is None:  # asyncio's own (an executor's result, shutdown)
+                    return original(callback, *args, **kwargs)
+
+                def handed_off(*inner: Any) -> Any:
+                    try:
+                        record(via, site, thread, posted, clock())
+                    except Exception:
+                        pass
+                    return callback(*inner)
+
+                return original(dress_as(handed_off, callback), *args, **kwargs)
+
+            return call_soon_threadsafe
+
+        self._undo = shadow(loop, "call_soon_threadsafe", wrap)
+        if self._undo is None:
+            self.unsupported = f"{type(loop).__name__} takes no instance attributes"
+
+    def _attach_qt(self, state: Any, plugin: Any) -> None:
+        # The binding the app's loop runs on (plugins/_qtbinding): never another one.
+        from looptools.inapp.detectors._qt_handoffs import SingleShotHandOffs
+
+        binding = getattr(plugin, "binding", None)
+        if binding is None or not SingleShotHandOffs.supports(binding):
+            return
+        qt = SingleShotHandOffs(binding, state.thread_id, self._record)
+        if qt.install():
+            self._qt = qt
+
+    def heartbeat(self, now: float, lag: float) -> None:
+        qt = self._qt
+        if qt is not None and not qt.armed:
+            qt.poll(now)
+
+    def detach(self) -> None:
+        undo, self._undo = self._undo, None
+        if undo is not None:
+            undo()
+        qt, self._qt = self._qt, None
+        if qt is not None:
+            qt.undo()
+
+    # -- recording (loop thread) ------------------------------------------------------
+    def _record(self, via: str, where: Frame | None, thread: str, posted: float,
+                started: float) -> None:
+        # ``posted``: when the work was due (a timer's requested delay is not waiting);
+        # a coarse Qt timer may fire a little early.
+        waited = max(0.0, started - posted)
+        key = (via, where, thread)
+        site = self.sites.get(key)
+        if site is None:
+            if len(self.sites) >= MAX_SITES:
+                self.dropped += 1
+                return
+            site = self.sites[key] = _Site(via, where, thread)
+        site.count += 1
+        site.waits.append(waited)
+        if waited > site.max_s:
+            site.max_s = waited
+            site.max_at = started
+
+    def stall_ended(self, stall: Any) -> None:
+        ended = stall.ended if stall.ended is not None else time.perf_counter()
+        self._stalls.append((stall.started, ended, stall.culprit))
+
+    # -- output -----------------------------------------------------------------------
+    def _during(self, site: _Site) -> dict[str, Any] | None:
+        """The culprit of the stall that held the loop through most of the longest wait."""
+        start, end = site.max_at - site.max_s, site.max_at
+        best, best_overlap = None, 0.0
+        for stalled, ended, culprit in list(self._stalls):
+            overlap = min(end, ended) - max(start, stalled)
+            if overlap > best_overlap:
+                best, best_overlap = culprit, overlap
+        if best is None or best_overlap < 0.5 * site.max_s:
+            return None
+        return as_dict(best)
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for site in list(self.sites.values()):
+            waits = [w * 1000.0 for w in list(site.waits)]
+            rows.append({
+                "via": site.via,
+                "thread": site.thread,
+                "site": as_dict(site.where),
+                "count": site.count,
+                "p50_ms": round(_percentile(waits, 0.5), 3),
+                "p99_ms": round(_percentile(waits, 0.99), 3),
+                "max_ms": round(site.max_s * 1000.0, 3),
+                "worst_during_stall_in": self._during(site),
+            })
+        rows.sort(key=lambda row: float(row["max_ms"]), reverse=True)
+        return rows
+
+    def contribute(self, report: dict[str, Any]) -> None:
+        # None: this loop's call_soon_threadsafe could not be wrapped (uvloop's Cython loop).
+        report["handoffs"] = None if self.unsupported else self.rows()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"handoffs": self.rows()[:5]} if self.sites else {}

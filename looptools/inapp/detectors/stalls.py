@@ -1,0 +1,1297 @@
+"""The stall watchdog: sees, while it happens, that the loop thread has not come back.
+
+A daemon thread looks every few milliseconds.  The loop thread leaves evidence
+of being alive in :class:`~looptools.inapp.state.LoopState`: the run counter and the
+running handle (the lean hot path), exact callback times (the precise one),
+the heartbeat.  The watchdog dates what it sees (a run first seen at a look
+began at most one look earlier) and *arms* each run it sees in progress, so
+that the loop thread reads the clock once when that run ends.  When the
+evidence is older than the threshold the loop is stalled, whatever holds it —
+an asyncio callback, a Qt slot, timer or paint event, or a C call.  The loop
+thread's stack is sampled *during* the stall with ``sys._current_frames()``, at
+every look while it lasts; the culprit is the application function most
+samples were in.
+
+A C call that holds the GIL starves this thread too, so it cannot sample; it
+notices afterwards by waking up late.  For those, ``faulthandler``'s C watchdog
+(which needs no GIL), re-armed by this thread while it is healthy, has already
+dumped the stacks to a private file during the stall.
+
+**Ticks.**  A thread that wakes every few ms is costly in a busy loop that
+releases the GIL often (every ``select``): CPython 3.11 hands the GIL to no one
+in particular, so the woken thread waits for it, often for tens of ms, and
+every release by the loop thread meanwhile signals it (measured: a 5 ms ticker
+thread slowed an ``asyncio.Queue`` workload by 15-20 %).  So when the loop runs
+on the main thread, a timer signal comes every look period (on Linux a POSIX
+timer sends a free real-time signal to the loop thread alone; elsewhere
+``setitimer``'s ``SIGALRM``, if the app does not use it) and its handler — on
+the loop thread, between two bytecodes — does the looking that dates runs (and
+sends asyncio's probes).  The thread then wakes only when the last sign of life would turn into
+a stall (about once per threshold), and when it is due, the next tick hands it
+the GIL (waits, with the GIL released, until it has looked).  When no Python
+runs on the loop thread the ticks stop (a C call, Qt idle); the thread then
+looks every few ms itself, as before, and it is cheap because the GIL is free.
+"""
+
+from __future__ import annotations
+
+import _thread
+import ctypes
+import dataclasses
+import faulthandler
+import gc
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import IO, Any
+
+from looptools._frames import (
+    Frame,
+    as_dict,
+    culprit_of,
+    parse_faulthandler_all,
+    stack_of,
+    without_ours,
+)
+from looptools.inapp import _fdtable, _posix_timer, _sigdump
+from looptools.inapp._describe import stall_names
+from looptools.inapp._fdtable import private_fd_table, stderr_fds
+from looptools.inapp._ourthreads import block_process_signals
+from looptools.inapp._threadtimes import (
+    ThreadTimes,
+    open_times,
+    pread_holding_gil,
+    reads_holding_gil,
+)
+from looptools.inapp.hub import Detector, give_back_interrupt
+from looptools.plugins.asyncio_loop import BETWEEN_RUNS, running_handle
+from looptools.settings import Settings
+
+#: How long a tick waits, with the GIL released, for the watchdog thread to look.
+HANDOFF_S = 0.002
+
+
+@dataclasses.dataclass
+class Stall:
+    """One stall of the loop thread."""
+
+    started: float  # perf_counter
+    detected: float | None  # perf_counter when the watchdog saw it, None if after the fact
+    ended: float | None = None
+    stack: list[Frame] = dataclasses.field(default_factory=list)
+    culprit: Frame | None = None
+    callback: str | None = None
+    task: str | None = None
+    gil_held: bool = False
+    source: str = "loop"
+    stack_source: str = "none"
+    samples: int = 0  # stacks sampled during the stall
+    culprit_samples: int = 0  # of those, in the culprit's function
+    idle_samples: int = 0  # of those, at the loop's own wait (no Python below it)
+    idle_frame: tuple[str, str] | None = None  # (function, file) of that wait
+    _votes: dict[Frame, int] = dataclasses.field(default_factory=dict, repr=False)
+    _stacks: dict[Frame, tuple[list[Frame], str]] = dataclasses.field(default_factory=dict,
+                                                                       repr=False)
+
+    def vote(self, stack: list[Frame], source: str = "sampled", weight: int = 1) -> None:
+        """Count one stack taken during the stall (``weight`` looks' worth of it).
+
+        The culprit is the application function most samples were in (a stall
+        that calls a hot function in a loop is that function's, even when one
+        sample lands in the loop around it), at its most-sampled line; the
+        stack kept is the first one taken there, and ``stack_source`` says how
+        that one was taken.  Ties go to the earliest.  A dump taken while a C
+        call held the GIL stands for every look the watchdog could not make.
+        """
+        self.samples += weight
+        stack = _without_tick(stack)
+        if stack and self.idle_frame is not None and stack[-1][:2] == self.idle_frame:
+            self.idle_samples += weight
+        culprit = culprit_of(stack)
+        if culprit is None:
+            return
+        votes = self._votes
+        if culprit in votes:
+            votes[culprit] += weight
+        elif len(votes) < _MAX_VOTES:
+            votes[culprit] = weight
+            self._stacks[culprit] = (stack, source)
+        else:
+            return
+        per_function: dict[tuple[str, str], int] = {}
+        for (name, file, _line), n in votes.items():
+            per_function[name, file] = per_function.get((name, file), 0) + n
+        top = max(per_function, key=per_function.__getitem__)
+        best = max((f for f in votes if (f[0], f[1]) == top), key=votes.__getitem__)
+        self.culprit = best
+        self.stack, self.stack_source = self._stacks[best]
+        self.culprit_samples = per_function[top]
+
+    def duration(self, now: float | None = None) -> float:
+        end = self.ended if self.ended is not None else (now or time.perf_counter())
+        return max(0.0, end - self.started)
+
+    def as_dict(self, origin: float) -> dict[str, Any]:
+        return {
+            "started_at_s": round(self.started - origin, 6),
+            "duration_ms": round(self.duration() * 1000.0, 3),
+            "detected_after_ms": (
+                round((self.detected - self.started) * 1000.0, 3) if self.detected else None
+            ),
+            "culprit": as_dict(self.culprit),
+            "stack": [as_dict(frame) for frame in without_ours(self.stack)],
+            "callback": self.callback,
+            "task": self.task,
+            "gil_held": self.gil_held,
+            "source": self.source,
+            "stack_source": self.stack_source,
+            "samples": self.samples,
+            "culprit_samples": self.culprit_samples,
+        }
+
+
+def _sample(thread_id: int | None) -> list[Frame]:
+    """The loop thread's stack now, without our tick handler on top of it (when
+    a tick handed us the GIL, the loop thread is waiting in it)."""
+    stack = stack_of(sys._current_frames().get(thread_id)) if thread_id is not None else []
+    return _without_tick(stack)
+
+
+def _without_tick(stack: list[Frame]) -> list[Frame]:
+    """``stack`` cut below our tick handler, if it is on it.  Any stack can hold it:
+    a sample taken while a tick handed the GIL over, a dump the loop thread made
+    while in a tick (a busy machine once kept ``StallWatchdog._tick`` as the top of a
+    stall's stack)."""
+    here = _sample.__code__.co_filename
+    for i in range(len(stack) - 1, -1, -1):
+        name, file = stack[i][0], stack[i][1]
+        if file == here and (name == "_tick" or name.endswith("._tick")):
+            return stack[:i]
+    return stack
+
+
+def _read_at(fd: int, size: int, offset: int) -> bytes:
+    """``os.pread``, or where there is none (Windows) a seek and a read."""
+    pread = getattr(os, "pread", None)
+    if pread is not None:
+        return bytes(pread(fd, size, offset))
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, size)
+
+
+def _clear_dump(fd: int) -> None:
+    """Empty the dump file; faulthandler's next dump goes at its start (where
+    there is no O_APPEND, the file's offset is where it writes)."""
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+
+
+#: Files a watchdog thread with a descriptor table of its own could not close.
+_LEFT_OPEN: list[IO[bytes]] = []
+
+_MAX_VOTES = 64  # distinct culprit frames counted per stall
+_MAX_SAMPLES = 2000  # stacks sampled per stall (10 s at one a look): enough to vote
+
+
+class StallWatchdog(Detector):
+    name = "stalls"
+
+    def __init__(self, settings: Settings) -> None:
+        self.threshold = settings.threshold_s
+        heartbeat = settings.heartbeat_ms / 1000.0
+        # Look often enough that a run is dated to within a look and a stall is
+        # seen within threshold + one look.
+        self.poll = min(0.010, max(0.002, self.threshold / 10.0, heartbeat / 2.0))
+        self.gil_late = max(0.020, self.threshold / 2.0)
+        # A look this late (two GIL switch intervals) is asked why it was late.
+        self.gil_trigger = max(0.010, 2.0 * self.poll)
+        self.use_faulthandler = settings.gil_capture
+        # How the stack of a stall that holds the GIL is taken: the loop thread
+        # dumps its own from a signal (looptools.inapp._sigdump), or, where that cannot
+        # be set up, faulthandler's timer thread dumps every thread's.
+        self.use_thread_dump = settings.thread_dump
+        self.dump_after = max(0.020, self.threshold * 0.4)
+        self._dumper: _sigdump.ThreadDump | None = None
+        self._one_byte = ctypes.create_string_buffer(1)
+        self.dump_kind: str | None = None  # "signal", "timer-thread" or None
+        # Why not (None: in use), for the report; see contribute().
+        self.no_gil_stacks: str | None = "no loop ran"
+        self.no_thread_dump: str | None = "no loop ran"
+        # Why the watchdog ran late (looptools.inapp._threadtimes): read in its thread.
+        self.use_thread_times = settings.thread_times
+        self._times_w: ThreadTimes | None = None
+        self._times_l: ThreadTimes | None = None
+        self.thread_times = False
+        self.no_thread_times: str | None = "no loop ran"
+        self.gil_waits = 0  # looks that found the GIL held against them
+        self.starved = 0  # would-be stalls of an idle loop kept off the CPU (not stalls)
+        self._rq_marks: deque[tuple[float, float]] = deque(maxlen=256)
+        self.limit = settings.max_stalls
+        self.kept: list[Stall] = []
+        self.count = 0
+        self.total = 0.0
+        self.longest = 0.0
+        self.current: Stall | None = None
+        self.state: Any = None
+        self.qt = False
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._dump: IO[bytes] | None = None
+        self._armed_at = 0.0
+        # Reentrant: the monitor stops from a SIGTERM handler, which may run on
+        # the loop thread in the middle of _finish.
+        self._lock = threading.RLock()
+        self._recent_slow: deque[tuple[float, float, Any]] = deque(maxlen=8)
+        #: GIL-held stalls finished before their callback was reported (the
+        #: watchdog can get there first on a busy machine): named when it is.
+        self._unnamed: deque[Stall] = deque(maxlen=8)
+        # What the watchdog has seen of the loop thread (its own thread only):
+        self._n = 0  # the run counter at the last look
+        self._alive = time.perf_counter()  # the last time the loop was seen back
+        self._run_t0: float | None = None  # when the run in progress began, as dated
+        self._jobs: list[Callable[[float, float], Any]] = []  # asyncio probes
+        # Ticks (see the module docstring).  The tick runs on the loop thread;
+        # _look serialises looking between it and the thread (the tick never
+        # blocks on it: it skips).
+        self.use_ticks = settings.signal_ticks
+        self.ticking = False
+        self.ticks = 0  # ticks run
+        self.handoffs = 0  # looks of the thread handed the GIL by a tick
+        self.looks = 0  # looks of the thread
+        self.no_ticks: str | None = "no loop ran"  # why the last loop start set no ticks
+        # A descriptor table of the thread's own (looptools.inapp._fdtable): the
+        # descriptors to keep in it, None for a shared table.
+        self.use_private_fds = settings.private_fds
+        self._fd_keep: set[int] | None = None
+        self.private_fds = False  # the thread runs with a table of its own
+        self.no_private_fds: str | None = "no loop ran"
+        self._guard_gc = False  # pause cyclic GC while the thread runs Python
+        self._ready = threading.Event()  # the thread has set its table up
+        self._gc_paused = False
+        self._in_tick = False
+        self._retiring = False  # stopped off the main thread: the next tick undoes it
+        # The signal the ticks come on (no SIGALRM on Windows: set before use).
+        self._tick_signal: int = getattr(signal, "SIGALRM", 0)
+        self._tick_timer: _posix_timer.ThreadTimer | None = None
+        self.tick_timer: str | None = None  # what sends them: "posix-timer" or "setitimer"
+        self._tick_t = 0.0  # when the last tick ran
+        self._tick_cpu = 0.0  # the loop thread's CPU clock then
+        self._look_cpu = 0.0  # the loop thread's CPU clock at the thread's last look
+        self._cpu_clock: int | None = None  # the loop thread's CPU clock, read from here
+        self._burst = (0.0, 0.0)  # (when, CPU seconds) of the last C call seen by a tick
+        self._jobs_t = 0.0  # when the jobs last ran
+        self._last_look = time.perf_counter()  # when a look (tick or thread) last dated runs
+        # Held while faulthandler's timer is (re-)armed, and across a fork: a
+        # child must not inherit the timer's C thread half-way (its exit would
+        # wait for that thread forever).
+        self._arm = _thread.allocate_lock()
+        self._look = _thread.allocate_lock()
+        self._wake = _thread.allocate_lock()  # released to wake the thread
+        self._wake.acquire()
+        self._done = _thread.allocate_lock()  # released by the thread after a handed-off look
+        self._done.acquire()
+        self._due = float("inf")  # when the thread next wants to look
+        self._waiting = False  # the thread is (or is just back from) waiting to look
+        self._handoff = False  # a tick is waiting for the thread's look
+        # Worker-thread loops (looptools.inapp.detectors.worker_loops), looked at by this
+        # thread too; _workers_only: the thread runs for them alone (no main loop).
+        self._workers: Any = None
+        self._workers_only = False
+
+    # -- lifecycle (loop thread) --------------------------------------------
+    def attach(self, state: Any, plugin: Any) -> None:
+        with self._lock:
+            # Running for worker loops alone: set up again below, for this loop too.
+            stopped = self._stop_thread() if self._workers_only else None
+        if stopped is not None:
+            stopped.join(timeout=1.0)
+        self.state = state
+        self.qt = bool(plugin.is_qt)
+        on_main = state.thread_id == threading.main_thread().ident
+        self._set_up_dumps(state, on_main)
+        self._fd_keep = None
+        self.private_fds = False
+        fds = plugin.thread_fds() if self.use_private_fds else None
+        if not self.use_private_fds:
+            self.no_private_fds = "switched off (private_fds)"
+        elif not on_main:
+            self.no_private_fds = "the loop runs off the main thread"
+        elif fds is None:
+            self.no_private_fds = "the loop's descriptors the watchdog uses are not known"
+        else:
+            # Only a loop on the main thread gains: one off it shares the
+            # table with the main thread anyway.
+            self.no_private_fds = None  # unless the thread cannot (see _run)
+            self._fd_keep = stderr_fds() | set(fds)
+            if self._dump is not None:
+                self._fd_keep.add(self._dump.fileno())
+        self._stop = threading.Event()  # the new thread's: an old one stopping keeps its own
+        self._ready.clear()
+        self._thread = threading.Thread(target=self._run, args=(self._stop,),
+                                        name="looptools-watchdog", daemon=True)
+        self._thread.start()
+        if self._fd_keep is not None:
+            # Wait (~0.1 ms) while the thread sets its table up: done while the
+            # loop runs, every GIL release there (each close) would cost a
+            # GIL convoy of several ms against the busy loop.
+            self._ready.wait(0.5)
+
+    def serve_workers(self, workers: Any) -> None:
+        """Any thread: at each look, look at worker-thread loops too
+        (``WorkerLoops.look``), or (None) no more.  With no loop attached the
+        thread runs for them alone, until a loop is attached or they are done."""
+        if workers is not None and self._workers is workers and self._thread is not None:
+            return
+        stopped = None
+        with self._lock:
+            self._workers = workers
+            if workers is None:
+                if self._workers_only:
+                    stopped = self._stop_thread()
+            elif self._thread is None and self.hub is not None and self in self.hub.detectors:
+                self._workers_only = True
+                self._fd_keep = None  # a table of its own only for a main loop (see attach)
+                self._stop = threading.Event()
+                self._ready.clear()
+                self._thread = threading.Thread(target=self._run, args=(self._stop,),
+                                                name="looptools-watchdog", daemon=True)
+                self._thread.start()
+        if stopped is not None:
+            stopped.join(timeout=1.0)
+
+    def _stop_thread(self) -> threading.Thread | None:
+        """Tell the thread running for worker loops alone to stop (under ``_lock``);
+        returns it, for the caller to join once the lock is released."""
+        self._workers_only = False
+        self._stop.set()
+        try:
+            self._wake.release()
+        except RuntimeError:
+            pass
+        thread, self._thread = self._thread, None
+        return thread if thread is not threading.current_thread() else None
+
+    def _set_up_dumps(self, state: Any, on_main: bool) -> None:
+        """How the stack of a stall that holds the GIL will be taken (``dump_kind``).
+
+        Best: the loop thread dumps its own (looptools.inapp._sigdump: Linux, ticks on
+        the main thread).  Else faulthandler's timer thread dumps every thread's,
+        later.  Else, or with ``gil_capture`` off, no dump at all: the stack is
+        sampled the moment the GIL comes back (``stack_source: "after"``).
+        """
+        self._dumper = None
+        self.dump_kind = None
+        self.no_gil_stacks = self.no_thread_dump = None
+        if not self.use_faulthandler:
+            self.no_gil_stacks = self.no_thread_dump = "switched off (gil_capture)"
+            return
+        if not self.use_thread_dump:
+            self.no_thread_dump = "switched off (thread_dump)"
+        elif not self.use_ticks:
+            # Its timer is re-armed by every tick (see looptools.inapp._sigdump).
+            self.no_thread_dump = "it needs the ticks (signal_ticks is off)"
+        elif not on_main:
+            self.no_thread_dump = "the loop runs off the main thread"
+        else:
+            self.no_thread_dump = _sigdump.missing()
+        later = hasattr(faulthandler, "dump_traceback_later") \
+            and hasattr(faulthandler, "cancel_dump_traceback_later")
+        if self.no_thread_dump is not None and not later:
+            self.no_gil_stacks = "no faulthandler.dump_traceback_later on this platform"
+            return
+        self._dump = tempfile.TemporaryFile(prefix="looptools-dump-")
+        # O_APPEND so that faulthandler always writes at the end, even after
+        # we truncate the file between stalls (without fcntl, _clear_dump
+        # also moves the file's offset back to the start).
+        try:
+            import fcntl
+
+            flags = fcntl.fcntl(self._dump.fileno(), fcntl.F_GETFL)
+            fcntl.fcntl(self._dump.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
+        except (ImportError, OSError, AttributeError):
+            pass
+        if self.no_thread_dump is None:
+            try:
+                self._dumper = _sigdump.create(state.thread_id, state.native_id,
+                                               self._dump, self.dump_after)
+            except Exception:  # ours, not the app's: fall back
+                self._dumper = None
+            if self._dumper is None:
+                self.no_thread_dump = "its signal or timer could not be set up"
+        if self._dumper is not None:
+            self.dump_kind = "signal"
+        elif later:
+            self.dump_kind = "timer-thread"
+        else:
+            self._dump.close()
+            self._dump = None
+            self.no_gil_stacks = "no faulthandler.dump_traceback_later on this platform"
+
+    def detach(self) -> None:
+        self._stop_ticks()
+        self._stop.set()
+        try:
+            self._wake.release()
+        except RuntimeError:
+            pass
+        thread, self._thread = self._thread, None
+        itself = thread is threading.current_thread()
+        if thread is not None and not itself:
+            thread.join(timeout=1.0)
+        dumper, self._dumper = self._dumper, None
+        if dumper is not None:
+            dumper.close(on_target_thread=threading.get_ident() == getattr(
+                self.state, "thread_id", None))
+        if self._dump is not None:
+            if dumper is None and self.dump_kind == "timer-thread":
+                with self._arm:
+                    faulthandler.cancel_dump_traceback_later()
+            if self.private_fds and itself:
+                # Switching itself off after a failure: a close here would hit
+                # this thread's table and leak the app's copy; the file is left
+                # for the interpreter to close at exit, from the main thread.
+                _LEFT_OPEN.append(self._dump)
+            else:
+                self._dump.close()
+            self._dump = None
+        if self.current is not None:
+            self._finish(self.current, self._end_of(self.current))
+
+    # -- fork (the forking thread) ----------------------------------------------
+    def before_fork(self) -> None:
+        if self._dump is not None and self._dumper is None and self.dump_kind == "timer-thread":
+            self._arm.acquire()
+            faulthandler.cancel_dump_traceback_later()
+            self._armed_at = 0.0  # re-armed at the next look, in the parent
+
+    def after_fork_in_parent(self) -> None:
+        if self._arm.locked():
+            self._arm.release()
+
+    def forget(self) -> None:
+        # In the child: the watchdog thread is gone, faulthandler's timer was
+        # cancelled before the fork, timers are not inherited; put the tick
+        # signal's handler back.
+        self._thread = None
+        self.current = None
+        self.state = None
+        self._tick_timer = None  # POSIX timers and itimers are not inherited
+        if self.ticking:
+            self.ticking = False
+            try:
+                if signal.getsignal(self._tick_signal) == self._tick:
+                    signal.signal(self._tick_signal, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+        dumper, self._dumper = self._dumper, None
+        if dumper is not None:
+            dumper.forget()
+        dump, self._dump = self._dump, None
+        if dump is not None:
+            try:
+                dump.close()
+            except OSError:
+                pass
+        if self._arm.locked():
+            self._arm.release()
+
+    def loop_started(self, now: float) -> None:
+        self._alive = self._last_look = now
+        self._run_t0 = None
+        if self.state is not None:
+            self._n = self.state.n
+        self._start_ticks()
+
+    def loop_stopped(self, now: float) -> None:
+        self._stop_ticks()
+        # The loop stopping is the loop thread coming back: end any stall now.
+        current = self.current
+        if current is not None:
+            self._finish(current, now)
+
+    # -- ticks (loop thread) -------------------------------------------------
+    def _start_ticks(self) -> None:
+        """Start the ticks if the loop thread is the main thread.
+
+        Linux: a POSIX timer sends a free real-time signal to the loop thread
+        alone (looptools.inapp._posix_timer).  Elsewhere: ``setitimer``'s ``SIGALRM``,
+        if the app uses neither it nor the real-time interval timer.
+        """
+        state = self.state
+        main = threading.main_thread()
+        if self.ticking or state is None:
+            return
+        self.tick_timer = None
+        if not self.use_ticks:
+            self.no_ticks = "switched off (signal_ticks)"
+            return
+        if threading.current_thread() is not main or state.thread_id != main.ident:
+            self.no_ticks = "the loop runs off the main thread"
+            return
+        try:
+            if self._start_thread_timer(state):
+                return
+            if not all(hasattr(signal, name) for name in
+                       ("setitimer", "getitimer", "SIGALRM", "siginterrupt")):
+                self.no_ticks = "no timer signals on this platform"
+                return
+            if signal.getsignal(signal.SIGALRM) != signal.SIG_DFL \
+                    or signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0):
+                self.no_ticks = "the app uses SIGALRM or the real-time interval timer"
+                return
+            self.no_ticks = None
+            self.tick_timer = "setitimer"
+            self._tick_signal = signal.SIGALRM
+            signal.signal(signal.SIGALRM, self._tick)
+            self.ticking = True
+            # SA_RESTART: a read or write the app has in progress restarts instead
+            # of failing with EINTR (sleeps and selects return early and Python
+            # retries them, running the handler in between).
+            signal.siginterrupt(signal.SIGALRM, False)
+            self._ticks_began()
+            signal.setitimer(signal.ITIMER_REAL, self.poll, self.poll)
+        except (OSError, ValueError, AttributeError) as exc:
+            self._stop_ticks()
+            self.tick_timer = None
+            self.no_ticks = f"the timer signal could not be set up ({type(exc).__name__}: {exc})"
+
+    def _start_thread_timer(self, state: Any) -> bool:
+        """Ticks from a POSIX timer aimed at the loop thread (Linux); False if none."""
+        if state.native_id is None:
+            return False
+        taken = (self._dumper.signum,) if self._dumper is not None else ()
+        signals = _posix_timer.free_signals(1, taken)
+        if not signals:
+            return False
+        signum = signals[0]
+        timer = _posix_timer.create(_posix_timer.CLOCK_MONOTONIC, state.native_id, signum,
+                                    self.poll, self.poll)
+        if timer is None:
+            return False
+        self.no_ticks = None
+        self.tick_timer = "posix-timer"
+        self._tick_signal = signum
+        self._tick_timer = timer
+        signal.signal(signum, self._tick)
+        signal.siginterrupt(signum, False)
+        self.ticking = True
+        self._ticks_began()
+        timer.arm()
+        return True
+
+    def _ticks_began(self) -> None:
+        self._tick_t = self._jobs_t = time.perf_counter()
+        self._tick_cpu = time.thread_time()
+        if self._dumper is not None:
+            self._dumper.arm()
+
+    def _stop_ticks(self) -> None:
+        """Stop the ticks and put their signal back to its default.
+
+        Python sets signal handlers only on the main thread; called from another
+        thread this leaves the undoing to the next tick, which runs there.
+        """
+        if not self.ticking:
+            return
+        if threading.current_thread() is not threading.main_thread():
+            self._retiring = True
+            return
+        self.ticking = self._retiring = False
+        if self._dumper is not None:
+            self._dumper.disarm()
+        signum = self._tick_signal
+        timer, self._tick_timer = self._tick_timer, None
+        try:
+            ours = signal.getsignal(signum) == self._tick
+            if timer is not None:
+                # A signal it already sent to this thread is delivered as the call
+                # returns, and its handler (still ours) runs before the next
+                # bytecode: none can arrive after the handler is put back.
+                timer.delete()
+            else:
+                interval = signal.getitimer(signal.ITIMER_REAL)[1]
+                if ours or abs(interval - self.poll) < 1e-4:  # not a timer the app set
+                    signal.setitimer(signal.ITIMER_REAL, 0.0)
+            if ours:
+                _posix_timer.restore_default(signum, self._tick)
+        except (OSError, ValueError):
+            pass
+
+    def _tick(self, signum: int, frame: Any) -> None:
+        """The ticks' signal handler, on the loop thread between two bytecodes: look.
+
+        Never blocks on a lock the loop thread may hold, never raises into the
+        app: on any error the ticks stop and the thread looks by itself.
+        """
+        if self._retiring:  # stopped from another thread: undo it here
+            self._stop_ticks()
+            return
+        if not self.ticking or self._in_tick:
+            return
+        self._in_tick = True
+        try:
+            now = time.perf_counter()
+            previous, self._tick_t = self._tick_t, now
+            cpu = time.thread_time()
+            burst = cpu - max(self._tick_cpu, self._look_cpu)
+            self._tick_cpu = cpu
+            if burst >= self.gil_late * 0.5:
+                # The loop thread burned this much CPU without a bytecode
+                # boundary (ticks run at each one, every poll) and without the
+                # watchdog thread looking: one C call that held the GIL.
+                self._burst = (now, burst)
+            dumper = self._dumper
+            if dumper is not None:
+                dumper.arm()  # Python runs on the loop thread: no C call holds the GIL
+            self.ticks += 1
+            state = self.state
+            if state is None or not state.running:
+                return
+            if self._look.acquire(False):
+                try:
+                    if now - previous <= 2.0 * self.poll:
+                        # On time: whatever runs now began after the last tick.
+                        # (A late tick ran after a C call or Qt's idle wait; which
+                        # one is unknown, so the thread dates such a run.)
+                        _seen, cur = self._observe(now, now, frame)
+                        self._last_look = now
+                        check = state.idle_check
+                        if cur is None and check is not None and check(frame):
+                            state.idle_seen = now
+                    if self._jobs:
+                        # Dated when a tick was due to run them: a tick that could
+                        # not (a C call held the loop thread) is not lost time.
+                        self._run_jobs(now, min(now, self._jobs_t + self.poll))
+                finally:
+                    self._look.release()
+            if now >= self._due and self._waiting and not self._stop.is_set():
+                self._hand_off()
+        except KeyboardInterrupt:
+            give_back_interrupt()
+        except Exception as exc:
+            self._stop_ticks()
+            if self.hub is not None:
+                self.hub.warn(f"looptools: the stall watchdog's ticks failed "
+                              f"({type(exc).__name__}: {exc}); it looks by itself from now on")
+        finally:
+            self._in_tick = False
+
+    def _hand_off(self) -> None:
+        """Let the due watchdog thread look now, with the GIL free.
+
+        Otherwise it would wait for the GIL while this thread, releasing it at
+        every ``select``, keeps taking it back first.
+        """
+        done = self._done
+        done.acquire(False)  # drop a release left over from a handoff that timed out
+        self._handoff = True
+        try:
+            self._wake.release()
+        except RuntimeError:  # already woken
+            pass
+        if done.acquire(timeout=HANDOFF_S):
+            self.handoffs += 1
+        self._handoff = False
+
+    def slow_callback(self, handle: Any, started: float, duration: float) -> None:
+        # Loop thread, only for callbacks over the threshold.  Lets a GIL-holding
+        # stall that the watchdog could only see afterwards still name its callback.
+        self._recent_slow.append((started, started + duration, handle))
+        for stall in list(self._unnamed):
+            ended = stall.ended if stall.ended is not None else started + duration
+            if stall.callback is None and started < ended and started + duration > stall.started:
+                self._describe(stall, handle)
+                try:
+                    self._unnamed.remove(stall)
+                except ValueError:
+                    pass
+
+    def _name_from_recent(self, stall: Stall) -> None:
+        end = stall.ended or time.perf_counter()
+        for started, finished, handle in reversed(list(self._recent_slow)):
+            if started < end and finished > stall.started:
+                self._describe(stall, handle)
+                return
+
+    def _describe(self, stall: Stall, handle: Any) -> None:
+        stall.source, stall.callback, task = stall_names(handle)
+        if task is not None:
+            stall.task = task
+
+    def add_job(self, job: Callable[[float, float], Any]) -> None:
+        """Run ``job(now, dated)`` every few ms: on each tick, or at the thread's looks."""
+        self._jobs = [*self._jobs, job]
+
+    def remove_job(self, job: Callable[[float, float], Any]) -> None:
+        self._jobs = [j for j in self._jobs if j is not job]
+
+    def _run_jobs(self, now: float, dated: float = 0.0) -> None:
+        self._jobs_t = now
+        for job in self._jobs:
+            try:
+                job(now, dated)
+            except Exception:  # e.g. the loop was closed: that job is done
+                self.remove_job(job)
+
+    def _ticks_flowing(self, now: float) -> bool:
+        return self.ticking and now - self._tick_t <= 2.0 * self.poll
+
+    # -- the watchdog thread -----------------------------------------------
+    def _run(self, stop: threading.Event | None = None) -> None:
+        # While ticks flow, the thread sleeps until the loop's last sign of life
+        # would turn into a stall (last seen + threshold): ~20 wakes a second
+        # instead of ~200, each handed the GIL by a tick.  Without ticks it looks
+        # every poll (see _next_wait).
+        poll = self.poll
+        idle_wait = min(0.05, self.threshold)
+        # faulthandler dumps every thread's stack from its own C thread, without
+        # the GIL.  That is safe for a thread stuck in a C call, but reading the
+        # frames of a thread that is running Python races with it (we saw it
+        # crash an app when dumps fired every few ms).  So the dump timer is set
+        # to twice the threshold and re-armed every half threshold: it fires only
+        # if this thread was kept from running for 1.5 x threshold, which on a
+        # healthy machine means a C call holding the GIL.  GIL-held stalls
+        # shorter than that are sampled right after they end instead.
+        rearm_every = self.threshold / 2.0
+        dump_after = self.threshold * 2.0
+        # With a table of its own, this thread must never run the finalizer of
+        # an app object that owns a descriptor: the close would hit its table,
+        # not the app's, and leak the app's.  Cyclic GC runs in whichever thread
+        # allocates past the threshold, so it is paused while this thread runs
+        # Python (when the app cannot allocate anyway: it is waiting for the
+        # GIL); the collection is deferred to the app's next allocation, not lost.
+        self._guard_gc = self._fd_keep is not None
+        # Before faulthandler's C thread is started from here: it inherits the mask.
+        block_process_signals()
+        try:
+            self._pause_gc()
+            if self._fd_keep is not None:
+                self.private_fds = private_fd_table(self._fd_keep)
+                if not self.private_fds:
+                    self.no_private_fds = _fdtable.missing() \
+                        or "unshare(CLONE_FILES) was refused"
+            self._guard_gc = self.private_fds
+            if self.use_thread_times and self.state is not None:
+                # Opened here, after the table: in this thread's own table.
+                self._times_w = open_times(threading.get_native_id())
+                self._times_l = open_times(self.state.native_id)
+            self.thread_times = self._times_w is not None and self._times_l is not None
+            self._cpu_clock = None
+            if not self.use_thread_times:
+                self.no_thread_times = "switched off (thread_times)"
+            elif self.thread_times:
+                self.no_thread_times = None
+            else:
+                self.no_thread_times = "no /proc/self/task/<tid>/schedstat" \
+                    if reads_holding_gil() else "no pread in the C library"
+                if self.state is not None:
+                    # The loop thread's CPU clock alone still tells a C call
+                    # from a busy machine (with ticks: see _gil_held).
+                    try:
+                        clock = time.pthread_getcpuclockid(self.state.thread_id)
+                        time.clock_gettime(clock)
+                        self._cpu_clock = clock
+                    except (AttributeError, OSError):
+                        self._cpu_clock = None
+            self._ready.set()
+            self._watch(poll, idle_wait, rearm_every, dump_after, stop or self._stop)
+        finally:
+            self._ready.set()
+            for times in (self._times_w, self._times_l):
+                if times is not None:
+                    times.close()
+            self._times_w = self._times_l = None
+            self._resume_gc()
+
+    def _gil_held(self, late: float, wait: float, since: float,
+                  before: tuple[float, float, float, float] | None) -> tuple[bool, float]:
+        """Was this thread ``late`` because a C call on the loop thread held the GIL?
+
+        Returns the verdict and how long the GIL was held (an estimate).  Three
+        things make a look late, and only one is the GIL:
+
+        * the OS kept this thread off the CPU (a busy machine): time on the run
+          queue, read from ``schedstat`` (looptools.inapp._threadtimes);
+        * the loop thread ran Python but was itself kept off the CPU while
+          holding the GIL: a Python loop gives the GIL up within the switch
+          interval of *running*, however long that takes on a busy machine;
+        * a C call held the GIL: the loop thread burned CPU without running a
+          single bytecode.  The ticks tell that directly — each one reads the
+          loop thread's CPU clock, and a C call shows as CPU time between two
+          ticks (``_burst``).  Without ticks, the loop thread's CPU time beyond
+          what it could have used while this thread slept or queued is the C
+          call's.
+        """
+        if late < self.gil_trigger:
+            return False, 0.0
+        w, lt = self._times_w, self._times_l
+        now_times: tuple[float, float, float, float] | None = None
+        if before is not None and w is not None and lt is not None:
+            try:
+                now_times = (*w.read(), *lt.read())
+            except (OSError, ValueError, IndexError):
+                now_times = None
+        queued = 0.0
+        if before is not None and now_times is not None:
+            queued = (now_times[1] - before[1]) + (now_times[0] - before[0])
+            if late - queued < self.gil_trigger:
+                return False, 0.0  # late because the OS kept us waiting for a CPU
+        if self.ticking:
+            # CPU the loop thread burned since the last tick that ran on it, and
+            # since this thread last looked: a C call that kept both away,
+            # however it ended (this thread usually gets the GIL at the first
+            # bytecode after it, before the next tick can say so itself).  A C
+            # call that released the GIL (zlib) let this thread look meanwhile.
+            since_cpu = max(self._tick_cpu, self._look_cpu)
+            burst = self._burst[1] if self._burst[0] >= since else 0.0
+            if now_times is not None:
+                burst = max(burst, now_times[2] - since_cpu)
+            elif self._cpu_clock is not None:
+                burst = max(burst, time.clock_gettime(self._cpu_clock) - since_cpu)
+            else:
+                return True, late
+            return burst >= self.gil_late * 0.5, burst
+        if before is not None and now_times is not None:
+            # The loop thread's CPU time while this thread was not asleep nor
+            # queued, less one switch interval: time it ran without letting go.
+            excess = (now_times[2] - before[2]) - wait - queued - sys.getswitchinterval()
+            return excess >= self.gil_late * 0.5, max(0.0, excess)
+        return True, late  # nothing to tell by: judge by lateness alone
+
+    def _times_before(self) -> tuple[float, float, float, float] | None:
+        w, lt = self._times_w, self._times_l
+        if w is None or lt is None:
+            return None
+        try:
+            return (*w.read(), *lt.read())
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _pause_gc(self) -> None:
+        if self._guard_gc and gc.isenabled():
+            gc.disable()
+            self._gc_paused = True
+
+    def _resume_gc(self) -> None:
+        if self._gc_paused:
+            self._gc_paused = False
+            gc.enable()
+
+    def _watch(self, poll: float, idle_wait: float, rearm_every: float,
+               dump_after: float, stop: threading.Event) -> None:
+        # ``stop``: this thread's own (attach and serve_workers give each thread a new
+        # one), so that a thread told to stop never runs on beside its successor.
+        wait = poll
+        expected = time.perf_counter() + wait
+        previous = time.perf_counter()
+        before = self._times_before()
+        if before is not None:
+            self._look_cpu = before[2]
+        while True:
+            self._due = expected
+            self._waiting = True
+            self._resume_gc()
+            self._wake.acquire(timeout=wait)
+            self._waiting = False
+            if stop.is_set():
+                return
+            self._pause_gc()
+            now = time.perf_counter()
+            late = now - expected
+            self.looks += 1
+            try:
+                dumper = self._dumper
+                # Late by more than the GIL's switch interval allows: why?
+                gil, held = self._gil_held(late, wait, previous, before) \
+                    if self.state is not None else (False, 0.0)
+                if gil:
+                    self.gil_waits += 1
+                # Look first: re-arming faulthandler waits for its old thread with
+                # the GIL released, and the loop thread would run on meanwhile.
+                with self._look:
+                    self._check(now, max(previous, self._last_look), late, gil, held)
+                    self._last_look = now
+                    if not self._ticks_flowing(now):
+                        self._run_jobs(now)
+                if dumper is None and self._dump is not None \
+                        and self.dump_kind == "timer-thread" \
+                        and now - self._armed_at >= rearm_every:
+                    with self._arm:
+                        if self._dump is not None:
+                            faulthandler.dump_traceback_later(dump_after, file=self._dump)
+                            self._armed_at = now
+                # A dump from a hiccup that held no GIL against us (a C call that
+                # released it, the loop thread off the CPU): drop it so it cannot
+                # be mistaken for the stack of a later stall.
+                if self._dump is not None and not gil and self._dump_written():
+                    _clear_dump(self._dump.fileno())
+                wait = self._next_wait(now, poll, idle_wait)
+                workers = self._workers
+                if workers is not None:  # worker-thread loops: not under _look
+                    workers.look(now)
+                    wait = min(wait, workers.next_wait(now, poll))
+                before = self._times_before()
+                if before is not None:
+                    self._rq_marks.append((time.perf_counter(), before[3]))
+                    self._look_cpu = before[2]
+                elif self._cpu_clock is not None:
+                    self._look_cpu = time.clock_gettime(self._cpu_clock)
+            except Exception as exc:
+                self._stop_ticks()
+                if self.hub is not None:
+                    self.hub.disable(self, exc, "watchdog")
+                # Others' jobs (asyncio probes for the heartbeat) go on without us.
+                while self._jobs:
+                    self._resume_gc()
+                    if stop.wait(0.01):
+                        return
+                    self._pause_gc()
+                    self._run_jobs(time.perf_counter())
+                return
+            finally:
+                if self._handoff:
+                    try:
+                        self._done.release()
+                    except RuntimeError:
+                        pass
+            self._wake.acquire(False)  # a wake-up that came while we looked: spent
+            previous = now
+            expected = now + wait
+
+    def _next_wait(self, now: float, poll: float, idle_wait: float) -> float:
+        state = self.state
+        if state is None or not state.running:
+            return idle_wait
+        if self.current is not None or not self._ticks_flowing(now):
+            # A run is dated by the first look that sees it: without ticks, this
+            # thread must look every poll while the loop runs.
+            return poll
+        # Ticks date the runs: look when the last sign of life would turn into
+        # a stall (the next tick hands this thread the GIL then).
+        seen = max(self._alive, state.last_beat, state.last_end, state.idle_seen)
+        return min(max(poll, seen + self.threshold - now), self.threshold)
+
+    def _observe(self, now: float, dated: float, frame: Any = None) -> tuple[float, Any]:
+        """When the loop thread was last seen back in the loop, and the handle running.
+
+        A run first seen at this look is dated ``dated``, or exactly if the
+        precise hot path stamped it, and never before another sign of life.
+        ``frame`` is the loop thread's innermost frame when a tick looks (on
+        that thread); without a hook on callbacks the running handle is found
+        from it (see looptools.inapp.state).
+        """
+        state = self.state
+        run_code = state.run_code
+        if run_code is not None:
+            if frame is None:
+                frame = sys._current_frames().get(state.thread_id)
+            found = running_handle(frame, run_code)
+            frame = None
+            if found is BETWEEN_RUNS:
+                # The loop iterates, in no callback: alive now (the hook's run count
+                # told the same when the look fell between two callbacks).
+                found = None
+                self._alive = max(self._alive, now)
+            if found is not state.cur:
+                state.cur = found
+                state.n += 1
+            elif found is not None and state.armed == state.n \
+                    and state.end_watch is not None:
+                # The same run at two looks: time its end exactly.
+                state.end_watch.arm(found, state.n)
+        cur = state.cur
+        n = state.n
+        if n != self._n:
+            # Runs began since the last look.  One in progress began after that
+            # look; it is dated now (or exactly, if the precise hot path stamped
+            # it), and armed, so that its end is timed exactly.
+            self._n = n
+            if cur is not None:
+                if state.t0_n == n:
+                    started = state.t0
+                else:  # after every other sign of life
+                    started = max(dated, state.last_beat, state.last_end, state.idle_seen)
+                self._alive = self._run_t0 = started
+                if state.armed != n:
+                    state.armed_t0 = started
+                    state.armed = n
+                if state.end_watch is not None and now - started > self.poll:
+                    # Already long (seen late, after a C call held the GIL).
+                    state.end_watch.arm(cur, n)
+            else:
+                self._alive = now
+                self._run_t0 = None
+        elif cur is None:
+            self._run_t0 = None
+        seen = max(self._alive, state.last_beat, state.last_end, state.idle_seen)
+        return seen, cur
+
+    def _end_of(self, stall: Stall) -> float | None:
+        """The first sign of life after ``stall`` began: when it ended."""
+        state = self.state
+        if state is None:
+            return None
+        after = [t for t in (state.last_end, state.last_beat, state.idle_seen, self._alive)
+                 if t > stall.started + 1e-6]
+        return min(after) if after else None
+
+    def _check(self, now: float, previous: float, late: float, gil: bool,
+               held: float) -> None:
+        state = self.state
+        if state is None:
+            return
+        current = self.current
+        if not state.running:
+            if current is not None:
+                self._finish(current, self._end_of(current))
+            return
+        # A run first seen now began after the previous look.  Date it now, the
+        # latest it can have begun, when looks are on time; if this thread was
+        # kept from looking by a held GIL, the run most likely held it: date it
+        # at the previous look; if the OS woke us late, split the difference.
+        # With ticks, a look is overdue only when no Python ran on the loop thread
+        # since the last one (a C call, or Qt waiting for events): the run in
+        # progress went there soon after that look.
+        if gil:
+            dated = previous
+        elif now - previous > 2.0 * self.poll:
+            dated = previous if self.ticking else (previous + now) / 2.0
+        else:
+            dated = now
+        seen, cur = self._observe(now, dated)
+        if current is not None and gil:
+            end = self._end_of(current)
+            if end is not None and end <= now - 0.5 * held:
+                # The stall had ended (the loop came back) before the C call that
+                # kept us from looking began: that hold is a stall of its own
+                # (e.g. the next task step), not part of this one, whose culprit
+                # it must not take.
+                self._finish(current, end)
+                current = None
+            else:
+                # Part of this stall held the GIL: the loop thread's own dump
+                # from then stands for every look this thread could not make.
+                current.gil_held = True
+                self._vote_dump(current, held)
+        if current is not None:
+            if seen > current.started + 1e-6:
+                self._finish(current, self._end_of(current))
+                return
+            if current.detected is None and not gil:
+                # Still going on, now that the GIL is back: seen while it lasts.
+                current.detected = now
+            if current.samples < _MAX_SAMPLES:
+                current.vote(_sample(state.thread_id))
+            return
+        if cur is None and state.conservative:
+            # A loop of unknown kind with no callback running: idle, as far as
+            # anyone can tell (its wait for events is not recognised).
+            state.idle_seen = now
+            return
+        if now - seen > self.threshold:
+            check = state.idle_check
+            if check is not None and cur is None and not gil:
+                frame = sys._current_frames().get(state.thread_id)
+                if check(frame):
+                    state.idle_seen = now  # waiting for I/O: alive, not stalled
+                    return
+            self._begin(seen, now, gil, cur, held)
+        elif gil and held > self.threshold and seen > previous:
+            # A GIL-holding stall that began after our last look and had already
+            # ended when we could run again (the loop came back and went on):
+            # record it after the fact.  It held the GIL for ``held`` from some
+            # time after ``previous``, so it ended at the first sign of life
+            # that late.
+            stall = Stall(started=previous, detected=None, gil_held=True, source="loop")
+            self._vote_dump(stall, held)
+            if not stall.samples:
+                stall.vote(_sample(state.thread_id), "after")
+            if stall.culprit is None:
+                stall.culprit = culprit_of(stall.stack)
+            signs = [t for t in (state.last_end, state.last_beat, state.idle_seen, self._alive)
+                     if t >= previous + held * 0.9]
+            self._finish(stall, min(signs) if signs else now, already_current=False)
+
+    def _begin(self, started: float, now: float, gil: bool, handle: Any,
+               held: float = 0.0) -> None:
+        """The loop has shown no sign of life since ``started``, over the
+        threshold ago, and has not come back: a stall."""
+        state = self.state
+        # Held by a C call until just now: it is seen as the GIL comes back, not
+        # while it lasted (unless a later look finds it still going on).
+        stall = Stall(started=started, detected=None if gil else now, gil_held=gil,
+                      idle_frame=state.idle_frame)
+        run_t0 = self._run_t0
+        if handle is not None and run_t0 is not None and run_t0 >= started - 1e-6:
+            self._describe(stall, handle)
+        else:
+            stall.source = "qt" if self.qt else "loop"
+        if gil:
+            self._vote_dump(stall, held)
+        stack = _sample(state.thread_id)
+        if stack:
+            # With the GIL held we could only look once it was released: the
+            # function is right, the line may be the one after the C call.
+            stall.vote(stack, "after" if gil else "sampled")
+        if stall.culprit is None:
+            stall.culprit = culprit_of(stall.stack)
+        self.current = stall
+        if self.hub is not None:
+            self.hub.call("stall_started", stall)
+            self.hub.emit("stall_started", **stall.as_dict(self.hub.started))
+
+    def _dump_written(self) -> bool:
+        """Something is in the dump file (read without releasing the GIL)."""
+        dump = self._dump
+        if dump is None:
+            return False
+        try:
+            if reads_holding_gil():
+                return bool(pread_holding_gil(dump.fileno(), self._one_byte))
+            return os.fstat(dump.fileno()).st_size > 0  # releases the GIL, but works
+        except (OSError, ValueError):
+            return False
+
+    def _vote_dump(self, stall: Stall, held: float) -> None:
+        """Count the stack dumped while the GIL was held (if any) for ``held`` seconds."""
+        dump = self._dump
+        if dump is None:
+            return
+        if not self._dump_written():
+            return
+        try:
+            fd = dump.fileno()
+            size = os.fstat(fd).st_size
+            text = _read_at(fd, min(size, 1 << 20), max(0, size - (1 << 20)))
+            _clear_dump(fd)
+        except (OSError, ValueError):
+            return
+        stacks = parse_faulthandler_all(text.decode("utf-8", "replace"), self.state.thread_id)
+        if not stacks:
+            return
+        if self._dumper is not None:
+            # One dump every dump_after while the GIL was held: each stands for
+            # that long (a call that ends in a long deallocation is split fairly).
+            weight = max(1, round(self.dump_after / self.poll))
+        else:  # faulthandler's timer thread: one dump for the whole hold
+            weight = max(1, round(held / self.poll))
+        for frames in stacks:
+            stall.vote(frames, "faulthandler", weight=weight)
+
+    def _finish(self, stall: Stall, ended: float | None, already_current: bool = True) -> None:
+        with self._lock:
+            if already_current:
+                if self.current is not stall:
+                    return  # the other thread finished it first
+                self.current = None
+        stall.ended = ended if ended is not None else time.perf_counter()
+        if stall.culprit is None:
+            stall.culprit = culprit_of(stall.stack)
+        if stall.callback is None and stall.gil_held:
+            self._name_from_recent(stall)
+            if stall.callback is None:
+                self._unnamed.append(stall)
+        duration = stall.duration()
+        starved = self._starved(stall, duration)
+        if duration <= self.threshold or starved:
+            # Not a stall: a stall is over the threshold, always.  (One seen
+            # live and then found shorter, once its end was known, is taken back.)
+            if starved:
+                self.starved += 1
+            if stall.detected is not None and self.hub is not None:
+                self.hub.emit("stall_dismissed", started_at_s=round(
+                    stall.started - self.hub.started, 6))
+            return
+        self.count += 1
+        self.total += duration
+        self.longest = max(self.longest, duration)
+        if len(self.kept) < self.limit:
+            self.kept.append(stall)
+        else:
+            shortest = min(range(len(self.kept)), key=lambda i: self.kept[i].duration())
+            if self.kept[shortest].duration() < duration:
+                self.kept[shortest] = stall
+        if self.hub is not None:
+            self.hub.call("stall_ended", stall)
+            self.hub.emit("stall_ended", **stall.as_dict(self.hub.started))
+
+    def _starved(self, stall: Stall, duration: float) -> bool:
+        """The machine, not the app: the loop thread sat at its own wait and spent
+        the stall waiting for a CPU (a busy machine delays an idle Qt loop's wake-up
+        and its heartbeat as much as a slot would).  Only the watchdog thread can
+        tell (its schedstat descriptors are in its own table)."""
+        if stall.samples == 0 or stall.idle_samples < stall.samples or stall.callback:
+            return False
+        times = self._times_l
+        if times is None or threading.current_thread() is not self._thread:
+            return False
+        marks = [rq for t, rq in list(self._rq_marks) if t <= stall.started + 1e-6]
+        if not marks:
+            return False
+        try:
+            queued = times.read()[1] - marks[-1]
+        except (OSError, ValueError, IndexError):
+            return False
+        return duration - queued <= self.threshold
+
+    # -- reporting (off the loop thread) -------------------------------------
+    def stalls(self, origin: float) -> list[dict[str, Any]]:
+        kept = sorted(list(self.kept), key=lambda stall: stall.started)
+        return [stall.as_dict(origin) for stall in kept]
+
+    def contribute(self, report: dict[str, Any]) -> None:
+        origin = self.hub.started if self.hub else 0.0
+        report["stalls"] = self.stalls(origin)
+        report["stall_summary"] = {
+            "count": self.count,
+            "total_ms": round(self.total * 1000.0, 3),
+            "max_ms": round(self.longest * 1000.0, 3),
+            "dropped": max(0, self.count - len(self.kept)),
+            "watchdog": {
+                "poll_ms": round(self.poll * 1000.0, 3),
+                "gil_stacks": self.dump_kind,
+                "thread_times": self.thread_times,
+                "gil_waits": self.gil_waits,
+                "starved": self.starved,
+                "ticks": self.ticks,
+                "looks": self.looks,
+                "handoffs": self.handoffs,
+                "no_ticks": self.no_ticks,
+                "private_fds": self.private_fds,
+                # What each platform-specific mechanism fell back to (see
+                # docs/design.md, "Other platforms"): None where it is in use.
+                "tick_timer": self.tick_timer,
+                "no_private_fds": None if self.private_fds else self.no_private_fds,
+                "no_thread_times": self.no_thread_times,
+                "gil_judged_by": self.gil_judged_by(),
+                "no_gil_stacks": self.no_gil_stacks,
+                "no_thread_dump": self.no_thread_dump,
+            },
+        }
+
+    def gil_judged_by(self) -> str:
+        """How a late look is told to be a C call holding the GIL (see _gil_held)."""
+        if self.thread_times:
+            return "schedstat"
+        if self._cpu_clock is not None and self.ticks:
+            return "cpu-clock"
+        return "lateness"
+
+    def snapshot(self) -> dict[str, Any]:
+        origin = self.hub.started if self.hub else 0.0
+        current = self.current
+        recent = sorted(list(self.kept), key=lambda stall: stall.started)[-8:]
+        return {
+            "stall_now": current.as_dict(origin) if current is not None else None,
+            "recent_stalls": [stall.as_dict(origin) for stall in recent],
+            "stall_summary": {
+                "count": self.count,
+                "total_ms": round(self.total * 1000.0, 3),
+                "max_ms": round(self.longest * 1000.0, 3),
+            },
+        }

@@ -1,0 +1,292 @@
+"""Pending-task audits: counts over time, long-pending tasks, leaks, lost exceptions.
+
+* Creation is recorded by wrapping the loop's ``create_task`` (an instance
+  attribute, removed on detach): the creation time and one application frame,
+  not a traceback.
+* Every ``task_audit_s`` the loop thread counts ``asyncio.all_tasks(loop)`` and
+  notes tasks pending longer than ``long_pending_s``.
+* When the loop stops, the tasks still pending are remembered; those that never
+  finished normally afterwards are the tasks pending at exit (``asyncio.run``
+  cancels them; they were leaked by the app).
+* "Task exception was never retrieved" is caught by chaining the loop's
+  exception handler.
+* Where a task is suspended comes from its coroutine's ``cr_await`` chain, so it
+  works on QtAsyncio, whose ``Task.get_stack()`` raises ``NotImplementedError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+import weakref
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+from looptools._frames import Frame, as_dict, caller_site
+from looptools.inapp._describe import awaiting_frame, coro_name, coro_of, task_name
+from looptools.inapp._patch import shadow
+from looptools.inapp._stats import Series
+from looptools.inapp.hub import Detector
+from looptools.settings import Settings
+
+
+def _finished_normally(task: Any) -> bool:
+    try:
+        return not task.cancelled() and task.exception() is None
+    except Exception:
+        return False
+
+
+#: points of ``tasks.pending_over_time`` at most (one per audit for the first 20 minutes)
+TASK_POINTS = 1200
+
+
+class TaskAudit(Detector):
+    name = "tasks"
+
+    def __init__(self, settings: Settings) -> None:
+        self.long_after = settings.long_pending_s
+        self.limit = settings.max_tasks
+        self.loop: Any = None
+        #: task -> (created at, perf_counter; where; serial number, its id in the report)
+        self.created: weakref.WeakKeyDictionary[Any, tuple[float, Frame | None, int]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.created_count = 0
+        self.live = 0
+        self.peak = 0
+        self.pending_now = 0
+        #: the pending count over the whole run: the largest of each window, at most
+        #: TASK_POINTS points (windows merge as the run grows: memory stays flat)
+        self.samples = Series(TASK_POINTS, max(settings.task_audit_s, 0.01) / 2.0)
+        self.long_pending: dict[int, dict[str, Any]] = {}
+        self.at_stop: list[tuple[weakref.ref[Any], dict[str, Any]]] = []
+        self.unretrieved: list[dict[str, Any]] = []
+        self._ended_normally: set[int] = set()
+        self._undo: list[Callable[[], None]] = []
+        self._recording = False
+
+    # -- install / uninstall (loop thread) ----------------------------------
+    def attach(self, state: Any, plugin: Any) -> None:
+        loop = state.loop
+        if loop is None:
+            return
+        self.loop = loop
+        self._recording = True
+        created = self.created
+
+        def finished(task: Any) -> None:
+            self.live -= 1
+
+        def wrap_create(original: Callable[..., Any]) -> Callable[..., Any]:
+            def create_task(coro: Any, *args: Any, **kwargs: Any) -> Any:
+                task = original(coro, *args, **kwargs)
+                if not self._recording:
+                    return task
+                try:
+                    serial = self.created_count + 1
+                    created[task] = (perf_counter(), caller_site(sys._getframe(1)), serial)
+                    self.created_count = serial
+                    # A live count kept exact between audits, so short bursts
+                    # still show in the peak.
+                    task.add_done_callback(finished)
+                    self.live += 1
+                    if self.live > self.peak:
+                        self.peak = self.live
+                except TypeError:  # a task type without weakref support
+                    pass
+                return task
+
+            return create_task
+
+        def wrap_handler(original: Callable[..., Any]) -> Callable[..., Any]:
+            # The loop's own call_exception_handler is shadowed, not its handler:
+            # whatever handler the app set (or sets later) stays the app's, and
+            # every loop kind reads it back as it would without us (qasync keeps
+            # it in a private attribute that get_exception_handler() does not see).
+            def call_exception_handler(context: dict[str, Any]) -> Any:
+                if self._recording:
+                    try:
+                        self._record_exception(context)
+                    except Exception as exc:
+                        if self.hub is not None:
+                            self.hub.disable(self, exc, "exception handler")
+                return original(context)
+
+            return call_exception_handler
+
+        for name, wrap in (("create_task", wrap_create),
+                           ("call_exception_handler", wrap_handler)):
+            undo = shadow(loop, name, wrap)
+            if undo is not None:
+                self._undo.append(undo)
+            elif name == "call_exception_handler":
+                self._chain_handler(loop)  # e.g. uvloop: no instance attributes
+
+    def _chain_handler(self, loop: Any) -> None:
+        """Chain to the loop's exception handler where its method cannot be shadowed."""
+        try:
+            previous = loop.get_exception_handler()
+        except (AttributeError, NotImplementedError):
+            return
+
+        def handler(*args: Any) -> None:
+            # asyncio calls handler(loop, context); QtAsyncio calls handler(context).
+            context: dict[str, Any] = args[-1]
+            if self._recording:
+                try:
+                    self._record_exception(context)
+                except Exception as exc:
+                    if self.hub is not None:
+                        self.hub.disable(self, exc, "exception handler")
+            if previous is not None:
+                previous(*args)
+            else:
+                loop.default_exception_handler(context)
+
+        try:
+            loop.set_exception_handler(handler)
+        except (AttributeError, NotImplementedError):
+            return
+
+        def undo() -> None:
+            if loop.get_exception_handler() is handler:
+                loop.set_exception_handler(previous)
+
+        self._undo.append(undo)
+
+    def detach(self) -> None:
+        self._recording = False
+        undo, self._undo = self._undo, []
+        for step in reversed(undo):
+            try:
+                step()
+            except Exception:
+                pass
+
+    def _record_exception(self, context: dict[str, Any]) -> None:
+        message = str(context.get("message", ""))
+        future = context.get("future")
+        exc = context.get("exception")
+        if "never retrieved" not in message or len(self.unretrieved) >= self.limit:
+            return
+        entry: dict[str, Any] = {
+            "task": task_name(future) if future is not None else None,
+            "coro": coro_name(coro_of(future)) if future is not None else None,
+            "exception": f"{type(exc).__name__}: {exc}" if exc else "<none>",
+            "message": message,
+            "created_at": as_dict(self._created_site(future)),
+        }
+        self.unretrieved.append(entry)
+        if self.hub is not None:
+            self.hub.emit("unretrieved_exception", **entry)
+
+    def _created_site(self, task: Any) -> Frame | None:
+        try:
+            meta = self.created.get(task)
+        except TypeError:
+            return None
+        return meta[1] if meta else None
+
+    # -- audits (loop thread) --------------------------------------------------
+    def _pending(self) -> list[Any]:
+        try:
+            return [task for task in asyncio.all_tasks(self.loop) if not task.done()]
+        except RuntimeError:
+            return []
+
+    def describe(self, task: Any, now: float) -> dict[str, Any]:
+        try:
+            meta = self.created.get(task)
+        except TypeError:
+            meta = None
+        coro = coro_of(task)
+        origin = self.hub.started if self.hub is not None else 0.0
+        return {
+            "name": task_name(task),
+            "coro": coro_name(coro),
+            # Two tasks can share a name: the serial number tells them apart.
+            "id": meta[2] if meta else None,
+            "started_at_s": round(meta[0] - origin, 6) if meta else None,
+            "age_s": round(now - meta[0], 3) if meta else None,
+            "created_at": as_dict(meta[1]) if meta else None,
+            "awaiting": as_dict(awaiting_frame(coro)),
+            "state": "pending" if not task.done() else "done",
+        }
+
+    def tick(self, now: float) -> None:
+        if self.loop is None:
+            return
+        pending = self._pending()
+        self.pending_now = self.live = len(pending)
+        self.peak = max(self.peak, self.pending_now)
+        origin = self.hub.started if self.hub is not None else 0.0
+        self.samples.add(now - origin, float(self.pending_now))
+        for task in pending:
+            try:
+                meta = self.created.get(task)
+            except TypeError:
+                continue
+            if meta is None or now - meta[0] < self.long_after:
+                continue
+            key = id(task)
+            if key in self.long_pending or len(self.long_pending) < self.limit:
+                self.long_pending[key] = self.describe(task, now)
+
+    def loop_started(self, now: float) -> None:
+        self.tick(now)
+
+    def loop_stopped(self, now: float) -> None:
+        pending = self._pending()
+        self.peak = max(self.peak, len(pending))
+        if pending:
+            self.at_stop = []
+            for task in pending[: self.limit]:
+                entry = self.describe(task, now)
+                self.at_stop.append((weakref.ref(task), entry))
+                # A task awaited after this stop may be garbage by exit time, when
+                # its outcome can no longer be read: note the outcome as it ends.
+                try:
+                    task.add_done_callback(functools.partial(self._ended, id(entry)))
+                except Exception:  # then only a live task can be judged
+                    continue
+
+    def _ended(self, key: int, task: Any) -> None:
+        if _finished_normally(task):
+            self._ended_normally.add(key)
+
+    # -- reporting ---------------------------------------------------------------
+    def pending_at_exit(self) -> list[dict[str, Any]]:
+        out = []
+        for ref, entry in self.at_stop:
+            if id(entry) in self._ended_normally:
+                continue  # awaited after all
+            task = ref()
+            if task is not None and task.done() and _finished_normally(task):
+                continue
+            out.append(entry)
+        return out
+
+    def contribute(self, report: dict[str, Any]) -> None:
+        report["tasks"] = {
+            "peak_pending": self.peak,
+            "pending_now": self.pending_now,
+            "created": self.created_count,
+            "long_pending_after_s": self.long_after,
+            "pending_over_time": self.samples.snapshot(),
+            "long_pending": list(self.long_pending.values()),
+            "pending_at_exit": self.pending_at_exit(),
+            "unretrieved_exceptions": list(self.unretrieved),
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "tasks": {
+                "pending_now": self.pending_now,
+                "peak_pending": self.peak,
+                "long_pending": len(self.long_pending),
+                "unretrieved_exceptions": len(self.unretrieved),
+            }
+        }

@@ -1,0 +1,958 @@
+"""The monitor: attaches to a loop, runs the detectors, writes the report.
+
+Data flows one way: the loop plugin's hooks and the heartbeat feed detectors on
+the loop thread; the watchdog thread feeds the stall detector; reports and
+snapshots are built from the detectors off the hot path.
+"""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import atexit
+import dataclasses
+import datetime
+import enum
+import functools
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from types import TracebackType
+from typing import Any, NoReturn, cast
+
+from looptools._safewrite import why, write_fallback
+from looptools.inapp import _attach
+from looptools.inapp.detectors import build
+from looptools.inapp.hub import Hub, give_back_interrupt
+from looptools.inapp.state import LoopState
+from looptools.inapp.writer import LISTED_DETECTORS, empty_report, summary_lines, write_report
+from looptools.plugins import Driver, LoopPlugin, plugin_for
+from looptools.settings import Settings, resolve
+
+_active: Monitor | None = None
+_fork_hooks = False
+
+
+def _before_fork() -> None:
+    monitor = _active
+    if monitor is not None:
+        monitor._before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    monitor = _active
+    if monitor is not None:
+        monitor._after_fork_in_parent()
+
+
+def _after_fork_in_child() -> None:
+    monitor = _active
+    if monitor is not None:
+        monitor._forget_in_child()
+
+
+def _ended_the_program() -> bool:
+    """Whether ``sys.last_traceback`` starts at a module's top level (the program
+    itself, or runpy running it), not in a callback such as a Qt slot."""
+    tb = getattr(sys, "last_traceback", None)
+    if tb is None:
+        return False
+    code = tb.tb_frame.f_code
+    return code.co_name == "<module>" or "runpy" in code.co_filename
+
+
+def _register_fork_hooks() -> None:
+    """Once per process (``os.register_at_fork`` cannot be undone; the hooks do
+    nothing while no monitor runs)."""
+    global _fork_hooks
+    if _fork_hooks or not hasattr(os, "register_at_fork"):
+        return
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
+    _fork_hooks = True
+
+
+class _QtImportWatch:
+    """A ``sys.meta_path`` entry that finds nothing: it tells the Qt-only probe
+    that a Qt module starts importing.  Removed when the probe ends."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self._monitor = monitor
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.startswith(_QT_MODULES):
+            try:
+                self._monitor._qt_import_started()
+            except Exception:
+                pass
+        return None
+
+
+def _inside_qt_making(frame: Any) -> bool:
+    """Is the interrupted code (``frame`` and its callers) importing a module of
+    a Qt binding (or its sip/shiboken), or making an enum (which the bindings
+    do from C, at import or lazily)?"""
+    while frame is not None:
+        code = frame.f_code
+        filename = code.co_filename
+        if filename == _ENUM_FILE:
+            return True
+        if code.co_name == "_find_and_load" and (
+                filename.startswith("<frozen importlib") or filename.endswith(_BOOTSTRAP)):
+            name = frame.f_locals.get("name")
+            if isinstance(name, str) and name.startswith(_QT_MODULES):
+                return True
+        frame = frame.f_back
+    return False
+
+
+_ENUM_FILE = enum.__file__
+_BOOTSTRAP = os.path.join("importlib", "_bootstrap.py")
+_QT_MODULES = ("PyQt5", "PyQt6", "PySide2", "PySide6", "sip", "shiboken2", "shiboken6")
+
+
+def _warn(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except Exception:
+        pass
+
+
+def active() -> Monitor | None:
+    """The monitor that is running in this process, if any."""
+    return _active
+
+
+class Monitor:
+    """Monitors the first event loop that runs on the main thread.
+
+    ``Monitor(threshold_ms=20)`` takes settings as keyword arguments (they win
+    over the environment and pyproject.toml); ``start()``/``stop()`` or use it as
+    a context manager.  ``stop()`` returns the report as a dict and writes it to
+    ``settings.report`` unless that is None.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, exit_hooks: bool = False,
+                 **overrides: Any) -> None:
+        self.settings = settings if settings is not None else resolve(overrides)
+        if self.settings.report and not os.path.isabs(self.settings.report):
+            # Relative to where the app started: an app that changes folder later must
+            # not put its report somewhere else (nor the summary name the wrong file).
+            try:
+                self.settings = dataclasses.replace(
+                    self.settings, report=os.path.abspath(self.settings.report))
+            except OSError:
+                pass  # no current folder: left as given
+        for problem in self.settings.problems:
+            _warn(problem)
+        self.hub = Hub(warn=_warn)
+        for detector in build(self.settings, self.settings.enabled_detectors):
+            self.hub.add(detector)
+        if self.settings.stream or exit_hooks:
+            # Streaming to `looptools profile` (settings.stream) or, for a process
+            # monitored by install(), listening so `looptools dashboard PID` can
+            # attach: a consumer of hub events and snapshots on its own thread.
+            from looptools.live.stream import StreamWriter
+
+            self.hub.add(StreamWriter(self.settings, self))
+        self.state: LoopState | None = None
+        #: the worker-thread loops detector (looptools.inapp.detectors.worker_loops), if on
+        self._worker_loops: Any = self.hub.get("worker_loops")
+        self.plugin: LoopPlugin | None = None
+        self.exit_hooks = exit_hooks
+        # Every *_at_s of the report counts from hub.started (perf_counter): started_at
+        # is that instant on the wall clock, not the end of building the detectors.
+        self.started_at = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
+            seconds=time.perf_counter() - self.hub.started)
+        self.started = self.hub.started
+        self.attached_at: float | None = None
+        self.loop_info: dict[str, Any] | None = None
+        self.exit_info: dict[str, Any] = {"reason": "stopped", "signal": None, "exception": None}
+        self.report_path: str | None = None
+        self.final_report: dict[str, Any] | None = None
+        self._interval = self.settings.heartbeat_ms / 1000.0
+        self._due = 0.0
+        self._next_tick = 0.0
+        self._running = False
+        self._stopped = False
+        self._lock = threading.RLock()
+        # The Qt-only probe (see _start_qt_probe): a plain flag and a raw lock,
+        # which a signal handler re-entering stop() cannot deadlock on (a
+        # threading.Event's lock did, when SIGTERM came during its set()).
+        self._probe_done = False
+        self._probe_wake = _thread.allocate_lock()
+        self._probe_wake.acquire()
+        self._probe_thread: threading.Thread | None = None
+        self._probe_signal: int | None = None
+        #: How the probe thread has the main thread look: "signal" (a real-time
+        #: signal, Linux) or "pending-call" (looptools.inapp._pending); None: no probe.
+        self.qt_probe: str | None = None
+        self._probe_send: Any = None
+        self._probe_posted = False
+        self._attaching = False
+        self._probe_retiring = False
+        self._probe_timer: Any = None
+        self._probe_armed = False
+        self._qt_seen_at: float | None = None  # when a Qt import was first seen
+        self._import_watch: _QtImportWatch | None = None
+        self._qtbinding: Any = None
+        #: binding name -> ((QtGui imported, QtWidgets imported), undo of the exec hook)
+        self._exec_hooked: dict[str, tuple[tuple[bool, bool], Any]] = {}
+        self._previous_sigterm: Any = None
+        #: (what os._exit was, our wrapper) while ours is installed
+        self._os_exit: tuple[Any, Any] | None = None
+        self._broken = False
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self) -> Monitor:
+        global _active
+        if self._running:
+            return self
+        if _active is not None and _active is not self:
+            raise RuntimeError("another looptools monitor is already running in this process")
+        _active = self
+        self._running = True
+        _register_fork_hooks()
+        if self._worker_loops is not None:
+            self._worker_loops.start(self.hub.get("stalls"))
+        _attach.install(self._on_running_loop, self._on_worker_loop)
+        if threading.current_thread() is threading.main_thread():
+            loop = asyncio._get_running_loop()
+            if loop is not None:
+                self._on_running_loop(loop)
+        if self._wants_heartbeat() or self.hub.get("handoffs") is not None \
+                or self.hub.get("affinity") is not None:
+            # A Qt main thread without asyncio is found by the probe; the hand-off
+            # detector alone needs it too (QTimer.singleShot from threads), and so
+            # does the affinity detector (Qt's message handler).
+            self._start_qt_probe()
+        if self.exit_hooks:
+            self._install_exit_hooks()
+        return self
+
+    def stop(self, write: bool = True) -> dict[str, Any]:
+        """Detach everything, build the report, write it; idempotent."""
+        global _active
+        with self._lock:
+            if self._stopped:
+                return self.final_report or self.report()
+            self._stopped = True
+            self._stop_qt_probe()
+            self._detach()
+            _attach.uninstall()
+            self._stop_worker_loops()
+            self._remove_exit_hooks()
+            if _active is self:
+                _active = None
+            self._running = False
+            report = self.report()
+            self.final_report = report
+        # A process that never ran an event loop (`LOOPTOOLS=1` exported in a shell
+        # reaches pip, linters, …) leaves no file and says nothing, unless a
+        # report path was asked for explicitly (as `looptools profile` does).
+        quiet = self.loop_info is None and not self._worker_loops_ran() \
+            and self.settings.sources.get("report") == "default"
+        if write and self.settings.report and not quiet:
+            self.report_path = self._write(report)
+        if self.settings.summary and self.exit_hooks and not quiet:
+            for line in summary_lines(report, self.report_path):
+                _warn(line)
+        return report
+
+    # -- fork ------------------------------------------------------------------------
+    def _before_fork(self) -> None:
+        for detector in list(self.hub.detectors):
+            try:
+                detector.before_fork()
+            except Exception as exc:
+                self.hub.disable(detector, exc, "before fork")
+
+    def _after_fork_in_parent(self) -> None:
+        for detector in list(self.hub.detectors):
+            try:
+                detector.after_fork_in_parent()
+            except Exception as exc:
+                self.hub.disable(detector, exc, "after fork")
+
+    def _forget_in_child(self) -> None:
+        """A child made by ``fork`` is not monitored: undo every patch the parent's
+        monitor made, touching no thread, lock or Qt object (none survived), and
+        write nothing.  The child then runs exactly as it would without us."""
+        global _active
+        if _active is self:
+            _active = None
+        self._lock = threading.RLock()
+        self.hub._lock = threading.RLock()
+        self._probe_done = True
+        self._probe_thread = None  # it did not survive the fork
+        self._unhook_exec()
+        from looptools.inapp import _pending, _posix_timer
+
+        _posix_timer.forget_all()
+        self._probe_timer = None
+        self._probe_send = None
+        _pending.stop(self._qt_probe_pending)
+        self._remove_import_watch()
+        signum, self._probe_signal = self._probe_signal, None
+        if signum is not None:
+            try:
+                if signal.getsignal(signum) == self._qt_probe_handler:
+                    signal.signal(signum, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+        self._stopped = True
+        self._running = False
+        self.exit_hooks_removed = True
+        try:
+            _attach.uninstall()
+        except Exception:
+            pass
+        plugin, self.plugin = self.plugin, None
+        if plugin is not None:
+            try:
+                plugin.forget_heartbeat()
+                plugin.uninstall_timing()
+            except Exception:
+                pass
+        for detector in list(self.hub.detectors):
+            try:
+                detector.forget()
+            except Exception:
+                pass
+        self.state = None
+        try:
+            self._remove_exit_hooks()
+        except Exception:
+            pass
+
+    def __enter__(self) -> Monitor:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is not None and not isinstance(exc, GeneratorExit):
+            self.exit_info = {"reason": "exception", "signal": None,
+                              "exception": f"{type(exc).__name__}: {exc}"}
+        self.stop()
+
+    # -- attaching -----------------------------------------------------------------
+    def _wants_heartbeat(self) -> bool:
+        needs = {"stalls", "lag", "dispatcher"}
+        return bool(needs & {d.name for d in self.hub.detectors})
+
+    def _on_running_loop(self, loop: Any) -> None:
+        if self._broken or self._stopped:
+            return
+        try:
+            self._loop_changed(loop)
+        except Exception as exc:  # our failure must never become the app's
+            self._broken = True
+            _warn(f"looptools: could not attach to the event loop ({type(exc).__name__}: {exc}); "
+                  "monitoring is off for this process")
+            try:
+                self._detach()
+            except Exception:
+                pass
+
+    def _on_worker_loop(self, loop: Any) -> None:
+        """On a worker thread: a loop starts (or, None, stops) running there."""
+        workers = self._worker_loops
+        if workers is None or self._stopped or self._broken:
+            return
+        try:
+            workers.loop_changed(loop)
+        except Exception as exc:  # our failure must never become the app's
+            self.hub.disable(workers, exc, "worker loop")
+
+    def _stop_worker_loops(self) -> None:
+        workers = self._worker_loops
+        if workers is None:
+            return
+        try:
+            workers.stop()
+        except Exception as exc:
+            self.hub.disable(workers, exc, "detach")
+
+    def _worker_loops_ran(self) -> bool:
+        workers = self._worker_loops
+        return bool(workers is not None and workers.loops)
+
+    def _loop_changed(self, loop: Any) -> None:
+        now = time.perf_counter()
+        state = self.state
+        if loop is None:
+            if state is not None and state.running and self.plugin is not None \
+                    and self.plugin.kind != "qt":
+                state.running = False
+                self.plugin.stop_heartbeat()
+                self.hub.call("loop_stopped", now)
+            return
+        if state is None or state.loop is not loop:
+            if state is not None:
+                self._detach()
+            self._attach_plugin(plugin_for(loop), loop)
+            state = self.state
+        assert state is not None
+        self._start_running(now)
+
+    def _attach_plugin(self, plugin: LoopPlugin, loop: Any) -> None:
+        state = LoopState(loop, threading.get_ident(), self.settings.threshold_s)
+        state.conservative = plugin.conservative
+        self.state = state
+        self.plugin = plugin
+        self._end_qt_probe()  # attached: the Qt-only probe can go now
+        if threading.current_thread() is threading.main_thread():
+            self._unhook_exec()
+        self.attached_at = time.perf_counter()
+        names = {d.name for d in self.hub.detectors}
+        if names & {"slow_callbacks", "stalls"}:
+            # The lean hot path needs the watchdog to arm long runs.
+            plugin.always_precise = "stalls" not in names
+            plugin.install_timing(state)
+            call = self.hub.call
+
+            def slow(handle: Any, started: float, duration: float) -> None:
+                call("slow_callback", handle, started, duration)
+
+            state.slow = slow
+        self.hub.call("attach", state, plugin)
+        # Taken now: at exit the plugin is detached and Qt may be gone.
+        self.loop_info = plugin.info()
+        self.loop_info["attached_at_s"] = round(self.attached_at - self.started, 6)
+
+    def _start_running(self, now: float) -> None:
+        state = self.state
+        plugin = self.plugin
+        assert state is not None and plugin is not None
+        if self._wants_heartbeat():
+            plugin.stop_heartbeat()
+            # The watchdog thread wakes every few ms: it can send asyncio's probes.
+            driver = cast("Driver | None", self.hub.get("stalls"))
+            plugin.start_heartbeat(self._beat, self._interval, driver)
+            # Timestamps after starting the heartbeat: the first QTimer can take
+            # tens of ms (PySide6 initialises lazily), which is ours, not a stall.
+            now = time.perf_counter()
+            self._due = now + self._interval
+            self._next_tick = now
+        state.restart(now)
+        state.running = True
+        self.hub.call("loop_started", now)
+
+    def _detach(self) -> None:
+        plugin, state = self.plugin, self.state
+        if plugin is None:
+            return
+        if state is not None and state.running:
+            state.running = False
+            self.hub.call("loop_stopped", time.perf_counter())
+        for detector in list(self.hub.detectors):
+            try:
+                detector.detach()
+            except Exception as exc:
+                self.hub.disable(detector, exc, "detach")
+        try:
+            plugin.stop_heartbeat()
+        finally:
+            plugin.uninstall_timing()
+            if state is not None:
+                state.slow = None
+
+    def _beat(self, sent: float | None = None) -> None:
+        """The heartbeat, on the loop thread: O(1) unless an audit is due.
+
+        ``sent`` is when a probe was queued (plain asyncio); otherwise the beat
+        is a timer and its lag is measured against its schedule.
+        """
+        try:
+            state = self.state
+            if sent is None and state is not None and state.idle_frame is None \
+                    and self.plugin is not None and self.plugin.is_qt:
+                # A Qt timer called us from Qt's event loop: the Python frame
+                # below the timer's slot is where the loop thread idles.
+                code = sys._getframe(2).f_code
+                state.idle_frame = (getattr(code, "co_qualname", code.co_name),
+                                    code.co_filename)
+            self._beat_now(sent)
+        except KeyboardInterrupt:
+            give_back_interrupt()
+
+    def _beat_now(self, sent: float | None) -> None:
+        now = time.perf_counter()
+        state = self.state
+        if state is None:
+            return
+        if sent is not None:
+            lag = now - sent
+        else:
+            due = self._due
+            lag = now - due if now > due else 0.0
+            next_due = due + self._interval
+            self._due = next_due if next_due > now else now + self._interval
+        state.last_beat = now
+        state.beats += 1
+        hub = self.hub
+        hub.call("heartbeat", now, lag)
+        if now >= self._next_tick:
+            self._next_tick = now + self.settings.task_audit_s
+            hub.call("tick", now)
+
+    # -- the Qt-only probe ---------------------------------------------------------
+    def _start_qt_probe(self) -> None:
+        """Attach to a Qt main thread that never starts an asyncio loop (any binding).
+
+        Only the main thread may touch Qt: a probe thread that called
+        ``QCoreApplication.instance()`` itself crashed an app at exit and hung
+        one once (PySide builds its enums lazily, and not thread-safely).  So
+        the thread only sends a free real-time signal to the main thread while a
+        Qt binding is imported (every 10 ms for the first 2 s, then 0.25 s), and
+        the handler — on the main thread, between two bytecodes — looks for the
+        app: inside its event loop it attaches at once, before it posts the
+        attach to the loop.  An
+        app that idles in Qt's C++ runs no Python until a slot runs: it is
+        attached then.  Without real-time signals or ``pthread_kill`` (macOS,
+        Windows) the thread has the main thread run the handler through
+        CPython's pending calls instead (looptools.inapp._pending), and without
+        POSIX timers it sends every 1 ms itself.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        from looptools.inapp import _posix_timer
+        from looptools.plugins import _qtbinding
+
+        # Imported here, not in the handler, which may run in the middle of
+        # any import the main thread is making.
+        self._qtbinding = _qtbinding
+        main = threading.main_thread().ident
+        signals = _posix_timer.free_signals(1)
+        if signals and hasattr(signal, "pthread_kill") and main is not None:
+            signum = signals[0]
+            try:
+                signal.signal(signum, self._qt_probe_handler)
+                signal.siginterrupt(signum, False)
+            except (OSError, ValueError, AttributeError):
+                return
+            self._probe_signal = signum
+            self._probe_send = functools.partial(signal.pthread_kill, main, signum)
+            self.qt_probe = "signal"
+            # The 1 ms signals come from a kernel timer aimed at the main thread:
+            # the probe thread needs the GIL to send any, and the main thread can
+            # hold it through the few ms from the last import to exec() (PySide2
+            # creating the app missed 11 of 15 runs with the thread sending them).
+            native_id = threading.main_thread().native_id
+            self._probe_timer = None if native_id is None else _posix_timer.create(
+                _posix_timer.CLOCK_MONOTONIC, native_id, signum, 0.001, 0.001)
+        else:
+            from looptools.inapp import _pending
+
+            self._probe_send = _pending.sender(self._qt_probe_pending)
+            if self._probe_send is None:
+                return
+            self.qt_probe = "pending-call"
+        if self._probe_timer is not None:
+            # Qt's import starting is seen here, on the importing thread, and
+            # starts the 1 ms signals at once: on a busy machine the probe
+            # thread may not run at all between the imports and exec().
+            self._import_watch = _QtImportWatch(self)
+            sys.meta_path.insert(0, self._import_watch)
+        thread = threading.Thread(target=self._qt_probe, args=(self._probe_send,),
+                                  name="looptools-qt-probe", daemon=True)
+        self._probe_thread = thread
+        thread.start()
+
+    def _qt_import_started(self) -> None:
+        """(Importing thread) A Qt module starts importing: hurry until exec is wrapped."""
+        if self._qt_seen_at is None:
+            self._qt_seen_at = time.perf_counter()
+        timer = self._probe_timer
+        if timer is not None and not self._probe_armed and not self._probe_done \
+                and time.perf_counter() - self._qt_seen_at < 2.0:
+            self._probe_armed = True
+            timer.arm()
+
+    def _remove_import_watch(self) -> None:
+        watch, self._import_watch = self._import_watch, None
+        if watch is not None:
+            try:
+                sys.meta_path.remove(watch)
+            except ValueError:
+                pass
+
+    def _qt_probe(self, send: Any) -> None:
+        """The probe thread: no Qt here, only sys.modules and ``send()`` (a signal,
+        or a pending call, to the main thread)."""
+        from looptools.inapp._ourthreads import block_process_signals
+        from looptools.plugins._qtbinding import NAMES
+
+        block_process_signals()
+
+        main = threading.main_thread().ident
+        # Every 1 ms while a Qt module is imported whose application class's
+        # exec is not wrapped yet (for at most 2 s after Qt is first seen): an
+        # app can go from its last import to exec() in a few ms, and a handler
+        # that runs during a Qt import has to leave Qt alone.  Then every 10 ms
+        # for 2 s after the start and after Qt's import, then every 0.25 s.
+        started = time.perf_counter()
+        wait = 0.01
+        timer = self._probe_timer
+        try:
+            while not self._probe_wake.acquire(timeout=wait):
+                if self._probe_done:
+                    return
+                now = time.perf_counter()
+                loaded = [name for name in NAMES if f"{name}.QtCore" in sys.modules]
+                if loaded and self._qt_seen_at is None:
+                    self._qt_seen_at = now
+                seen = self._qt_seen_at
+                early = now - max(started, seen or started) < 2.0
+                wait = 0.01 if early else 0.25
+                # Hurry from the start of Qt's import (seen by the import watch)
+                # until every application class imported has its exec wrapped.
+                hurry = seen is not None and now - seen < 2.0 and (
+                    not loaded or any(self._exec_unhooked(name) for name in loaded))
+                if timer is not None and hurry != self._probe_armed:
+                    self._probe_armed = hurry
+                    timer.arm() if hurry else timer.disarm()
+                if hurry:
+                    wait = 0.001
+                    if timer is not None:
+                        continue  # the timer sends them
+                if loaded and main is not None:
+                    try:
+                        send()
+                    except (OSError, ValueError):
+                        return
+        finally:
+            if timer is not None and self._probe_armed:
+                self._probe_armed = False
+                timer.disarm()
+
+    def _exec_unhooked(self, name: str) -> bool:
+        """(Probe thread) Is a Qt application class of binding ``name`` imported
+        whose exec the handler has not wrapped yet?"""
+        known = self._exec_hooked.get(name)
+        return known is None or known[0] != (f"{name}.QtGui" in sys.modules,
+                                             f"{name}.QtWidgets" in sys.modules)
+
+    def _qt_probe_pending(self, frame: Any) -> None:
+        """The probe's pending call (looptools.inapp._pending), on the main thread."""
+        self._qt_probe_handler(0, frame)
+
+    def _qt_probe_handler(self, signum: int, frame: Any) -> None:
+        """On the main thread: is there a Qt app and no asyncio loop?  Then attach."""
+        if self._probe_retiring:  # stopped from another thread
+            self._retire_qt_probe()
+            return
+        try:
+            if self._probe_done or self._probe_posted or self._attaching \
+                    or self.plugin is not None or self._stopped or self._broken:
+                return
+            if asyncio._get_running_loop() is not None:
+                return
+            if _inside_qt_making(frame):
+                # Not in the middle of importing a Qt module or of making an
+                # enum: PyQt5 creates enums in Python while QtWidgets
+                # initialises, and touching its classes then crashed; PySide6
+                # makes its enums lazily, and touching a class then hung.  The
+                # next signal, 1 ms later, tries again.
+                return
+            _qtbinding = self._qtbinding
+            self._hook_exec(_qtbinding)
+            timer = self._probe_timer
+            loaded = _qtbinding.loaded()
+            if timer is not None and self._probe_armed and loaded and not any(
+                    self._exec_unhooked(b.name) for b in loaded):
+                self._probe_armed = False  # every exec is wrapped: no more hurry
+                timer.disarm()
+            binding = _qtbinding.with_app()
+            if binding is None:
+                return
+            if binding.QtCore.QThread.currentThread().loopLevel() > 0:
+                # Inside the app's event loop (a slot or timer running Python,
+                # the first chance we get when the app idles in C): attach now.
+                self._attach_qt_only(binding)
+                return
+            self._probe_posted = True
+            # Before the app's event loop: attach when it starts running.
+            binding.QtCore.QTimer.singleShot(0, functools.partial(self._attach_qt_only,
+                                                                  binding))
+        except KeyboardInterrupt:
+            give_back_interrupt()
+        except Exception as exc:
+            self._end_qt_probe()
+            _warn(f"looptools: cannot look for a Qt app without asyncio "
+                  f"({type(exc).__name__}: {exc}); such an app is not monitored")
+
+    def _hook_exec(self, qtbinding: Any) -> None:
+        """Wrap the application classes' ``exec`` of every binding imported so far
+        (main thread): an app that goes from creating itself to its event loop
+        with next to no Python in between is attached as it enters it."""
+        for candidate in qtbinding.loaded():
+            modules = (f"{candidate.name}.QtGui" in sys.modules,
+                       f"{candidate.name}.QtWidgets" in sys.modules)
+            known = self._exec_hooked.get(candidate.name)
+            if known is not None and known[0] == modules:
+                continue
+            if known is not None:
+                known[1]()  # hook the classes imported since, too
+            self._exec_hooked[candidate.name] = (modules, qtbinding.hook_exec(
+                candidate, functools.partial(self._on_exec, candidate)))
+
+    def _on_exec(self, binding: Any) -> None:
+        """The app enters Qt's event loop (main thread): attach once it runs."""
+        if self._probe_done or self._probe_posted or self.plugin is not None \
+                or self._stopped or self._broken:
+            return
+        if asyncio._get_running_loop() is not None:
+            return
+        self._probe_posted = True
+        binding.QtCore.QTimer.singleShot(0, functools.partial(self._attach_qt_only, binding))
+
+    def _unhook_exec(self) -> None:
+        """Main thread: put every ``exec`` we wrapped back."""
+        hooked, self._exec_hooked = self._exec_hooked, {}
+        for _modules, undo in hooked.values():
+            try:
+                undo()
+            except Exception:
+                pass
+
+    def _end_qt_probe(self) -> None:
+        """Let the probe thread go (any thread; it stops within 0.25 s)."""
+        self._probe_done = True
+        self._remove_import_watch()
+        timer = self._probe_timer
+        if timer is not None and self._probe_armed:
+            self._probe_armed = False
+            timer.disarm()
+        try:
+            self._probe_wake.release()
+        except RuntimeError:  # already released
+            pass
+
+    def _stop_qt_probe(self) -> None:
+        """End the probe and put ``exec`` and its signal back (Python sets
+        handlers on the main thread only: from another, the main thread is sent
+        the signal once more and undoes it in the handler)."""
+        self._end_qt_probe()
+        thread, self._probe_thread = self._probe_thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(1.0)  # it sends no signal after this
+        timer, self._probe_timer = self._probe_timer, None
+        if timer is not None:
+            timer.delete()  # a signal it sent is handled before the handler goes
+        send = self._probe_send
+        if send is None:
+            return
+        if threading.current_thread() is not threading.main_thread():
+            # The main thread undoes it, in the handler of one last signal (or
+            # pending call).
+            self._probe_retiring = True
+            try:
+                if threading.main_thread().is_alive():
+                    send()
+            except (OSError, ValueError):
+                pass
+            return
+        self._retire_qt_probe()
+
+    def _retire_qt_probe(self) -> None:
+        """Main thread: put ``exec`` and the probe's signal back."""
+        self._probe_retiring = False
+        self._probe_send = None
+        self._unhook_exec()
+        signum, self._probe_signal = self._probe_signal, None
+        if signum is not None:
+            from looptools.inapp import _posix_timer
+
+            _posix_timer.restore_default(signum, self._qt_probe_handler)
+        if self.qt_probe == "pending-call":
+            from looptools.inapp import _pending
+
+            _pending.stop(self._qt_probe_pending)
+
+    def _attach_qt_only(self, binding: Any) -> None:
+        # Runs on the main thread inside the Qt event loop.  The probe's signal
+        # handler may run in the middle of it (during an import, say): it finds
+        # _probe_posted still set and leaves it alone.
+        if self._attaching:
+            return
+        self._attaching = True
+        try:
+            if self.plugin is not None or self._stopped or self._broken:
+                return
+            if asyncio._get_running_loop() is not None:
+                return
+            from looptools.plugins.qt_only import QtOnlyPlugin
+
+            self._attach_plugin(QtOnlyPlugin(binding), None)
+            self._start_running(time.perf_counter())
+            app = binding.app()
+            if app is not None:
+                app.aboutToQuit.connect(self._qt_quitting)
+        except Exception as exc:
+            self._broken = True
+            _warn(f"looptools: could not attach to the Qt main thread ({exc}); monitoring is off")
+        finally:
+            self._attaching = False
+            self._probe_posted = False
+
+    def _qt_quitting(self) -> None:
+        state = self.state
+        if state is not None and state.running:
+            state.running = False
+            if self.plugin is not None:
+                self.plugin.stop_heartbeat()
+            self.hub.call("loop_stopped", time.perf_counter())
+
+    # -- exit ----------------------------------------------------------------------
+    def _install_exit_hooks(self) -> None:
+        # sys.excepthook is left alone: PyQt aborts on an exception escaping a
+        # slot only while it is the default, so replacing it changes how a PyQt
+        # app ends.  An unhandled exception is read at exit from sys.last_type.
+        atexit.register(self._at_exit)
+        self._wrap_os_exit()
+        # SIGTERM is taken (to write the report, then die of it) only when our
+        # heartbeat runs Python on the loop thread: a Python handler runs only when
+        # Python runs, and an idle Qt loop runs none of its own, so with no heartbeat
+        # (LOOPTOOLS_DETECTORS=tasks) a Qt app ignored SIGTERM.
+        if threading.current_thread() is threading.main_thread() and self._wants_heartbeat():
+            try:
+                if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+                    self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+            except (ValueError, OSError, AttributeError):
+                self._previous_sigterm = None
+
+    def _wrap_os_exit(self) -> None:
+        """``os._exit`` runs no exit hook: wrapped, it writes the report first (with the
+        status it was given), then exits as asked.  In a forked child, on any other
+        pid, after stop, or if the report fails, it is ``os._exit`` and nothing more."""
+        original = os._exit
+        pid = os.getpid()
+        monitor = self
+
+        def _exit(status: int) -> NoReturn:
+            if os.getpid() == pid and monitor._os_exit is not None:
+                try:
+                    code = int(status)
+                    monitor.exit_info = {"reason": "normal" if code == 0 else "exit",
+                                         "signal": None, "exception": None, "code": code}
+                    monitor.stop()
+                except BaseException:
+                    pass
+            original(status)
+
+        _exit.__doc__ = original.__doc__
+        os._exit = _exit
+        self._os_exit = (original, _exit)
+
+    def _unwrap_os_exit(self) -> None:
+        saved, self._os_exit = self._os_exit, None
+        if saved is not None and os._exit is saved[1]:
+            os._exit = saved[0]  # (a wrapper the app put over ours stays: ours passes through)
+
+    def _remove_exit_hooks(self) -> None:
+        if not self.exit_hooks:
+            return
+        atexit.unregister(self._at_exit)
+        self._unwrap_os_exit()
+        if self._previous_sigterm is not None and \
+                threading.current_thread() is threading.main_thread():
+            try:
+                if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+                    signal.signal(signal.SIGTERM, self._previous_sigterm)
+            except (ValueError, OSError):
+                pass
+            self._previous_sigterm = None
+
+    def _at_exit(self) -> None:
+        if self.exit_info["reason"] == "stopped":
+            # The interpreter sets sys.last_type when it prints an unhandled
+            # exception, before atexit functions run.  (Qt bindings print an
+            # exception escaping a slot the same way, and the app goes on: one
+            # whose traceback does not start at the top level did not end it.)
+            exc_type = getattr(sys, "last_type", None) if _ended_the_program() else None
+            if isinstance(exc_type, type) and issubclass(exc_type, KeyboardInterrupt):
+                self.exit_info = {"reason": "signal", "signal": "SIGINT", "exception": None}
+            elif isinstance(exc_type, type) and issubclass(exc_type, BaseException) \
+                    and not issubclass(exc_type, SystemExit):
+                value = getattr(sys, "last_value", None)
+                self.exit_info = {"reason": "exception", "signal": None,
+                                  "exception": f"{exc_type.__name__}: {value}"}
+            else:
+                self.exit_info = {"reason": "normal", "signal": None, "exception": None}
+        try:
+            self.stop()
+        except Exception as exc:
+            _warn(f"looptools: could not finish the report: {type(exc).__name__}: {exc}")
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.exit_info = {"reason": "signal", "signal": "SIGTERM", "exception": None}
+        try:
+            self.stop()
+        finally:
+            # Die of SIGTERM as the app would have without us.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    # -- output ----------------------------------------------------------------------
+    def _write(self, report: dict[str, Any]) -> str | None:
+        path = str(self.settings.report)
+        try:
+            return str(write_report(report, path))
+        except OSError as exc:
+            reason = why(exc, path)
+        # A new private file in the temp folder (never a fixed name another user could
+        # plant a link at); the line says where it went.
+        try:
+            fallback = write_fallback(json.dumps(report, indent=1, default=str) + "\n",
+                                      os.getpid())
+        except OSError as again:
+            _warn(f"looptools: cannot write the report to {path} ({reason}), nor to the "
+                  f"temp folder ({again.strerror or again})")
+            return None
+        _warn(f"looptools: cannot write the report to {path} ({reason}); wrote it to "
+              f"{fallback} instead")
+        return str(fallback)
+
+    def report(self) -> dict[str, Any]:
+        """The report so far, as a dict matching the JSON schema."""
+        report = empty_report()
+        if self.loop_info is not None:
+            report["loop"] = dict(self.loop_info)
+        ended = datetime.datetime.now(datetime.timezone.utc)
+        report["meta"].update({
+            "started_at": self.started_at.isoformat(),
+            "ended_at": ended.isoformat(),
+            "duration_s": round(time.perf_counter() - self.started, 3),
+            "threshold_ms": self.settings.threshold_ms,
+            "heartbeat_ms": self.settings.heartbeat_ms,
+            "detectors": [d.name for d in self.hub.detectors if d.name in LISTED_DETECTORS],
+            "settings_sources": dict(self.settings.sources),
+            "exit": dict(self.exit_info),
+        })
+        if self.settings.rejected:
+            report["meta"]["settings_rejected"] = [dict(r) for r in self.settings.rejected]
+        for detector in list(self.hub.detectors):
+            try:
+                detector.contribute(report)
+            except Exception as exc:
+                self.hub.disable(detector, exc, "report")
+        report["detector_errors"] = list(self.hub.errors)
+        return report
+
+    def snapshot(self) -> dict[str, Any]:
+        """A small view of the current state, for the live dashboard."""
+        out: dict[str, Any] = {
+            "t": round(time.perf_counter() - self.started, 3),
+            "loop": self.loop_info,
+            "running": bool(self.state and self.state.running),
+        }
+        for detector in list(self.hub.detectors):
+            try:
+                out.update(detector.snapshot())
+            except Exception:
+                continue
+        return out
