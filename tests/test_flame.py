@@ -1,7 +1,8 @@
 """Where the blocked time went: the merged stall stacks (looptools.report.render.flame),
 the speedscope export (``looptools report -f speedscope``, ``looptools profile
---speedscope``) and py-spy's speedscope file opening on the app's main thread -- on
-reports of real runs of the sample apps.
+--speedscope``, with a profile per stalled worker thread after the main loop's) and py-spy's
+speedscope file opening on the app's main thread -- on reports of real runs of the sample
+apps and of tests/apps/worker_loops_app.py.
 
 The speedscope files are validated against speedscope's own file-format schema, vendored in
 tests/data/speedscope/ (see the README there).
@@ -27,7 +28,13 @@ import looptools
 from looptools._version import __version__
 from looptools.cli.report import report as report_command
 from looptools.report.render import SpeedscopeRenderer, get_renderer_class
-from looptools.report.render.flame import FlameNode, flame_graph, icicle, stall_stacks
+from looptools.report.render.flame import (
+    FlameNode,
+    flame_graph,
+    icicle,
+    stall_stacks,
+    worker_threads,
+)
 
 SPEEDSCOPE_SCHEMA = json.loads(
     (Path(__file__).parent / "data" / "speedscope" / "file-format-schema.json").read_text())
@@ -201,20 +208,31 @@ def _validate_speedscope(doc: dict[str, Any]) -> None:
 
 
 def _check_against_report(doc: dict[str, Any], report: Mapping[str, Any]) -> None:
-    """One sample per stall with a stack, in report order, weighted by its duration."""
+    """The main loop's profile first and opened: one sample per stall with a stack, in report
+    order, weighted by its duration; then the same per worker thread whose loop stalled."""
     assert doc["$schema"] == "https://www.speedscope.app/file-format-schema.json"
     assert doc["exporter"] == f"looptools {__version__}"
-    assert doc["activeProfileIndex"] == 0 and len(doc["profiles"]) == 1
-    profile = doc["profiles"][0]
-    assert profile["type"] == "sampled" and profile["unit"] == "milliseconds"
-    with_stacks = [s for s in report["stalls"] if s["stack"]]
-    assert profile["weights"] == pytest.approx([s["duration_ms"] for s in with_stacks])
-    assert profile["endValue"] - profile["startValue"] == pytest.approx(sum(profile["weights"]))
+    assert doc["activeProfileIndex"] == 0
+    workers = [(thread, [s for s in thread.stacks if s.frames])
+               for thread in worker_threads(report)]
+    workers = [(thread, stacks) for thread, stacks in workers if stacks]
+    assert len(doc["profiles"]) == 1 + len(workers)
     frames = doc["shared"]["frames"]
-    for sample, stack in zip(profile["samples"], stall_stacks(report), strict=True):
-        assert [(frames[i]["name"], frames[i]["file"]) for i in sample] == \
-            [(function, file) for function, file, _ in stack.frames]
     assert len({(f["name"], f["file"]) for f in frames}) == len(frames)  # one per function
+    main = [s for s in stall_stacks(report) if s.frames]
+    assert doc["profiles"][0]["name"].startswith("event loop thread: ")
+    for profile, (name, stacks) in zip(
+            doc["profiles"], [("event loop thread", main), *(
+                (f"worker thread {t.name} (ident {t.ident}), asyncio loop", stacks)
+                for t, stacks in workers)], strict=True):
+        assert profile["name"].startswith(f"{name}: ")
+        assert profile["type"] == "sampled" and profile["unit"] == "milliseconds"
+        assert profile["weights"] == pytest.approx([s.stall["duration_ms"] for s in stacks])
+        assert profile["endValue"] - profile["startValue"] == \
+            pytest.approx(sum(profile["weights"]))
+        for sample, stack in zip(profile["samples"], stacks, strict=True):
+            assert [(frames[i]["name"], frames[i]["file"]) for i in sample] == \
+                [(function, file) for function, file, _ in stack.frames]
 
 
 @pytest.mark.parametrize("kind", sorted(RUNS))
@@ -233,6 +251,64 @@ def test_speedscope_file_is_valid_and_weighs_what_the_report_says(
     assert first == json.loads((tmp_path / "b.speedscope.json").read_text())
     _validate_speedscope(first)
     _check_against_report(first, report)
+
+
+@pytest.fixture(scope="module")
+def worker_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """tests/apps/worker_loops_app.py under an asyncio main loop: one job's loop blocked
+    200 ms (culprit ``job``), the device-poller's 250 ms (``Poller._poll``)."""
+    run = run_app([str(ROOT / "tests" / "apps" / "worker_loops_app.py"), "asyncio", "--stall"],
+                  tmp_path_factory.mktemp("workers"), environ={"QT_API": "pyside6"})
+    assert run.returncode == 0 and run.report is not None, run.stderr
+    validate(run.report)
+    return run.report
+
+
+def test_speedscope_has_a_profile_per_stalled_worker_thread(
+        worker_report: dict[str, Any]) -> None:
+    report = worker_report
+    stalls = report["worker_loops"]["stalls"]
+    assert len(stalls) == 2 and all(s["stack"] for s in stalls), stalls
+    doc = json.loads(SpeedscopeRenderer().render(report))
+    _validate_speedscope(doc)
+    _check_against_report(doc, report)
+    # The GUI loop's profile is the one opened, even with nothing in it and the workers
+    # blocked for 450 ms: a GUI freeze is what users feel.
+    names = [profile["name"] for profile in doc["profiles"]]
+    assert len(names) == 3 and doc["activeProfileIndex"] == 0
+    assert names[0].startswith("event loop thread: ")
+    assert len(doc["profiles"][0]["samples"]) == len(report["stalls"])
+    by_thread = {(s["thread"], s["thread_ident"]): s for s in stalls}
+    # Most blocked first: the poller (250 ms), then the job (200 ms).
+    poller = next(key for key in by_thread if key[0] == "device-poller")
+    assert names[1].startswith(f"worker thread device-poller (ident {poller[1]}), asyncio loop")
+    for profile in doc["profiles"][1:]:
+        (stall,) = [s for key, s in by_thread.items()
+                    if profile["name"].startswith(f"worker thread {key[0]} (ident {key[1]})")]
+        assert profile["weights"] == [pytest.approx(stall["duration_ms"])]
+        innermost = doc["shared"]["frames"][profile["samples"][0][-1]]
+        assert (innermost["name"], innermost["file"]) == \
+            (stall["culprit"]["function"], stall["culprit"]["file"])
+    # A worker stall without a stack (seen only by its own timing) gives no empty profile.
+    bare = copy.deepcopy(report)
+    bare["worker_loops"]["stalls"][0]["stack"] = []
+    thinned = json.loads(SpeedscopeRenderer().render(bare))
+    _validate_speedscope(thinned)
+    assert len(thinned["profiles"]) == 2
+
+
+def test_worker_threads_of_one_name_stay_apart(worker_report: dict[str, Any]) -> None:
+    # Pool threads share names and the OS reuses an ended thread's ident: the pair tells them
+    # apart, and both stalls of one thread are one thread's.
+    report = copy.deepcopy(worker_report)
+    first, second = report["worker_loops"]["stalls"]
+    second["thread"] = first["thread"]
+    assert len(worker_threads(report)) == 2
+    second["thread_ident"] = first["thread_ident"]
+    (thread,) = worker_threads(report)
+    assert thread.ms == pytest.approx(first["duration_ms"] + second["duration_ms"])
+    assert [s.stall["started_at_s"] for s in thread.stacks] == \
+        sorted(s["started_at_s"] for s in (first, second))
 
 
 def test_speedscope_of_a_report_without_stalls_is_valid() -> None:

@@ -2,25 +2,32 @@
 
 What a reader opens the trace for: one track per task (two tasks may share a name),
 slow callbacks on the loop thread at their real times, each stall's stack nested under
-it, lag and pending-task counters, blocking calls as instants.  The reports come from
-real runs (tests/sample_runs.py); the event rules are those of the Trace Event Format
-(``ph``, ``ts`` in µs, ``pid``, ``tid``, ``name``; ``M`` events name the tracks).
+it (without looptools' own frames), lag and pending-task counters, blocking calls as
+instants, a track per worker thread whose loop stalled (tests/apps/worker_loops_app.py),
+hand-offs per posting site and on the stall they waited behind (tests/apps/handoff_app.py).
+The reports come from real runs (tests/sample_runs.py and the apps named); the event
+rules are those of the Trace Event Format (``ph``, ``ts`` in µs, ``pid``, ``tid``,
+``name``; ``M`` events name the tracks).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 from collections import defaultdict
 from typing import Any
 
 import pytest
+from helpers import ROOT, run_app, validate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sample_runs import RUNS, sample_report
 
+import looptools
 from looptools.inapp._stats import Longest, Series
 from looptools.report.render import TraceRenderer
+from looptools.report.render.flame import clean_stacks
 
 KINDS = list(RUNS)
 #: loop kinds whose callbacks are timed and whose sample app leaks two "leaky-poller"s
@@ -67,7 +74,14 @@ def _late_us(report: dict[str, Any]) -> float:
 @pytest.mark.parametrize("kind", KINDS)
 def test_trace_of_a_real_run_is_well_formed(kind: str) -> None:
     report = sample_report(kind)
-    events = _trace(report)
+    _assert_well_formed(report, _trace(report))
+
+
+def _assert_well_formed(report: dict[str, Any], events: list[Event],
+                        until_end: bool = True) -> None:
+    """The Trace Event Format's rules as Perfetto's JSON importer reads them, and ours: every
+    track named once, nothing after the end of the run (*until_end*), slices that nest or
+    follow."""
     tracks = _tracks(events)
     processes = {e["pid"] for e in events if e["ph"] == "M" and e["name"] == "process_name"}
     for event in events:
@@ -78,7 +92,8 @@ def test_trace_of_a_real_run_is_well_formed(kind: str) -> None:
         assert event["pid"] in processes, event
         if event["ph"] == "M":
             continue
-        assert event["ts"] <= _run_us(report), event  # nothing after the end of the run
+        # nothing after the end of the run
+        assert not until_end or event["ts"] <= _run_us(report), event
         if event["ph"] == "C":
             values = list(event["args"].values())
             assert values and all(isinstance(v, int | float) and v >= 0 for v in values), event
@@ -153,17 +168,28 @@ def test_slow_callbacks_on_the_loop_thread_at_their_times(kind: str) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_stall_stacks_nest_inside_the_stall(kind: str) -> None:
     report = sample_report(kind)
-    events = _trace(report)
-    stall_track = _track_of(events, "stalls")
-    stalls = sorted((e for e in events if e.get("cat") == "stall"), key=lambda e: e["ts"])
-    frames = sorted((e for e in events if e.get("cat") == "stack"), key=lambda e: e["ts"])
-    assert len(stalls) == len(report["stalls"]) >= 1
-    recorded = sorted(report["stalls"], key=lambda s: s["started_at_s"])
+    _assert_stacks_nest(report, _trace(report), "stalls", report["stalls"])
+
+
+def _assert_stacks_nest(report: dict[str, Any], events: list[Event], track: str,
+                        records: list[dict[str, Any]]) -> None:
+    """Each of *records* (stalls) on the track named *track* at its time, its cleaned
+    stack (the flame graph's) nested under it, outermost first, its culprit marked once."""
+    stall_track = _track_of(events, track)
+    stalls = sorted((e for e in events if e.get("cat") == "stall"
+                     and (e["pid"], e["tid"]) == stall_track), key=lambda e: e["ts"])
+    frames = sorted((e for e in events if e.get("cat") == "stack"
+                     and (e["pid"], e["tid"]) == stall_track), key=lambda e: e["ts"])
+    assert len(stalls) == len(records) >= 1
+    recorded = sorted(records, key=lambda s: s["started_at_s"])
+    cleaned = {id(stack.stall): stack.frames for stack in clean_stacks(records)}
     for stall, record in zip(stalls, recorded, strict=True):
         assert (stall["pid"], stall["tid"]) == stall_track
         end = stall["ts"] + stall["dur"]
         mine = [e for e in frames if stall["ts"] < e["ts"] and e["ts"] + e["dur"] < end]
-        assert [e["name"] for e in mine] == [fr["function"] for fr in record["stack"]]
+        assert [e["name"] for e in mine] == [fn for fn, _, _ in cleaned[id(record)]]
+        assert [e["args"]["location"] for e in mine] == \
+            [file if line is None else f"{file}:{line}" for _, file, line in cleaned[id(record)]]
         assert len(mine) >= 3, record["stack"]  # a real stack, outermost first
         parent = stall
         for frame in mine:  # each inside the one before: a stack, drawn downwards
@@ -262,6 +288,178 @@ def test_any_times_give_slices_that_nest(runs: list[tuple[float, float]],
     _nest_or_follow(events)
     assert len([e for e in events if e.get("cat") == "slow_callback"]) == len(runs)
     assert len([e for e in events if e.get("cat") == "stall"]) == len(stalls)
+
+
+# -- looptools' own frames, worker-thread loops, hand-offs ------------------------------------
+
+OURS = os.path.join(os.path.dirname(os.path.abspath(looptools.__file__)), "")
+APPS = ROOT / "tests" / "apps"
+
+
+def _relocated(report: dict[str, Any]) -> dict[str, Any]:
+    """*report*, recorded by an older looptools in another checkout, with the files of
+    looptools' frames moved under this checkout's package: looptools' own frames here too."""
+    for stall in report["stalls"]:
+        for frame in stall["stack"]:
+            _, sep, tail = str(frame["file"]).partition("/looptools/")
+            if sep:
+                frame["file"] = OURS + tail
+    return report
+
+
+def test_stall_stacks_leave_out_looptools_frames() -> None:
+    # A real report of an older looptools (tests/data/reports/README.md): its stacks end in
+    # the blocking-call recorder and pass through the timed Handle._run.
+    report = _relocated(json.loads((ROOT / "tests" / "data" / "reports" /
+                                    "two_blocking.json").read_text()))
+    ours = {frame["function"] for stall in report["stalls"] for frame in stall["stack"]
+            if frame["file"].startswith(OURS)}
+    assert {"BlockingCalls._recorder.<locals>.record",
+            "install_handle_timing.<locals>._run"} <= ours, ours
+    events = _trace(report)
+    # (Its last pending-task count is dated 11 ms after its rounded duration_s.)
+    _assert_well_formed(report, events, until_end=False)
+    frames = [e for e in events if e.get("cat") == "stack"]
+    assert len(frames) >= 4 * 5
+    for event in frames:
+        assert event["name"] not in ours and not event["args"]["location"].startswith(OURS)
+    stalls = [e for e in events if e.get("cat") == "stall"]
+    assert len(stalls) == len(report["stalls"])
+    for event in stalls:
+        assert not any(line.startswith(OURS) for line in event["args"]["stack"]), event
+    # The slices are the flame graph's stacks, and the culprit is now the innermost one.
+    _assert_stacks_nest(report, events, "stalls", report["stalls"])
+    for stall in stalls:
+        under = [e for e in frames if stall["ts"] < e["ts"] < stall["ts"] + stall["dur"]]
+        assert max(under, key=lambda e: e["args"]["depth"])["args"]["culprit"] is True
+
+
+@pytest.fixture(scope="module", params=["asyncio", "qt"])
+def worker_report(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """tests/apps/worker_loops_app.py under an asyncio or a Qt (no asyncio) main thread:
+    one job's loop blocked 200 ms, the device-poller's 250 ms, the GUI loop never."""
+    folder = tmp_path_factory.mktemp(f"workers-{request.param}")
+    run = run_app([str(APPS / "worker_loops_app.py"), request.param, "--stall"], folder,
+                  environ={"QT_API": "pyside6"})
+    assert run.returncode == 0 and run.report is not None, run.stderr
+    validate(run.report)
+    return run.report
+
+
+def test_each_worker_thread_gets_a_track_with_its_stalls_at_their_times(
+        worker_report: dict[str, Any]) -> None:
+    report = worker_report
+    section = report["worker_loops"]
+    stalls = section["stalls"]
+    assert section["stall_summary"]["count"] == len(stalls) == 2, stalls
+    threads = {(s["thread"], s["thread_ident"]) for s in stalls}
+    assert len(threads) == 2 and "device-poller" in {name for name, _ in threads}
+    events = _trace(report)
+    _assert_well_formed(report, events)
+    for name, ident in threads:
+        prefix = f"worker thread {name} (ident {ident}): stalls of its asyncio loop"
+        track = _track_of(events, prefix)
+        mine = [s for s in stalls if (s["thread"], s["thread_ident"]) == (name, ident)]
+        _assert_stacks_nest(report, events, prefix, mine)
+        drawn = sorted((e for e in events if e.get("cat") == "stall"
+                        and (e["pid"], e["tid"]) == track), key=lambda e: e["ts"])
+        for event, stall in zip(drawn, sorted(mine, key=lambda s: s["started_at_s"]),
+                                strict=True):
+            assert event["ts"] == pytest.approx(stall["started_at_s"] * 1e6, abs=1)
+            assert event["dur"] == pytest.approx(stall["duration_ms"] * 1e3, abs=1)
+            assert event["args"]["culprit"] == \
+                f"{stall['culprit']['file']}:{stall['culprit']['line']}"
+            assert (event["args"]["thread"], event["args"]["thread_ident"]) == (name, ident)
+            row = event["args"]["thread_row"]
+            assert row["thread"] == name and row["stalls"]["count"] == len(mine)
+    # Nothing of the workers' is drawn as the GUI loop's stall (the app never blocks it).
+    main = _track_of(events, "stalls")
+    on_main = [e for e in events if (e["pid"], e["tid"]) == main and e.get("cat") == "stall"]
+    assert len(on_main) == len(report["stalls"]), report["stalls"]
+    worker_culprits = {f"{s['culprit']['file']}:{s['culprit']['line']}" for s in stalls}
+    assert not [e for e in on_main if e["args"]["culprit"] in worker_culprits]
+    # Hand-offs of job progress that waited behind no stall: per site, none on a stall.
+    sites = [e for e in events if e.get("cat") == "handoff"]
+    assert len(sites) == len(report["handoffs"] or [])
+    assert not [e for e in events if e.get("cat") == "handoff_wait"]
+
+
+def test_worker_threads_are_told_apart_by_name_and_ident(worker_report: dict[str, Any]) -> None:
+    # A pool names its threads alike; the OS gives an ended thread's ident to a new one.
+    report = copy.deepcopy(worker_report)
+    first, second = report["worker_loops"]["stalls"]
+    second["thread"] = first["thread"]
+    names = [n for n in _tracks(_trace(report)).values() if n.startswith("worker thread")]
+    assert len(names) == 2 and len(set(names)) == 2, names
+    second["thread_ident"] = first["thread_ident"]
+    events = _trace(report)
+    names = [n for n in _tracks(events).values() if n.startswith("worker thread")]
+    assert names == [f"worker thread {first['thread']} (ident {first['thread_ident']}): "
+                     "stalls of its asyncio loop"]
+    _assert_stacks_nest(report, events, names[0], [first, second])
+
+
+@pytest.fixture(scope="module")
+def handoff_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """tests/apps/handoff_app.py on asyncio: a thread "audio" posts 120 times each way
+    while build_index blocks the loop 300 ms once."""
+    folder = tmp_path_factory.mktemp("handoffs")
+    run = run_app([str(APPS / "handoff_app.py"), "asyncio"], folder)
+    assert run.returncode == 0 and run.report is not None, run.stderr
+    validate(run.report)
+    return run.report
+
+
+def test_handoffs_per_site_and_on_the_stall_they_waited_behind(
+        handoff_report: dict[str, Any]) -> None:
+    report = handoff_report
+    rows = {row["via"]: row for row in report["handoffs"]}
+    assert set(rows) == {"call_soon_threadsafe", "run_coroutine_threadsafe"}
+    events = _trace(report)
+    _assert_well_formed(report, events)
+    # Per posting site (no hand-off's own time is recorded): an instant at the end of the
+    # run with the site's figures.
+    track = _track_of(events, "hand-offs")
+    sites = [e for e in events if e.get("cat") == "handoff"]
+    assert len(sites) == len(rows)
+    end_us = float(report["meta"]["duration_s"]) * 1e6
+    for event in sites:
+        row = rows[event["args"]["via"]]
+        assert (event["pid"], event["tid"]) == track and event["ph"] == "i"
+        assert event["ts"] == pytest.approx(end_us, abs=1)
+        assert {k: event["args"][k] for k in ("thread", "count", "p50_ms", "p99_ms", "max_ms")} \
+            == {k: row[k] for k in ("thread", "count", "p50_ms", "p99_ms", "max_ms")}
+        assert event["args"]["site"] == f"{row['site']['file']}:{row['site']['line']}"
+    # The stall their longest wait fell in: an instant on it, at its end, per site.
+    held = [s for s in report["stalls"] if s["culprit"]["function"] == "build_index"]
+    assert len(held) == 1 and all(
+        row["worst_during_stall_in"]["function"] == "build_index" for row in rows.values())
+    stall = held[0]
+    stall_end = stall["started_at_s"] * 1e6 + stall["duration_ms"] * 1e3
+    main = _track_of(events, "stalls")
+    waits = [e for e in events if e.get("cat") == "handoff_wait"]
+    assert sorted(e["args"]["via"] for e in waits) == sorted(rows)
+    for event in waits:
+        row = rows[event["args"]["via"]]
+        assert (event["pid"], event["tid"]) == main and event["ph"] == "i"
+        assert event["ts"] == pytest.approx(stall_end, abs=1)
+        assert event["name"].startswith(f"hand-offs from audio (worker, line "
+                                        f"{row['site']['line']}) waited up to ")
+        assert event["name"].endswith(" while build_index held the loop")
+        assert event["args"]["max_ms"] == row["max_ms"] and event["args"]["candidate_stalls"] == 1
+    # Two stalls of that culprit, either of which may be the one: both marked, as one of two.
+    twice = copy.deepcopy(report)
+    twice["stalls"].append({**stall, "started_at_s": stall_end / 1e6 + 0.01})
+    twice["stalls"].sort(key=lambda s: s["started_at_s"])
+    waits = [e for e in _trace(twice) if e.get("cat") == "handoff_wait"]
+    assert len(waits) == 2 * len(rows)
+    assert all(e["name"].endswith("held the loop (one of 2 stalls of it)") for e in waits)
+    # A stall shorter than half the wait cannot have held it (the detector's own rule).
+    short = copy.deepcopy(report)
+    short["stalls"][short["stalls"].index(stall)]["duration_ms"] = \
+        0.4 * max(row["max_ms"] for row in rows.values())
+    assert not [e for e in _trace(short) if e.get("cat") == "handoff_wait"]
 
 
 # -- the bounded records behind them -----------------------------------------------------------

@@ -2,7 +2,10 @@
 
 The one definition behind the HTML report's flame graph (an icicle: the outermost frame on
 top) and the speedscope export (``looptools report -f speedscope``, ``looptools profile
---speedscope``), so that the two show the same picture.
+--speedscope``), so that the two show the same picture; the trace's nested stack slices use
+the same cleaned stacks (:func:`clean_stacks`).  The tree is the main loop's; the stalls of
+worker-thread loops are grouped per thread by :func:`worker_threads` (speedscope gives each
+its own profile, the trace its own track).
 
 * A stall counts with its **stack** as the report holds it (outermost first), weighted by its
   duration in milliseconds.  A stall without a stack is left out and counted apart
@@ -80,10 +83,16 @@ def _ms(value: Any) -> float:
 
 
 def stall_stacks(report: Mapping[str, Any]) -> list[StallStack]:
-    """Every stall of *report* in report order, its stack without looptools' frames and
-    with faulthandler's ``co_name`` frames given their qualified names (module docstring).
-    A stall with no stack left has empty ``frames``."""
-    stalls = [s for s in report.get("stalls") or [] if isinstance(s, Mapping)]
+    """Every stall of *report*'s main loop in report order, its stack without looptools'
+    frames and with faulthandler's ``co_name`` frames given their qualified names (module
+    docstring).  A stall with no stack left has empty ``frames``."""
+    return clean_stacks([s for s in report.get("stalls") or [] if isinstance(s, Mapping)])
+
+
+def clean_stacks(stalls: Sequence[Mapping[str, Any]]) -> list[StallStack]:
+    """*stalls* (records of one report, in their order) with their stacks cleaned as
+    :func:`stall_stacks` cleans the main loop's: the one rule for every view that draws a
+    stall's stack (the flame graph, speedscope, the trace's nested slices)."""
     raw = [[frame for frame in _frames_of(s.get("stack")) if not is_ours(frame[1])]
            for s in stalls]
     dumped = [s.get("stack_source") == "faulthandler" for s in stalls]
@@ -120,6 +129,59 @@ def stall_stacks(report: Mapping[str, Any]) -> list[StallStack]:
             frames = named
         out.append(StallStack(stall, tuple(frames)))
     return out
+
+
+@dataclass(frozen=True)
+class WorkerThread:
+    """A worker thread whose asyncio loop stalled: its kept stalls (``worker_loops.stalls``,
+    the longest ``max_stalls`` of all loops) with their cleaned stacks, in order of start."""
+
+    name: str
+    #: ``threading.get_ident()`` of the thread (None in a report that lacks it).
+    ident: int | None
+    #: The loop kinds its stalled loops were (``asyncio`` for every timed loop today).
+    loop_kinds: tuple[str, ...]
+    stacks: tuple[StallStack, ...]
+
+    @property
+    def ms(self) -> float:
+        """Blocked time of its kept stalls."""
+        return sum(stack.ms for stack in self.stacks)
+
+    @property
+    def label(self) -> str:
+        """``job_0 (ident 140632446195392)``: a thread ident is reused once its thread
+        ends, a name by every thread of a pool, the pair tells them apart."""
+        return self.name if self.ident is None else f"{self.name} (ident {self.ident})"
+
+
+def worker_threads(report: Mapping[str, Any]) -> list[WorkerThread]:
+    """The worker threads with kept stalls in *report*'s ``worker_loops`` section, told
+    apart by name and ident, most blocked time first."""
+    section = report.get("worker_loops")
+    if not isinstance(section, Mapping):
+        return []
+    stalls = [s for s in section.get("stalls") or [] if isinstance(s, Mapping)]
+    groups: dict[tuple[str, int | None], list[StallStack]] = {}
+    for stack in clean_stacks(stalls):
+        ident = stack.stall.get("thread_ident")
+        key = (str(stack.stall.get("thread") or "?"),
+               ident if isinstance(ident, int) and not isinstance(ident, bool) else None)
+        groups.setdefault(key, []).append(stack)
+    threads = []
+    for (name, ident), stacks in groups.items():
+        stacks.sort(key=lambda stack: _start(stack.stall))
+        kinds = tuple(sorted({str(s.stall.get("loop_kind") or "asyncio") for s in stacks}))
+        threads.append(WorkerThread(name, ident, kinds, tuple(stacks)))
+    threads.sort(key=lambda thread: (-thread.ms, thread.name, thread.ident or 0))
+    return threads
+
+
+def _start(stall: Mapping[str, Any]) -> float:
+    try:
+        return float(stall.get("started_at_s") or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 @dataclass(eq=False)

@@ -4,19 +4,24 @@ Format: https://docs.google.com/document/d/1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsK
 Timestamps are microseconds since the monitor started (``meta.started_at``).
 Each kind of record gets its own named track (a pid/tid pair named with ``M``
 metadata events), so Perfetto shows them as separate rows: stalls with their stacks
-nested under them, the loop thread with its slow callbacks (complete events at their
-times) and blocking calls (instants), Qt busy windows, one track per task, and the
-lag and pending-task counters (``C`` events).
+nested under them (cleaned as the flame graph cleans them: no frame of looptools'
+own), the loop thread with its slow callbacks (complete events at their times) and
+blocking calls (instants), the hand-offs from other threads (per posting site, and on
+the stall their longest wait fell in), Qt busy windows, one track per task, the lag
+and pending-task counters (``C`` events), and one track per worker thread whose
+asyncio loop stalled, with those stalls and their stacks.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from looptools.report.render import _format as f
 from looptools.report.render.base import Renderer, Report
+from looptools.report.render.flame import StallStack, stall_stacks, worker_threads
 
 Event = dict[str, Any]
 
@@ -27,9 +32,14 @@ _TID_STALLS = 1
 _TID_QT_BUSY = 2
 _TID_MARKS = 3
 _TID_LOOP = 4
+_TID_HANDOFFS = 5
 _TID_FIRST_TASK = 100
 #: Tasks beyond this many get no track of their own (each task is one row).
 MAX_TASK_TRACKS = 64
+#: Worker threads (whose asyncio loops stalled) each get a track, after the tasks'.
+_TID_FIRST_WORKER = 1000
+_SORT_FIRST_WORKER = 10 + MAX_TASK_TRACKS
+MAX_WORKER_TRACKS = 64
 
 
 def _us(seconds: float) -> float:
@@ -51,9 +61,93 @@ def _track(tid: int, name: str, sort_index: int) -> list[Event]:
             _metadata(_PID_LOOP, tid, "thread_sort_index", sort_index=sort_index)]
 
 
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+# Python's numbered default thread names, folded into one row of ``worker_loops.threads``
+# as the detector folds them (``Thread-12 (run)`` -> ``Thread-* (run)``).
+_NUMBERED = re.compile(r"^(Thread|Dummy)-\d+")
+
+
+def _row_key(name: str) -> str:
+    return _NUMBERED.sub(lambda m: f"{m.group(1)}-*", name, count=1)
+
+
+def _stall_slices(stacks: Sequence[StallStack], tid: int,
+                  extra: Mapping[str, Any] | None = None) -> list[Event]:
+    """Each stall on track *tid*, and under it its stack as nested slices (outermost
+    first), cleaned as the flame graph cleans it (no frame of looptools' own).
+
+    A frame's slice is 1 µs shorter at each end than its parent's, so that every
+    viewer nests it the same way (two slices with equal bounds may be drawn either
+    way round)."""
+    events: list[Event] = []
+    end_of_last = 0.0
+    for stack in sorted(stacks, key=lambda s: float(s.stall["started_at_s"])):
+        stall = stack.stall
+        culprit = stall.get("culprit")
+        frames = [{"function": function, "file": file, "line": line}
+                  for function, file, line in stack.frames]
+        ts = max(_us(stall["started_at_s"]), end_of_last)
+        dur = max(0.0, round(_us(stall["started_at_s"]) + _dur_us(stall["duration_ms"])
+                             - ts, 3))
+        end_of_last = ts + dur
+        args: dict[str, Any] = {
+            "culprit": f.location(culprit) if culprit else None,
+            "function": culprit["function"] if culprit else None,
+            "duration_ms": stall["duration_ms"],
+            "source": stall.get("source"),
+            "callback": stall.get("callback"),
+            "task": stall.get("task"),
+            "gil_held": stall.get("gil_held"),
+            "detected_after_ms": stall.get("detected_after_ms"),
+            "stack_source": stall.get("stack_source"),
+            "stack": f.stack_lines(frames),
+            **(extra or {}),
+        }
+        events.append({
+            "ph": "X",
+            "name": f"stall {f.fmt_ms(stall['duration_ms'])}: {f.stall_label(stall)}",
+            "cat": "stall", "pid": _PID_LOOP, "tid": tid, "ts": ts, "dur": dur,
+            "args": args,
+        })
+        innermost = _culprit_depth(frames, culprit)
+        for depth, frame in enumerate(frames, 1):
+            if dur - 2 * depth <= 0:
+                break
+            events.append({
+                "ph": "X", "name": str(frame["function"]), "cat": "stack",
+                "pid": _PID_LOOP, "tid": tid, "ts": round(ts + depth, 3),
+                "dur": round(dur - 2 * depth, 3),
+                "args": {"location": f.location(frame), "depth": depth,
+                         "culprit": depth == innermost},
+            })
+    return events
+
+
+def _culprit_depth(frames: Sequence[Mapping[str, Any]], culprit: Any) -> int | None:
+    """The depth (1 = outermost) of the innermost frame that is the stall's culprit.  A
+    frame of a stack dumped by faulthandler has been given its qualified name
+    (``Runner.run``) where the culprit may keep faulthandler's (``run``)."""
+    if not isinstance(culprit, Mapping):
+        return None
+    short = str(culprit.get("function")).rpartition(".")[2]
+    for depth in range(len(frames), 0, -1):
+        frame = frames[depth - 1]
+        if f.location(frame) == f.location(culprit) and \
+                str(frame["function"]).rpartition(".")[2] == short:
+            return depth
+    return None
+
+
 class TraceRenderer(Renderer):
-    """Stalls with their stacks, slow callbacks and blocking calls on the loop thread, Qt
-    busy windows, one track per task, lag and pending-task counters."""
+    """Stalls with their stacks, slow callbacks and blocking calls on the loop thread,
+    hand-offs, Qt busy windows, one track per task, lag and pending-task counters, and a
+    track per stalled worker thread."""
 
     name = "trace"
     aliases = ("perfetto", "chrome")
@@ -88,11 +182,13 @@ class TraceRenderer(Renderer):
         ]
         events += self._marks(report)
         events += self._stalls(report)
+        events += self._handoffs(report)
         events += self._slow_callbacks(report)
         events += self._blocking_calls(report)
         events += self._qt_busy(report)
         events += self._lag(report)
         events += self._tasks(report)
+        events += self._workers(report)
         return events
 
     def _marks(self, report: Report) -> list[Event]:
@@ -117,49 +213,84 @@ class TraceRenderer(Renderer):
         return marks
 
     def _stalls(self, report: Report) -> list[Event]:
-        """Each stall, and under it its stack as nested slices (outermost first).
+        """The main loop's stalls, each with its stack nested under it."""
+        return _stall_slices(stall_stacks(report), _TID_STALLS)
 
-        A frame's slice is 1 µs shorter at each end than its parent's, so that every
-        viewer nests it the same way (two slices with equal bounds may be drawn either
-        way round)."""
+    def _workers(self, report: Report) -> list[Event]:
+        """A track per worker thread whose asyncio loop stalled, named by its thread name
+        and ident, with its kept stalls at their times and their stacks under them."""
+        section = report.get("worker_loops")
+        rows = {str(row.get("thread")): row for row in
+                (section.get("threads") or [] if isinstance(section, Mapping) else [])
+                if isinstance(row, Mapping)}
         events: list[Event] = []
-        stalls = sorted(report.get("stalls") or [], key=lambda s: float(s["started_at_s"]))
-        end_of_last = 0.0
-        for stall in stalls:
-            culprit = stall.get("culprit")
-            ts = max(_us(stall["started_at_s"]), end_of_last)
-            dur = max(0.0, round(_us(stall["started_at_s"]) + _dur_us(stall["duration_ms"])
-                                 - ts, 3))
-            end_of_last = ts + dur
-            args: dict[str, Any] = {
-                "culprit": f.location(culprit) if culprit else None,
-                "function": culprit["function"] if culprit else None,
-                "duration_ms": stall["duration_ms"],
-                "source": stall["source"],
-                "callback": stall.get("callback"),
-                "task": stall.get("task"),
-                "gil_held": stall.get("gil_held"),
-                "detected_after_ms": stall.get("detected_after_ms"),
-                "stack_source": stall.get("stack_source"),
-                "stack": f.stack_lines(stall.get("stack") or []),
-            }
-            events.append({
-                "ph": "X",
-                "name": f"stall {f.fmt_ms(stall['duration_ms'])}: {f.stall_label(stall)}",
-                "cat": "stall", "pid": _PID_LOOP, "tid": _TID_STALLS, "ts": ts, "dur": dur,
-                "args": args,
-            })
-            for depth, frame in enumerate(stall.get("stack") or [], 1):
-                if dur - 2 * depth <= 0:
-                    break
-                events.append({
-                    "ph": "X", "name": str(frame.get("function", "?")), "cat": "stack",
-                    "pid": _PID_LOOP, "tid": _TID_STALLS, "ts": round(ts + depth, 3),
-                    "dur": round(dur - 2 * depth, 3),
-                    "args": {"location": f.location(frame), "depth": depth,
-                             "culprit": f.same_frame(frame, culprit)},
-                })
+        for n, thread in enumerate(worker_threads(report)[:MAX_WORKER_TRACKS]):
+            tid = _TID_FIRST_WORKER + n
+            kinds = ", ".join(thread.loop_kinds)
+            events += _track(tid, f"worker thread {thread.label}: stalls of its {kinds} loop",
+                             _SORT_FIRST_WORKER + n)
+            row = rows.get(thread.name) or rows.get(_row_key(thread.name))
+            extra: dict[str, Any] = {"thread": thread.name, "thread_ident": thread.ident,
+                                     "loop_kind": kinds}
+            if row is not None:  # the summary of every loop that ran under this name
+                extra["thread_row"] = {key: row.get(key)
+                                       for key in ("thread", "loops", "run_s", "stalls")}
+            events += _stall_slices(list(thread.stacks), tid, extra)
         return events
+
+    def _handoffs(self, report: Report) -> list[Event]:
+        """The ``handoffs`` section holds one aggregate per posting site (count, p50, p99,
+        max) and the culprit of the stall its longest wait fell in; no hand-off's own time.
+        So: each site as an instant at the end of the run on a track of its own (its
+        figures in the args, "times not recorded"), and, where a site is linked to a
+        stall, an instant on that stall at its end, when the waiting work could run:
+        "hand-offs from audio waited up to 290 ms".  A stall qualifies when its culprit is
+        the linked one and it lasted at least half that wait (the detector links a wait to
+        the stall that held the loop through at least half of it); when several do, each
+        gets the instant and says it is one of them."""
+        rows = [row for row in report.get("handoffs") or [] if isinstance(row, Mapping)]
+        if not rows:
+            return []
+        end = _us(report["meta"]["duration_s"])
+        stalls = [s for s in report.get("stalls") or [] if isinstance(s, Mapping)]
+        events: list[Event] = _track(_TID_HANDOFFS, "hand-offs to the loop from other threads "
+                                     "(per posting site; times not recorded)", 3)
+        linked: list[Event] = []
+        for row in sorted(rows, key=lambda r: -_number(r.get("max_ms"))):
+            site = row.get("site") if isinstance(row.get("site"), Mapping) else None
+            where = f.frame_text(site) if site else "an unknown site"
+            args = {key: row.get(key) for key in ("via", "thread", "count", "p50_ms",
+                                                  "p99_ms", "max_ms")}
+            args["site"] = f.location(site) if site else None
+            during = row.get("worst_during_stall_in")
+            args["longest_wait_during_stall_in"] = (f.frame_text(during)
+                                                    if isinstance(during, Mapping) else None)
+            events.append({
+                "ph": "i", "s": "t", "cat": "handoff", "pid": _PID_LOOP,
+                "tid": _TID_HANDOFFS, "ts": end,
+                "name": f"{row.get('via')} from thread {row.get('thread')} at {where}: "
+                        f"{row.get('count')}, p99 {f.fmt_ms(row.get('p99_ms'))}, "
+                        f"max {f.fmt_ms(row.get('max_ms'))}",
+                "args": args})
+            if not isinstance(during, Mapping):
+                continue
+            max_ms = _number(row.get("max_ms"))
+            held = [s for s in stalls if f.same_frame(s.get("culprit"), during)
+                    and _number(s.get("duration_ms")) >= 0.5 * max_ms]
+            poster = str(row.get("thread"))
+            if site is not None:
+                poster += f" ({site.get('function', '?')}, line {site.get('line')})"
+            for stall in held:
+                one_of = f" (one of {len(held)} stalls of it)" if len(held) > 1 else ""
+                linked.append({
+                    "ph": "i", "s": "t", "cat": "handoff_wait", "pid": _PID_LOOP,
+                    "tid": _TID_STALLS,
+                    "ts": min(end, _us(stall["started_at_s"]) + _dur_us(stall["duration_ms"])),
+                    "name": f"hand-offs from {poster} waited up to "
+                            f"{f.fmt_ms(max_ms)} while {during.get('function', '?')} held "
+                            f"the loop{one_of}",
+                    "args": {**args, "candidate_stalls": len(held)}})
+        return events + sorted(linked, key=lambda event: float(event["ts"]))
 
     def _slow_callbacks(self, report: Report) -> list[Event]:
         """Each kept run of a slow callback at its time on the loop thread's track.
