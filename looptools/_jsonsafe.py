@@ -1,7 +1,7 @@
 """JSON written by another process, made safe to compute with and to print.
 
 Every reader of such JSON (reports and baselines in :mod:`looptools.report.load` and
-:mod:`looptools.gate.budget`, stream lines in :mod:`looptools.live.stream`) parses it with
+:mod:`looptools.gate.baseline`, stream lines in :mod:`looptools.live.stream`) parses it with
 :func:`loads`, which raises only :class:`ValueError` (:class:`json.JSONDecodeError`
 for text that is not JSON, :class:`UnsafeJSON` for JSON that is but cannot be used) and
 returns data that holds:

@@ -13,7 +13,7 @@ and registers no per-test hook at all.  With it, a second plugin object
   monitor attaches to it; setup and teardown (async fixtures, the runner
   cancelling what is left) are not judged.  A test in which no loop ran gets no
   verdict.
-* checks the test's report against its budget (:func:`looptools.gate.budget.evaluate`),
+* checks the test's report against its budget (:func:`looptools.gate.evaluate.evaluate`),
   resolved per key in one order: ``loop_budget`` marker > command line >
   environment > ini/pyproject option > looptools' default.
 * fails a test that passed but broke its budget, naming the budget key and the
@@ -39,23 +39,23 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from looptools.gate.budget import (
+from looptools.gate.evaluate import (
     _MEASURED_BY,  # which detector measures each budget key
+    Violation,
+)
+from looptools.gate.limits import (
     BUDGET_KEYS,
     OFF,
     Budget,
     BudgetError,
     BudgetKey,
-    Location,
-    Offender,
-    Violation,
     fmt_ms,
     parse_limit,
-    relative_file,
 )
+from looptools.gate.offenders import Location, Offender, relative_file
 
 if TYPE_CHECKING:
-    from looptools.gate.budget import Limit
+    from looptools.gate.limits import Limit
     from looptools.inapp.monitor import Monitor
     from looptools.settings import Settings
 
@@ -482,7 +482,7 @@ class LoopBudgets:
 
     def _judge(self, item: pytest.Item, report: dict[str, Any], budget: Budget,
                passed: bool) -> str:
-        from looptools.gate.budget import evaluate
+        from looptools.gate.evaluate import evaluate
 
         _keep_own_leaks(report)
         report["meta"]["test"] = item.nodeid

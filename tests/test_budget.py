@@ -1,4 +1,4 @@
-"""Budgets, allow-lists, baselines and diffs over report dicts (looptools.gate.budget),
+"""Budgets, allow-lists, baselines and diffs over report dicts (looptools.gate),
 and reading reports back in (looptools.report.load)."""
 
 from __future__ import annotations
@@ -12,20 +12,17 @@ from typing import Any
 
 import pytest
 
-from looptools.gate.budget import (
-    BUDGET_KEYS,
-    BudgetError,
+from looptools.gate.baseline import (
     Tolerance,
     baseline_to_dict,
-    diff_reports,
-    evaluate,
-    find_budget_file,
     load_baseline,
-    load_budget,
     make_baseline,
-    offenders,
     tighten_baseline,
 )
+from looptools.gate.diff import diff_reports
+from looptools.gate.evaluate import evaluate
+from looptools.gate.limits import BUDGET_KEYS, BudgetError, find_budget_file, load_budget
+from looptools.gate.offenders import offenders
 from looptools.report.load import ReportError, load_report, validate_report
 
 REPORTS = Path(__file__).parent / "data" / "reports"

@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 
 from looptools.cli import cli
 from looptools.cli.check import _annotation, baseline, check, diff
-from looptools.gate.budget import BUDGET_KEYS
+from looptools.gate.limits import BUDGET_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 REPORTS = Path(__file__).parent / "data" / "reports"

@@ -279,7 +279,7 @@ def unknown_cli_options(args: list[str]) -> list[str]:
 
 
 def _pytest_options() -> dict[str, bool]:
-    from looptools.plugins import pytest_plugin
+    from looptools import pytest_plugin
 
     names: dict[str, bool] = {}
 

@@ -52,15 +52,9 @@ from looptools._jsonsafe import json_path
 from looptools.cli.check import baseline, check, diff
 from looptools.cli.profile import report_from_stream
 from looptools.cli.report import report
-from looptools.gate.budget import (
-    BUDGET_KEYS,
-    Budget,
-    BudgetError,
-    baseline_to_dict,
-    evaluate,
-    make_baseline,
-    parse_limit,
-)
+from looptools.gate.baseline import baseline_to_dict, make_baseline
+from looptools.gate.evaluate import evaluate
+from looptools.gate.limits import BUDGET_KEYS, Budget, BudgetError, parse_limit
 from looptools.live.dashboard import Dashboard, DashboardState
 from looptools.live.stream import MAX_LINE, LineDecoder, StreamServer, encode
 from looptools.report.load import validate_report

@@ -26,7 +26,8 @@ import pytest
 from helpers import ROOT, culprit_line, env, run_app, validate
 
 import looptools
-from looptools.gate.budget import evaluate, load_budget
+from looptools.gate.evaluate import evaluate
+from looptools.gate.limits import load_budget
 from looptools.inapp.writer import summary_lines
 from looptools.report.render import get_renderer
 

@@ -1,7 +1,7 @@
 """``looptools check``, ``baseline`` and ``diff``: gate CI on event-loop budgets.
 
 Thin on purpose: reading, judging and comparing reports lives in
-:mod:`looptools.gate.budget` and :mod:`looptools.report.load`; this module turns their
+:mod:`looptools.gate` and :mod:`looptools.report.load`; this module turns their
 results into text, GitHub annotations, JSON or JUnit XML, and into exit codes:
 
 * 0 -- within budget / nothing got worse,
@@ -24,29 +24,17 @@ import click
 from looptools._jsonsafe import safe_text
 from looptools._safewrite import why, write_file
 from looptools.cli import FiniteFloat
-from looptools.gate.budget import (
-    BUDGET_KEYS,
-    MAX_LIMIT,
-    OFF,
-    BudgetError,
-    BudgetKey,
-    Change,
-    Diff,
-    Evaluation,
-    Location,
-    Offender,
+from looptools.gate.baseline import (
     Tolerance,
-    Violation,
     baseline_to_dict,
-    diff_reports,
-    evaluate,
     load_baseline,
-    load_budget,
     make_baseline,
-    plural,
-    relative_file,
     tighten_baseline,
 )
+from looptools.gate.diff import Change, Diff, diff_reports
+from looptools.gate.evaluate import Evaluation, Violation, evaluate
+from looptools.gate.limits import BUDGET_KEYS, MAX_LIMIT, OFF, BudgetError, BudgetKey, load_budget
+from looptools.gate.offenders import Location, Offender, plural, relative_file
 from looptools.report.load import ReportError, display_path, load_report
 from looptools.report.render._format import oneline
 

@@ -940,7 +940,7 @@ def _refuse_py_spy_clash(outputs: _Outputs) -> None:
 
 def _load_check_budget(budget_file: str | None) -> Any:
     # Read the budget before the app starts: a bad budget is a usage error (2).
-    from looptools.gate.budget import BudgetError, load_budget
+    from looptools.gate.limits import BudgetError, load_budget
 
     try:
         return load_budget(Path(budget_file) if budget_file else None)
@@ -951,7 +951,7 @@ def _load_check_budget(budget_file: str | None) -> Any:
 def _check_verdict(outputs: _Outputs, budget: Any) -> int:
     """``looptools check``'s verdict on the report just made: 0 within budget, 1 over."""
     from looptools.cli.check import _print_text, _roots
-    from looptools.gate.budget import evaluate
+    from looptools.gate.evaluate import evaluate
 
     data = outputs.final
     if data is None:
