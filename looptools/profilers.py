@@ -376,21 +376,17 @@ def yappi_summary(stats: Any, seconds: float, files: dict[str, str],
     }
 
 
-def sampler_from_env(is_final: Callable[[], bool] | None = None,
+def sampler_from_env(is_final: Callable[[], bool],
                      environ: dict[str, str] | None = None) -> YappiSampler | None:
     """A :class:`YappiSampler` when ``LOOPTOOLS_YAPPI`` names an output prefix, else None.
 
-    Without ``is_final`` the sampler asks the running monitor whether it stopped.
+    ``is_final()`` says whether the monitor stopped; the monitor adds the sampler and
+    passes it, so this module never imports the monitor.
     """
     environ = dict(os.environ) if environ is None else environ
     prefix = environ.get("LOOPTOOLS_YAPPI", "").strip()
     if not prefix:
         return None
-    if is_final is None:
-        def is_final() -> bool:
-            from looptools.inapp.monitor import active
-
-            return active() is None
     return YappiSampler(prefix, is_final)
 
 

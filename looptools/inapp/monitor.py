@@ -157,6 +157,7 @@ class Monitor:
             # attach: a consumer of hub events and snapshots on its own thread.
             from looptools.live.stream import StreamWriter
 
+            self._maybe_add_sampler()
             self.hub.add(StreamWriter(self.settings, self))
         self.state: LoopState | None = None
         #: the worker-thread loops detector (looptools.inapp.detectors.worker_loops), if on
@@ -205,6 +206,21 @@ class Monitor:
         #: (what os._exit was, our wrapper) while ours is installed
         self._os_exit: tuple[Any, Any] | None = None
         self._broken = False
+
+    def _maybe_add_sampler(self) -> None:
+        # `looptools profile --sampler yappi` asks for yappi through the environment;
+        # profile always streams, so the sampler is added with the stream writer.
+        if not os.environ.get("LOOPTOOLS_YAPPI") or self.hub.get("yappi") is not None:
+            return
+        try:
+            from looptools.profilers import sampler_from_env
+
+            sampler = sampler_from_env(lambda: self._stopped)
+        except Exception as exc:
+            _warn(f"looptools: cannot start yappi ({type(exc).__name__}: {exc}); no profile")
+            return
+        if sampler is not None:
+            self.hub.add(sampler)
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> Monitor:

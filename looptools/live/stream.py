@@ -391,7 +391,6 @@ class StreamWriter(Detector):
         self._thread: threading.Thread | None = None
         self._cleaned = _thread_lock()
         self._next_knock = 0.0
-        self._maybe_add_sampler(monitor)
         wants_heartbeat = getattr(monitor, "_wants_heartbeat", None)
         #: listening, with a thread only while a dashboard reads (see the class docstring)
         self.lazy = self.listen_path is not None and self.connect_path is None \
@@ -411,22 +410,6 @@ class StreamWriter(Detector):
         self._thread = threading.Thread(target=self._run, name="looptools-stream",
                                         daemon=True)
         self._thread.start()
-
-    @staticmethod
-    def _maybe_add_sampler(monitor: Monitor) -> None:
-        # `looptools profile --sampler yappi` asks for yappi through the environment;
-        # profile always streams, so this is where the in-app sampler gets wired.
-        if not os.environ.get("LOOPTOOLS_YAPPI") or monitor.hub.get("yappi") is not None:
-            return
-        try:
-            from looptools.profilers import sampler_from_env
-
-            sampler = sampler_from_env(lambda: bool(getattr(monitor, "_stopped", False)))
-        except Exception as exc:
-            _warn(f"looptools: cannot start yappi ({type(exc).__name__}: {exc}); no profile")
-            return
-        if sampler is not None:
-            monitor.hub.add(sampler)
 
     # -- hooks: loop and watchdog threads; an append only ---------------------------------
     def event(self, kind: str, payload: dict[str, Any]) -> None:
