@@ -186,7 +186,7 @@ def test_exit_summary_uses_the_same_groups() -> None:
     for line, group in zip(grouped, expected, strict=True):
         assert f"{group.function} (" in line if group.frame else " in ? [loop]" in line
         if group.count > 1:
-            assert f"stalls x{group.count}, total {group.total_ms:.0f} ms" in line
+            assert f"stalls x{group.count}, total {fmt.fmt_ms(group.total_ms)}" in line
 
 
 # -- (b) text, Markdown and HTML agree --------------------------------------------------------

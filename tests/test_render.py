@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
+from looptools.report.model import model_of
 from looptools.report.render import (
     BUILTIN_RENDERERS,
     HtmlRenderer,
@@ -111,7 +112,8 @@ def test_lookup_by_dotted_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     renderer = get_renderer("my_renderers:CsvRenderer")
     assert isinstance(renderer, Renderer)
     assert renderer.render(load("asyncio_plain.json")) == "duration_ms\n640.2\n"
-    with pytest.raises(RendererNotFound, match=r"not a looptools\.render\.Renderer subclass"):
+    with pytest.raises(RendererNotFound,
+                       match=r"not a looptools\.report\.render\.Renderer subclass"):
         get_renderer_class("my_renderers:NOT_A_RENDERER")
     with pytest.raises(RendererNotFound, match="has no attribute 'Missing'"):
         get_renderer_class("my_renderers:Missing")
@@ -495,8 +497,8 @@ def test_json_round_trips(name: str) -> None:
 
 
 @pytest.mark.parametrize(("ms", "text"), [
-    (0.4249, "0.42 ms"), (9.999, "10.00 ms"), (12.34, "12.3 ms"), (812.3, "812 ms"),
-    (1810.0, "1.81 s"), (None, "-"),
+    (0.4249, "0.42 ms"), (9.999, "10.0 ms"), (12.34, "12.3 ms"), (99.97, "100 ms"),
+    (812.3, "812 ms"), (999.7, "1.00 s"), (1810.0, "1.81 s"), (None, "-"),
 ])
 def test_fmt_ms(ms: float | None, text: str) -> None:
     assert fmt.fmt_ms(ms) == text
@@ -565,7 +567,8 @@ def test_the_verdict_names_worker_stalls_and_affinity_after_a_stalled_main_loop(
     assert out[at + 2].startswith("worst: ChatWindow.on_send_clicked")  # still the GUI's
     only_affinity = with_off_loop_sections(load("healthy.json"))
     only_affinity["worker_loops"]["stall_summary"]["count"] = 0
-    assert fmt.off_loop_text(only_affinity) == "thread-affinity violations at 1 site (3 calls)"
+    assert fmt.off_loop_text(model_of(only_affinity)) == \
+        "thread-affinity violations at 1 site (3 calls)"
 
 
 def test_markdown_shows_hand_offs_worker_loops_and_affinity() -> None:
@@ -615,12 +618,12 @@ def test_html_shows_hand_offs_worker_loops_and_affinity() -> None:
     workers = _section(out, "worker-loops")
     plain = re.sub(r"<[^>]+>", "", workers)
     section = report["worker_loops"]
-    assert fmt.worker_loops_title(section) in plain
+    assert fmt.worker_loops_title(model_of(report).worker_loops) in plain
     assert fmt.worker_stall_text(section["stalls"][0]) in plain
     assert '<li class="culprit"><code>Poller.<wbr>_poll</code>' in workers
     assert workers.count('<details class="stall"') == 1
     affinity = html.unescape(re.sub(r"<[^>]+>", "", _section(out, "affinity")))
-    for cell in fmt.affinity_cells(report)[0]:
+    for cell in fmt.affinity_cells(model_of(report).affinity)[0]:
         assert cell in affinity
     # The longest worker stall is open without a script, like the main loop's worst culprit.
     assert 'id="worker-stall-0" open' in workers

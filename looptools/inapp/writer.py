@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from looptools._culprits import CulpritGroup, culprit_groups, stall_groups
+from looptools._units import fmt_ms, fmt_pct
 
 SCHEMA_VERSION = 1
 
@@ -76,7 +77,7 @@ def stall_line(stall: Mapping[str, Any]) -> str:
     """One stall on one line: duration, when, culprit, kind (the summary and the live
     progress of ``looptools profile --no-dashboard`` print the same)."""
     gil = ", GIL held" if stall.get("gil_held") else ""
-    return (f"stall {float(stall.get('duration_ms') or 0):7.0f} ms at "
+    return (f"stall {fmt_ms(float(stall.get('duration_ms') or 0)):>10} at "
             f"{float(stall.get('started_at_s') or 0):.2f} s in "
             f"{_where(stall.get('culprit'))} [{stall.get('source')}{gil}]")
 
@@ -86,8 +87,8 @@ def _group_line(group: CulpritGroup) -> str:
     kinds = sorted({str(s.get("source")) for s in stalls})
     if any(s.get("gil_held") for s in stalls):
         kinds.append("GIL held")
-    return (f"stalls x{group.count}, total {group.total_ms or 0:.0f} ms, worst "
-            f"{group.worst_ms or 0:.0f} ms, first at {group.first_s or 0:.2f} s, in "
+    return (f"stalls x{group.count}, total {fmt_ms(group.total_ms or 0)}, worst "
+            f"{fmt_ms(group.worst_ms or 0)}, first at {group.first_s or 0:.2f} s, in "
             f"{_where(stalls[0].get('culprit'))} [{', '.join(kinds)}]")
 
 
@@ -110,8 +111,8 @@ def worker_stall_line(report: Mapping[str, Any]) -> str | None:
         where = (f"; longest in {what}, thread {worst.get('thread')}, "
                  f"{worst.get('loop_kind')} loop")
     return (f"worker-thread loops: {count} stall{'s' if count != 1 else ''} (longest "
-            f"{float(summary.get('max_ms') or 0):.0f} ms, total "
-            f"{float(summary.get('total_ms') or 0):.0f} ms) in {workers.get('loops')} "
+            f"{fmt_ms(float(summary.get('max_ms') or 0))}, total "
+            f"{fmt_ms(float(summary.get('total_ms') or 0))}) in {workers.get('loops')} "
             f"loop{'s' if workers.get('loops') != 1 else ''}{where}")
 
 
@@ -142,7 +143,7 @@ def summary_lines(report: dict[str, Any], report_path: str | None = None) -> lis
         f"threshold {meta.get('threshold_ms', 0):g} ms: "
         + (
             f"{stalls['count']} stall{'s' if stalls['count'] != 1 else ''} "
-            f"(longest {stalls['max_ms']:.0f} ms, total {stalls['total_ms']:.0f} ms)"
+            f"(longest {fmt_ms(stalls['max_ms'])}, total {fmt_ms(stalls['total_ms'])})"
             if stalls["count"]
             else "no stalls"
         )
@@ -160,13 +161,13 @@ def summary_lines(report: dict[str, Any], report_path: str | None = None) -> lis
         worst = slow[0]
         lines.append(
             f"  slow callbacks: {sum(row['count'] for row in slow)} "
-            f"(most time: {worst['name']} x{worst['count']}, max {worst['max_ms']:.0f} ms)"
+            f"(most time: {worst['name']} x{worst['count']}, max {fmt_ms(worst['max_ms'])})"
         )
     extras = []
     if report["lag"]:
-        extras.append(f"lag p99 {report['lag']['p99_ms']:.1f} ms")
+        extras.append(f"lag p99 {fmt_ms(report['lag']['p99_ms'])}")
     if report["dispatcher"]:
-        extras.append(f"Qt busy {100 * report['dispatcher']['busy_fraction']:.0f}%")
+        extras.append(f"Qt busy {fmt_pct(report['dispatcher']['busy_fraction'])}")
     tasks = report["tasks"]
     if tasks:
         extras.append(f"tasks peak {tasks['peak_pending']}")
@@ -182,15 +183,17 @@ def summary_lines(report: dict[str, Any], report_path: str | None = None) -> lis
             lines.append(f"  exception never retrieved: {lost['task']}: {lost['exception']}")
     for row in report["blocking_calls"][:5]:
         site = row["sites"][0] if row["sites"] else None
-        lines.append(f"  blocking call {row['call']} x{row['count']}, first at {_where(site)}")
+        timed = f" ({fmt_ms(row['total_ms'])})" if row.get("total_ms") is not None else ""
+        lines.append(f"  blocking call {row['call']} x{row['count']}{timed}, first at "
+                     f"{_where(site)}")
     threshold = float(meta.get("threshold_ms") or 0)
     for row in [r for r in report.get("handoffs") or [] if r["max_ms"] >= threshold][:3]:
         during = row.get("worst_during_stall_in")
         held = f", while {during['function']} held the loop" if during else ""
         lines.append(
             f"  hand-offs from {_where(row['site'])} (thread {row['thread']}) via "
-            f"{row['via']} x{row['count']}: p99 {row['p99_ms']:.0f} ms, max "
-            f"{row['max_ms']:.0f} ms{held}")
+            f"{row['via']} x{row['count']}: p99 {fmt_ms(row['p99_ms'])}, max "
+            f"{fmt_ms(row['max_ms'])}{held}")
     worker = worker_stall_line(report)
     if worker:
         lines.append("  " + worker)

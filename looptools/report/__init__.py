@@ -1,2 +1,3 @@
-"""Reading reports after the fact: loading and validating them, and rendering
-them as text, Markdown, HTML, trace and speedscope."""
+"""Reading reports after the fact: loading and validating them (``load``), their
+derived figures computed once (``model``), and rendering them as text, Markdown, HTML,
+trace and speedscope (``render``)."""

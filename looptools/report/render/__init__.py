@@ -5,9 +5,10 @@
 >>> get_renderer("mypkg.renderers:CsvRenderer")  # any Renderer subclass, by dotted path
 
 Adding a format is one small :class:`Renderer` subclass; a built-in one is
-also listed in :data:`BUILTIN_RENDERERS`.  Renderers read only the report
-dict (the JSON contract in ``looptools/schema/report.schema.json``) and never
-import the monitor, click or rich.
+also listed in :data:`BUILTIN_RENDERERS`.  Renderers take the report dict (the JSON
+contract in ``looptools/schema/report.schema.json``) and never import the monitor,
+click or rich; the built-in ones read their figures from the report's model
+(``looptools.report.model.model_of``), so that they say the same thing.
 """
 
 from __future__ import annotations

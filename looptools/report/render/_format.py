@@ -1,7 +1,10 @@
 """Wording and number formatting shared by the renderers.
 
-Everything here works on the plain report dict (the JSON contract), so that
-every format says the same thing in the same words.
+Figures come from the report model (``looptools.report.model``: culprits, the verdict,
+totals, peaks, percentiles, what a sampler found); this module only words them, so that
+every format says the same thing in the same words.  Durations, shares and counts are
+written by ``looptools._units``, the one formatter every view (the exit summary and the
+dashboard too) uses.
 """
 
 from __future__ import annotations
@@ -9,11 +12,29 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from looptools._culprits import CulpritGroup, culprit_groups
+from looptools._culprits import CulpritGroup
 from looptools._culprits import stall_label as stall_label  # re-exported for the renderers
+from looptools._units import fmt_ms as fmt_ms  # re-exported: the one duration formatter
+from looptools._units import fmt_pct as fmt_pct
+from looptools._units import fmt_s as fmt_s
+from looptools._units import plural as _plural
+from looptools.report.model import (
+    AffinityFigures,
+    DispatcherFigures,
+    HandoffFigures,
+    LagFigures,
+    ReportModel,
+    SamplerCulprit,
+    SamplerFigures,
+    SamplerFrame,
+    StallFigures,
+    TaskFigures,
+    WorkerLoopFigures,
+    model_of,
+)
+from looptools.report.model import Verdict as Verdict  # re-exported: it moved to the model
 from looptools.report.render.base import Report
 
 Frame = Mapping[str, Any]
@@ -33,39 +54,9 @@ def counted(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def fmt_ms(ms: float | None) -> str:
-    """Milliseconds in the unit a reader expects: ``0.42 ms``, ``812 ms``, ``1.81 s``."""
-    if ms is None:
-        return "-"
-    if ms >= 1000:
-        return f"{ms / 1000:.2f} s"
-    if ms >= 100:
-        return f"{ms:.0f} ms"
-    if ms >= 10:
-        return f"{ms:.1f} ms"
-    return f"{ms:.2f} ms"
-
-
-def fmt_s(seconds: float | None) -> str:
-    """A duration or an age given in seconds (``3.21 s``, ``4 min 12 s``)."""
-    if seconds is None:
-        return "-"
-    if seconds >= 120:
-        minutes, rest = divmod(seconds, 60)
-        return f"{minutes:.0f} min {rest:.0f} s"
-    if seconds >= 10:
-        return f"{seconds:.1f} s"
-    return f"{seconds:.2f} s"
-
-
 def fmt_at(seconds: float) -> str:
     """A point in time in seconds since the monitor started, e.g. ``+3.210 s``."""
     return f"+{seconds:.3f} s"
-
-
-def fmt_pct(fraction: float) -> str:
-    """A fraction in 0..1 as a percentage."""
-    return f"{fraction * 100:.1f}%"
 
 
 def location(frame: Frame | None) -> str:
@@ -84,7 +75,7 @@ def frame_text(frame: Frame | None) -> str:
     return f"{frame.get('function', '?')} ({location(frame)})"
 
 
-def argv_text(report: Report) -> str:
+def argv_text(report: Mapping[str, Any]) -> str:
     """The monitored command line, quoted the way a shell would need it."""
     argv = report["meta"].get("argv") or []
     return shlex.join(str(a) for a in argv) if argv else "(unknown command)"
@@ -105,12 +96,7 @@ def culprit_share(stall: Mapping[str, Any]) -> str | None:
     return f"culprit in {stall.get('culprit_samples')} of {samples} samples"
 
 
-# -- culprits (grouped by looptools._culprits, the one definition every view uses) ----------
-
-
-def culprits(report: Report) -> list[CulpritGroup]:
-    """The report's culprit groups, most blocked time first."""
-    return culprit_groups(report)
+# -- culprits (grouped by looptools._culprits, the model's ``culprits``) ----------------------
 
 
 def culprit_where(group: CulpritGroup) -> str:
@@ -183,13 +169,18 @@ def stall_head(group: CulpritGroup) -> str:
     return culprit_title(group) + many + how
 
 
-def dropped_note(report: Report) -> str | None:
+def dropped_note(stalls: StallFigures) -> str | None:
     """Why the groups hold fewer stalls than ``stall_summary`` counted, if they do."""
-    dropped = int(report["stall_summary"].get("dropped") or 0)
-    if not dropped:
+    if not stalls.dropped:
         return None
-    return (f"{_plural(dropped, 'more stall')} counted but not kept in the report, "
+    return (f"{_plural(stalls.dropped, 'more stall')} counted but not kept in the report, "
             "so in no culprit")
+
+
+def stalls_title(stalls: StallFigures) -> str:
+    """``11 stalls, longest 810 ms, 2.92 s in total``."""
+    return (f"{_plural(stalls.count, 'stall')}, longest {fmt_ms(stalls.max_ms)}, "
+            f"{fmt_ms(stalls.total_ms)} in total")
 
 
 def stall_sources(group: CulpritGroup) -> str:
@@ -202,11 +193,12 @@ def stall_sources(group: CulpritGroup) -> str:
 
 
 def slow_callbacks_by_total(report: Report) -> list[Mapping[str, Any]]:
-    """Slow callbacks, most total time first."""
-    return sorted(report.get("slow_callbacks") or [], key=lambda c: -float(c["total_ms"]))
+    """Slow callbacks, most total time first (the model's ``slow_callbacks``; kept for the
+    renderers that take the report dict)."""
+    return list(model_of(report).slow_callbacks)
 
 
-def loop_text(report: Report) -> str:
+def loop_text(report: Mapping[str, Any]) -> str:
     """``qasync (qasync.QSelectorEventLoop, Qt dispatcher QEventDispatcherGlib)``."""
     loop = report["loop"]
     details = [str(loop["class"])] if loop.get("class") else []
@@ -218,7 +210,7 @@ def loop_text(report: Report) -> str:
     return f"{loop['kind']} ({', '.join(details)})"
 
 
-def exit_text(report: Report) -> str:
+def exit_text(report: Mapping[str, Any]) -> str:
     """How the monitored process ended."""
     exit_ = report["meta"]["exit"]
     reason = str(exit_["reason"])
@@ -231,96 +223,60 @@ def exit_text(report: Report) -> str:
     return reason
 
 
-def tasks_leaked(report: Report) -> list[Mapping[str, Any]]:
-    """Tasks still pending when the process exited."""
-    tasks = report.get("tasks")
-    return list(tasks.get("pending_at_exit") or []) if tasks else []
-
-
-def blocking_total(report: Report) -> int:
-    """How many blocking calls were seen on the loop thread, all kinds together."""
-    return sum(int(b.get("count", 0)) for b in report.get("blocking_calls") or [])
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The one-line answer to "is this loop healthy?"."""
-
-    level: str  # "ok", "warn" or "bad"
-    text: str
-
-    @property
-    def label(self) -> str:
-        """``OK``, ``WARN`` or ``STALLED``."""
-        return {"ok": "OK", "warn": "WARN", "bad": "STALLED"}[self.level]
-
-
-def _plural(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (plural or word + 's')}"
-
-
 def verdict(report: Report) -> Verdict:
-    """Stalls make a report ``bad``; leaks, lost exceptions, blocking, detector errors ``warn``."""
-    meta = report["meta"]
-    summary = report["stall_summary"]
-    problems: list[str] = []
-    level = "ok"
-    count = int(summary["count"])
-    if count:
-        level = "bad"
-        problems.append(
-            f"{_plural(count, 'stall')} over {meta['threshold_ms']:g} ms "
-            f"(longest {fmt_ms(summary['max_ms'])}, {fmt_ms(summary['total_ms'])} in total)"
-        )
-    warnings: list[str] = []
-    leaked = len(tasks_leaked(report))
-    if leaked:
-        warnings.append(f"{_plural(leaked, 'task')} pending at exit")
-    tasks = report.get("tasks") or {}
-    lost = len(tasks.get("unretrieved_exceptions") or [])
-    if lost:
-        warnings.append(f"{_plural(lost, 'task exception')} never retrieved")
-    blocking = blocking_total(report)
-    if blocking:
-        warnings.append(f"{_plural(blocking, 'blocking call')} on the loop thread")
-    errors = len(report.get("detector_errors") or [])
-    if errors:
-        warnings.append(f"{_plural(errors, 'detector error')}")
-    if warnings and level == "ok":
-        level = "warn"
-    problems.extend(warnings)
-    if not problems:
-        return Verdict("ok", f"no stalls over {meta['threshold_ms']:g} ms and nothing leaked")
-    return Verdict(level, "; ".join(problems))
+    """The model's verdict (kept for the renderers that take the report dict)."""
+    return model_of(report).verdict
 
 
-def percentile_row(lag: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """``(label, value)`` pairs for the lag percentiles present in *lag*."""
-    row = [(k, fmt_ms(lag[f"{k}_ms"])) for k in ("p50", "p90", "p99", "max")]
-    if lag.get("mean_ms") is not None:
-        row.append(("mean", fmt_ms(lag["mean_ms"])))
-    return row
+def percentile_row(lag: LagFigures) -> list[tuple[str, str]]:
+    """``(label, value)`` pairs for the lag percentiles the report has."""
+    return [(label, fmt_ms(ms)) for label, ms in lag.percentiles]
 
 
-def dispatcher_text(dispatcher: Mapping[str, Any]) -> str:
+def probe_text(lag: LagFigures) -> str | None:
+    """``every 10 ms``, ``about every 100 ms`` (plain asyncio), None when not known."""
+    if lag.probe_ms is None:
+        return None
+    # A setting, printed as given like the threshold (fmt_ms is for what was measured).
+    return f"{'about ' if lag.probe_about else ''}every {lag.probe_ms:g} ms"
+
+
+def lag_title(lag: LagFigures) -> str:
+    """``241 samples every 50 ms``: what the lag figures are made of."""
+    probe = probe_text(lag)
+    return f"{_plural(lag.samples, 'sample')}{f' {probe}' if probe else ''}"
+
+
+def dispatcher_text(dispatcher: DispatcherFigures) -> str:
     """``busy 37.2% of the time; 812 iterations (65/s); longest busy 812 ms``."""
-    parts = [f"busy {fmt_pct(dispatcher['busy_fraction'])} of the time"]
-    its = f"{dispatcher['iterations']} iterations"
-    if dispatcher.get("iterations_per_s") is not None:
-        its += f" ({dispatcher['iterations_per_s']:.0f}/s)"
-    parts.append(its)
-    parts.append(f"longest busy {fmt_ms(dispatcher['longest_busy_ms'])}")
-    return "; ".join(parts)
+    its = f"{dispatcher.iterations} iterations"
+    if dispatcher.iterations_per_s is not None:
+        its += f" ({dispatcher.iterations_per_s:.0f}/s)"
+    return "; ".join([f"busy {fmt_pct(dispatcher.busy_fraction)} of the time", its,
+                      f"longest busy {fmt_ms(dispatcher.longest_busy_ms)}"])
 
 
-def task_counts_text(tasks: Mapping[str, Any]) -> str:
+def task_counts_text(tasks: TaskFigures) -> str:
     """``peak 14 pending; 230 created; 2 pending now``."""
-    parts = [f"peak {tasks['peak_pending']} pending"]
-    if tasks.get("created") is not None:
-        parts.append(f"{tasks['created']} created")
-    if tasks.get("pending_now") is not None:
-        parts.append(f"{tasks['pending_now']} pending now")
+    parts = [f"peak {tasks.peak} pending"]
+    if tasks.created is not None:
+        parts.append(f"{tasks.created} created")
+    if tasks.pending_now is not None:
+        parts.append(f"{tasks.pending_now} pending now")
     return "; ".join(parts)
+
+
+def blocking_title(count: int, total_ms: float | None) -> str:
+    """``Blocking calls on the loop thread (9, 301 ms)``: how many, and their measured time."""
+    timed = f", {fmt_ms(total_ms)}" if total_ms is not None else ""
+    return f"Blocking calls on the loop thread ({count}{timed})"
+
+
+def blocking_time_text(total_ms: float | None, max_ms: float | None) -> str:
+    """``301 ms (max 150 ms)`` for a timed call or site, ``not timed`` otherwise."""
+    if total_ms is None:
+        return "not timed"
+    return fmt_ms(total_ms) + (f" (max {fmt_ms(max_ms)})" if max_ms is not None else "")
 
 
 def histogram_label(upper_ms: float) -> str:
@@ -336,24 +292,13 @@ def stack_lines(stack: Sequence[Frame]) -> list[str]:
 # -- asyncio loops on worker threads (``worker_loops``: never the headline) ------------------
 
 
-def worker_loops(report: Report) -> Mapping[str, Any] | None:
-    """The report's ``worker_loops`` section when any worker loop ran, else None."""
-    section = report.get("worker_loops")
-    if not isinstance(section, Mapping) or not section.get("loops"):
-        return None
-    return section
-
-
-def worker_loops_title(section: Mapping[str, Any]) -> str:
+def worker_loops_title(workers: WorkerLoopFigures) -> str:
     """``Asyncio loops on worker threads: 12 loops, 2 stalls (longest 250 ms)``."""
-    loops = int(section.get("loops") or 0)
-    summary = section.get("stall_summary") or {}
-    count = int(summary.get("count") or 0)
-    stalls = (f"{_plural(count, 'stall')} (longest {fmt_ms(summary.get('max_ms'))})"
-              if count else "no stalls")
-    title = f"Asyncio loops on worker threads: {_plural(loops, 'loop')}, {stalls}"
-    if summary.get("dropped"):
-        title += f", {summary['dropped']} not kept"
+    stalls = (f"{_plural(workers.stall_count, 'stall')} (longest {fmt_ms(workers.stall_max_ms)})"
+              if workers.stall_count else "no stalls")
+    title = f"Asyncio loops on worker threads: {_plural(workers.loops, 'loop')}, {stalls}"
+    if workers.dropped:
+        title += f", {workers.dropped} not kept"
     return title
 
 
@@ -374,12 +319,6 @@ def worker_stall_where(stall: Mapping[str, Any]) -> str:
     return frame_text(culprit) if culprit else str(stall.get("callback") or "?")
 
 
-def worker_stalls_longest(section: Mapping[str, Any], limit: int) -> list[Mapping[str, Any]]:
-    """The ``limit`` longest worker-loop stalls, longest first."""
-    stalls = [s for s in section.get("stalls") or [] if isinstance(s, Mapping)]
-    return sorted(stalls, key=lambda s: -float(s.get("duration_ms") or 0))[:limit]
-
-
 def worker_stall_text(stall: Mapping[str, Any]) -> str:
     """``250 ms at +0.45 s in Poller._poll (app.py:100), thread device-poller (ident 1403…),
     asyncio loop``."""
@@ -388,16 +327,11 @@ def worker_stall_text(stall: Mapping[str, Any]) -> str:
             f"(ident {stall.get('thread_ident')}), {stall.get('loop_kind')} loop")
 
 
-def affinity_cells(report: Report) -> list[list[str]]:
+def affinity_cells(affinity: AffinityFigures) -> list[list[str]]:
     """Thread-affinity violations, one row per call site: call, count, site, function,
     calling thread, owning thread, object (docs/threads.md#thread-affinity)."""
-    section = report.get("affinity")
-    if not isinstance(section, Mapping):
-        return []
     rows = []
-    for row in section.get("violations") or []:
-        if not isinstance(row, Mapping):
-            continue
+    for row in affinity.violations:
         site = row.get("site") if isinstance(row.get("site"), Mapping) else None
         calling = row.get("calling_thread") or {}
         owner = row.get("owner_thread") or {}
@@ -416,19 +350,10 @@ def affinity_cells(report: Report) -> list[list[str]]:
 # -- work posted to the loop from other threads (``handoffs``, docs/threads.md) ---------------
 
 
-def handoffs(report: Report) -> list[Mapping[str, Any]]:
-    """The report's hand-off rows (one per posting site), worst p99 first; ``[]`` when the
-    detector was off, the loop could not be wrapped (``null``) or nothing was posted."""
-    rows = [r for r in report.get("handoffs") or [] if isinstance(r, Mapping)]
-    return sorted(rows, key=lambda r: (-float(r.get("p99_ms") or 0),
-                                       -float(r.get("max_ms") or 0)))
-
-
-def handoffs_title(rows: Sequence[Mapping[str, Any]]) -> str:
+def handoffs_title(handoffs: HandoffFigures) -> str:
     """``Hand-offs from other threads: 3 posting sites, 120 posted``."""
-    posted = sum(int(r.get("count") or 0) for r in rows)
-    return (f"Hand-offs from other threads: {_plural(len(rows), 'posting site')}, "
-            f"{posted} posted")
+    return (f"Hand-offs from other threads: {_plural(len(handoffs.rows), 'posting site')}, "
+            f"{handoffs.posted} posted")
 
 
 def handoff_cells(row: Mapping[str, Any]) -> list[str]:
@@ -454,21 +379,78 @@ def handoff_held_text(row: Mapping[str, Any]) -> str | None:
 # -- what the verdict, about the main loop, does not cover ------------------------------------
 
 
-def off_loop_text(report: Report) -> str | None:
+def off_loop_text(model: ReportModel) -> str | None:
     """``2 stalls in worker-thread loops (longest 250 ms); thread-affinity violations at 3
     sites (7 calls)``: problems off the main loop, which never change its verdict."""
     parts = []
-    section = worker_loops(report)
-    summary = (section or {}).get("stall_summary") or {}
-    count = int(summary.get("count") or 0)
-    if count:
-        parts.append(f"{_plural(count, 'stall')} in worker-thread loops "
-                     f"(longest {fmt_ms(summary.get('max_ms'))})")
-    affinity = report.get("affinity")
-    rows = [r for r in (affinity.get("violations") or [] if isinstance(affinity, Mapping) else [])
-            if isinstance(r, Mapping)]
-    if rows:
-        calls = sum(int(r.get("count") or 0) for r in rows)
-        parts.append(f"thread-affinity violations at {_plural(len(rows), 'site')} "
-                     f"({_plural(calls, 'call')})")
+    workers = model.worker_loops
+    if workers is not None and workers.stall_count:
+        parts.append(f"{_plural(workers.stall_count, 'stall')} in worker-thread loops "
+                     f"(longest {fmt_ms(workers.stall_max_ms)})")
+    affinity = model.affinity
+    if affinity:
+        parts.append(f"thread-affinity violations at {_plural(len(affinity.violations), 'site')}"
+                     f" ({_plural(affinity.calls, 'call')})")
     return "; ".join(parts) if parts else None
+
+
+# -- what a sampler found (``profile``: looptools profile --sampler py-spy|yappi) -------------
+
+
+def sampler_title(sampler: SamplerFigures) -> str:
+    """``py-spy: 158 samples of the main thread at 100 Hz (1.58 s), idle included`` or
+    ``yappi: wall clock, 2.03 s, 1057 functions``."""
+    parts: list[str] = []
+    if sampler.samples is not None:
+        rate = f" at {sampler.rate_hz:g} Hz" if sampler.rate_hz else ""
+        seconds = f" ({fmt_s(sampler.seconds)})" if sampler.seconds is not None else ""
+        parts.append(f"{_plural(sampler.samples, 'sample')} of the main thread{rate}{seconds}")
+        if sampler.idle_included:
+            parts.append("idle included")
+    else:
+        if sampler.clock:
+            parts.append(f"{sampler.clock} clock")
+        if sampler.seconds is not None:
+            parts.append(fmt_s(sampler.seconds))
+        if sampler.functions is not None:
+            parts.append(_plural(sampler.functions, "function"))
+    return f"{sampler.sampler}: {', '.join(parts)}" if parts else sampler.sampler
+
+
+def sampler_where(row: SamplerFrame) -> str:
+    """``file:line`` of a sampler row (``file`` alone without a line)."""
+    return row.file if row.line is None else f"{row.file}:{row.line}"
+
+
+def sampler_amount(row: SamplerFrame | None) -> str:
+    """``31 samples (310 ms, 19.6%)`` (py-spy) or ``313 ms, 2 calls`` (yappi); ``-`` for none."""
+    if row is None:
+        return "-"
+    if row.samples is not None:
+        share = f", {fmt_pct(row.fraction)}" if row.fraction is not None else ""
+        return f"{_plural(row.samples, 'sample')} ({fmt_ms(row.ms)}{share})"
+    calls = f", {_plural(row.calls, 'call')}" if row.calls is not None else ""
+    return f"{fmt_ms(row.ms)}{calls}"
+
+
+def sampler_culprit_text(found: SamplerCulprit) -> str:
+    """What the sampler saw of one stall culprit: ``31 samples (310 ms) innermost, at line
+    147; 40 samples (400 ms) on the stack``, or that it is not among the top frames."""
+    parts = []
+    if found.self_rows:
+        lines = sorted({row.line for row in found.self_rows if row.line is not None})
+        at = f", at {'line' if len(lines) == 1 else 'lines'} {', '.join(map(str, lines))}" \
+            if lines and found.self_rows[0].samples is not None else ""
+        if found.self_samples is not None:
+            parts.append(f"{_plural(found.self_samples, 'sample')} ({fmt_ms(found.self_ms)}) "
+                         f"innermost{at}")
+        else:
+            calls = sum(row.calls or 0 for row in found.self_rows)
+            parts.append(f"{fmt_ms(found.self_ms)} self"
+                         + (f" in {_plural(calls, 'call')}" if calls else ""))
+    if found.on_stack is not None:
+        row = found.on_stack
+        amount = (f"{_plural(row.samples, 'sample')} ({fmt_ms(row.ms)})"
+                  if row.samples is not None else fmt_ms(row.ms))
+        parts.append(f"{amount} on the stack")
+    return "; ".join(parts) if parts else "not among its top frames"

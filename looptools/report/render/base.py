@@ -13,8 +13,9 @@ class Renderer:
 
     A new format is one small subclass: set :attr:`name` (and optionally
     :attr:`aliases` and :attr:`extensions`) and implement :meth:`render`.
-    Renderers read only the report dict; they never touch the monitor or the
-    loop, so they can run anywhere, long after the app has exited.
+    Renderers read only the report (the dict, or the figures of its model,
+    ``looptools.report.model.model_of(report)``); they never touch the monitor or
+    the loop, so they can run anywhere, long after the app has exited.
     """
 
     #: The name used with ``--format``.

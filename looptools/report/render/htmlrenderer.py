@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
+from looptools.report.model import ReportModel, model_of
 from looptools.report.render import _format as f
 from looptools.report.render.base import Renderer, Report
 
@@ -233,23 +233,25 @@ class HtmlRenderer(Renderer):
     label_width = 130
 
     def render(self, report: Report) -> str:
-        """The whole HTML document."""
+        """The whole HTML document, its figures from the report's model."""
+        model = model_of(report)
         meta = report["meta"]
-        verdict = f.verdict(report)
-        culprits = f.culprits(report)
+        verdict = model.verdict
         sections = [
-            ("culprits", "Top culprits", self._culprits(report, culprits)),
+            ("culprits", "Top culprits", self._culprits(model)),
             ("flame", "Where the blocked time went", self._flame(report)),
-            ("timeline", "Timeline", self._timeline(report)),
-            ("lag", "Loop lag", self._lag(report)),
-            ("stalls", "Stalls", self._stalls(report, culprits)),
-            ("slow-callbacks", "Slow callbacks", self._slow_callbacks(report)),
-            ("tasks", "Tasks", self._tasks(report)),
-            ("blocking", "Blocking calls", self._blocking(report)),
-            ("handoffs", "Hand-offs", self._handoffs(report)),
-            ("worker-loops", "Worker-thread loops", self._worker_loops(report)),
-            ("affinity", "Thread affinity", self._affinity(report)),
-            ("errors", "Detector errors", self._errors(report)),
+            ("timeline", "Timeline", self._timeline(model)),
+            ("lag", "Loop lag", self._lag(model)),
+            ("dispatcher", "Qt dispatcher", self._dispatcher(model)),
+            ("stalls", "Stalls", self._stalls(model)),
+            ("slow-callbacks", "Slow callbacks", self._slow_callbacks(model)),
+            ("tasks", "Tasks", self._tasks(model)),
+            ("blocking", "Blocking calls", self._blocking(model)),
+            ("sampler", "Sampler", self._sampler(model)),
+            ("handoffs", "Hand-offs", self._handoffs(model)),
+            ("worker-loops", "Worker-thread loops", self._worker_loops(model)),
+            ("affinity", "Thread affinity", self._affinity(model)),
+            ("errors", "Detector errors", self._errors(model)),
         ]
         sections = [s for s in sections if s[2]]
         nav = "".join(f'<a href="#{sid}">{e(title)}</a>' for sid, title, _ in sections)
@@ -277,8 +279,8 @@ class HtmlRenderer(Renderer):
             f'<p class="argv"><code>{e(f.argv_text(report))}</code></p>'
             f'<p class="verdict verdict-{verdict.level}" id="verdict">'
             f'<span class="label">{e(verdict.label)}</span>{e(verdict.text)}</p>'
-            f"{self._also(report)}"
-            f"{self._worst(culprits)}"
+            f"{self._also(model)}"
+            f"{self._worst(model)}"
             f'<dl class="facts">{facts_html}</dl><nav>{nav}</nav></header>\n'
             f"<main>{body}</main>\n"
             f"<footer>looptools {e(report['tool']['version'])}, "
@@ -288,15 +290,14 @@ class HtmlRenderer(Renderer):
 
     # -- timeline ---------------------------------------------------------------------------
 
-    def _timeline(self, report: Report) -> str:
+    def _timeline(self, model: ReportModel) -> str:
+        report = model.report
         meta = report["meta"]
         stalls = report.get("stalls") or []
-        dispatcher = report.get("dispatcher")
-        windows = (dispatcher or {}).get("busy_windows") or []
-        tasks = report.get("tasks") or {}
-        pending = sorted((float(t), float(n)) for t, n in tasks.get("pending_over_time") or [])
-        lag = sorted((float(t), max(0.0, float(ms)))
-                     for t, ms in (report.get("lag") or {}).get("over_time") or [])
+        dispatcher = model.dispatcher
+        windows = dispatcher.busy_windows if dispatcher is not None else ()
+        pending = list(model.tasks.over_time) if model.tasks is not None else []
+        lag = list(model.lag.over_time) if model.lag is not None else []
         span = max([float(meta["duration_s"]),
                     *(float(s["started_at_s"]) + float(s["duration_ms"]) / 1000 for s in stalls),
                     *(float(w[0]) + float(w[1]) / 1000 for w in windows),
@@ -316,7 +317,9 @@ class HtmlRenderer(Renderer):
             rows.append(("lag", f"lag (max {f.fmt_ms(lag_peak)})", 40))
         if dispatcher is not None:
             rows.append(("qt", f"Qt busy ({len(windows)})", row_h))
-        peak = max((n for _, n in pending), default=0.0)
+        # The task peak of the Tasks section (counted at every task creation); the series is
+        # sampled at the audits and may never reach it.
+        peak = float(model.tasks.peak) if model.tasks is not None else 0.0
         if pending:
             rows.append(("pending", f"pending tasks (peak {peak:g})", row_h))
         ys: dict[str, int] = {}
@@ -375,8 +378,8 @@ class HtmlRenderer(Renderer):
         legend = ('<p class="legend muted"><span><i class="swatch" style="background:var(--stall)">'
                   "</i>stall (click for its stack)</span>")
         if lag:
-            step_s = (report.get("lag") or {}).get("over_time_step_s")
-            window = f"{float(step_s):g} s" if isinstance(step_s, int | float) else "window"
+            step_s = model.lag.over_time_step_s if model.lag is not None else None
+            window = f"{step_s:g} s" if step_s is not None else "window"
             legend += ('<span><i class="swatch" style="background:var(--bar)"></i>'
                        f"loop lag: the largest in each {e(window)} (log scale; orange over "
                        "the threshold)</span>")
@@ -385,7 +388,7 @@ class HtmlRenderer(Renderer):
                        "Qt dispatcher busy window</span>")
         if pending:
             legend += ('<span><i class="swatch" style="background:var(--task)"></i>'
-                       "pending tasks</span>")
+                       f"pending tasks, sampled at the task audits (peak {peak:g})</span>")
         legend += "</p>"
         if not stalls:
             legend += f'<p class="muted">No stalls over {meta["threshold_ms"]:g} ms.</p>'
@@ -444,57 +447,39 @@ class HtmlRenderer(Renderer):
 
     # -- lag ----------------------------------------------------------------------------------
 
-    #: How the report's lag buckets grow (``looptools.inapp._stats.LogHistogram``: 5 %).
-    lag_bucket_growth = 1.05
-    #: Buckets drawn at most (0.05 ms to four hours in 5 % steps).
-    max_lag_slots = 400
     #: Widest bar: a few buckets do not spread over the whole width.
     max_slot_width = 48.0
 
-    def _lag(self, report: Report) -> str:
-        lag = report.get("lag")
-        if not lag:
+    def _lag(self, model: ReportModel) -> str:
+        lag = model.lag
+        if lag is None:
             return '<p class="muted">Lag was not measured.</p>'
         cells = f.percentile_row(lag)
-        every = f" every {lag['interval_ms']:g} ms" if lag.get("interval_ms") else ""
         over_time = (" Over time it is the lag row of the "
-                     '<a href="#timeline">timeline</a>.' if lag.get("over_time") else "")
-        html = (f'<p class="muted">{e(lag["samples"])} samples{e(every)}: how late the loop '
+                     '<a href="#timeline">timeline</a>.' if lag.over_time else "")
+        html = (f'<p class="muted">{e(f.lag_title(lag))}: how late the loop '
                 f"ran a callback scheduled to run at once.{over_time}</p>"
                 + _table([e(k) for k, _ in cells], [[e(v) for _, v in cells]],
                          num=range(len(cells)), cls="compact"))
-        slots = self._lag_slots([(float(b), float(c)) for b, c in lag.get("histogram") or []])
-        if not slots:
+        if not lag.slots:
             return html + '<p class="muted">No histogram in the report.</p>'
-        return html + self._histogram(slots, float(report["meta"]["threshold_ms"]))
+        return html + self._histogram(lag.slots, model.threshold_ms)
 
-    def _lag_slots(self, buckets: Sequence[tuple[float, float]]
-                   ) -> list[tuple[float, float, float]]:
-        """``(lower, upper, count)`` of each bucket to draw, smallest first.
-
-        On looptools' 5 % grid every bucket between the smallest and the largest is a
-        slot, the empty ones too.  A histogram off that grid (made by hand, or by another
-        version) keeps only its buckets, each as wide as the narrowest step between two
-        of them: on the log axis an empty stretch is still a gap.
-        """
-        merged: dict[float, float] = {}
-        for upper, count in buckets:
-            if upper >= 1e-6 and math.isfinite(upper) and count >= 0:
-                merged[upper] = merged.get(upper, 0.0) + count
-        valid = sorted(merged.items())
-        if not valid:
-            return []
-        growth = self.lag_bucket_growth
-        base = valid[0][0]
-        steps = [math.log(upper / base, growth) for upper, _ in valid]
-        if all(abs(k - round(k)) < 0.1 for k in steps) and steps[-1] < self.max_lag_slots:
-            counts = {round(k): c for k, (_, c) in zip(steps, valid, strict=True)}
-            uppers = {round(k): u for k, (u, _) in zip(steps, valid, strict=True)}
-            return [(uppers.get(i, base * growth**i) / growth, uppers.get(i, base * growth**i),
-                     counts.get(i, 0.0)) for i in range(round(steps[-1]) + 1)]
-        ratios = [b / a for (a, _), (b, _) in itertools.pairwise(valid)]
-        width = max(1.0001, min(ratios, default=2.0))
-        return [(upper / width, upper, count) for upper, count in valid]
+    @staticmethod
+    def _dispatcher(model: ReportModel) -> str:
+        """How busy the Qt dispatcher was (its busy windows are a row of the timeline)."""
+        dispatcher = model.dispatcher
+        if dispatcher is None:
+            return ""
+        return (f'<p class="muted">{e(dispatcher.name)}: the share of the time the Qt event '
+                "loop was handling events rather than waiting for them. Its longest busy "
+                'windows are a row of the <a href="#timeline">timeline</a>.</p>'
+                + _table(["Qt busy", "iterations", "per second", "longest busy"],
+                         [[e(f.fmt_pct(dispatcher.busy_fraction)), e(dispatcher.iterations),
+                           e(f"{dispatcher.iterations_per_s:.0f}"
+                             if dispatcher.iterations_per_s is not None else "-"),
+                           e(f.fmt_ms(dispatcher.longest_busy_ms))]],
+                         num=range(4), cls="compact"))
 
     def _histogram(self, slots: Sequence[tuple[float, float, float]], threshold_ms: float) -> str:
         """The lag histogram: a log x axis of lag (every bucket its own slot, so an empty
@@ -593,15 +578,16 @@ class HtmlRenderer(Renderer):
 
     # -- stalls and offenders -----------------------------------------------------------------
 
-    def _worst(self, culprits: Sequence[f.CulpritGroup]) -> str:
-        if not culprits:
+    def _worst(self, model: ReportModel) -> str:
+        worst = model.worst
+        if worst is None:
             return ""
-        worst = culprits[0]
         where = f" ({c(f.culprit_where(worst))})" if worst.frame else ""
         return (f'<p class="worst" id="worst"><span class="label">worst:</span> '
                 f"{c(worst.function)}{where}, {e(f.culprit_cost(worst))}</p>")
 
-    def _culprits(self, report: Report, culprits: Sequence[f.CulpritGroup]) -> str:
+    def _culprits(self, model: ReportModel) -> str:
+        culprits = model.culprits
         if not culprits:
             return ""
         top = max(group.total_ms or 0.0 for group in culprits) or 1.0
@@ -624,26 +610,25 @@ class HtmlRenderer(Renderer):
         more = len(culprits) - self.max_culprits
         if more > 0:
             html += f'<p class="muted">… and {more} more.</p>'
-        note = f.dropped_note(report)
+        note = f.dropped_note(model.stalls)
         if note:
             html += f'<p class="muted">{e(note)}.</p>'
         return html
 
-    def _stalls(self, report: Report, culprits: Sequence[f.CulpritGroup]) -> str:
-        ranked = [(rank, group) for rank, group in enumerate(culprits, 1) if group.stalls]
-        summary = report["stall_summary"]
+    def _stalls(self, model: ReportModel) -> str:
+        ranked = model.stall_culprits
+        stalls = model.stalls
         if not ranked:
             return ""
-        head = (f'<p class="muted">{e(summary["count"])} stalls, longest '
-                f'{e(f.fmt_ms(summary["max_ms"]))}, {e(f.fmt_ms(summary["total_ms"]))} in total'
-                + (f"; {e(summary['dropped'])} more were counted but not kept"
-                   if summary["dropped"] else "")
+        head = (f'<p class="muted">{e(f.stalls_title(stalls))}'
+                + (f"; {e(stalls.dropped)} more were counted but not kept"
+                   if stalls.dropped else "")
                 + ". One entry per culprit, numbered as in Top culprits; open one to see the "
                 "stack of its longest stall (innermost last).</p>"
                 '<p id="stall-tools" hidden>'
                 '<button type="button" data-open="1">expand all</button> '
                 '<button type="button" data-open="0">collapse all</button></p>')
-        index = {id(stall): n for n, stall in enumerate(report.get("stalls") or [])}
+        index = {id(stall): n for n, stall in enumerate(model.report.get("stalls") or [])}
         items = [self._stall_group(rank, group, index, is_open=n == 0)
                  for n, (rank, group) in enumerate(ranked)]
         return head + "".join(items)
@@ -690,8 +675,8 @@ class HtmlRenderer(Renderer):
             f'<p class="times">{e(f.culprit_cost(group))}: {times}</p>'
             f'<p class="muted">{" · ".join(facts)}</p>{stack_html}</div></details>')
 
-    def _slow_callbacks(self, report: Report) -> str:
-        callbacks = f.slow_callbacks_by_total(report)
+    def _slow_callbacks(self, model: ReportModel) -> str:
+        callbacks = model.slow_callbacks
         if not callbacks:
             return ""
         top = max(float(cb["total_ms"]) for cb in callbacks) or 1.0
@@ -717,21 +702,21 @@ class HtmlRenderer(Renderer):
         return _table(["task", "coroutine", "age", "created at", "awaiting", "state"], rows,
                       num=(2,))
 
-    def _tasks(self, report: Report) -> str:
-        tasks = report.get("tasks")
-        if not tasks:
+    def _tasks(self, model: ReportModel) -> str:
+        tasks = model.tasks
+        if tasks is None:
             return ""
         html = f"<p>{e(f.task_counts_text(tasks))}.</p>"
-        leaked = tasks.get("pending_at_exit") or []
+        leaked = tasks.leaked
         html += f"<h3>Pending at exit ({len(leaked)})</h3>"
         html += self._task_table(leaked) if leaked else '<p class="muted">None leaked.</p>'
-        long_pending = tasks.get("long_pending") or []
+        long_pending = tasks.long_pending
         if long_pending:
-            after = tasks.get("long_pending_after_s")
+            after = tasks.long_pending_after_s
             label = f" (over {f.fmt_s(after)})" if after else ""
             html += f"<h3>Long pending{e(label)} ({len(long_pending)})</h3>"
             html += self._task_table(long_pending)
-        lost = tasks.get("unretrieved_exceptions") or []
+        lost = tasks.unretrieved
         if lost:
             html += f"<h3>Exceptions never retrieved ({len(lost)})</h3>"
             html += _table(["task", "coroutine", "exception", "message", "created at"], [[
@@ -741,30 +726,64 @@ class HtmlRenderer(Renderer):
             ] for x in lost])
         return html
 
-    def _blocking(self, report: Report) -> str:
-        calls = sorted(report.get("blocking_calls") or [], key=lambda b: -int(b["count"]))
-        if not calls:
+    def _blocking(self, model: ReportModel) -> str:
+        blocking = model.blocking
+        if not blocking:
             return ""
+        timed = blocking.total_ms is not None
         rows = []
-        for call in calls:
-            sites = sorted(call.get("sites") or [], key=lambda s: -int(s.get("count", 0)))
+        for call in blocking.calls:
             where = "<br>".join(
                 f"{_frame_html(s)}" + (f" ×{e(s['count'])}" if s.get("count") is not None else "")
-                for s in sites) or '<span class="muted">-</span>'
-            rows.append([c(call["call"]), e(call["count"]), where])
-        return _table(["call", "count", "sites"], rows, num=(1,))
+                for s in call.sites) or '<span class="muted">-</span>'
+            time = [e(f.blocking_time_text(call.total_ms, call.max_ms))] if timed else []
+            rows.append([c(call.call), e(call.count), *time, where])
+        return (f"<p>{e(f.blocking_title(blocking.count, blocking.total_ms))}.</p>"
+                + _table(["call", "count", *(["time"] if timed else []), "sites"], rows,
+                         num=(1, 2) if timed else (1,)))
+
+    def _sampler(self, model: ReportModel) -> str:
+        """What py-spy or yappi found: the stall culprits as it saw them, its top frames."""
+        sampler = model.sampler
+        if sampler is None:
+            return ""
+        html = f"<p>{e(f.sampler_title(sampler))}.</p>"
+        if sampler.at_culprits:
+            ranks = {id(group): rank for rank, group in model.stall_culprits}
+            rows = [[
+                f'<a href="#culprit-{ranks[id(found.group)]}">{ranks[id(found.group)]}</a>'
+                if id(found.group) in ranks else "?",
+                c(found.group.function) + f'<br>{c(f.culprit_where(found.group), "muted")}',
+                e(f.culprit_cost(found.group)), e(f.sampler_culprit_text(found)),
+            ] for found in sampler.at_culprits[: self.max_culprits]]
+            html += ("<h3>At the stall culprits</h3><p class=\"muted\">What the sampler saw of "
+                     "each culprit with stalls: it keeps no time per sample, so this is all its "
+                     "time in the culprit's function, set next to the stalls' own.</p>"
+                     + _table(["#", "culprit", "stalls", e(sampler.sampler)], rows, num=(0,)))
+        for title, frames in (("Top frames by self time (innermost frame)", sampler.top_self),
+                              ("Top frames on the stack", sampler.top_total)):
+            if frames:
+                html += f"<h3>{e(title)}</h3>" + _table(
+                    ["function", "where", "time"],
+                    [[c(row.function), c(f.sampler_where(row), "muted"),
+                      e(f.sampler_amount(row))] for row in frames], num=(2,))
+        files = {str(k): str(v) for k, v in sampler.files.items()}
+        if files:
+            html += ('<p class="muted">Its files: '
+                     + ", ".join(f"{e(k)} {c(v)}" for k, v in sorted(files.items())) + ".</p>")
+        return html
 
     # -- off the main loop: hand-offs, worker-thread loops, thread affinity -----------------
 
     @staticmethod
-    def _also(report: Report) -> str:
+    def _also(model: ReportModel) -> str:
         """What the verdict (about the main loop) leaves out: worker-loop stalls, affinity."""
-        also = f.off_loop_text(report)
+        also = f.off_loop_text(model)
         return f'<p class="also" id="verdict-also">also: {e(also)}</p>' if also else ""
 
     @staticmethod
-    def _handoffs(report: Report) -> str:
-        rows = f.handoffs(report)
+    def _handoffs(model: ReportModel) -> str:
+        rows = model.handoffs.rows
         if not rows:
             return ""
         cells = []
@@ -776,28 +795,28 @@ class HtmlRenderer(Renderer):
                 site += (f'<br><span class="muted">the longest waited while</span> {c(held)} '
                          '<span class="muted">held the loop</span>')
             cells.append([c(via), c(thread), site, *(e(x) for x in figures)])
-        return (f'<p class="muted">{e(f.handoffs_title(rows))}: how long work posted to the '
-                "loop from another thread waited to run, worst p99 first.</p>"
+        return (f'<p class="muted">{e(f.handoffs_title(model.handoffs))}: how long work '
+                "posted to the loop from another thread waited to run, worst p99 first.</p>"
                 + _table(["via", "thread", "site", "count", "p50", "p99", "max"], cells,
                          num=(3, 4, 5, 6)))
 
-    def _worker_loops(self, report: Report) -> str:
-        section = f.worker_loops(report)
-        if section is None:
+    def _worker_loops(self, model: ReportModel) -> str:
+        workers = model.worker_loops
+        if workers is None:
             return ""
         rows = []
-        for row in section.get("threads") or []:
+        for row in workers.threads:
             cells = f.worker_thread_cells(row)
             worst = row.get("worst")
             culprit = worst.get("culprit") if isinstance(worst, Mapping) else None
             rows.append([c(cells[0]), *(e(x) for x in cells[1:6]),
                          _frame_html(culprit) if culprit else e(cells[6])])
-        html = (f"<p>{e(f.worker_loops_title(section))}.</p>"
+        html = (f"<p>{e(f.worker_loops_title(workers))}.</p>"
                 "<p class=\"muted\">Their own loops, not the GUI's: not counted in the stalls "
                 "above. The longest stalls, with their stacks (innermost last):</p>"
                 + _table(["thread", "loops", "kinds", "ran", "stalls", "longest", "worst in"],
                          rows, num=(1, 3, 4, 5)))
-        for n, stall in enumerate(f.worker_stalls_longest(section, self.max_culprits)):
+        for n, stall in enumerate(workers.stalls[: self.max_culprits]):
             culprit = stall.get("culprit")
             frames = "".join(
                 ('<li class="culprit">' if f.same_frame(frame, culprit) else "<li>")
@@ -810,8 +829,8 @@ class HtmlRenderer(Renderer):
         return html
 
     @staticmethod
-    def _affinity(report: Report) -> str:
-        rows = f.affinity_cells(report)
+    def _affinity(model: ReportModel) -> str:
+        rows = f.affinity_cells(model.affinity)
         if not rows:
             return ""
         return (f"<p>Thread-affinity violations ({f.counted(len(rows), 'site')}): a Qt object "
@@ -820,8 +839,8 @@ class HtmlRenderer(Renderer):
                          [[c(row[0]), e(row[1]), c(row[2], "muted"), c(row[3]),
                            *(e(x) for x in row[4:])] for row in rows], num=(1,)))
 
-    def _errors(self, report: Report) -> str:
-        errors = report.get("detector_errors") or []
+    def _errors(self, model: ReportModel) -> str:
+        errors = model.detector_errors
         if not errors:
             return ""
         return _table(["detector", "error"],

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from looptools.report.model import ReportModel, model_of
 from looptools.report.render import _format as f
 from looptools.report.render.base import Renderer, Report
 
@@ -67,21 +68,21 @@ class MarkdownRenderer(Renderer):
     max_tasks = 10
 
     def render(self, report: Report) -> str:
-        """The Markdown summary."""
+        """The Markdown summary, its figures from the report's model."""
+        model = model_of(report)
         meta = report["meta"]
-        verdict = f.verdict(report)
-        culprits = f.culprits(report)
+        verdict = model.verdict
         lines = [
             f"### {_ICON[verdict.level]} looptools: {plain(verdict.label)}",
             "",
             f"**{plain(verdict.text)}**",
             "",
         ]
-        also = f.off_loop_text(report)
+        also = f.off_loop_text(model)
         if also:
             lines += [f"**Also:** {plain(also)}", ""]
-        if culprits:
-            worst = culprits[0]
+        worst = model.worst
+        if worst is not None:
             where = f" ({code(f.culprit_where(worst), False)})" if worst.frame else ""
             lines += [f"**worst:** {code(worst.function, False)}{where}, "
                       f"{plain(f.culprit_cost(worst))}", ""]
@@ -93,17 +94,17 @@ class MarkdownRenderer(Renderer):
                   plain(f.exit_text(report))]],
             ),
         ]
-        parts = [self._culprits(report, culprits), self._stalls(report, culprits)]
-        parts += [section(report) for section in (self._slow_callbacks, self._health,
-                                                  self._tasks, self._blocking,
-                                                  self._handoffs, self._worker_loops,
-                                                  self._affinity, self._errors)]
+        parts = [section(model) for section in (
+            self._culprits, self._stalls, self._slow_callbacks, self._health, self._tasks,
+            self._blocking, self._sampler, self._handoffs, self._worker_loops, self._affinity,
+            self._errors)]
         for part in parts:
             if part:
                 lines += ["", *part]
         return "\n".join(lines) + "\n"
 
-    def _culprits(self, report: Report, culprits: Sequence[f.CulpritGroup]) -> list[str]:
+    def _culprits(self, model: ReportModel) -> list[str]:
+        culprits = model.culprits
         if not culprits:
             return []
         rows = [[
@@ -117,18 +118,18 @@ class MarkdownRenderer(Renderer):
                             "last", "kinds"], rows, right=(0, 3, 4, 5, 6, 7))]
         if len(culprits) > self.max_culprits:
             lines += ["", f"… and {len(culprits) - self.max_culprits} more"]
-        note = f.dropped_note(report)
+        note = f.dropped_note(model.stalls)
         if note:
             lines += ["", f"({plain(note)})"]
         return lines
 
-    def _stalls(self, report: Report, culprits: Sequence[f.CulpritGroup]) -> list[str]:
-        summary = report["stall_summary"]
-        ranked = [(rank, group) for rank, group in enumerate(culprits, 1) if group.stalls]
+    def _stalls(self, model: ReportModel) -> list[str]:
+        stalls = model.stalls
+        ranked = model.stall_culprits
         if not ranked:
             return []
-        title = f"#### Stalls ({summary['count']}"
-        title += f", {summary['dropped']} not kept)" if summary["dropped"] else ")"
+        title = f"#### Stalls ({stalls.count}"
+        title += f", {stalls.dropped} not kept)" if stalls.dropped else ")"
         lines = [title, "", "One entry per culprit, numbered as in Top culprits, with the stack "
                  "of its longest stall (innermost frame last)."]
         for rank, group in ranked[: self.max_stacks]:
@@ -147,8 +148,8 @@ class MarkdownRenderer(Renderer):
             lines += ["", f"… and {len(ranked) - self.max_stacks} more culprits with stalls"]
         return lines
 
-    def _slow_callbacks(self, report: Report) -> list[str]:
-        callbacks = f.slow_callbacks_by_total(report)
+    def _slow_callbacks(self, model: ReportModel) -> list[str]:
+        callbacks = model.slow_callbacks
         if not callbacks:
             return []
         rows = [[
@@ -162,20 +163,21 @@ class MarkdownRenderer(Renderer):
             lines += ["", f"… and {len(callbacks) - self.max_callbacks} more"]
         return lines
 
-    def _health(self, report: Report) -> list[str]:
-        lag, dispatcher = report.get("lag"), report.get("dispatcher")
-        if not lag and not dispatcher:
+    def _health(self, model: ReportModel) -> list[str]:
+        lag, dispatcher = model.lag, model.dispatcher
+        if lag is None and dispatcher is None:
             return []
         headers, row = [], []
-        if lag:
+        if lag is not None:
             for label, value in f.percentile_row(lag):
                 headers.append(f"lag {label}")
                 row.append(value)
-        if dispatcher:
+        if dispatcher is not None:
             headers += ["Qt busy", "longest busy"]
-            row += [f.fmt_pct(dispatcher["busy_fraction"]), f.fmt_ms(dispatcher["longest_busy_ms"])]
+            row += [f.fmt_pct(dispatcher.busy_fraction), f.fmt_ms(dispatcher.longest_busy_ms)]
         title = " and ".join(name for name, present in
-                             (("Loop lag", lag), ("Qt dispatcher", dispatcher)) if present)
+                             (("Loop lag", lag), ("Qt dispatcher", dispatcher))
+                             if present is not None)
         return [f"#### {title}", "", *md_table(headers, [row], right=range(len(headers)))]
 
     def _task_table(self, tasks: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -189,19 +191,19 @@ class MarkdownRenderer(Renderer):
             lines += ["", f"… and {len(tasks) - self.max_tasks} more"]
         return lines
 
-    def _tasks(self, report: Report) -> list[str]:
-        tasks = report.get("tasks")
-        if not tasks:
+    def _tasks(self, model: ReportModel) -> list[str]:
+        tasks = model.tasks
+        if tasks is None:
             return []
         lines = ["#### Tasks", "", plain(f.task_counts_text(tasks))]
-        leaked = tasks.get("pending_at_exit") or []
+        leaked = tasks.leaked
         if leaked:
             lines += ["", f"**Pending at exit ({len(leaked)})**", "", *self._task_table(leaked)]
-        long_pending = tasks.get("long_pending") or []
+        long_pending = tasks.long_pending
         if long_pending:
             lines += ["", f"<details><summary>Long pending ({len(long_pending)})</summary>", "",
                       *self._task_table(long_pending), "", "</details>"]
-        lost = tasks.get("unretrieved_exceptions") or []
+        lost = tasks.unretrieved
         if lost:
             rows = [[code(e.get("task") or "?"), code(e["exception"]), plain(e["message"])]
                     for e in lost]
@@ -209,24 +211,52 @@ class MarkdownRenderer(Renderer):
                       *md_table(["task", "exception", "message"], rows)]
         return lines
 
-    def _blocking(self, report: Report) -> list[str]:
-        calls = sorted(report.get("blocking_calls") or [], key=lambda b: -int(b["count"]))
-        if not calls:
+    def _blocking(self, model: ReportModel) -> list[str]:
+        blocking = model.blocking
+        if not blocking:
             return []
+        timed = blocking.total_ms is not None
         rows = []
-        for call in calls:
-            sites = sorted(call.get("sites") or [], key=lambda s: -int(s.get("count", 0)))
+        for call in blocking.calls:
+            sites = call.sites
             where = "<br>".join(
                 f"{code(f.location(s))} in {code(s.get('function', '?'))}"
                 + (f" ×{s['count']}" if s.get("count") is not None else "") for s in sites[:5])
             if len(sites) > 5:
                 where += f"<br>… {len(sites) - 5} more"
-            rows.append([code(call["call"]), str(call["count"]), where or "-"])
-        return [f"#### Blocking calls on the loop thread ({f.blocking_total(report)})", "",
-                *md_table(["call", "count", "sites"], rows, right=(1,))]
+            time = [plain(f.blocking_time_text(call.total_ms, call.max_ms))] if timed else []
+            rows.append([code(call.call), str(call.count), *time, where or "-"])
+        headers = ["call", "count", *(["time"] if timed else []), "sites"]
+        return [f"#### {plain(f.blocking_title(blocking.count, blocking.total_ms))}", "",
+                *md_table(headers, rows, right=(1, 2) if timed else (1,))]
 
-    def _handoffs(self, report: Report) -> list[str]:
-        rows = f.handoffs(report)
+    def _sampler(self, model: ReportModel) -> list[str]:
+        sampler = model.sampler
+        if sampler is None:
+            return []
+        lines = [f"#### Sampler {plain(f.sampler_title(sampler))}"]
+        if sampler.at_culprits:
+            ranks = {id(group): rank for rank, group in model.stall_culprits}
+            rows = [[str(ranks.get(id(found.group), "?")), code(found.group.function),
+                     plain(f.culprit_cost(found.group)),
+                     plain(f.sampler_culprit_text(found))]
+                    for found in sampler.at_culprits[: self.max_culprits]]
+            lines += ["", "The stall culprits as the sampler saw them (it keeps no time per "
+                      "sample: this is all its time in each culprit's function).", "",
+                      *md_table(["#", "culprit", "stalls", sampler.sampler], rows,
+                                right=(0,))]
+        for label, frames in (("by self time (innermost frame)", sampler.top_self),
+                              ("on the stack", sampler.top_total)):
+            if frames:
+                rows = [[code(row.function), code(f.sampler_where(row)),
+                         plain(f.sampler_amount(row))] for row in frames[: self.max_callbacks]]
+                lines += ["", f"<details><summary>Top frames {label}</summary>", "",
+                          *md_table(["function", "where", "time"], rows), "", "</details>"]
+        return lines
+
+    def _handoffs(self, model: ReportModel) -> list[str]:
+        handoffs = model.handoffs
+        rows = handoffs.rows
         if not rows:
             return []
         table_rows = []
@@ -237,26 +267,26 @@ class MarkdownRenderer(Renderer):
             if held is not None:
                 site += f"<br>the longest waited while {code(held)} held the loop"
             table_rows.append([code(via), code(thread), site, *figures])
-        return [f"#### {plain(f.handoffs_title(rows))}", "",
+        return [f"#### {plain(f.handoffs_title(handoffs))}", "",
                 "How long work posted to the loop from another thread waited to run, "
                 "worst p99 first.", "",
                 *md_table(["via", "thread", "site", "count", "p50", "p99", "max"], table_rows,
                           right=(3, 4, 5, 6))]
 
-    def _worker_loops(self, report: Report) -> list[str]:
-        section = f.worker_loops(report)
-        if section is None:
+    def _worker_loops(self, model: ReportModel) -> list[str]:
+        workers = model.worker_loops
+        if workers is None:
             return []
         rows = []
-        for row in section.get("threads") or []:
+        for row in workers.threads:
             cells = f.worker_thread_cells(row)
             rows.append([code(cells[0]), *cells[1:2], plain(cells[2]), *cells[3:6],
                          code(cells[6]) if row.get("worst") else "-"])
-        lines = [f"#### {plain(f.worker_loops_title(section))}", "",
+        lines = [f"#### {plain(f.worker_loops_title(workers))}", "",
                  "Their own loops, not the GUI's: not counted in the stalls above.", "",
                  *md_table(["thread", "loops", "kinds", "ran", "stalls", "longest", "worst in"],
                            rows, right=(1, 3, 4, 5))]
-        for stall in f.worker_stalls_longest(section, self.max_stacks):
+        for stall in workers.stalls[: self.max_stacks]:
             stack = f.stack_lines(stall.get("stack") or []) or [
                 f"(no stack: {stall.get('stack_source') or 'none'})"]
             title = f"stall {f.worker_stall_text(stall)}"
@@ -264,8 +294,8 @@ class MarkdownRenderer(Renderer):
                       *fenced([f.oneline(s) for s in stack]), "", "</details>"]
         return lines
 
-    def _affinity(self, report: Report) -> list[str]:
-        rows = f.affinity_cells(report)
+    def _affinity(self, model: ReportModel) -> list[str]:
+        rows = f.affinity_cells(model.affinity)
         if not rows:
             return []
         return [f"#### Thread-affinity violations ({f.counted(len(rows), 'site')})", "",
@@ -275,8 +305,8 @@ class MarkdownRenderer(Renderer):
                                 plain(row[4]), plain(row[5]), plain(row[6])] for row in rows],
                               right=(1,))]
 
-    def _errors(self, report: Report) -> list[str]:
-        errors = report.get("detector_errors") or []
+    def _errors(self, model: ReportModel) -> list[str]:
+        errors = model.detector_errors
         if not errors:
             return []
         return [f"#### Detector errors ({len(errors)})", "",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from looptools.report.model import ReportModel, model_of
 from looptools.report.render import _format as f
 from looptools.report.render.base import Renderer, Report
 
@@ -63,26 +64,20 @@ class TextRenderer(Renderer):
         return ["", self._style(text, "bold")]
 
     def render(self, report: Report) -> str:
-        """The whole report as plain text."""
+        """The whole report as plain text, its figures from the report's model."""
+        model = model_of(report)
         lines: list[str] = []
-        culprits = f.culprits(report)
-        lines += self._header(report, culprits)
-        lines += self._culprits(report, culprits)
-        lines += self._stalls(report, culprits)
-        lines += self._slow_callbacks(report)
-        lines += self._lag(report)
-        lines += self._dispatcher(report)
-        lines += self._tasks(report)
-        lines += self._blocking(report)
-        lines += self._handoffs(report)
-        lines += self._worker_loops(report)
-        lines += self._affinity(report)
-        lines += self._errors(report)
+        for section in (self._header, self._culprits, self._stalls, self._slow_callbacks,
+                        self._lag, self._dispatcher, self._tasks, self._blocking,
+                        self._sampler, self._handoffs, self._worker_loops, self._affinity,
+                        self._errors):
+            lines += section(model)
         return "\n".join(lines) + "\n"
 
-    def _header(self, report: Report, culprits: Sequence[f.CulpritGroup]) -> list[str]:
+    def _header(self, model: ReportModel) -> list[str]:
+        report = model.report
         meta = report["meta"]
-        verdict = f.verdict(report)
+        verdict = model.verdict
         detectors = ", ".join(meta.get("detectors") or []) or "none"
         lines = [
             self._style("looptools report", "bold") + f"  {f.oneline(f.argv_text(report))}",
@@ -96,14 +91,15 @@ class TextRenderer(Renderer):
             self._style(f"{verdict.label}: {f.oneline(verdict.text)}", "bold",
                         _VERDICT_STYLE[verdict.level]),
         ]
-        also = f.off_loop_text(report)
+        also = f.off_loop_text(model)
         if also:
             lines.append(self._style(f"also: {f.oneline(also)}", "yellow"))
-        if culprits:
-            lines.append(self._style(f.oneline(f.worst_text(culprits[0])), "bold"))
+        if model.worst is not None:
+            lines.append(self._style(f.oneline(f.worst_text(model.worst)), "bold"))
         return lines
 
-    def _culprits(self, report: Report, culprits: Sequence[f.CulpritGroup]) -> list[str]:
+    def _culprits(self, model: ReportModel) -> list[str]:
+        culprits = model.culprits
         if not culprits:
             return []
         lines = self._heading(f"Top culprits ({len(culprits)}), most blocked time first")
@@ -117,20 +113,20 @@ class TextRenderer(Renderer):
                         "kinds"], rows, right=(0, 3, 4, 5, 6, 7))
         if len(culprits) > self.max_culprits:
             lines.append(f"  … and {len(culprits) - self.max_culprits} more")
-        note = f.dropped_note(report)
+        note = f.dropped_note(model.stalls)
         if note:
             lines.append(self._style(f"  ({note})", "dim"))
         return lines
 
-    def _stalls(self, report: Report, culprits: Sequence[f.CulpritGroup]) -> list[str]:
-        summary = report["stall_summary"]
-        ranked = [(rank, group) for rank, group in enumerate(culprits, 1) if group.stalls]
-        if not ranked and not summary["count"]:
+    def _stalls(self, model: ReportModel) -> list[str]:
+        stalls = model.stalls
+        ranked = model.stall_culprits
+        if not ranked and not stalls.count:
             return []
-        title = f"Stalls: {summary['count']} recorded, longest {f.fmt_ms(summary['max_ms'])}, " \
-                f"{f.fmt_ms(summary['total_ms'])} in total"
-        if summary["dropped"]:
-            title += f" ({summary['dropped']} not kept)"
+        title = f"Stalls: {stalls.count} recorded, longest {f.fmt_ms(stalls.max_ms)}, " \
+                f"{f.fmt_ms(stalls.total_ms)} in total"
+        if stalls.dropped:
+            title += f" ({stalls.dropped} not kept)"
         lines = self._heading(title)
         if ranked:
             lines.append(self._style("  one entry per culprit (numbered as in Top culprits), "
@@ -176,8 +172,8 @@ class TextRenderer(Renderer):
             lines.append(text)
         return lines
 
-    def _slow_callbacks(self, report: Report) -> list[str]:
-        callbacks = f.slow_callbacks_by_total(report)
+    def _slow_callbacks(self, model: ReportModel) -> list[str]:
+        callbacks = model.slow_callbacks
         if not callbacks:
             return []
         lines = self._heading(f"Slow callbacks ({len(callbacks)})")
@@ -191,21 +187,19 @@ class TextRenderer(Renderer):
                        right=(3, 4, 5, 6, 7))
         return lines
 
-    def _lag(self, report: Report) -> list[str]:
-        lag = report.get("lag")
-        if not lag:
+    def _lag(self, model: ReportModel) -> list[str]:
+        lag = model.lag
+        if lag is None:
             return []
-        every = f" every {lag['interval_ms']:g} ms" if lag.get("interval_ms") else ""
-        lines = self._heading(f"Loop lag ({lag['samples']} samples{every})")
+        lines = self._heading(f"Loop lag ({f.lag_title(lag)})")
         lines.append("  " + "   ".join(f"{k} {v}" for k, v in f.percentile_row(lag)))
         return lines
 
-    def _dispatcher(self, report: Report) -> list[str]:
-        dispatcher = report.get("dispatcher")
-        if not dispatcher:
+    def _dispatcher(self, model: ReportModel) -> list[str]:
+        dispatcher = model.dispatcher
+        if dispatcher is None:
             return []
-        name = dispatcher.get("name") or report["loop"].get("qt_dispatcher") or "Qt dispatcher"
-        lines = self._heading(f"Qt dispatcher ({f.oneline(name)})")
+        lines = self._heading(f"Qt dispatcher ({f.oneline(dispatcher.name)})")
         lines.append("  " + f.dispatcher_text(dispatcher))
         return lines
 
@@ -219,22 +213,22 @@ class TextRenderer(Renderer):
         return table(["name", "coro", "age", "created at", "awaiting"], rows, right=(2,),
                      indent="    ")
 
-    def _tasks(self, report: Report) -> list[str]:
-        tasks = report.get("tasks")
-        if not tasks:
+    def _tasks(self, model: ReportModel) -> list[str]:
+        tasks = model.tasks
+        if tasks is None:
             return []
         lines = self._heading("Tasks")
         lines.append("  " + f.task_counts_text(tasks))
-        if tasks.get("long_pending"):
-            after = tasks.get("long_pending_after_s")
+        if tasks.long_pending:
+            after = tasks.long_pending_after_s
             label = f"Long pending (over {f.fmt_s(after)})" if after else "Long pending"
-            lines += ["", f"  {label}: {len(tasks['long_pending'])}"]
-            lines += self._task_rows(tasks["long_pending"])
-        leaked = tasks.get("pending_at_exit") or []
+            lines += ["", f"  {label}: {len(tasks.long_pending)}"]
+            lines += self._task_rows(tasks.long_pending)
+        leaked = tasks.leaked
         if leaked:
             lines += ["", self._style(f"  Leaked (pending at exit): {len(leaked)}", "yellow")]
             lines += self._task_rows(leaked)
-        lost = tasks.get("unretrieved_exceptions") or []
+        lost = tasks.unretrieved
         if lost:
             lines += ["", self._style(f"  Exceptions never retrieved: {len(lost)}", "yellow")]
             rows = [[
@@ -246,28 +240,63 @@ class TextRenderer(Renderer):
             lines += table(["task", "exception", "created at"], rows, indent="    ")
         return lines
 
-    def _blocking(self, report: Report) -> list[str]:
-        calls = sorted(report.get("blocking_calls") or [], key=lambda b: -int(b["count"]))
-        if not calls:
+    def _blocking(self, model: ReportModel) -> list[str]:
+        blocking = model.blocking
+        if not blocking:
             return []
-        lines = self._heading(f"Blocking calls on the loop thread ({f.blocking_total(report)})")
+        lines = self._heading(f.blocking_title(blocking.count, blocking.total_ms))
+        timed = blocking.total_ms is not None
         rows: list[list[str]] = []
-        for call in calls:
-            rows.append([_clip(f.oneline(call["call"])), str(call["count"]), "", ""])
-            for site in sorted(call.get("sites") or [], key=lambda s: -int(s.get("count", 0))):
+        for call in blocking.calls:
+            time = [f.blocking_time_text(call.total_ms, call.max_ms)] if timed else []
+            rows.append([_clip(f.oneline(call.call)), str(call.count), *time, "", ""])
+            for site in call.sites:
+                time = [f.blocking_time_text(site.get("total_ms"), site.get("max_ms"))
+                        if site.get("total_ms") is not None else ""] if timed else []
                 rows.append([
-                    "", str(site["count"]) if site.get("count") is not None else "",
+                    "", str(site["count"]) if site.get("count") is not None else "", *time,
                     _clip(f.oneline(f.location(site)), keep_end=True),
                     _clip(f.oneline(site.get("function", "?"))),
                 ])
-        lines += table(["call", "count", "site", "function"], rows, right=(1,))
+        headers = ["call", "count", *(["time"] if timed else []), "site", "function"]
+        lines += table(headers, rows, right=(1, 2) if timed else (1,))
         return lines
 
-    def _handoffs(self, report: Report) -> list[str]:
-        rows = f.handoffs(report)
+    def _sampler(self, model: ReportModel) -> list[str]:
+        """What py-spy or yappi found: the stall culprits as it saw them, then its top
+        frames by self time and on the stack."""
+        sampler = model.sampler
+        if sampler is None:
+            return []
+        lines = self._heading(f"Sampler {f.oneline(f.sampler_title(sampler))}")
+        if sampler.at_culprits:
+            lines.append(self._style("  the stall culprits as the sampler saw them (it keeps no "
+                                     "time per sample: this is all its time in each culprit's "
+                                     "function)", "dim"))
+            ranks = {id(group): rank for rank, group in model.stall_culprits}
+            for found in sampler.at_culprits[: self.max_stalls]:
+                group = found.group
+                lines.append(f"  #{ranks.get(id(group), '?')} "
+                             f"{f.oneline(f.culprit_title(group))}: {f.culprit_cost(group)}; "
+                             f"{sampler.sampler}: {f.oneline(f.sampler_culprit_text(found))}")
+        for label, rows in (("by self time (innermost frame)", sampler.top_self),
+                            ("on the stack", sampler.top_total)):
+            if not rows:
+                continue
+            lines += ["", f"  Top frames {label}"]
+            lines += table(["function", "where", "time"],
+                           [[_clip(f.oneline(row.function)),
+                             _clip(f.oneline(f.sampler_where(row)), keep_end=True),
+                             f.sampler_amount(row)] for row in rows[: self.max_culprits]],
+                           indent="    ")
+        return lines
+
+    def _handoffs(self, model: ReportModel) -> list[str]:
+        handoffs = model.handoffs
+        rows = handoffs.rows
         if not rows:
             return []
-        lines = self._heading(f.handoffs_title(rows) + ", worst p99 first")
+        lines = self._heading(f.handoffs_title(handoffs) + ", worst p99 first")
         lines.append(self._style("  how long work posted to the loop from another thread "
                                  "waited to run", "dim"))
         cells = [[_clip(f.oneline(cell), keep_end=i == 2)
@@ -282,27 +311,26 @@ class TextRenderer(Renderer):
                 lines.append(f"      {f.oneline(held)}")
         return lines
 
-    def _worker_loops(self, report: Report) -> list[str]:
-        section = f.worker_loops(report)
-        if section is None:
+    def _worker_loops(self, model: ReportModel) -> list[str]:
+        workers = model.worker_loops
+        if workers is None:
             return []
-        lines = self._heading(f.worker_loops_title(section))
+        lines = self._heading(f.worker_loops_title(workers))
         lines.append(self._style("  their own loops, not the GUI's: not in the stalls above",
                                  "dim"))
         rows = [[_clip(f.oneline(cell), keep_end=i == 6)
                  for i, cell in enumerate(f.worker_thread_cells(row))]
-                for row in section.get("threads") or []]
+                for row in workers.threads]
         lines += table(["thread", "loops", "kinds", "ran", "stalls", "longest", "worst in"],
                        rows, right=(1, 3, 4, 5))
-        longest = f.worker_stalls_longest(section, self.max_stacks)
-        for stall in longest:
+        for stall in workers.stalls[: self.max_stacks]:
             lines += ["", self._style(f"  stall {f.oneline(f.worker_stall_text(stall))}",
                                       "bold")]
             lines += self._stack(stall)
         return lines
 
-    def _affinity(self, report: Report) -> list[str]:
-        rows = f.affinity_cells(report)
+    def _affinity(self, model: ReportModel) -> list[str]:
+        rows = f.affinity_cells(model.affinity)
         if not rows:
             return []
         lines = self._heading(f"Thread-affinity violations ({f.counted(len(rows), 'site')})")
@@ -313,8 +341,8 @@ class TextRenderer(Renderer):
                         for row in rows], right=(1,))
         return lines
 
-    def _errors(self, report: Report) -> list[str]:
-        errors = report.get("detector_errors") or []
+    def _errors(self, model: ReportModel) -> list[str]:
+        errors = model.detector_errors
         if not errors:
             return []
         lines = self._heading(f"Detector errors ({len(errors)})")
