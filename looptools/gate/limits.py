@@ -22,6 +22,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
+from looptools import _units
 from looptools.gate.allow import AllowEntry
 from looptools.report.load import display_path
 
@@ -97,14 +98,14 @@ _ALLOW_KEYS = ("function", "file", "reason", "expires")
 
 
 def fmt_ms(ms: float) -> str:
-    """Milliseconds for people: ``3.2 ms``, ``412 ms``, ``1.25 s``."""
+    """Milliseconds for people, as every view writes them (:func:`looptools._units.fmt_ms`:
+    ``3.20 ms``, ``412 ms``, ``1.25 s``), but for a limit someone wrote as a whole number
+    under a second, kept as written (``50 ms``, not ``50.0 ms``)."""
     if not math.isfinite(ms):
         return f"{ms} ms"
-    if ms >= 1000:
-        return f"{ms / 1000:.2f} s"
-    if ms >= 100 or ms == int(ms):
+    if ms == int(ms) and abs(ms) < 1000:
         return f"{ms:.0f} ms"
-    return f"{ms:.1f} ms"
+    return _units.fmt_ms(ms)
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
