@@ -124,6 +124,12 @@ def test_check_budgets_worker_stalls_apart_from_the_guis(tmp_path: Path) -> None
     assert over.returncode == 1, over.stdout + over.stderr
     assert "max_worker_stall_ms" in over.stdout and "thread device-poller" in over.stdout
     assert "Poller._poll" in over.stdout
+    # The culprit column (and a GitHub annotation) points at the worst stall's line.
+    worst = max(run.report["worker_loops"]["stalls"], key=lambda s: s["duration_ms"])
+    line = worst["culprit"]["line"]
+    assert f"worker_loops_app.py:{line}" in over.stdout, over.stdout
+    github = check("--max-worker-stall-ms", "100", "--format", "github")
+    assert f"worker_loops_app.py,line={line},title=" in github.stdout, github.stdout
     assert check("--max-worker-stall-ms", "1000").returncode == 0
     # A report that did not measure them (an older looptools, or the detector off).
     older = dict(run.report or {})

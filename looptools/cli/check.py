@@ -137,7 +137,7 @@ def _rows(evaluation: Evaluation, roots: Sequence[str | None]) -> list[tuple[str
         for violation in check.violations:
             head = (violation.key, spec.fmt(violation.actual), spec.fmt(violation.limit))
             if not violation.offenders:
-                rows.append((*head, "-", oneline(violation.message)))
+                rows.append((*head, _where(violation.site, roots), oneline(violation.message)))
                 continue
             for i, offender in enumerate(violation.offenders):
                 what = offender.describe() + (f" [{offender.note}]" if offender.note else "")
@@ -283,7 +283,10 @@ def github_annotations(evaluation: Evaluation, roots: Sequence[str | None]) -> l
     for violation in evaluation.violations:
         spec = next(k for k in BUDGET_KEYS if k.name == violation.key)
         if not violation.offenders:
-            lines.append(_annotation("error", violation.message))
+            site = violation.site
+            lines.append(_annotation("error", violation.message,
+                                     relative_file(site.file, roots) if site else None,
+                                     site.line if site else None))
         for offender in violation.offenders:
             text = (f"{offender.describe()}: {violation.key} is {spec.fmt(violation.limit)} "
                     f"(this run: {spec.fmt(violation.actual)})")

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from looptools.gate.allow import AllowEntry
 from looptools.gate.baseline import Baseline, BaselineEntry
 from looptools.gate.limits import _KEYS, BUDGET_KEYS, Budget, BudgetKey, Limit, fmt_ms
-from looptools.gate.offenders import Kind, Offender, offenders, plural
+from looptools.gate.offenders import Kind, Location, Offender, offenders, plural
 
 __all__ = [
     "CheckResult",
@@ -30,6 +30,9 @@ class Violation:
     actual: float | None
     limit: Limit
     offenders: tuple[Offender, ...] = ()
+    #: where a violation with no offenders of its own points (the worst worker-loop
+    #: stall's culprit, the worst hand-off's posting site, the first affinity site)
+    site: Location | None = None
 
     @property
     def culprit(self) -> Offender | None:
@@ -166,11 +169,15 @@ def _handoff_rows(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [row for row in rows if isinstance(row, Mapping)] if isinstance(rows, list) else []
 
 
-def _worst_handoff(report: Mapping[str, Any]) -> str:
+def _worst_handoff_row(report: Mapping[str, Any]) -> Mapping[str, Any] | None:
     rows = sorted(_handoff_rows(report), key=lambda r: -float(r.get("p99_ms") or 0.0))
-    if not rows:
+    return rows[0] if rows else None
+
+
+def _worst_handoff(report: Mapping[str, Any]) -> str:
+    row = _worst_handoff_row(report)
+    if row is None:
         return ""
-    row = rows[0]
     where = _where(row.get("site"))
     during = row.get("worst_during_stall_in")
     held = f"; the longest waited while {during.get('function')} held the loop" \
@@ -179,13 +186,17 @@ def _worst_handoff(report: Mapping[str, Any]) -> str:
             f"{row.get('count')} hand-offs, max {fmt_ms(float(row.get('max_ms') or 0.0))}{held})")
 
 
-def _worst_worker_stall(report: Mapping[str, Any]) -> str:
+def _worst_worker_stall_row(report: Mapping[str, Any]) -> Mapping[str, Any] | None:
     workers = report.get("worker_loops")
     stalls = workers.get("stalls") if isinstance(workers, Mapping) else None
     rows = [s for s in stalls if isinstance(s, Mapping)] if isinstance(stalls, list) else []
-    if not rows:
+    return max(rows, key=lambda s: float(s.get("duration_ms") or 0.0)) if rows else None
+
+
+def _worst_worker_stall(report: Mapping[str, Any]) -> str:
+    stall = _worst_worker_stall_row(report)
+    if stall is None:
         return ""
-    stall = max(rows, key=lambda s: float(s.get("duration_ms") or 0.0))
     where = _where(stall.get("culprit"), str(stall.get("callback") or "?"))
     return (f" (worst: {where}, thread {stall.get('thread')}, {stall.get('loop_kind')} loop, "
             f"{fmt_ms(float(stall.get('duration_ms') or 0.0))})")
@@ -227,14 +238,23 @@ def _violations(key: str, limit: Limit, actual: float, counting: list[Offender],
     else:
         ordered = _sort_worst(counting)
     worst = f" (worst: {ordered[0].describe()})" if ordered else ""
+    site: Location | None = None
     if key == "max_handoff_p99_ms" and report is not None:
         worst = _worst_handoff(report)
+        site = _site(_worst_handoff_row(report), "site")
     if key == "max_worker_stall_ms" and report is not None:
         worst = _worst_worker_stall(report)
+        site = _site(_worst_worker_stall_row(report), "culprit")
     if key == "max_affinity_violations" and report is not None:
         worst = _first_affinity_violation(report)
+        rows = _affinity_rows(report)
+        site = _site(rows[0] if rows else None, "site")
     return (Violation(key, f"{words[key]} exceeds {limit_text}{worst}", actual, limit,
-                      tuple(ordered)),)
+                      tuple(ordered), site),)
+
+
+def _site(row: Mapping[str, Any] | None, field: str) -> Location | None:
+    return Location.from_frame(row.get(field)) if row is not None else None
 
 
 def _allow_candidates(offender: Offender) -> list[tuple[str | None, str | None]]:
