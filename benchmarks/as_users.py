@@ -2,6 +2,8 @@
 
     python benchmarks/as_users.py [--rounds 10] [--kinds asyncio,uvloop,qasync,qtasyncio,qt]
                                   [--tools looptools,asynclens,...] [--breakdown] [--json]
+                                  [--workloads callbacks,task_hops,queue,app,timers,signals]
+                                  [--against DIR]
 
 Every run is a fresh interpreter, started the way a user starts the app:
 
@@ -26,7 +28,11 @@ path, its own code, timed inside the loop) on the asyncio kinds; a ``QTimer.sing
 chain and a queued-signal chain on a Qt main thread without asyncio (``qt``).  Each is
 run ``REPEATS`` times in the child and the fastest counts.  Variants are interleaved
 round by round in a rotating order, each run's time is divided by the same round's
-``off`` run, and the median of those paired ratios is the result.
+``off`` run, and the median of those paired ratios is the result.  ``--workloads``
+runs only the ones named (e.g. ``--workloads app``), on the kinds that have them.
+``--against DIR`` adds ``looptools, against``: ``LOOPTOOLS=1`` with ``DIR`` first on
+``PYTHONPATH`` (a directory holding another copy of the ``looptools`` package, e.g. one
+with a change taken out), in the same interleaved rounds: a before/after of a change.
 """
 
 from __future__ import annotations
@@ -102,7 +108,8 @@ def _run_async(kind: str, main: Any, debug: bool) -> Any:
     return runner(kind)(main(), debug)
 
 
-def child_async(kind: str, tool: str) -> dict[str, float]:
+def child_async(kind: str, tool: str,
+                workloads: tuple[str, ...] = ASYNC_WORKLOADS) -> dict[str, float]:
     import asyncio
     import logging
 
@@ -122,7 +129,7 @@ def child_async(kind: str, tool: str) -> dict[str, float]:
             await peer.start(loop)
         await asyncio.sleep(0.05)  # let every monitor settle (first ticks, attach)
         for _ in range(REPEATS):
-            for name in ASYNC_WORKLOADS:
+            for name in workloads:
                 body = _async_workload(name)
                 await asyncio.sleep(0)
                 started = time.perf_counter()
@@ -143,14 +150,14 @@ def child_async(kind: str, tool: str) -> dict[str, float]:
     return best
 
 
-def child_qt() -> dict[str, float]:
+def child_qt(workloads: tuple[str, ...] = QT_WORKLOADS) -> dict[str, float]:
     """A Qt main thread without asyncio: a singleShot(0) chain and a queued-signal chain."""
     from PySide6.QtCore import QObject, Qt, QTimer, Signal
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
     best: dict[str, float] = {}
-    plan = [name for _ in range(REPEATS) for name in QT_WORKLOADS]
+    plan = [name for _ in range(REPEATS) for name in workloads]
     state: dict[str, Any] = {"count": 0, "started": 0.0}
 
     class Pinger(QObject):
@@ -209,12 +216,15 @@ def supported(kind: str, tool: str) -> bool:
     return True
 
 
-def variants(tools: list[str], breakdown: bool) -> dict[str, dict[str, str]]:
+def variants(tools: list[str], breakdown: bool,
+             against: str | None = None) -> dict[str, dict[str, str]]:
     """variant name -> the environment it adds."""
     out: dict[str, dict[str, str]] = {"off": {}, "control": {}}
     for tool in tools:
         if tool == "looptools":
             out["looptools"] = {"LOOPTOOLS": "1"}
+            if against is not None:
+                out["looptools, against"] = {"LOOPTOOLS": "1", "PYTHONPATH": against}
             if breakdown:
                 from looptools.settings import DETECTORS
 
@@ -229,14 +239,16 @@ def variants(tools: list[str], breakdown: bool) -> dict[str, dict[str, str]]:
     return out
 
 
-def run_child(kind: str, extra: dict[str, str], folder: Path) -> dict[str, float]:
+def run_child(kind: str, extra: dict[str, str], folder: Path,
+              workloads: tuple[str, ...]) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPTOOLS")}
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
     env.update(extra)
     if "LOOPTOOLS" in extra:
         env["LOOPTOOLS_REPORT"] = str(folder / "report.json")  # a real file, written at exit
     tool = extra.get("LOOPTOOLS_BENCH_PEER", "none")
-    out = subprocess.run([sys.executable, __file__, "--child", kind, "--tool", tool],
+    out = subprocess.run([sys.executable, __file__, "--child", kind, "--tool", tool,
+                          "--workloads", ",".join(workloads)],
                          capture_output=True, text=True, env=env, cwd=folder, timeout=300)
     lines = out.stdout.strip().splitlines()
     if out.returncode != 0 or not lines:
@@ -247,11 +259,16 @@ def run_child(kind: str, extra: dict[str, str], folder: Path) -> dict[str, float
     return result
 
 
-def measure(kinds: list[str], tools: list[str], rounds: int,
-            breakdown: bool) -> dict[str, Any]:
-    chosen = variants(tools, breakdown)
+def measure(kinds: list[str], tools: list[str], rounds: int, breakdown: bool,
+            workloads: tuple[str, ...] = (*ASYNC_WORKLOADS, *QT_WORKLOADS),
+            against: str | None = None) -> dict[str, Any]:
+    chosen = variants(tools, breakdown, against)
     results: dict[str, Any] = {}
     for kind in kinds:
+        mine = tuple(w for w in (QT_WORKLOADS if kind == "qt" else ASYNC_WORKLOADS)
+                     if w in workloads)
+        if not mine:
+            continue
         names = [v for v in chosen if supported(kind, chosen[v].get("LOOPTOOLS_BENCH_PEER", v))]
         ratios: dict[str, dict[str, list[float]]] = {v: {} for v in names}
         for round_no in range(rounds + 1):  # round 0 warms the disk cache and is dropped
@@ -259,7 +276,7 @@ def measure(kinds: list[str], tools: list[str], rounds: int,
             got: dict[str, dict[str, float]] = {}
             for name in order:
                 with tempfile.TemporaryDirectory(prefix="lt-as-users-") as folder:
-                    got[name] = run_child(kind, chosen[name], Path(folder))
+                    got[name] = run_child(kind, chosen[name], Path(folder), mine)
             if round_no == 0:
                 continue
             for name in names:
@@ -289,12 +306,21 @@ def main() -> int:
     parser.add_argument("--tools", default=",".join(("looptools", *PEERS)))
     parser.add_argument("--breakdown", action="store_true",
                         help="also looptools with one mechanism taken away at a time")
+    parser.add_argument("--workloads", default=",".join((*ASYNC_WORKLOADS, *QT_WORKLOADS)),
+                        help="run only these workloads (on the kinds that have them)")
+    parser.add_argument("--against", metavar="DIR",
+                        help="also looptools imported from DIR (another copy of the package)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--tool", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    workloads = tuple(w for w in args.workloads.split(",") if w)
+    unknown = set(workloads) - {*ASYNC_WORKLOADS, *QT_WORKLOADS}
+    if unknown or not workloads:
+        parser.error(f"--workloads: unknown workload(s) {', '.join(sorted(unknown)) or '(none)'}")
     if args.child:
-        got = child_qt() if args.child == "qt" else child_async(args.child, args.tool)
+        got = (child_qt(workloads) if args.child == "qt"
+               else child_async(args.child, args.tool, workloads))
         print(json.dumps(got))
         return 0
     if args.rounds < 1:
@@ -312,20 +338,27 @@ def main() -> int:
     for tool in missing:
         print(f"{tool}: not installed, left out", file=sys.stderr)
     tools = [t for t in tools if t not in missing]
-    results = measure(kinds, tools, args.rounds, args.breakdown)
+    against = None
+    if args.against:
+        if "looptools" not in tools:
+            parser.error("--against needs looptools among --tools")
+        if not (Path(args.against) / "looptools" / "__init__.py").is_file():
+            parser.error(f"--against: no looptools package in {args.against}")
+        against = str(Path(args.against).resolve())
+    results = measure(kinds, tools, args.rounds, args.breakdown, workloads, against)
     if args.json:
         print(json.dumps(results, indent=1))
         return 0
     for kind, table in results.items():
         iqr = table.pop("_iqr")
-        workloads = list(next(iter(table.values())))
+        columns = list(next(iter(table.values())))
         print(f"\n{kind} (median of {args.rounds} paired ratios to 'off'; IQR in brackets)")
-        print(f"{'':34}" + "".join(f"{w:>22}" for w in workloads))
+        print(f"{'':34}" + "".join(f"{w:>22}" for w in columns))
         for name, row in table.items():
             if name == "off":
                 continue
             cells = "".join(f"{row[w]:>8.3f}x [{iqr[name][w][0]:.2f}-{iqr[name][w][1]:.2f}]"
-                            for w in workloads)
+                            for w in columns)
             print(f"{name:34}{cells}")
     return 0
 

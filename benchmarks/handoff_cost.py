@@ -12,7 +12,9 @@ the forms measured), and, for the GUI thread's own events, a chain of
 ``singleShot(0, ...)`` made on the GUI thread (each callback posts the next: not
 hand-offs) while the app has an idle thread of its own (``singleShot`` is wrapped
 then) and while it has none, and on PySide6 a QtAsyncio ``call_soon`` chain (QtAsyncio
-makes a ``singleShot`` on the GUI thread per callback).  Plain vs ``looptools.monitor()``
+makes a ``singleShot`` on the GUI thread per callback); then the same for a queued
+``QMetaObject.invokeMethod(obj, "slot", QueuedConnection)`` (from a worker, paced, and
+a chain on the GUI thread).  Plain vs ``looptools.monitor()``
 with only the ``handoffs`` detector (so that the figure is this detector's),
 alternating, median of ``--rounds`` pairs.  Prints microseconds per hand-off (or
 event) each way, their ratio, and what the extra is at 1,000 a second as a share of
@@ -87,11 +89,17 @@ def qt_round(binding: str, posts: int, monitored: bool, way: str) -> float:
     ``worker``: hand-offs from a worker thread as fast as it can (wall time, post to
     run); ``paced``: 1,000 a second (the process's CPU time); ``gui``: a chain on the GUI
     thread while the app has an (idle) thread of its own; ``gui-alone``: the same chain,
-    no thread."""
+    no thread.  ``invoke-worker``, ``invoke-paced``, ``invoke-gui``: the same by a queued
+    ``QMetaObject.invokeMethod`` instead of ``QTimer.singleShot``."""
     core: Any = importlib.import_module(f"{binding}.QtCore")
     app = core.QCoreApplication.instance() or core.QCoreApplication([])
     timer = core.QTimer
-    original = vars(timer)["singleShot"]
+    invoke = way.startswith("invoke-")
+    way = way.removeprefix("invoke-")
+    patched, name = (core.QMetaObject, "invokeMethod") if invoke else (timer, "singleShot")
+    original = vars(patched)[name]
+    queued = getattr(core.Qt, "ConnectionType", core.Qt).QueuedConnection
+    slot = core.pyqtSlot if binding.startswith("PyQt") else core.Slot
     count = [0]
     started = [0.0]
     elapsed = [0.0]
@@ -103,14 +111,21 @@ def qt_round(binding: str, posts: int, monitored: bool, way: str) -> float:
             if count[0] == posts:
                 if way != "paced":
                     elapsed[0] = time.perf_counter() - started[0]
-                wrapped[0] = vars(timer)["singleShot"] is not original
+                wrapped[0] = vars(patched)[name] is not original
                 # (paced: the worker reads the CPU time, then the app quits)
                 timer.singleShot(20 if way == "paced" else 0, app.quit)
             elif way not in ("worker", "paced"):
                 post()
 
+        @slot()
+        def on_invoke(self) -> None:
+            self.on_post()
+
     receiver = Receiver()
-    if binding == "PySide6":
+    if invoke:
+        def post() -> None:
+            core.QMetaObject.invokeMethod(receiver, "on_invoke", queued)
+    elif binding == "PySide6":
         def post() -> None:
             timer.singleShot(0, receiver, receiver.on_post)
     else:
@@ -250,14 +265,19 @@ def main() -> None:
                 ("gui-alone", "QTimer.singleShot(0) chain on the GUI thread, no thread")]
         if binding == "PySide6":
             ways.append(("qtasyncio", "QtAsyncio call_soon chain, the app has a thread"))
+        ways += [("invoke-worker", "queued invokeMethod hand-off from a worker, post to run"),
+                 ("invoke-gui", "queued invokeMethod chain on the GUI thread, the app has "
+                                "a thread")]
         for way, what in ways:
             out = _child(binding, way, args.posts, args.rounds)
             report(f"{binding} {what}", out[0], out[1], args.posts)
-        plain_cpu, watched_cpu = _child(binding, "paced", args.paced, args.rounds)
-        extra = (watched_cpu - plain_cpu) / (args.paced / 1000.0)
-        print(f"{binding} QTimer.singleShot hand-offs at 1,000/s for {args.paced / 1000:g} s: "
-              f"process CPU plain {plain_cpu * 1000:.0f} ms, measured {watched_cpu * 1000:.0f} "
-              f"ms: {100 * extra:.2f} % of one core more")
+        for way, what in (("paced", "QTimer.singleShot"),
+                          ("invoke-paced", "queued invokeMethod")):
+            plain_cpu, watched_cpu = _child(binding, way, args.paced, args.rounds)
+            extra = (watched_cpu - plain_cpu) / (args.paced / 1000.0)
+            print(f"{binding} {what} hand-offs at 1,000/s for {args.paced / 1000:g} s: "
+                  f"process CPU plain {plain_cpu * 1000:.0f} ms, measured "
+                  f"{watched_cpu * 1000:.0f} ms: {100 * extra:.2f} % of one core more")
 
 
 def _child(binding: str, way: str, posts: int, rounds: int) -> tuple[float, float]:

@@ -1,7 +1,7 @@
 """What watching asyncio loops on worker threads costs: the main loop, a worker's callbacks,
 and one ``asyncio.run`` per job.
 
-    python benchmarks/worker_loop_cost.py [--pairs 7]
+    python benchmarks/worker_loop_cost.py [--pairs 7] [--cpu]
 
 All in one process, each figure a median of ``--pairs`` alternating pairs:
 
@@ -11,9 +11,17 @@ All in one process, each figure a median of ``--pairs`` alternating pairs:
   worker hooks are on that loop object only, so this should be 1.00.
 * **a worker's callbacks**: the same chain on a loop running on a worker thread, under
   the monitor (every detector) against unmonitored: ns per callback.
+* **a worker's timers and tasks**: a chain of 20,000 ``call_later(0)`` timers (each
+  one's lateness is the worker's lag), and 20,000 ``await create_task(...)`` (each
+  task is kept weakly for the worker's task audit), the same way: ns per timer, per task.
 * **one loop per job**: 500 ``asyncio.run(job())`` one after another on a worker
   thread, a job that waits twice for 1 ms and one that does nothing, monitored
   against unmonitored: the ratio and the microseconds each ``asyncio.run`` gains.
+
+``--cpu`` times each run by the CPU time of the thread that runs it
+(``time.thread_time()``) instead of the wall clock: on a machine shared with other
+work, the wall clock measures mostly how often the thread was kept off a core.  The
+monitor's own threads (the watchdog) are then not counted.
 """
 
 from __future__ import annotations
@@ -36,8 +44,11 @@ import looptools
 from looptools.settings import DETECTORS
 
 CHAIN = 50_000
+TIMERS = 20_000
 JOBS = 500
 ALL_BUT_WORKERS = ",".join(d for d in DETECTORS if d != "worker_loops")
+#: what a run is timed by (``--cpu``: the CPU time of the thread running it)
+clock = time.perf_counter
 
 
 def _monitored(detectors: str | None, run: Callable[[], float]) -> float:
@@ -66,9 +77,9 @@ def main_chain(detectors: str) -> float:
 
         async def timed() -> float:
             await asyncio.sleep(0)
-            started = time.perf_counter()
+            started = clock()
             await body()
-            return time.perf_counter() - started
+            return clock() - started
 
         try:
             return asyncio.run(timed())
@@ -87,9 +98,50 @@ def worker_chain(detectors: str | None) -> float:
 
     async def timed() -> float:
         await asyncio.sleep(0)
-        started = time.perf_counter()
+        started = clock()
         await body()
-        return time.perf_counter() - started
+        return clock() - started
+
+    return _monitored(detectors, lambda: _on_thread(lambda: asyncio.run(timed())))
+
+
+def worker_timers(detectors: str | None) -> float:
+    """A chain of ``call_later(0)`` timers on a worker thread's loop."""
+
+    async def timed() -> float:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        count = 0
+
+        def step() -> None:
+            nonlocal count
+            count += 1
+            if count < TIMERS:
+                loop.call_later(0, step)
+            else:
+                done.set_result(None)
+
+        await asyncio.sleep(0)
+        started = clock()
+        loop.call_later(0, step)
+        await done
+        return clock() - started
+
+    return _monitored(detectors, lambda: _on_thread(lambda: asyncio.run(timed())))
+
+
+def worker_tasks(detectors: str | None) -> float:
+    """``TIMERS`` tasks created and awaited one after another on a worker thread's loop."""
+
+    async def nothing() -> None:
+        pass
+
+    async def timed() -> float:
+        await asyncio.sleep(0)
+        started = clock()
+        for _ in range(TIMERS):
+            await asyncio.create_task(nothing())
+        return clock() - started
 
     return _monitored(detectors, lambda: _on_thread(lambda: asyncio.run(timed())))
 
@@ -102,10 +154,10 @@ async def _job(wait: float) -> int:
 
 def jobs(detectors: str | None, wait: float) -> float:
     def run() -> float:
-        started = time.perf_counter()
+        started = clock()
         for _ in range(JOBS):
             asyncio.run(_job(wait))
-        return time.perf_counter() - started
+        return clock() - started
 
     return _monitored(detectors, lambda: _on_thread(run))
 
@@ -125,7 +177,12 @@ def _pairs(pairs: int, a: Callable[[], float], b: Callable[[], float]) -> list[t
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=7)
+    parser.add_argument("--cpu", action="store_true",
+                        help="time by the running thread's CPU time, not the wall clock")
     args = parser.parse_args()
+    global clock
+    if args.cpu:
+        clock = time.thread_time
     if args.pairs < 1:
         parser.error(f"--pairs must be at least 1, got {args.pairs}")
 
@@ -141,6 +198,13 @@ def main() -> int:
     ratio = statistics.median(w / p for w, p in worker)
     print(f"a worker loop's {CHAIN:,}-callback chain, monitored / not: median {ratio:.3f}x, "
           f"{extra:+.0f} ns per callback")
+
+    for run, what in ((worker_timers, "call_later(0) timer"), (worker_tasks, "task")):
+        runs = _pairs(args.pairs, functools.partial(run, "all"), functools.partial(run, None))
+        extra = statistics.median((w - p) / TIMERS * 1e9 for w, p in runs)
+        ratio = statistics.median(w / p for w, p in runs)
+        print(f"a worker loop's {TIMERS:,} x {what}, monitored / not: median {ratio:.3f}x, "
+              f"{extra:+.0f} ns per {what.split()[-1]}")
 
     for wait, label in ((0.001, "a job waiting 2 x 1 ms"), (0.0, "an empty job")):
         runs = _pairs(args.pairs, functools.partial(jobs, "all", wait),

@@ -45,6 +45,7 @@ PROBLEMS: tuple[str, ...] = (
     "gil-call",
     "leaked-task",
     "unretrieved-exception",
+    "widget-from-worker",
 )
 
 #: How a sample app's process may end (``--end-with``).

@@ -1,4 +1,4 @@
-"""Chat client sample app: PySide6 widgets on a qasync event loop (Qt and asyncio on one thread).
+"""Chat client sample app: Qt widgets on a qasync event loop (Qt and asyncio on one thread).
 
 Architecture
     ChatWindow (QMainWindow) runs on ``qasync.QEventLoop``. A simulated model streams reply tokens
@@ -6,18 +6,24 @@ Architecture
     buffer that a 16 ms QTimer flushes into the transcript. Prompts are tokenised with
     ``asyncio.to_thread``, replies rendered with ``run_in_executor``, and a ModerationWorker thread
     reports back through ``run_coroutine_threadsafe``, ``call_soon_threadsafe`` and a queued
-    ``QMetaObject.invokeMethod``. The app types and sends its own prompts on timers.
+    ``QMetaObject.invokeMethod``. An AudioMeter thread hands the microphone level to the UI
+    with ``call_soon_threadsafe`` 100 times a second, so any stall of the UI thread delays its
+    hand-offs. The app types and sends its own prompts on timers.
 
 Run ``python sample_apps/chat_qasync.py --help`` for the command line (shared by all sample apps).
+The binding is PySide6, or the one ``QT_API`` names: ``pyqt6`` or ``pyqt5``.
 On exit it prints one line: ``chat_qasync: 3 replies, 64 tokens, 3 moderated, 515 chars``.
 
-Problems: ``blocking-slot`` is the "Export transcript" button's slot (clicked by a QTimer); all
-the others are injected by the ``run_maintenance`` housekeeping coroutine.
+Problems: ``blocking-slot`` is the "Export transcript" button's slot (clicked by a QTimer);
+``widget-from-worker`` has the moderation worker thread update the moderation badge (a QLabel
+the UI thread owns) itself instead of handing the update to the UI thread; all the others are
+injected by the ``run_maintenance`` housekeeping coroutine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import queue
 import signal
@@ -38,22 +44,30 @@ except ImportError:  # started with -m or runpy: make the sibling module importa
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import qasync
-from PySide6.QtCore import Q_ARG, QMetaObject, Qt, QTimer, Slot
-from PySide6.QtGui import QTextCursor
-from PySide6.QtWidgets import (
-    QApplication,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QListWidget,
-    QMainWindow,
-    QPlainTextEdit,
-    QPushButton,
-    QSplitter,
-    QVBoxLayout,
-    QWidget,
-)
+#: The Qt binding: PySide6 unless ``QT_API`` names another one this app runs on.  qasync
+#: picks its binding from ``QT_API`` too, so it is set before qasync is imported: without
+#: it, qasync would take the first binding installed (PyQt5 before PySide6), not ours.
+BINDINGS = {"pyside6": "PySide6", "pyqt6": "PyQt6", "pyqt5": "PyQt5"}
+QT_API = os.environ.setdefault("QT_API", "pyside6").strip().lower()
+if QT_API not in BINDINGS:
+    print(f"chat_qasync: error: QT_API={QT_API!r}: this app runs on {', '.join(BINDINGS)}",
+          file=sys.stderr)
+    sys.exit(2)
+QtCore: Any = importlib.import_module(f"{BINDINGS[QT_API]}.QtCore")
+QtGui: Any = importlib.import_module(f"{BINDINGS[QT_API]}.QtGui")
+QtWidgets: Any = importlib.import_module(f"{BINDINGS[QT_API]}.QtWidgets")
+
+import qasync  # noqa: E402 -- after QT_API is set
+
+Q_ARG, QMetaObject, Qt, QTimer = QtCore.Q_ARG, QtCore.QMetaObject, QtCore.Qt, QtCore.QTimer
+Slot = QtCore.Slot if QT_API == "pyside6" else QtCore.pyqtSlot
+QTextCursor = QtGui.QTextCursor
+QApplication, QHBoxLayout, QLabel, QLineEdit = (
+    QtWidgets.QApplication, QtWidgets.QHBoxLayout, QtWidgets.QLabel, QtWidgets.QLineEdit)
+QListWidget, QMainWindow, QPlainTextEdit, QPushButton = (
+    QtWidgets.QListWidget, QtWidgets.QMainWindow, QtWidgets.QPlainTextEdit,
+    QtWidgets.QPushButton)
+QSplitter, QVBoxLayout, QWidget = QtWidgets.QSplitter, QtWidgets.QVBoxLayout, QtWidgets.QWidget
 
 APP = "chat_qasync"
 SUPPORTED = (
@@ -64,6 +78,7 @@ SUPPORTED = (
     "gil-call",
     "leaked-task",
     "unretrieved-exception",
+    "widget-from-worker",
 )
 
 #: The conversation the app has with itself: (prompt, canned model reply).
@@ -88,6 +103,7 @@ SCRIPT: tuple[tuple[str, str], ...] = (
 TOKEN_INTERVAL = 0.008  # seconds between streamed tokens
 PROMPT_DELAY_MS = 120  # "typing" time before each automatic prompt
 REFRESH_MS = 16  # UI refresh period
+METER_INTERVAL = 0.01  # the audio meter's hand-offs: 100 a second
 FLAGGED_WORDS = frozenset({"loop", "sleep"})
 
 _O_DSYNC = getattr(os, "O_DSYNC", 0)
@@ -203,9 +219,14 @@ class ModerationWorker(threading.Thread):
         self.window = window
         self.loop = loop
         self.inbox: queue.Queue[tuple[int, str] | None] = queue.Queue()
+        self.checked = 0
 
     def submit(self, reply_id: int, text: str) -> None:
         self.inbox.put((reply_id, text))
+
+    def refresh_badge(self) -> None:
+        """Ask for the moderation badge to be brought up to date (``widget-from-worker``)."""
+        self.inbox.put((-1, ""))
 
     def stop(self) -> None:
         self.inbox.put(None)
@@ -213,6 +234,13 @@ class ModerationWorker(threading.Thread):
     def run(self) -> None:
         while (item := self.inbox.get()) is not None:
             reply_id, text = item
+            if reply_id < 0:
+                # The shortcut: the worker writes to a widget the UI thread owns.
+                badge = self.window.moderation_badge
+                badge.setText(f"{self.checked} checked")  # CULPRIT: widget-from-worker
+                self.loop.call_soon_threadsafe(self.window._injection_finished)
+                continue
+            self.checked += 1
             time.sleep(0.02)  # the moderation service round trip
             words = {w.strip(".,*`#").lower() for w in text.split()}
             flagged = len(words & FLAGGED_WORDS)
@@ -228,6 +256,29 @@ class ModerationWorker(threading.Thread):
                 Q_ARG(int, reply_id),
                 Q_ARG(str, verdict),
             )
+
+
+class AudioMeter(threading.Thread):
+    """Reads the microphone level and hands it to the UI thread 100 times a second."""
+
+    def __init__(self, window: ChatWindow, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(name="audio-meter", daemon=True)
+        self.window = window
+        self.loop = loop
+        self.stopped = threading.Event()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def run(self) -> None:
+        sample = 0
+        while not self.stopped.wait(METER_INTERVAL):
+            sample += 1
+            level = (sample * 37) % 100  # the "microphone"
+            try:
+                self.loop.call_soon_threadsafe(self.window.on_audio_level, level)
+            except RuntimeError:  # the loop closed under us: the session is over
+                return
 
 
 # --------------------------------------------------------------------------- the window
@@ -249,6 +300,11 @@ class ChatWindow(QMainWindow):
         self.send_button = QPushButton("Send")
         self.export_button = QPushButton("Export transcript")
         self.context_label = QLabel("context: 0 tokens")
+        self.moderation_badge = QLabel("0 checked")
+        self.moderation_badge.setObjectName("moderation-badge")
+        self.mic_level = QLabel("mic 0%")
+        for label in (self.moderation_badge, self.mic_level):
+            label.setFixedWidth(90)  # new text never changes the window's size hints
 
         splitter = QSplitter()
         splitter.addWidget(self.transcript)
@@ -258,6 +314,8 @@ class ChatWindow(QMainWindow):
         row.addWidget(self.input, 1)
         row.addWidget(self.send_button)
         row.addWidget(self.export_button)
+        row.addWidget(self.moderation_badge)
+        row.addWidget(self.mic_level)
         column = QVBoxLayout()
         column.addWidget(splitter, 1)
         column.addLayout(row)
@@ -284,6 +342,8 @@ class ChatWindow(QMainWindow):
         self.token_queue: asyncio.Queue[str | None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.worker: ModerationWorker | None = None
+        self.meter: AudioMeter | None = None
+        self.mic_updates = 0
         self.background: set[asyncio.Future[Any]] = set()
         self.next_prompt = 0
         self.current_reply: list[str] = []
@@ -315,6 +375,8 @@ class ChatWindow(QMainWindow):
 
         self.worker = ModerationWorker(self, self.loop)
         self.worker.start()
+        self.meter = AudioMeter(self, self.loop)
+        self.meter.start()
         self.refresh_timer.start()
         self._spawn(self.consume_tokens())
         self._spawn(self.run_maintenance(started))
@@ -347,6 +409,9 @@ class ChatWindow(QMainWindow):
         if self.worker is not None:
             self.worker.stop()
             await asyncio.to_thread(self.worker.join, 5.0)
+        if self.meter is not None:
+            self.meter.stop()
+            await asyncio.to_thread(self.meter.join, 5.0)
         self.on_refresh_tick()  # flush whatever is still pending
         self.statusBar().showMessage("Disconnected")
         return (
@@ -452,10 +517,16 @@ class ChatWindow(QMainWindow):
         self.heartbeats += 1
         self._check_done()
 
+    def on_audio_level(self, level: int) -> None:
+        self.mic_updates += 1
+        if self.mic_updates % 10 == 0:  # the label shows ten updates a second
+            self.mic_level.setText(f"mic {level}%")
+
     @Slot(int, str)
     def on_moderation_done(self, reply_id: int, verdict: str) -> None:
         self.moderation_rows += 1
         self.moderation_list.addItem(f"reply {reply_id}: {verdict}")
+        self.moderation_badge.setText(f"{self.moderation_rows} checked")
         self._check_done()
 
     # ------------------------------------------------------------------ export
@@ -496,6 +567,10 @@ class ChatWindow(QMainWindow):
         elif problem == "unretrieved-exception":
             self.prefetch_avatar()
             return  # the avatar task reports back itself
+        elif problem == "widget-from-worker":
+            assert self.worker is not None
+            self.worker.refresh_badge()
+            return  # the worker reports back itself
         self._injection_finished()
 
     async def refresh_presence(self) -> None:

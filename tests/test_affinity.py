@@ -1,9 +1,9 @@
 """Thread-affinity violations, with real Qt, real threads and real loops.
 
 ``tests/apps/affinity_app.py``: a ``threading.Thread`` named "worker" starts a GUI-thread
-``QTimer``, makes a child of a GUI-thread ``QObject``, calls ``QLabel.setText`` and
-``loop.call_soon``, three times each (``bad``), or does the same through a queued signal
-and ``call_soon_threadsafe`` (``healthy``).
+``QTimer``, makes a child of a GUI-thread ``QObject`` (directly and through a subclass's
+``__init__``), calls ``QLabel.setText`` and ``loop.call_soon``, three times each (``bad``),
+or does the same through a queued signal and ``call_soon_threadsafe`` (``healthy``).
 """
 
 from __future__ import annotations
@@ -57,17 +57,22 @@ def test_each_violation_is_reported_once_at_its_call_site(binding: str, kind: st
     assert report is not None
     rows = _by_call(report)
     timer = rows[("QObject::startTimer", _line("timer"))]
-    child = rows[("QObject", _line("child"))]
+    # Named by the child and the parent (its class and objectName), not Qt's "QObject".
+    child = rows[("QObject created as a child of Gui 'hub'", _line("child"))]
+    # A subclass's super().__init__(parent): its class, at the line that made it.
+    poller = rows[("Poller created as a child of Gui 'hub'", _line("subclass-child"))]
     label = rows[("QLabel.setText", _line("label"))]
-    for row in (timer, child, label):
+    for row in (timer, child, poller, label):
         assert row["count"] == 3, row
         assert row["site"]["function"] == "worker"
         assert row["site"]["file"] == str(APP)
         assert row["calling_thread"]["name"] == "worker"
-    assert timer["source"] == child["source"] == "qt_warning"
+    assert timer["source"] == child["source"] == poller["source"] == "qt_warning"
     assert timer["message"] == "QObject::startTimer: Timers cannot be started from another thread"
-    assert child["object"]["class"] == "Gui"
-    assert child["owner_thread"]["name"] == "MainThread"
+    for row in (child, poller):
+        assert row["object"] == {"class": "Gui", "object_name": "hub"}
+        assert row["owner_thread"]["name"] == "MainThread"
+        assert row["message"].startswith("QObject: Cannot create children for a parent")
     assert label["source"] == "widget_call"
     assert label["object"] == {"class": "QLabel", "object_name": "status"}
     assert label["owner_thread"]["name"] == "MainThread"
@@ -90,6 +95,35 @@ def test_asyncio_call_soon_from_a_worker(tmp_path: Path) -> None:
     assert row["count"] == 3 and row["calling_thread"]["name"] == "worker"
     assert row["owner_thread"]["name"] == "MainThread"
     assert "PySide6" not in done.stderr  # plain asyncio: no binding imported
+
+
+def test_profile_thread_checks_reaches_the_app(tmp_path: Path) -> None:
+    """``looptools profile --thread-checks``: the app runs with the dev mode on, and a
+    worker's ``loop.call_soon`` is caught at its line; without the flag it is not."""
+    def profile(*flags: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+        report = tmp_path / f"profile{len(flags)}.json"
+        done = subprocess.run(
+            [sys.executable, "-m", "looptools", "profile", "--no-dashboard", *flags,
+             "--report", str(report), str(APP), "asyncio", "bad"],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+            env=env(QT_API="pyside6"))
+        assert done.returncode == 0, done.stderr
+        return done, __import__("json").loads(report.read_text())
+
+    done, report = profile("--thread-checks")
+    rows = _by_call(report)
+    assert list(rows) == [("loop.call_soon", _line("call_soon"))]
+    row = rows[("loop.call_soon", _line("call_soon"))]
+    assert row["count"] == 3 and row["site"]["file"] == str(APP)
+    assert row["calling_thread"]["name"] == "worker"
+    assert row["owner_thread"]["name"] == "MainThread"
+    assert report["meta"]["settings_sources"].get("thread_checks") == "environment"
+    assert f"first loop.call_soon at worker ({APP.relative_to(ROOT)}:" \
+        f"{_line('call_soon')}) from thread worker" in done.stderr.replace(f"{ROOT}/", "")
+    assert "affinity_app: asyncio bad done" in done.stdout
+    _, plain = profile()
+    assert plain["affinity"]["violations"] == []
+    assert plain["affinity"]["watched"]["asyncio_calls"] is False
 
 
 def test_by_default_only_qt_warnings(tmp_path: Path) -> None:
@@ -146,7 +180,9 @@ def test_message_handler_put_back_at_detach(binding: str, tmp_path: Path) -> Non
     assert seen == [line for line in alone.stdout.splitlines() if line.startswith("APP: ")] \
         + ["APP: after detach"]
     recorded = __import__("json").loads(report.read_text())["affinity"]["violations"]
-    assert {row["call"] for row in recorded} == {"QObject::startTimer", "QObject"}
+    assert {row["call"] for row in recorded} == {
+        "QObject::startTimer", "QObject created as a child of Gui 'hub'",
+        "Poller created as a child of Gui 'hub'"}
 
 
 @pytest.mark.parametrize("binding", ["pyside6", "pyqt6"])

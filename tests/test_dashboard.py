@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from looptools.live.dashboard import Dashboard, DashboardState, fmt_ms, short_path, sparkline
+from looptools.live.stream import LineDecoder, encode, message_problem
 
 CWD = "/home/dev/app"
 
@@ -85,7 +86,7 @@ def test_stall_in_progress_shows_state_and_culprit_at_80x24() -> None:
     assert "STALLED 230 ms in render_preview (app/preview.py:88)" in out
     assert "pid 4242" in out and "qasync" in out
     assert "busy  37%" in out
-    assert "p99 12 ms" in out
+    assert "p99 12.1 ms" in out
     assert "load_thumbnails" in out and "app/gallery.py:12" in out  # a past stall
     assert "on_reply" in out and "chat.py:40" in out  # slow callback
     assert "time.sleep" in out and "render_preview (app/preview.py:88)" in out  # blocking
@@ -152,12 +153,179 @@ def test_model_ignores_other_processes_and_garbage_values() -> None:
 
 
 def test_helpers() -> None:
-    assert fmt_ms(0.42) == "0.4 ms" and fmt_ms(230) == "230 ms" and fmt_ms(1500) == "1.50 s"
+    assert fmt_ms(0.42) == "0.42 ms" and fmt_ms(230) == "230 ms" and fmt_ms(1500) == "1.50 s"
     assert short_path("/home/dev/app/x/y.py", "/home/dev/app") == "x/y.py"
     assert short_path("/usr/lib/python3/z.py", "/home/dev/app") == "python3/z.py"
     line = sparkline([0, 1, 50, 1500], scale=1500)
     assert len(line) == 4 and line[0] == " " and line[-1] == "█"
     assert set(sparkline([0, 10], scale=10, ascii_only=True)) <= set(" .:-=+*#%@")
+
+
+# -- other threads: worker-thread loops, hand-offs, thread affinity -------------------------
+def _frame(function: str, file: str, line: int) -> dict[str, Any]:
+    return {"function": function, "file": f"{CWD}/{file}", "line": line}
+
+
+def _threads_snapshot() -> dict[str, Any]:
+    """What the worker_loops, handoffs and affinity detectors add to a snapshot."""
+    return {
+        "worker_loops": {
+            "loops": 3, "running": 2,
+            "stall_summary": {"count": 2, "total_ms": 550.0, "max_ms": 300.0},
+            "threads": [{"thread": "device-poller", "loops": 1, "kinds": {"asyncio": 1},
+                         "stalls": {"count": 2, "total_ms": 550.0, "max_ms": 300.0},
+                         "worst": {"started_at_s": 0.5, "duration_ms": 300.0,
+                                   "culprit": _frame("read_device", "app/device.py", 35),
+                                   "callback": "poll step", "task": "Task-2 (poll)",
+                                   "thread": "device-poller", "thread_ident": 1234}}],
+            "stalled_now": [{"thread": "job-runner", "thread_ident": 99, "loop_kind": "asyncio",
+                             "started_at_s": 12.0, "duration_ms": 120.0,
+                             "culprit": _frame("parse_blob", "app/jobs.py", 77),
+                             "callback": "job step"}]},
+        "handoffs": [
+            {"via": "run_coroutine_threadsafe", "thread": "asr",
+             "site": _frame("on_text", "app/asr.py", 12), "count": 30, "p50_ms": 0.3,
+             "p99_ms": 3.1, "max_ms": 4.0, "worst_during_stall_in": None},
+            {"via": "call_soon_threadsafe", "thread": "audio",
+             "site": _frame("audio_loop", "app/audio.py", 57), "count": 214, "p50_ms": 0.2,
+             "p99_ms": 271.8, "max_ms": 292.3,
+             "worst_during_stall_in": _frame("build_index", "app/index.py", 73)}],
+        "handoff_sites": 2,
+        "affinity": [
+            {"source": "qt_warning", "call": "QObject::startTimer",
+             "site": _frame("hotkey", "app/keys.py", 69), "count": 1, "first_at_s": 0.2,
+             "object": None, "owner_thread": None,
+             "calling_thread": {"name": "hotkey", "ident": 5},
+             "message": "QObject::startTimer: Timers cannot be started from another thread"},
+            {"source": "widget_call", "call": "QLabel.setText",
+             "site": _frame("on_done", "app/keys.py", 80), "count": 3, "first_at_s": 0.3,
+             "object": {"class": "QLabel", "object_name": "status"},
+             "owner_thread": {"name": "MainThread", "ident": 1},
+             "calling_thread": {"name": "worker", "ident": 5}, "message": None}],
+        "affinity_sites": 2,
+    }
+
+
+def _threads_state(clock: FakeClock | None = None) -> DashboardState:
+    state = _state(clock, stalled=False)
+    state.apply({"v": 1, "type": "snapshot", "t": 12.3, "dropped": 2,
+                 "data": {**state.snapshot, **_threads_snapshot()}}, 0)
+    assert state.rejected == 0
+    return state
+
+
+def _panel(out: str, title: str) -> list[str]:
+    """The lines of the panel whose title starts with ``title``, borders left out."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"╭─ {title}"))
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("╰"))
+    return [line.strip("│ ") for line in lines[start + 1:end]]
+
+
+@pytest.mark.parametrize("width,height", [(80, 24), (120, 40)])
+def test_threads_panel_names_threads_sites_and_culprits(width: int, height: int) -> None:
+    clock = FakeClock()
+    state = _threads_state(clock)
+    out = _render(state, width, height)
+    lines = out.splitlines()
+    assert len(lines) <= height and all(len(line) <= width for line in lines)
+    # The main loop stays the headline: its panels keep their place, Threads comes last.
+    assert "│ OK" in lines[1]
+    for title in ("Loop", "Tasks & stream", "Recent stalls (1)", "Slow callbacks"):
+        assert f"─ {title} ─" in out, title
+    assert out.index("Recent stalls") < out.index("Slow callbacks") < out.index("─ Threads")
+    assert "load_thumbnails" in out and "on_reply" in out
+    assert "Threads · 3 worker loops · 2 hand-off sites · 2 affinity sites" in out
+    panel = " | ".join(_panel(out, "Threads"))
+    assert f"job-runner (asyncio) STALLED {fmt_ms(120)} in parse_blob (app/jobs.py:77)" \
+        in panel
+    assert f"device-poller (asyncio) 2 stalls, max {fmt_ms(300)} in read_device" in panel
+    # hand-offs worst p99 first: the site, how many, p99, max, the stall's culprit
+    assert re.search(rf"audio_loop \((app/)?audio\.py:57\) ×214  p99 {fmt_ms(271.8)}  "
+                     rf"max {fmt_ms(292.3)}  held by build_index", panel), panel
+    assert "hotkey (app/keys.py:69) QObject::startTimer from hotkey" in panel
+    if height >= 40:  # room for every row, each group labelled, and the blocking calls
+        assert "Blocking calls" in out
+        assert _panel(out, "Threads")[0].startswith("worker   job-runner")
+        assert "on_text (app/asr.py:12) ×30  p99 3.10 ms  max 4.00 ms  [asr]" in panel
+        assert "on_done (app/keys.py:80) QLabel.setText from worker, owner MainThread, on " \
+            "QLabel 'status' ×3" in panel
+        assert panel.index("audio_loop") < panel.index("on_text")
+    # a worker loop's stall going on keeps counting between snapshots, as the main loop's
+    clock.now += 0.5
+    assert f"job-runner (asyncio) STALLED {fmt_ms(620)} in parse_blob" \
+        in _render(state, width, height)
+
+
+@pytest.mark.parametrize("width,height", [(40, 24), (30, 12), (20, 8), (60, 30), (200, 60)])
+def test_threads_panel_in_narrow_and_odd_sizes(width: int, height: int) -> None:
+    out = _render(_threads_state(), width, height)
+    assert all(len(line) <= width for line in out.splitlines())
+    assert len(out.splitlines()) <= max(height, 8)
+    if height >= 24:
+        assert "Threads" in out and "Recent stalls" in out
+
+
+def test_no_threads_panel_when_other_threads_are_fine() -> None:
+    """Worker loops that never stalled, and nothing else: the screen is as it was."""
+    state = _state(stalled=False)
+    before = _render(state, 80)
+    quiet = {"loops": 4, "running": 1, "stall_summary": {"count": 0, "total_ms": 0.0,
+                                                         "max_ms": 0.0},
+             "threads": [{"thread": "device-poller", "loops": 4, "kinds": {"asyncio": 4},
+                          "stalls": {"count": 0, "total_ms": 0.0, "max_ms": 0.0},
+                          "worst": None}], "stalled_now": []}
+    state.apply({"v": 1, "type": "snapshot", "t": 12.3, "dropped": 2,
+                 "data": {**state.snapshot, "worker_loops": quiet}}, 0)
+    assert state.rejected == 0 and state.snapshot["worker_loops"] == quiet
+    assert _render(state, 80) == before and "Threads" not in before
+
+
+def test_final_screen_shows_every_row_of_the_report() -> None:
+    """Once the app ended, the report's rows (all of them) replace the snapshot's few, and
+    no worker loop is stalled any more."""
+    state = _threads_state()
+    snap = _threads_snapshot()
+    extra_sites = [{**snap["handoffs"][0], "thread": f"poster-{i}", "p99_ms": 10.0 + i,
+                    "max_ms": 20.0 + i, "site": _frame("post", "app/posters.py", 100 + i)}
+                   for i in range(5)]
+    report = {"worker_loops": {**snap["worker_loops"], "watched": 3, "run_s": 2.0,
+                               "stalls": []},
+              "handoffs": snap["handoffs"] + extra_sites,
+              "affinity": {"violations": snap["affinity"], "dropped": 1}}
+    del report["worker_loops"]["stalled_now"]
+    state.apply({"v": 1, "type": "bye", "t": 15.0, "dropped": 0, "exit": {"reason": "normal"}},
+                0)
+    assert "STALLED" not in " ".join(_panel(_render(state, 120, 40), "Threads"))
+    state.finish(report, "ENDED: the app exited with status 0")
+    out = _render(state, 120, 40)
+    assert "ENDED: the app exited with status 0" in out
+    assert "Threads · 3 worker loops · 7 hand-off sites · 3 affinity sites" in out
+    panel = _panel(out, "Threads")
+    text = " | ".join(panel)
+    assert "STALLED" not in text and "device-poller (asyncio) 2 stalls" in text
+    sites = [line for line in panel if " p99 " in line]
+    assert len(sites) == 7 and "audio_loop" in sites[0] and "posters.py:104" in sites[1]
+    assert "on_text" in sites[-1]  # worst p99 first
+
+
+def test_stream_lines_with_mistyped_thread_rows_are_dropped_not_shown() -> None:
+    """A snapshot whose thread rows have the wrong types is not a usable line (the
+    decoder drops it); one without them, from an older app, is."""
+    state = _state(stalled=False)
+    good = {"v": 1, "type": "snapshot", "t": 12.3, "dropped": 2, "data": state.snapshot}
+    assert message_problem(good) is None
+    for key, value in [("handoffs", [{"count": "many"}]), ("handoff_sites", 1.5),
+                       ("affinity", [{"site": "app.py:3"}]),
+                       ("worker_loops", {"threads": [{"thread": None}]}),
+                       ("worker_loops", {"stalled_now": [{"thread": "w"}]}),
+                       ("worker_loops", {"threads": [{"thread": "w", "kinds": {"asyncio": "1"}}]})]:
+        bad = {**good, "data": {**state.snapshot, key: value}}
+        assert message_problem(bad) is not None, (key, value)
+        assert list(LineDecoder().feed(encode(bad))) == []
+        state.apply(bad, 0)
+    assert state.rejected == 6
+    _render(state, 80)
 
 
 # -- a real app, watched with `looptools dashboard` and listed by `looptools ps` ------------------
@@ -298,5 +466,112 @@ def test_profile_dashboard_in_tmux(tmp_path: Path) -> None:
         assert report["stalls"][0]["culprit"]["line"] == culprit
         assert (tmp_path / "r.html").read_text().lstrip().lower().startswith("<!doctype html")
         assert "ENDED" in final and "wrote looptools-report.json, r.html" in final
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, timeout=10)
+
+
+# -- other threads in a real app: `looptools dashboard --once` and a live run in tmux ------------
+THREADS_APP = Path(__file__).resolve().parent / "apps" / "threads_app.py"
+
+
+def _marked(marker: str) -> int:
+    return next(n for n, line in enumerate(THREADS_APP.read_text().splitlines(), 1)
+                if f"# {marker}" in line)
+
+
+def _check_threads_panel(panel: list[str], width: int) -> None:
+    """The worker thread and its culprit, the hand-off site with its p99 and the stall that
+    held it, the affinity site (tests/apps/threads_app.py)."""
+    text = " | ".join(panel)
+    assert all(len(line) <= width - 4 for line in panel), panel
+    worker = next(line for line in panel if line.lstrip().removeprefix("worker ").lstrip()
+                  .startswith("device-poller (asyncio) "))
+    assert re.search(r"\d+ stalls?, max [\d.]+ m?s in read_device", worker), worker
+    if width >= 120:
+        assert f"threads_app.py:{_marked('CULPRIT: worker')})" in worker, worker
+    handoff = re.search(rf"audio \((?:apps/)?threads_app\.py:{_marked('POST: audio')}\) ×\d+  "
+                        r"p99 ([\d.]+) ms  max [\d.]+ m?s  held by build_index", text)
+    assert handoff, text
+    assert 150 <= float(handoff.group(1)) <= 450  # posts waited behind the 300 ms build_index
+    assert re.search(rf"hotkey \((apps/)?threads_app\.py:{_marked('SITE: timer')}\) "
+                     r"QObject::startTimer from hotkey", text), text
+
+
+def test_threads_panel_of_a_real_app_with_dashboard_once(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = Path(f"/tmp/lt-xdg-th-{os.getpid()}")
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, str(THREADS_APP), "20"], stdout=subprocess.PIPE,
+                            text=True, cwd=tmp_path,
+                            env=_env(runtime, LOOPTOOLS="1", QT_API="pyside6"))
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+        from looptools.cli.dashboard import dashboard
+
+        for width, height in ((80, 24), (120, 40)):
+            monkeypatch.setenv("COLUMNS", str(width))
+            monkeypatch.setenv("LINES", str(height))
+            shown = CliRunner().invoke(dashboard, [str(proc.pid), "--once"])
+            assert shown.exit_code == 0, shown.output
+            out = shown.output
+            print(out)
+            assert all(len(line) <= width for line in out.splitlines())
+            assert len(out.splitlines()) <= height
+            assert f"pid {proc.pid}" in out and "qasync" in out
+            assert "bad lines 0" in out  # the snapshots with thread rows were all usable
+            # the GUI loop's stall is still the first thing shown
+            assert re.search(r"Recent stalls \(1\).*build_index", out, re.S)
+            assert "Threads · 1 worker loop · 1 hand-off site · 1 affinity site" in out
+            _check_threads_panel(_panel(out, "Threads"), width)
+        proc.terminate()
+        assert proc.wait(20) is not None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_threads_panel_live_and_on_the_final_screen_in_tmux(tmp_path: Path) -> None:
+    """`looptools profile` in a 120x40 terminal: the worker loop's stall shows while it goes
+    on, and the final screen (from the app's report) keeps the panel."""
+    session = f"looptools-threads-{os.getpid()}"
+    venv_bin = os.path.dirname(sys.executable)
+    command = (f"cd {tmp_path} && PATH={venv_bin}:$PATH QT_API=pyside6 "
+               f"QT_QPA_PLATFORM=offscreen {sys.executable} -m looptools profile -- "
+               f"python {THREADS_APP} 6 --repeat --quiet 2> stderr.txt; echo EXIT=$? > exit.txt; "
+               "sleep 60")  # (Qt's warning on stderr would scroll the screen)
+    env = {**os.environ, "TERM": "xterm-256color"}
+    env.pop("LOOPTOOLS", None)
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40",
+                    command], check=True, env=env, timeout=10)
+    try:
+        live = ""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (tmp_path / "exit.txt").exists():
+            screen = _tmux("capture-pane", "-p", "-t", session)
+            if re.search(r"device-poller \(asyncio\) STALLED [\d.]+ m?s in read_device", screen):
+                live = screen
+                break
+            time.sleep(0.05)
+        print(live)
+        assert live, _tmux("capture-pane", "-p", "-t", session)
+        lines = live.splitlines()
+        assert len(lines) <= 40 and all(len(line) <= 120 for line in lines)
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "exit.txt").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        final = _tmux("capture-pane", "-p", "-t", session)
+        print(final)
+        assert (tmp_path / "exit.txt").read_text().strip() == "EXIT=0", final
+        assert "ENDED" in final
+        panel = _panel(final, "Threads")
+        assert "STALLED" not in " ".join(panel)  # nothing goes on after the end
+        _check_threads_panel(panel, 120)
+        report = json.loads((tmp_path / "looptools-report.json").read_text())
+        count = report["worker_loops"]["stall_summary"]["count"]
+        assert count >= 2 and f"device-poller (asyncio) {count} stalls" in " ".join(panel)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, timeout=10)

@@ -479,6 +479,34 @@ def test_baseline_files_survive_mutation(folder: Path, data: st.DataObject,
 
 # -- the live stream ---------------------------------------------------------------------------
 
+def _threads_snapshot() -> dict[str, Any]:
+    """Other threads in a snapshot (the dashboard's Threads panel), a row of each."""
+    frame = {"function": "read_device", "file": "/home/me/app/device.py", "line": 35}
+    return {
+        "worker_loops": {
+            "loops": 3, "running": 1,
+            "stall_summary": {"count": 1, "total_ms": 300.0, "max_ms": 300.0},
+            "threads": [{"thread": "device-poller", "loops": 1, "kinds": {"asyncio": 1},
+                         "stalls": {"count": 1, "total_ms": 300.0, "max_ms": 300.0},
+                         "worst": {"started_at_s": 0.5, "duration_ms": 300.0, "culprit": frame,
+                                   "callback": "poll step", "task": "Task-2 (poll)",
+                                   "thread": "device-poller", "thread_ident": 1234}}],
+            "stalled_now": [{"thread": "job", "thread_ident": 99, "loop_kind": "asyncio",
+                             "started_at_s": 4.0, "duration_ms": 120.0, "culprit": frame,
+                             "callback": "job step"}]},
+        "handoffs": [{"via": "call_soon_threadsafe", "thread": "audio", "site": frame,
+                      "count": 214, "p50_ms": 0.2, "p99_ms": 271.8, "max_ms": 292.3,
+                      "worst_during_stall_in": frame}],
+        "handoff_sites": 1,
+        "affinity": [{"source": "widget_call", "call": "QLabel.setText", "site": frame,
+                      "count": 3, "first_at_s": 0.3,
+                      "object": {"class": "QLabel", "object_name": "status"},
+                      "owner_thread": {"name": "MainThread", "ident": 1},
+                      "calling_thread": {"name": "worker", "ident": 5}, "message": None}],
+        "affinity_sites": 1,
+    }
+
+
 def _good_messages() -> list[dict[str, Any]]:
     """What a real app streams, built from a real report's pieces."""
     rep = REPORTS["qasync_chat.json"]
@@ -494,6 +522,7 @@ def _good_messages() -> list[dict[str, Any]]:
         "tasks": {"pending_now": 3, "peak_pending": 12, "long_pending": 1,
                   "unretrieved_exceptions": 0},
         "blocking_calls": rep["blocking_calls"][:2],
+        **_threads_snapshot(),
     }
     return [
         {"v": 1, "type": "hello", "t": 0.02, "pid": 4242, "argv": ["chat.py", "--x"],

@@ -34,7 +34,8 @@ ALL_PROBLEMS = (
 
 #: The specification: which problems each app implements.
 SUPPORTED: dict[str, tuple[str, ...]] = {
-    "chat_qasync": ALL_PROBLEMS,
+    # A widget touched from a worker thread: the app with a worker thread of its own.
+    "chat_qasync": (*ALL_PROBLEMS, "widget-from-worker"),
     "browser_qtasyncio": ALL_PROBLEMS,
     "pipeline_asyncio": tuple(p for p in ALL_PROBLEMS if p != "blocking-slot"),
     "gallery_threadpool": ALL_PROBLEMS,
@@ -84,12 +85,14 @@ def _command(app: str, *args: str) -> list[str]:
     return [sys.executable, str(APPS_DIR / f"{app}.py"), *args]
 
 
-def run_app(app: str, *args: str, interrupt_after: float | None = None) -> Run:
+def run_app(app: str, *args: str, interrupt_after: float | None = None,
+            qt_api: str | None = None) -> Run:
     """Run one app to completion (optionally sending SIGINT after some seconds)."""
     cmd = _command(app, *args)
     start = time.monotonic()
+    env = _env() if qt_api is None else {**_env(), "QT_API": qt_api}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env())
+                            env=env)
     try:
         if interrupt_after is not None:
             try:
@@ -111,6 +114,8 @@ def _jobs() -> dict[str, tuple[str, tuple[str, ...], float | None]]:
         for problem in supported:
             jobs[f"{app}:{problem}"] = (app, ("--problem", problem, *PROBLEM_ARGS), None)
         jobs[f"{app}:sigint"] = (app, ("--duration", "0"), 1.5)
+    jobs["chat_qasync:pyqt6"] = ("chat_qasync", ("--problem", "widget-from-worker",
+                                                 *PROBLEM_ARGS), None)
     jobs["chat_qasync:combined"] = (
         "chat_qasync",
         ("--problem", "blocking-coro,leaked-task", "--problem", "sync-io", "--repeat", "2",
@@ -131,7 +136,8 @@ def runs() -> Iterator[dict[str, Run]]:
     jobs = _jobs()
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         futures = {
-            key: pool.submit(run_app, app, *args, interrupt_after=after)
+            key: pool.submit(run_app, app, *args, interrupt_after=after,
+                             qt_api="pyqt6" if key.endswith(":pyqt6") else None)
             for key, (app, args, after) in jobs.items()
         }
         yield {key: future.result() for key, future in futures.items()}
@@ -178,6 +184,22 @@ def test_several_problems_and_repeats_at_once(key: str, runs: dict[str, Run]) ->
     assert summary == runs[f"{app}:healthy"].stdout.strip()
 
 
+def test_chat_runs_on_the_binding_qt_api_names(runs: dict[str, Run]) -> None:
+    """chat_qasync on PyQt6 (QT_API=pyqt6), its worker touching a widget: the same summary."""
+    run = runs["chat_qasync:pyqt6"]
+    summary = _check_clean_exit("chat_qasync", run)
+    assert summary == runs["chat_qasync:healthy"].stdout.strip(), run.describe()
+
+
+def test_chat_refuses_a_binding_it_does_not_run_on() -> None:
+    env = {**_env(), "QT_API": "pyside2"}
+    done = subprocess.run(_command("chat_qasync"), capture_output=True, text=True, env=env,
+                          timeout=TIMEOUT)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == ("chat_qasync: error: QT_API='pyside2': this app runs on "
+                                   "pyside6, pyqt6, pyqt5")
+
+
 @pytest.mark.parametrize("app", sorted(SUPPORTED))
 def test_sigint_quits_cleanly(app: str, runs: dict[str, Run]) -> None:
     run = runs[f"{app}:sigint"]
@@ -190,6 +212,7 @@ def test_sigint_quits_cleanly(app: str, runs: dict[str, Run]) -> None:
     [
         ("pipeline_asyncio", ("--problem", "blocking-slot"), "not supported"),
         ("pipeline_asyncio", ("--problem", "none,blocking-slot"), "not supported"),
+        ("gallery_threadpool", ("--problem", "widget-from-worker"), "not supported"),
         ("chat_qasync", ("--problem", "bogus"), "unknown problem"),
         ("browser_qtasyncio", ("--problem", "cpu-parse,nope"), "unknown problem"),
         ("gallery_threadpool", ("--problem", "sleepy"), "unknown problem"),
@@ -236,6 +259,8 @@ def test_culprit_markers_name_one_line_per_supported_problem(app: str) -> None:
             assert 'name="leaky-poller"' in line, line
         elif problem == "unretrieved-exception":
             assert line.startswith('raise ValueError("boom")'), line
+        elif problem == "widget-from-worker":
+            assert re.match(r"\w+\.setText\(", line), line
 
 
 def test_common_module_holds_no_culprits() -> None:

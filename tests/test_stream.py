@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -421,3 +422,89 @@ def test_a_process_out_of_descriptors_streams_again_once_it_has_some(sock_dir: P
             proc.kill()
     assert messages and messages[0]["type"] == "hello", err
     assert proc.returncode == 0 and err == "", err
+
+
+# -- other threads in snapshots (the dashboard's Threads panel) --------------------------------
+def read_device() -> None:
+    time.sleep(0.4)  # the culprit of the worker loop's stall below
+
+
+def _post(loop: asyncio.AbstractEventLoop, done: list[int]) -> None:
+    loop.call_soon_threadsafe(done.append, 1)  # the posting site of every poster
+
+
+def test_snapshots_carry_other_threads_live_bounded_and_readable() -> None:
+    """A real monitor: seven threads post to the main loop while it is blocked (five sites
+    sent, seven counted), and a worker loop stalls: a snapshot taken during the stall names
+    it live, with its culprit; the lines pass the stream's reader."""
+    worker_loop = asyncio.new_event_loop()
+    worker = threading.Thread(target=worker_loop.run_forever, name="device-poller")
+
+    async def stall() -> None:
+        read_device()
+
+    async def main(monitor: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        done: list[int] = []
+        posters = [threading.Thread(target=_post, args=(loop, done), name=f"poster-{i}")
+                   for i in range(7)]
+        for poster in posters:
+            poster.start()
+            poster.join()
+            time.sleep(0.01)  # the loop is blocked: each waits 10 ms more than the next
+        await asyncio.sleep(0.01)
+        assert len(done) == 7
+        future = asyncio.run_coroutine_threadsafe(stall(), worker_loop)
+        seen: list[dict[str, Any]] = []
+        while not future.done():
+            seen.append(monitor.snapshot())
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
+        return seen, monitor.snapshot()
+
+    with looptools.monitor(report=None) as monitor:
+        worker.start()
+        seen, after = asyncio.run(main(monitor))
+        worker_loop.call_soon_threadsafe(worker_loop.stop)
+        worker.join(10)
+    worker_loop.close()
+    live = [s for s in seen if (s.get("worker_loops") or {}).get("stalled_now")]
+    assert live, seen[-1].get("worker_loops")
+    (now,) = live[-1]["worker_loops"]["stalled_now"]
+    assert now["thread"] == "device-poller" and now["loop_kind"] == "asyncio"
+    assert now["culprit"]["function"] == "read_device"
+    assert 50 <= now["duration_ms"] <= 450
+    workers = after["worker_loops"]
+    assert workers["stalled_now"] == [] and workers["stall_summary"]["count"] == 1
+    (row,) = workers["threads"]
+    assert row["thread"] == "device-poller" and row["stalls"]["count"] == 1
+    assert row["worst"]["culprit"]["function"] == "read_device"
+    assert row["worst"]["duration_ms"] == pytest.approx(400, rel=0.25)
+    # The five longest waits of seven sites, percentiles computed for those only.
+    assert after["handoff_sites"] == 7 and len(after["handoffs"]) == 5
+    assert [r["thread"] for r in after["handoffs"]] == [f"poster-{i}" for i in range(5)]
+    assert all(r["site"]["function"] == "_post" and r["count"] == 1 for r in after["handoffs"])
+    for snapshot in [*live, after]:
+        line = encode({"v": 1, "type": "snapshot", "t": 1.0, "dropped": 0, "data": snapshot})
+        decoder = LineDecoder()
+        assert len(list(decoder.feed(line))) == 1 and decoder.bad == 0
+
+
+def test_affinity_snapshot_is_the_first_sites_and_their_count() -> None:
+    from looptools.inapp.detectors.affinity import AffinityViolations
+    from looptools.settings import Settings
+
+    detector = AffinityViolations(Settings())
+    assert detector.snapshot() == {}
+    for line in range(7):
+        for _ in range(line + 1):
+            detector._record("qt_warning", "QObject::startTimer", ("tick", "/app/t.py", line),
+                             None, None, "QObject::startTimer: Timers cannot be started from "
+                             "another thread")
+    snapshot = detector.snapshot()
+    assert snapshot["affinity_sites"] == 7
+    assert [r["site"]["line"] for r in snapshot["affinity"]] == [0, 1, 2, 3, 4]
+    assert [r["count"] for r in snapshot["affinity"]] == [1, 2, 3, 4, 5]
+    assert snapshot["affinity"][0]["calling_thread"]["name"] == threading.current_thread().name
+    line = encode({"v": 1, "type": "snapshot", "t": 1.0, "dropped": 0, "data": snapshot})
+    assert len(list(LineDecoder().feed(line))) == 1

@@ -1,10 +1,12 @@
-"""Asyncio loops on worker threads: their stalls found, named by thread, never the GUI's.
+"""Asyncio loops on worker threads: their stalls, lag, tasks and blocking calls found,
+named by thread, never the GUI's.
 
 ``tests/apps/worker_loops_app.py`` runs, under a Qt main thread without asyncio, an
 asyncio main loop or a qasync one: eight device jobs, each ``asyncio.run`` on a worker
 (``QThreadPool`` or an executor), a ``device-poller`` thread running its own loop and
 three short-lived command threads.  ``--stall`` blocks one job's loop 200 ms and the
-poller's 250 ms; the main thread never blocks.
+poller's 250 ms; the main thread never blocks.  ``--problems`` runs one job instead
+whose loop is late behind a 100 ms blocking step, opens a file and leaves a task.
 """
 
 from __future__ import annotations
@@ -106,6 +108,169 @@ def test_nothing_is_reported_when_the_workers_are_healthy(main: str, tmp_path: P
     assert workers["stall_summary"] == {"count": 0, "total_ms": 0.0, "max_ms": 0.0,
                                         "dropped": 0}
     assert "worker-thread loops" not in run.stderr
+    # Nor a blocking call, a slow callback or a leaked task; the lag was measured.
+    assert workers["blocking_summary"] == {"count": 0, "total_ms": 0.0, "max_ms": 0.0}
+    assert workers["tasks"]["leaked"] == 0 and workers["tasks"]["pending_at_close"] == []
+    for row in workers["threads"]:
+        assert row["blocking_calls"] == [] and row["slow_callbacks"] == [], row
+        assert row["tasks"]["leaked"] == 0
+    assert workers["lag"]["samples"] > 100
+
+
+def _problems(stderr: str) -> dict[str, float]:
+    """What tests/apps/worker_loops_app.py --problems measured itself."""
+    line = next(x for x in stderr.splitlines() if x.startswith("PROBLEMS "))
+    return dict(json.loads(line[len("PROBLEMS "):]))
+
+
+def _gui_sites(report: dict[str, Any]) -> set[tuple[str, str, int | None]]:
+    return {(row["call"], site["file"], site["line"])
+            for row in report["blocking_calls"] for site in row["sites"]}
+
+
+@pytest.mark.parametrize("main", ["qt", "asyncio", "qasync"])
+def test_a_worker_loops_lag_blocking_calls_and_leaked_task(main: str, tmp_path: Path) -> None:
+    """One job on a worker's own loop (a QRunnable, or an executor's thread): a ticker
+    late behind a 100 ms blocking step, a real file opened in the coroutine, a task
+    left pending at asyncio.run's end.  All of it in that thread's row, none of it in
+    the GUI loop's figures (the same as with the worker_loops detector off)."""
+    extra = {"QT_API": "pyside6"}
+    args = [str(APP), main, "--problems"]
+    plain = run_app(args, tmp_path, monitored=False, environ=extra)
+    run = run_app(args, tmp_path, environ=extra)
+    off = run_app(args, tmp_path, environ={**extra, "LOOPTOOLS_DISABLE": "worker_loops"})
+    assert plain.returncode == run.returncode == off.returncode == 0, run.stderr
+    assert plain.stdout == run.stdout == off.stdout == (
+        "worker_loops_app: 1 jobs, 0 progress reports, 3 commands, poller ticked\n")
+    report, without = run.report, off.report
+    assert report is not None and without is not None
+    validate(report)
+    workers = report["worker_loops"]
+    rows = {row["thread"]: row for row in workers["threads"]}
+    (job,) = [row for name, row in rows.items() if name.startswith(JOB_THREAD[main])]
+
+    # Lag: the ticker's own measure of its latest wake-up, against the row's longest wait.
+    truth = _problems(run.stderr)["max_late_ms"]
+    assert truth >= 75, truth
+    assert job["lag"]["max_ms"] == pytest.approx(truth, rel=0.25), (job["lag"], truth)
+    assert workers["lag"]["max_ms"] >= job["lag"]["max_ms"]
+    assert job["lag"]["samples"] > 30 and job["lag"]["p50_ms"] < 5
+    # (The poller's own lag is its own: on a loaded machine a thread kept off the CPU
+    # for longer than the job's blocking step shows that, not the job's.)
+    assert rows["device-poller"]["lag"]["samples"] > 10
+
+    # Blocking calls: the open() and the time.sleep() of the job, at their lines.
+    calls = {row["call"]: row for row in job["blocking_calls"]}
+    (opened,) = calls["open"]["sites"]
+    assert (opened["function"], opened["file"], opened["line"]) == \
+        ("problem_job", str(APP), _marker("worker-open"))
+    (slept,) = calls["time.sleep"]["sites"]
+    assert (slept["file"], slept["line"]) == (str(APP), _marker("worker-block"))
+    assert slept["max_ms"] == pytest.approx(100, rel=0.25)
+    assert workers["blocking_summary"]["count"] == 2
+    for name, row in rows.items():  # nobody else's
+        assert name == job["thread"] or row["blocking_calls"] == [], row
+
+    # The task left pending: cancelled by asyncio.run's shutdown, where it was made.
+    (leaked,) = workers["tasks"]["pending_at_close"]
+    assert (leaked["name"], leaked["coro"], leaked["state"]) == \
+        ("device-watch", "watch_device", "cancelled")
+    assert leaked["created_at"] == {"function": "problem_job", "file": str(APP),
+                                    "line": _marker("leaked-task")}
+    assert leaked["awaiting"]["function"] == "watch_device"
+    assert leaked["thread"].startswith(JOB_THREAD[main]) and leaked["loop_kind"] == "asyncio"
+    assert workers["tasks"]["leaked"] == job["tasks"]["leaked"] == 1
+    assert job["tasks"]["created"] == 2 and job["tasks"]["peak_pending"] >= 1
+
+    # The blocking step is the job's one stall, and its one slow callback.
+    assert job["slow_callbacks"] == [{"kind": "task", "name": "problem_job step", "count": 1,
+                                      "total_ms": job["stalls"]["total_ms"],
+                                      "max_ms": job["stalls"]["max_ms"]}]
+
+    # The GUI loop's figures: as with the worker_loops detector off.
+    assert report["stalls"] == without["stalls"] == []
+    assert _gui_sites(report) == _gui_sites(without)
+    assert not [site for site in _gui_sites(report) if site[1] == str(APP)]
+    gui_tasks = report["tasks"] or {}
+    assert not [t for t in gui_tasks.get("pending_at_exit", []) if t["coro"] == "watch_device"]
+    assert "worker_loops" not in without
+
+    # A budget on the workers' lag names the thread; the GUI's lag budget is the GUI's.
+    p99 = job["lag"]["p99_ms"]
+    over = evaluate(report, load_budget(None, {"max_worker_lag_p99_ms": p99 / 2}, search=False))
+    (violation,) = over.violations
+    assert violation.key == "max_worker_lag_p99_ms"
+    assert f"thread {job['thread']}" in violation.message
+    assert evaluate(report, load_budget(None, {"max_worker_lag_p99_ms": p99 * 2 + 1},
+                                        search=False)).ok
+    unmeasured = evaluate(without, load_budget(None, {"max_worker_lag_p99_ms": 1000},
+                                               search=False))
+    assert "did not measure" in unmeasured.violations[0].message
+
+
+def test_tasks_left_pending_are_judged_by_how_the_loop_ended() -> None:
+    """Worker threads' loops ending four ways: asyncio.run cancelling a forgotten task
+    (leaked, cancelled); a loop closed with one pending (leaked, pending); the app
+    cancelling and awaiting its own task after a run_forever (not leaked); a task
+    that finishes normally when asyncio.run cancels it (not leaked)."""
+
+    async def forgotten() -> None:
+        await asyncio.sleep(3600)
+
+    async def tidy() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            return  # finishes normally
+
+    async def leave(coro: Any) -> None:
+        asyncio.get_running_loop().create_task(coro)
+        await asyncio.sleep(0)
+
+    def by_asyncio_run() -> None:
+        asyncio.run(leave(forgotten()))
+
+    def closed_pending() -> None:
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(leave(forgotten()))
+        loop.close()  # the task is still pending: never finished
+
+    def cancelled_by_the_app() -> None:
+        loop = asyncio.new_event_loop()
+        kept: list[asyncio.Task[None]] = []
+
+        async def start() -> None:
+            kept.append(asyncio.create_task(forgotten()))
+            loop.call_later(0.01, loop.stop)
+
+        starting = loop.create_task(start())
+        loop.run_forever()
+        assert starting.done()
+        kept[0].cancel()
+        loop.run_until_complete(asyncio.gather(*kept, return_exceptions=True))
+        loop.close()
+
+    def finishing_normally() -> None:
+        asyncio.run(leave(tidy()))
+
+    with looptools.monitor(report=None) as monitor:
+        for target in (by_asyncio_run, closed_pending, cancelled_by_the_app, finishing_normally):
+            thread = threading.Thread(target=target, name=target.__name__)
+            thread.start()
+            thread.join(10)
+    report = monitor.final_report
+    assert report is not None
+    validate(report)
+    tasks = report["worker_loops"]["tasks"]
+    found = {(t["thread"], t["coro"], t["state"]) for t in tasks["pending_at_close"]}
+    forgotten_name = forgotten.__qualname__
+    assert found == {("by_asyncio_run", forgotten_name, "cancelled"),
+                     ("closed_pending", forgotten_name, "pending")}, tasks
+    assert tasks["leaked"] == 2 and tasks["created"] == 4
+    rows = {row["thread"]: row["tasks"] for row in report["worker_loops"]["threads"]}
+    assert rows["cancelled_by_the_app"] == {"created": 1, "peak_pending": 1, "leaked": 0}
+    assert rows["finishing_normally"]["leaked"] == 0
+    assert report["tasks"] is None or report["tasks"]["pending_at_exit"] == []
 
 
 def test_check_budgets_worker_stalls_apart_from_the_guis(tmp_path: Path) -> None:
@@ -268,6 +433,70 @@ def test_500_short_lived_worker_loops_leave_memory_bounded_and_jobs_as_fast() ->
     assert median < 1.25
 
 
+def _held(snapshot: tracemalloc.Snapshot) -> int:
+    """What the worker-loop code holds.  Not its lag histograms' buckets (``_stats.py``:
+    a dictionary of at most a few hundred log-spaced buckets, which grows by doubling
+    as new ones fill, whatever the number of loops), nor the blocking-call detector's
+    wrappers (what ``open()`` allocates in C under them is the app's file; the figures
+    they hand over are kept in ``worker_loops.py``)."""
+    return _ours(snapshot)
+
+
+async def _busy_job(path: str) -> int:
+    """A job with what the worker loop's lag, task audit and blocking calls look at:
+    a timer, two tasks (one left pending for asyncio.run to cancel), a file opened."""
+    await asyncio.sleep(0.0005)
+    await asyncio.create_task(asyncio.sleep(0))
+    with open(path, encoding="utf-8") as file:
+        file.read()
+    asyncio.get_running_loop().create_task(asyncio.sleep(3600))
+    return 1
+
+
+def test_500_busier_short_loops_leave_memory_bounded(tmp_path: Path) -> None:
+    """Each of 550 one-job loops has a timer, tasks, a blocking call and a leaked task:
+    what the worker loops keep of them stays bounded (the leaked tasks listed stop at
+    max_tasks; the rest are counted)."""
+    path = tmp_path / "device.cfg"
+    path.write_text("rate=100\n", encoding="utf-8")
+
+    def jobs(count: int) -> None:
+        def worker() -> None:
+            for _ in range(count):
+                asyncio.run(_busy_job(str(path)))
+
+        thread = threading.Thread(target=worker, name="busy-jobs")
+        thread.start()
+        thread.join(120)
+
+    with looptools.monitor(report=None, threshold_ms=2000) as monitor:
+        jobs(50)
+        tracemalloc.start()
+        try:
+            jobs(100)
+            gc.collect()
+            first = _held(tracemalloc.take_snapshot())
+            size_first = len(json.dumps(monitor.report()["worker_loops"]))
+            jobs(400)
+            gc.collect()
+            second = _held(tracemalloc.take_snapshot())
+            size_second = len(json.dumps(monitor.report()["worker_loops"]))
+        finally:
+            tracemalloc.stop()
+        workers = monitor.report()["worker_loops"]
+    (row,) = workers["threads"]
+    assert row["loops"] == 550 and row["tasks"] == {"created": 1100, "peak_pending": 1,
+                                                    "leaked": 550}
+    assert workers["tasks"]["leaked"] == 550 and len(workers["tasks"]["pending_at_close"]) == 100
+    (opened,) = row["blocking_calls"]
+    assert opened["call"] == "open" and opened["count"] == 550 and len(opened["sites"]) == 1
+    assert row["lag"]["samples"] > 550 * 4
+    print(f"\nheld by the worker-loop code after 150 busier loops {first} B, after 550 "
+          f"{second} B; report section {size_first} -> {size_second} chars")
+    assert second - first < 4096
+    assert size_second - size_first < 64  # only the figures change
+
+
 def test_callbacks_handed_over_while_the_hooks_come_and_go_all_run() -> None:
     """Another thread's call_soon_threadsafe races the swaps of the ready queue
     (each loop start and stop): every callback still runs, exactly once."""
@@ -365,7 +594,11 @@ def test_uvloop_on_a_worker_is_counted_not_timed(tmp_path: Path) -> None:
     assert workers["loops"] == 1 and workers["watched"] == 0
     assert workers["threads"] == [{"thread": "uv", "loops": 1, "kinds": {"uvloop": 1},
                                    "run_s": workers["run_s"], "worst": None,
-                                   "stalls": {"count": 0, "total_ms": 0.0, "max_ms": 0.0}}]
+                                   "stalls": {"count": 0, "total_ms": 0.0, "max_ms": 0.0},
+                                   # not timed: no lag, no tasks, no blocking calls
+                                   "lag": None,
+                                   "tasks": {"created": 0, "peak_pending": 0, "leaked": 0},
+                                   "slow_callbacks": [], "blocking_calls": []}]
 
 
 def test_a_worker_stall_in_process_never_reaches_the_main_loops_stalls() -> None:

@@ -192,9 +192,11 @@ class _Run:
     """One profiled run of the app: child process, stream, escalation, outputs."""
 
     def __init__(self, argv: list[str], *, threshold_ms: float | None, duration: float | None,
-                 grace: float, dashboard: bool, sampler: str) -> None:
+                 grace: float, dashboard: bool, sampler: str,
+                 thread_checks: bool = False) -> None:
         self.argv = argv
         self.threshold_ms = threshold_ms
+        self.thread_checks = thread_checks
         self.duration = duration
         self.grace = grace
         self.show_dashboard = dashboard
@@ -279,6 +281,8 @@ class _Run:
         })
         if self.threshold_ms is not None:
             env["LOOPTOOLS_THRESHOLD_MS"] = f"{self.threshold_ms:g}"
+        if self.thread_checks:  # else the user's LOOPTOOLS_THREAD_CHECKS, if any, is passed on
+            env["LOOPTOOLS_THREAD_CHECKS"] = "1"
         env.pop("LOOPTOOLS_YAPPI", None)
         if self.sampler == "yappi":
             env["LOOPTOOLS_YAPPI"] = str(self.yappi_prefix)
@@ -870,6 +874,10 @@ def _finish(run: _Run, outputs: _Outputs) -> tuple[dict[str, Any] | None, int, s
 @click.option("--sampler", type=click.Choice(["none", "py-spy", "yappi"]), default="none",
               show_default=True, help="Also profile: py-spy (outside the app, speedscope "
                                       "file) or yappi (inside, wall clock, pstat+callgrind).")
+@click.option("--thread-checks", is_flag=True,
+              help="Dev mode of the affinity detector: also catch asyncio's non-thread-safe "
+                   "calls and QWidget calls made from other threads (costs every call_soon "
+                   "of the loop and every call the app's threads make; docs/threads.md).")
 @click.option("--check", "check_budget", is_flag=True,
               help="Judge the run against the event-loop budget (as `looptools check`): "
                    "exit 1 when over it.")
@@ -880,7 +888,8 @@ def _finish(run: _Run, outputs: _Outputs) -> tuple[dict[str, Any] | None, int, s
 def profile(module: str | None, report_path: str, html: str | None, trace: str | None,
             markdown: str | None, speedscope: str | None, threshold_ms: float | None,
             duration: float | None, grace: float, no_dashboard: bool, sampler: str,
-            check_budget: bool, budget_file: str | None, command: tuple[str, ...]) -> None:
+            thread_checks: bool, check_budget: bool, budget_file: str | None,
+            command: tuple[str, ...]) -> None:
     """Run an app with event-loop monitoring on; show a live dashboard; write its reports.
 
     \b
@@ -908,7 +917,7 @@ def profile(module: str | None, report_path: str, html: str | None, trace: str |
         _refuse_py_spy_clash(outputs)
     show = not no_dashboard and _isatty(sys.stdout) and os.environ.get("TERM") != "dumb"
     run = _Run(argv, threshold_ms=threshold_ms, duration=duration, grace=grace,
-               dashboard=show, sampler=sampler)
+               dashboard=show, sampler=sampler, thread_checks=thread_checks)
     try:
         with _forward_signals(run):
             run.start()

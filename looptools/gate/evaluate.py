@@ -90,6 +90,7 @@ _MEASURED_BY: dict[str, str] = {
     "max_pending_tasks": "tasks", "max_leaked_tasks": "tasks",
     "max_blocking_calls": "blocking", "max_handoff_p99_ms": "handoffs",
     "max_worker_stall_ms": "worker_loops", "max_affinity_violations": "affinity",
+    "max_worker_lag_p99_ms": "worker_lag",
 }
 _KEY_KINDS: dict[str, Kind] = {
     "max_stall_ms": "stall", "max_total_stall_ms": "stall", "max_slow_callbacks": "slow_callback",
@@ -107,6 +108,9 @@ def _measured(report: Mapping[str, Any], detector: str) -> bool:
         return isinstance(report.get("handoffs"), list)
     if detector in ("worker_loops", "affinity"):
         return isinstance(report.get(detector), Mapping)
+    if detector == "worker_lag":  # a worker_loops section from before lag was measured: not
+        workers = report.get("worker_loops")
+        return isinstance(workers, Mapping) and "lag" in workers
     if detector == "slow_callbacks" and not (report.get("loop") or {}).get("callback_timing"):
         return False
     return detector in detectors
@@ -133,6 +137,9 @@ def _actual(key: str, report: Mapping[str, Any], counting: list[Offender],
     if key == "max_worker_stall_ms":
         summary = report["worker_loops"].get("stall_summary")
         return float(summary.get("max_ms") or 0.0) if isinstance(summary, Mapping) else 0.0
+    if key == "max_worker_lag_p99_ms":
+        return max((float(row["lag"].get("p99_ms") or 0.0) for row in _worker_lag_rows(report)),
+                   default=0.0)
     if key == "max_affinity_violations":
         dropped = report["affinity"].get("dropped")
         return float(len(_affinity_rows(report))
@@ -193,6 +200,25 @@ def _worst_worker_stall_row(report: Mapping[str, Any]) -> Mapping[str, Any] | No
     return max(rows, key=lambda s: float(s.get("duration_ms") or 0.0)) if rows else None
 
 
+def _worker_lag_rows(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The worker_loops thread rows that measured a lag."""
+    workers = report.get("worker_loops")
+    rows = workers.get("threads") if isinstance(workers, Mapping) else None
+    return [row for row in rows if isinstance(row, Mapping) and isinstance(row.get("lag"), Mapping)
+            ] if isinstance(rows, list) else []
+
+
+def _worst_worker_lag(report: Mapping[str, Any]) -> str:
+    rows = _worker_lag_rows(report)
+    if not rows:
+        return ""
+    row = max(rows, key=lambda r: float(r["lag"].get("p99_ms") or 0.0))
+    lag = row["lag"]
+    return (f" (worst: thread {row.get('thread')}, p99 {fmt_ms(float(lag.get('p99_ms') or 0.0))}"
+            f", max {fmt_ms(float(lag.get('max_ms') or 0.0))} over {lag.get('samples')} "
+            f"callbacks)")
+
+
 def _worst_worker_stall(report: Mapping[str, Any]) -> str:
     stall = _worst_worker_stall_row(report)
     if stall is None:
@@ -228,6 +254,7 @@ def _violations(key: str, limit: Limit, actual: float, counting: list[Offender],
         "max_blocking_calls": f"{plural(actual, 'blocking call')} on the loop thread",
         "max_handoff_p99_ms": f"hand-off wait p99 {fmt_ms(actual)}",
         "max_worker_stall_ms": f"longest worker-loop stall {fmt_ms(actual)}",
+        "max_worker_lag_p99_ms": f"worker-loop lag p99 {fmt_ms(actual)}",
         "max_affinity_violations":
             f"{plural(actual, 'call site')} touching a Qt object or the loop from another thread",
     }
@@ -245,6 +272,8 @@ def _violations(key: str, limit: Limit, actual: float, counting: list[Offender],
     if key == "max_worker_stall_ms" and report is not None:
         worst = _worst_worker_stall(report)
         site = _site(_worst_worker_stall_row(report), "culprit")
+    if key == "max_worker_lag_p99_ms" and report is not None:
+        worst = _worst_worker_lag(report)
     if key == "max_affinity_violations" and report is not None:
         worst = _first_affinity_violation(report)
         rows = _affinity_rows(report)

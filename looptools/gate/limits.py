@@ -90,6 +90,9 @@ BUDGET_KEYS: tuple[BudgetKey, ...] = (
               "(the worst posting site)"),
     BudgetKey("max_worker_stall_ms", "ms", None,
               "longest stall of an asyncio loop on a worker thread (never the GUI loop's)"),
+    BudgetKey("max_worker_lag_p99_ms", "ms", None,
+              "99th percentile lag of the asyncio loops on a worker thread (the worst "
+              "thread; never the GUI loop's)"),
     BudgetKey("max_affinity_violations", "count", None,
               "call sites that touched a Qt object or the loop from a thread not its own"),
 )

@@ -44,6 +44,16 @@ class LogHistogram:
         if value > self.max:
             self.max = value
 
+    def merge(self, other: LogHistogram) -> None:
+        """Add ``other``'s values (a histogram with the same floor) to this one; ``other``
+        may be filled meanwhile by another thread (its buckets are copied first)."""
+        for index, n in list(other.buckets.items()):
+            self.buckets[index] = self.buckets.get(index, 0) + n
+        self.count += other.count
+        self.sum += other.sum
+        if other.max > self.max:
+            self.max = other.max
+
     def percentile(self, q: float) -> float:
         if not self.count:
             return 0.0

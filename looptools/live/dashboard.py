@@ -24,27 +24,20 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from looptools._units import fmt_ms as fmt_ms  # the one duration formatter, re-exported
+from looptools._units import plural
 from looptools.live.stream import message_problem
+from looptools.report.model import model_of
 
-__all__ = ["Dashboard", "DashboardState", "View", "clip_left", "fmt_ms", "place", "short_path",
-           "sparkline", "stall_text", "where"]
+__all__ = ["Dashboard", "DashboardState", "View", "affinity_line", "clip_left", "clip_right",
+           "fmt_ms", "handoff_line", "place", "short_path", "sparkline", "stall_text",
+           "thread_groups", "where", "worker_line", "worker_stall_now_line"]
 
 #: Seconds without any message before the header says the app stopped talking.
 SILENT_AFTER = 1.0
 
 
 # -- the model: no rich below this line until the panels ---------------------------------
-def fmt_ms(value: float | None) -> str:
-    """230 ms, 0.4 ms, 1.50 s."""
-    if value is None:
-        return "-"
-    if value >= 1000.0:
-        return f"{value / 1000.0:.2f} s"
-    if value >= 10.0:
-        return f"{value:.0f} ms"
-    return f"{value:.1f} ms"
-
-
 def short_path(path: str | None, cwd: str | None = None) -> str:
     """``path`` relative to the app's working directory when inside it, else its last two parts."""
     if not path:
@@ -152,6 +145,17 @@ class View:
     tasks: dict[str, Any] | None = None
     leaked: int | None = None
     blocking: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: other threads: the worker-loop rows that stalled, most stalled first, and the
+    #: worker loops stalled now (elapsed counted on, like the main loop's stall)
+    worker_threads: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    worker_stalled_now: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    worker_loops: int = 0
+    #: hand-off sites, worst p99 first, and how many sites there are in all
+    handoffs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    handoff_sites: int = 0
+    #: thread-affinity violations (first ones first), and how many sites in all
+    affinity: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    affinity_sites: int = 0
     dropped: int = 0
     bad_lines: int = 0
     other_processes: int = 0
@@ -302,11 +306,8 @@ class DashboardState:
         view.tasks = snap.get("tasks") if isinstance(snap.get("tasks"), dict) else None
         report = self.report
         if report:
-            tasks = report.get("tasks")
-            if isinstance(tasks, dict):
-                view.leaked = len(tasks.get("pending_at_exit") or [])
-            view.slow_callbacks = report.get("slow_callbacks") or view.slow_callbacks
-            view.blocking = report.get("blocking_calls") or view.blocking
+            _final_figures(view, report)
+        _other_threads(view, snap, report, since if not self.ended else None)
         self._state(view, since)
         return view
 
@@ -331,6 +332,84 @@ class DashboardState:
             return
         view.state = "ok"
         view.state_text = "OK"
+
+
+def _final_figures(view: View, report: dict[str, Any]) -> None:
+    """The final screen's figures from the report's model, as every other view of the
+    report has them (``looptools.report.model``): stalls, lag, Qt busy, tasks, slow
+    callbacks and blocking calls."""
+    model = model_of(report)
+    view.stall_count = model.stalls.count
+    view.stall_max_ms = model.stalls.max_ms
+    if model.lag is not None:
+        view.lag = {"p50_ms": model.lag.p50_ms, "p99_ms": model.lag.p99_ms,
+                    "max_ms": model.lag.max_ms}
+    if model.dispatcher is not None:
+        view.busy_fraction = model.dispatcher.busy_fraction
+    if model.tasks is not None:
+        view.leaked = len(model.tasks.leaked)
+        view.tasks = {**(view.tasks or {}), "peak_pending": model.tasks.peak,
+                      "long_pending": len(model.tasks.long_pending),
+                      "unretrieved_exceptions": len(model.tasks.unretrieved)}
+        if model.tasks.pending_now is not None:
+            view.tasks["pending_now"] = model.tasks.pending_now
+    view.slow_callbacks = [dict(row) for row in model.slow_callbacks] or view.slow_callbacks
+    view.blocking = [{"call": call.call, "count": call.count, "total_ms": call.total_ms,
+                      "sites": [dict(site) for site in call.sites]}
+                     for call in model.blocking.calls] or view.blocking
+
+
+def _rows(value: Any) -> list[dict[str, Any]]:
+    return [row for row in value if isinstance(row, dict)] if isinstance(value, list) else []
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else 0.0
+
+
+def _other_threads(view: View, snap: dict[str, Any], report: dict[str, Any] | None,
+                   since: float | None) -> None:
+    """The Threads panel's rows: from the last snapshot (a few rows each), or, once there
+    is one, from the final report's model (every row; a section the report lacks, as one
+    rebuilt from the stream does, stays the snapshot's).  ``since``: seconds since the
+    snapshot while the app runs (a worker stall going on keeps counting), None once it
+    ended."""
+    workers = _dict(snap.get("worker_loops"))
+    loops, threads = _count(workers.get("loops")), _rows(workers.get("threads"))
+    handoffs, sites = _rows(snap.get("handoffs")), _count(snap.get("handoff_sites"))
+    affinity, affinity_sites = _rows(snap.get("affinity")), _count(snap.get("affinity_sites"))
+    now = _rows(workers.get("stalled_now")) if since is not None else []
+    if report:
+        model = model_of(report)
+        if "worker_loops" in report:
+            section = model.worker_loops
+            loops = section.loops if section is not None else 0
+            threads = [dict(row) for row in section.threads] if section is not None else []
+        if "handoffs" in report:
+            handoffs = [dict(row) for row in model.handoffs.rows]
+            sites = len(handoffs)
+        if "affinity" in report:
+            affinity = [dict(row) for row in model.affinity.violations]
+            affinity_sites = len(affinity) + _count(_dict(report["affinity"]).get("dropped"))
+    view.worker_loops = loops
+    view.worker_threads = sorted(
+        (row for row in threads if _count(_dict(row.get("stalls")).get("count"))),
+        key=lambda row: -_number(_dict(row.get("stalls")).get("total_ms")))
+    view.worker_stalled_now = [{**stall, "duration_ms": _number(stall.get("duration_ms"))
+                                + (since or 0.0) * 1000.0} for stall in now]
+    view.handoffs = sorted(handoffs, key=lambda row: (-_number(row.get("p99_ms")),
+                                                      -_number(row.get("max_ms"))))
+    view.handoff_sites = max(sites, len(handoffs))
+    view.affinity = affinity
+    view.affinity_sites = max(affinity_sites, len(affinity))
 
 
 def _exit_text(exit_info: dict[str, Any] | None) -> str:
@@ -566,11 +645,196 @@ class BlockingPanel:
                     height=options.height)
 
 
+def _fit(before: str, frame: Callable[[int], str], after: str, extras: Iterable[str],
+         width: int, floor: int = 14) -> str:
+    """``before`` + ``frame(room)`` + ``after`` + the ``extras`` that fit, in order (the
+    last ones are left out first); ``frame`` gets the room that is left, at least
+    ``floor`` (what still overflows is cut at the end when drawn)."""
+    kept = list(extras)
+    while kept and width - len(before + after + "".join(kept)) < floor:
+        kept.pop()
+    room = max(floor, width - len(before + after + "".join(kept)))
+    return before + frame(room) + after + "".join(kept)
+
+
+def _frame_or(frame: Any, fallback: Any, cwd: str | None) -> Callable[[int], str]:
+    """``where(frame)`` fitted to a width, or ``fallback`` (a callback's name) cut to it."""
+    if isinstance(frame, dict):
+        return lambda room: where(frame, cwd, room)
+    return lambda room: clip_left(str(fallback or "?"), room)
+
+
+def _culprit_or(frame: Any, fallback: Any, cwd: str | None) -> Callable[[int], str]:
+    """Like :func:`_frame_or`, but where there is no room for the function and its
+    ``file:line`` both, the function alone: it is what names a stall."""
+    if not isinstance(frame, dict):
+        return _frame_or(frame, fallback, cwd)
+
+    def text(room: int) -> str:
+        full = where(frame, cwd, room)
+        if " (" in full:
+            return full
+        return clip_left(str(frame.get("function") or "?").rsplit(".", 1)[-1], room)
+    return text
+
+
+def _wanted(frame: Any, width: int) -> int:
+    """The room ``where`` needs to keep a frame's function, ``fn (file.py:12)``, up to
+    half the line: a line gives up its extras before that."""
+    if not isinstance(frame, dict):
+        return 14
+    function = str(frame.get("function") or "?").rsplit(".", 1)[-1]
+    file = os.path.basename(str(frame.get("file") or "?"))
+    return min(max(14, width // 2), len(f"{function} ({file}:{frame.get('line')})"))
+
+
+def clip_right(text: str, width: int) -> str:
+    """Cut at the end: the start of a thread's name is what tells it apart."""
+    return text if len(text) <= width else text[:max(0, width - 1)] + "…"
+
+
+def _thread_kind(name: Any, kinds: Iterable[Any], width: int) -> str:
+    """``device-poller (asyncio)``; the thread's name alone in a narrow panel."""
+    thread = clip_right(str(name or "?"), max(8, width // 4))
+    return f"{thread} ({'/'.join(str(k) for k in kinds) or '?'})" if width >= 50 else thread
+
+
+def worker_stall_now_line(stall: dict[str, Any], cwd: str | None, width: int) -> str:
+    """``device-poller (asyncio) STALLED 1.20 s in read_device (app.py:35)``."""
+    head = (f"{_thread_kind(stall.get('thread'), [stall.get('loop_kind') or '?'], width)} "
+            f"STALLED {fmt_ms(_number(stall.get('duration_ms')))} in ")
+    return _fit(head, _culprit_or(stall.get("culprit"), stall.get("callback"), cwd), "", (),
+                width)
+
+
+def worker_line(row: dict[str, Any], cwd: str | None, width: int) -> str:
+    """``device-poller (asyncio) 1 stall, max 300 ms in read_device (app.py:35)``."""
+    stalls, kinds, worst = (_dict(row.get(key)) for key in ("stalls", "kinds", "worst"))
+    head = (f"{_thread_kind(row.get('thread'), kinds, width)} "
+            f"{plural(_count(stalls.get('count')), 'stall')}, "
+            f"max {fmt_ms(_number(stalls.get('max_ms')))} in ")
+    return _fit(head, _culprit_or(worst.get("culprit"), worst.get("callback"), cwd), "", (),
+                width)
+
+
+def handoff_line(row: dict[str, Any], cwd: str | None, width: int) -> str:
+    """``audio (app.py:57) ×214  p99 272 ms  max 292 ms  held by build_index  [audio]``:
+    the posting site, how many, how long they waited, the culprit of the stall that held
+    the loop through the longest wait, and the posting thread."""
+    held = row.get("worst_during_stall_in")
+    extras = []
+    if isinstance(held, dict):
+        extras.append(f"  held by {clip_left(str(held.get('function') or '?'), 32)}")
+    if row.get("thread"):
+        extras.append(f"  [{clip_right(str(row['thread']), 24)}]")
+    after = (f" ×{_count(row.get('count'))} " if width >= 50 else "") + \
+        f" p99 {fmt_ms(_number(row.get('p99_ms')))}  max {fmt_ms(_number(row.get('max_ms')))}"
+    site = row.get("site")
+    return _fit("", _frame_or(site, "?", cwd), after, extras, width, _wanted(site, width))
+
+
+def affinity_line(row: dict[str, Any], cwd: str | None, width: int) -> str:
+    """``hotkey (app.py:69) QObject::startTimer from hotkey, owner MainThread, on QLabel
+    'status' ×3``: the call site, the call, the calling and owning threads, the object."""
+    def name(thread: Any) -> str | None:
+        return str(thread.get("name") or thread.get("ident") or "?") \
+            if isinstance(thread, dict) else None
+
+    extras = []
+    calling, owner = name(row.get("calling_thread")), name(row.get("owner_thread"))
+    if calling:
+        extras.append(f" from {clip_right(calling, 24)}")
+    if owner:
+        extras.append(f", owner {clip_right(owner, 24)}")
+    obj = row.get("object")
+    if isinstance(obj, dict) and obj.get("class"):
+        label = str(obj["class"]) + (f" {obj['object_name']!r}" if obj.get("object_name")
+                                     else "")
+        extras.append(f", on {clip_left(label, 32)}")
+    if _count(row.get("count")) > 1:
+        extras.append(f" ×{row['count']}")
+    after = f" {clip_left(str(row.get('call') or '?'), 32)}"
+    site = row.get("site")
+    return _fit("", _frame_or(site, "?", cwd), after, extras, width, _wanted(site, width))
+
+
+def thread_groups(view: View) -> list[tuple[str, list[tuple[dict[str, Any], str]]]]:
+    """The Threads panel's groups that have rows, in order: (label, [(row, kind)])."""
+    groups: list[tuple[str, list[tuple[dict[str, Any], str]]]] = [
+        ("worker", [(s, "now") for s in view.worker_stalled_now]
+         + [(r, "worker") for r in view.worker_threads]),
+        ("hand-off", [(r, "handoff") for r in view.handoffs]),
+        ("affinity", [(r, "affinity") for r in view.affinity]),
+    ]
+    return [(label, rows) for label, rows in groups if rows]
+
+
+def _share(sizes: list[int], room: int) -> list[int]:
+    """Lines per group: one each in order while there is room, then round-robin."""
+    shown = [0] * len(sizes)
+    while room > 0:
+        given = False
+        for i, size in enumerate(sizes):
+            if room > 0 and shown[i] < size:
+                shown[i] += 1
+                room -= 1
+                given = True
+        if not given:
+            break
+    return shown
+
+
+class ThreadsPanel:
+    """Other threads: worker-thread loops that stalled (and one stalled now), the slowest
+    hand-off sites, thread-affinity violations.  Hidden when there is none of these."""
+
+    def __init__(self, state: DashboardState) -> None:
+        self.state = state
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        view = self.state.view()
+        groups = thread_groups(view)
+        width = max(10, options.max_width - 4)
+        labelled = width >= 86  # a label column where it does not cost the culprits
+        label_width = 9 if labelled else 0
+        text_width = width - label_width
+        shown = _share([len(rows) for _, rows in groups], (options.height or 5) - 2)
+        lines: list[Text] = []
+        threshold = view.threshold_ms or 50.0
+        for (label, rows), count in zip(groups, shown, strict=True):
+            for index, (row, kind) in enumerate(rows[:count]):
+                style = ""
+                if kind == "now":
+                    text, style = worker_stall_now_line(row, view.cwd, text_width), "bold red"
+                elif kind == "worker":
+                    text = worker_line(row, view.cwd, text_width)
+                elif kind == "handoff":
+                    text = handoff_line(row, view.cwd, text_width)
+                    style = "yellow" if _number(row.get("max_ms")) >= threshold else ""
+                else:
+                    text = affinity_line(row, view.cwd, text_width)
+                line = Text(no_wrap=True, overflow="ellipsis")
+                if labelled:
+                    line.append((label if index == 0 else "").ljust(label_width), style="bold")
+                line.append(text, style=style)
+                lines.append(line)
+        parts = [plural(view.worker_loops, "worker loop") if view.worker_loops else "",
+                 plural(view.handoff_sites, "hand-off site") if view.handoff_sites else "",
+                 plural(view.affinity_sites, "affinity site") if view.affinity_sites else ""]
+        title = " · ".join(["Threads", *filter(None, parts)])
+        border = "red" if view.worker_stalled_now else \
+            "yellow" if view.worker_threads or view.affinity else "blue"
+        yield Panel(Group(*lines), title=Text(title, no_wrap=True, overflow="ellipsis"),
+                    title_align="left", border_style=border, height=options.height)
+
+
 class Dashboard:
     """The whole screen: the panels placed once in a layout that fits the terminal.
 
     80×24 shows everything; narrower terminals stack the panels and drop columns;
-    shorter ones drop the lower tables first.
+    shorter ones drop the lower tables first.  The Threads panel (other threads) is
+    there only when it has something to show, at the bottom: the main loop's panels
+    stay where they are, and it takes its rows after the stalls' (see ``_fit``).
     """
 
     def __init__(self, state: DashboardState, height: int | None = None) -> None:
@@ -582,6 +846,7 @@ class Dashboard:
         self.stalls = StallsPanel(state)
         self.slow = SlowCallbacksPanel(state)
         self.blocking = BlockingPanel(state)
+        self.threads = ThreadsPanel(state)
         self.wide = Layout(name="root")
         self.wide.split_column(
             Layout(self.header, name="header", size=3),
@@ -589,6 +854,7 @@ class Dashboard:
             Layout(self.stalls, name="stalls"),
             Layout(self.slow, name="slow"),
             Layout(self.blocking, name="blocking"),
+            Layout(self.threads, name="threads"),
         )
         self.wide["vitals"].split_row(Layout(self.loop, name="loop"),
                                       Layout(self.tasks, name="tasks"))
@@ -600,22 +866,30 @@ class Dashboard:
             Layout(self.stalls, name="stalls"),
             Layout(self.slow, name="slow"),
             Layout(self.blocking, name="blocking"),
+            Layout(self.threads, name="threads"),
         )
 
     def _fit(self, layout: Layout, room: int) -> None:
         """Give the tables the rows they need, stalls first; hide what does not fit."""
         view = self.state.view()
-        needs = [("stalls", 3 + max(1, len(view.stalls) + (view.stall_now is not None))),
-                 ("slow", 3 + max(1, len(view.slow_callbacks))),
-                 ("blocking", 3 + max(1, len(view.blocking)))]
-        sizes = {name: 0 for name, _ in needs}
+        groups = [len(rows) for _, rows in thread_groups(view)]
+        # (panel, rows it needs, rows it must have to be shown): the Threads panel one
+        # line per group (three at most) before the main loop's lesser tables, then more.
+        needs = [("stalls", 3 + max(1, len(view.stalls) + (view.stall_now is not None)), 4),
+                 ("threads", 2 + sum(groups), 2 + len(groups) if groups else 0),
+                 ("slow", 3 + max(1, len(view.slow_callbacks)), 4),
+                 ("blocking", 3 + max(1, len(view.blocking)), 4)]
+        sizes = {name: 0 for name, _, _ in needs}
         # Each table gets one row while there is room, in priority order; then the
         # rows they still want, in the same order; what is left goes to the stalls.
-        for name, _ in needs:
-            if room >= 4:
-                sizes[name] = 4
-                room -= 4
-        for name, need in needs:
+        for name, _, least in needs:
+            if least and room >= least:
+                sizes[name] = least
+                room -= least
+            elif name == "threads" and least and room >= 3 and sizes["stalls"]:
+                sizes[name] = room  # fewer groups than it has, rather than none
+                room = 0
+        for name, need, _ in needs:
             if sizes[name] and need > sizes[name]:
                 extra = min(room, need - sizes[name])
                 sizes[name] += extra

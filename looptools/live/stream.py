@@ -823,6 +823,10 @@ def _pair(value: Any) -> bool:
     return isinstance(value, list) and len(value) == 2 and all(map(_number, value))
 
 
+def _counts(value: Any) -> bool:
+    return isinstance(value, dict) and all(map(_integer, value.values()))
+
+
 def _or_null(check: _Check) -> _Check:
     return lambda value: value is None or check(value)
 
@@ -845,6 +849,13 @@ _STALL = _object({
     "task": _or_null(_string), "gil_held": _boolean, "source": _string,
     "stack_source": _string, "samples": _integer, "culprit_samples": _integer,
 }, required=("started_at_s", "duration_ms"))
+_THREAD = _object({"name": _or_null(_string), "ident": _or_null(_integer)})
+_SUMMARY = _object({"count": _integer, "total_ms": _number, "max_ms": _number})
+_WORKER_STALL = _object({
+    "thread": _or_null(_string), "thread_ident": _or_null(_integer),
+    "loop_kind": _or_null(_string), "started_at_s": _number, "duration_ms": _number,
+    "culprit": _or_null(_FRAME), "callback": _or_null(_string), "task": _or_null(_string),
+}, required=("duration_ms",))
 _LOOP = _object({"kind": _string, "class": _or_null(_string), "variant": _or_null(_string),
                  "callback_timing": _boolean, "qt_dispatcher": _or_null(_string),
                  "attached_at_s": _or_null(_number)})
@@ -867,6 +878,25 @@ _SNAPSHOT = _object({
         "call": _string, "count": _integer,
         "sites": _array(_object({"function": _string, "file": _string,
                                  "line": _or_null(_integer), "count": _integer}))})),
+    # Other threads (docs/dashboard.md, "Threads"): a few rows each, as in the report.
+    "worker_loops": _object({
+        "loops": _integer, "running": _integer, "stall_summary": _SUMMARY,
+        "threads": _array(_object({
+            "thread": _string, "loops": _integer, "kinds": _counts, "stalls": _SUMMARY,
+            "worst": _or_null(_WORKER_STALL)}, required=("thread",))),
+        "stalled_now": _array(_WORKER_STALL)}),
+    "handoffs": _array(_object({
+        "via": _string, "thread": _or_null(_string), "site": _or_null(_FRAME),
+        "count": _integer, "p50_ms": _number, "p99_ms": _number, "max_ms": _number,
+        "worst_during_stall_in": _or_null(_FRAME)})),
+    "handoff_sites": _integer,
+    "affinity": _array(_object({
+        "source": _string, "call": _string, "site": _or_null(_FRAME), "count": _integer,
+        "first_at_s": _number, "object": _or_null(_object({"class": _or_null(_string),
+                                                           "object_name": _or_null(_string)})),
+        "owner_thread": _or_null(_THREAD), "calling_thread": _or_null(_THREAD),
+        "message": _or_null(_string)})),
+    "affinity_sites": _integer,
 })
 _MESSAGES: dict[str, _Check] = {
     "hello": _object({"pid": _integer, "argv": _array(_string), "cwd": _string,
@@ -891,8 +921,8 @@ def message_problem(message: Any) -> str | None:
     ``t`` and ``dropped``, and those of the fields of each message type that
     :class:`looptools.live.dashboard.DashboardState` and ``looptools profile``'s rebuilt
     report read (hello's ``pid``, ``argv``, ``loop``...; a snapshot's stalls, lag,
-    dispatcher, tasks...; a stall event's stall).  Numbers, depth and strings are
-    :func:`looptools._jsonsafe.loads`'s to check.
+    dispatcher, tasks, other threads' rows...; a stall event's stall).  Numbers, depth and
+    strings are :func:`looptools._jsonsafe.loads`'s to check.
     """
     if not isinstance(message, dict):
         return f"not an object but {type(message).__name__}"

@@ -8,7 +8,8 @@ In ``bad`` mode a ``threading.Thread`` named "worker" does, three times each (so
 site repeats): start a ``QTimer`` the GUI thread made (Qt warns: "Timers cannot be
 started from another thread"), make a ``QObject`` whose parent lives on the GUI
 thread (Qt warns: "Cannot create children for a parent that is in a different
-thread"), call ``setText`` on a hidden ``QLabel`` (Qt says nothing), and, where an
+thread"), the same through a subclass's ``super().__init__(parent)``, call ``setText``
+on a hidden ``QLabel`` (Qt says nothing), and, where an
 asyncio loop runs, ``loop.call_soon`` (asyncio says nothing outside debug mode).
 ``healthy`` does the same work the right way: a queued signal to a GUI-thread slot
 and ``loop.call_soon_threadsafe``.  ``own-handler`` is ``bad`` with the app's own Qt
@@ -48,6 +49,12 @@ def app_handler(mode: Any, context: Any, message: str) -> None:
 
 
 if QT:
+    class Poller(QtCore.QObject):  # type: ignore[misc, name-defined]
+        """A child made with its parent: ``Poller(parent)``."""
+
+        def __init__(self, parent: Any) -> None:
+            super().__init__(parent)
+
     class Gui(QtCore.QObject):  # type: ignore[misc, name-defined]
         """Lives on the GUI thread; ``touch`` is the healthy way (a queued slot)."""
 
@@ -55,6 +62,7 @@ if QT:
 
         def __init__(self) -> None:
             super().__init__()
+            self.setObjectName("hub")
             self.timer = QtCore.QTimer()
             self.timer.setSingleShot(True)
             self.label = QtWidgets.QLabel()
@@ -65,6 +73,7 @@ if QT:
         def on_touch(self, text: str) -> None:
             self.timer.start(50)
             self.kept.append(QtCore.QObject(self))
+            self.kept.append(Poller(self))
             self.label.setText(text)
 
 
@@ -79,6 +88,7 @@ def worker(gui: Any, loop: asyncio.AbstractEventLoop | None) -> None:
         if gui is not None:
             gui.timer.start(50)  # SITE: timer
             QtCore.QObject(gui)  # SITE: child
+            Poller(gui)  # SITE: subclass-child
             gui.label.setText("from worker")  # SITE: label
         if loop is not None:
             try:

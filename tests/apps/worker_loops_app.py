@@ -1,6 +1,6 @@
 """Asyncio loops on worker threads, under three kinds of main thread.
 
-    worker_loops_app.py MAIN [--stall] [--many N]      MAIN: qt | asyncio | qasync
+    worker_loops_app.py MAIN [--stall] [--many N] [--problems]   MAIN: qt | asyncio | qasync
 
 * ``qt``: a Qt main thread with no asyncio loop (``app.exec()``); each device job is a
   ``QRunnable`` on a ``QThreadPool`` whose ``run()`` calls ``asyncio.run(job(n))`` and
@@ -21,6 +21,13 @@ The main thread never blocks.
 ``--many N``: instead, N short jobs one after another on a one-thread pool (``qt``) or
 executor (``asyncio``); prints ``MANY {"jobs": N, "seconds": ...}`` to stderr.
 
+``--problems``: instead, one job (a ``QRunnable``, or an executor's thread for
+``asyncio``) whose loop has what the main loop's detectors look for: a ticker task
+timing its own ``sleep(0.005)`` wake-ups, late while the job blocks its loop 100 ms
+(worker-block); a real temporary file opened in the coroutine (worker-open); a task
+left pending when ``asyncio.run`` ends (leaked-task).  Prints ``PROBLEMS {"max_late_ms":
+...}`` (the ticker's own measure of its latest wake-up) to stderr.
+
 Prints one deterministic line to stdout.
 """
 
@@ -32,6 +39,7 @@ import concurrent.futures
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -47,7 +55,10 @@ parser = argparse.ArgumentParser()
 parser.add_argument("main", choices=("qt", "asyncio", "qasync"))
 parser.add_argument("--stall", action="store_true")
 parser.add_argument("--many", type=int, default=0)
+parser.add_argument("--problems", action="store_true")
 ARGS = parser.parse_args()
+if ARGS.problems:
+    JOBS = 1
 
 
 async def job(n: int, progress: Callable[[int], None]) -> int:
@@ -69,7 +80,45 @@ async def short_job() -> int:
 
 
 def run_job(n: int, progress: Callable[[int], None]) -> int:
+    if ARGS.problems:
+        with tempfile.TemporaryDirectory() as folder:  # made and removed off the loop
+            path = os.path.join(folder, "device.cfg")
+            with open(path, "w", encoding="utf-8") as config:
+                config.write("rate=100\n")
+            return asyncio.run(problem_job(path))
     return asyncio.run(job(n, progress))
+
+
+async def watch_device() -> None:
+    await asyncio.sleep(3600)
+
+
+#: the tasks problem_job starts and never awaits
+watching: list[asyncio.Task[None]] = []
+
+
+async def problem_job(path: str) -> int:
+    loop = asyncio.get_running_loop()
+    lates: list[float] = []
+
+    async def ticker() -> None:
+        for _ in range(30):
+            due = loop.time() + 0.005
+            await asyncio.sleep(0.005)
+            lates.append(loop.time() - due)
+
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(0.03)
+    with open(path, encoding="utf-8") as config:  # CULPRIT: worker-open
+        config.read()
+    time.sleep(0.1)  # CULPRIT: worker-block
+    await ticking
+    left = asyncio.create_task(watch_device(), name="device-watch")  # CULPRIT: leaked-task
+    watching.append(left)
+    await asyncio.sleep(0)
+    print("PROBLEMS " + json.dumps({"max_late_ms": max(lates) * 1000.0}), file=sys.stderr,
+          flush=True)
+    return 1
 
 
 class Poller:

@@ -46,11 +46,14 @@ from typing import Any
 
 from looptools._frames import Frame, as_dict, frame_tuple, is_app_file, is_ours
 from looptools.inapp._patch import shadow
+from looptools.inapp._threadnames import current_thread_name
 from looptools.inapp.hub import Detector
 from looptools.settings import Settings
 
 #: Sites kept; later ones are counted in ``dropped``.
 MAX_SITES = 64
+#: Sites in a live snapshot (the first ones).
+SNAPSHOT_ROWS = 5
 
 #: Qt's warnings about thread affinity (Qt 5 and 6 spell them alike), e.g.
 #: ``QObject::startTimer: Timers cannot be started from another thread``,
@@ -63,6 +66,8 @@ QT_AFFINITY = re.compile(
     r"another thread|different thread|outside the GUI thread|owned by a different thread"
     r"|threads started with QThread|is not the object's thread", re.IGNORECASE)
 _QT_POINTER = re.compile(r"(\w+)\((0x[0-9a-fA-F]+)")
+#: "(Parent is Gui(0x55d1...), parent's thread is QThread(0x...), ..."
+_QT_PARENT = re.compile(r"Parent is ([\w:]+)\((0x[0-9a-fA-F]+)\)")
 
 #: QObject/QWidget methods Qt documents as thread-safe (or that only read a constant):
 #: calling them from a worker is not a violation.
@@ -81,9 +86,8 @@ _write = os.write
 
 def _thread(ident: int | None = None) -> dict[str, Any]:
     """``{name, ident}`` of the calling thread (or of ``ident``)."""
-    if ident is None:
-        current = threading.current_thread()
-        return {"name": current.name, "ident": current.ident}
+    if ident is None:  # a thread Python did not start: the OS's name, not "Dummy-3"
+        return {"name": current_thread_name(), "ident": threading.get_ident()}
     for thread in threading.enumerate():
         if thread.ident == ident:
             return {"name": thread.name, "ident": ident}
@@ -183,15 +187,80 @@ class QtMessages:
         call = first.split(": ", 1)[0].strip()
         obj: dict[str, Any] | None = None
         owner: dict[str, Any] | None = None
-        parent = re.search(r"Parent is (\w+)\(", message)
+        parent = _QT_PARENT.search(message)
         if parent:
-            obj = {"class": parent.group(1), "object_name": None}
+            obj = {"class": parent.group(1),
+                   "object_name": self._object_name_at(int(parent.group(2), 16))}
+            if "Cannot create children" in first:
+                # Named after the child and the parent, not just Qt's "QObject"; the
+                # site is the line that made the child, not its class's __init__.
+                child, frame = self._constructed(frame)
+                described = obj["class"] + (f" {obj['object_name']!r}"
+                                            if obj["object_name"] else "")
+                call = f"{child or 'QObject'} created as a child of {described}"
         owned = re.search(r"parent's thread is (\w+)\((0x[0-9a-fA-F]+)\)", message)
         if owned:
             pointer = int(owned.group(2), 16)
             owner = (_thread(self.gui_ident) if pointer == self.gui_thread_pointer
                      else {"name": f"{owned.group(1)}({owned.group(2)})", "ident": None})
         self.record("qt_warning", call, _site(frame), obj, owner, first)
+
+    def _wrappers(self) -> Any:
+        """The binding's wrapper tools: shiboken for PySide, sip for PyQt (or None)."""
+        if self.binding_name.startswith("PySide"):
+            return sys.modules.get("shiboken6" if self.binding_name == "PySide6"
+                                   else "shiboken2")
+        return sys.modules.get(f"{self.binding_name}.sip") or sys.modules.get("sip")
+
+    def _object_name_at(self, pointer: int) -> str | None:
+        """The ``objectName`` of the ``QObject`` at ``pointer`` (Qt's message prints
+        its address; it is alive: Qt is using it right now), None when unset or
+        unknown."""
+        tools = self._wrappers()
+        try:
+            if self.binding_name.startswith("PySide"):
+                obj = tools.wrapInstance(pointer, self.core.QObject)
+            else:
+                obj = tools.wrapinstance(pointer, self.core.QObject)
+        except Exception:
+            return None
+        return _name_of(obj)
+
+    def _being_made(self, obj: Any) -> bool:
+        """Whether ``obj``'s C++ object is still being constructed (its Python
+        ``__init__`` is inside ``super().__init__(...)``): it has no pointer yet."""
+        tools = self._wrappers()
+        if self.binding_name.startswith("PySide"):
+            return not tools.getCppPointer(obj)[0]
+        try:
+            tools.unwrapinstance(obj)
+        except RuntimeError:  # "super-class __init__() of type X was never called"
+            return True
+        return False
+
+    def _constructed(self, frame: Any) -> tuple[str | None, Any]:
+        """For Qt's warning from inside a ``QObject`` constructor: the class of the
+        object being made, when the constructor was reached from its Python
+        ``__init__`` (``super().__init__(parent)`` in a subclass; a ``QObject(parent)``
+        called directly has none), and the frame that made it, above those
+        ``__init__`` frames; else ``(None, frame)``."""
+        child: str | None = None
+        made = None
+        qobject = self.core.QObject
+        while frame is not None and frame.f_code.co_name == "__init__":
+            code = frame.f_code
+            this = frame.f_locals.get(code.co_varnames[0]) if code.co_argcount else None
+            if not isinstance(this, qobject) or (made is not None and this is not made):
+                break
+            try:
+                if made is None and not self._being_made(this):
+                    break  # an __init__ that made some other object: not the child
+            except Exception:
+                break
+            made = this
+            child = type(this).__name__
+            frame = frame.f_back
+        return child, frame
 
     def _default(self, mode: Any, context: Any, message: str) -> None:
         """What Qt's default handler does with a message: its formatted text and a
@@ -389,7 +458,9 @@ class AffinityViolations(Detector):
             threading.setprofile(None)  # type: ignore[arg-type]
 
     # -- output ----------------------------------------------------------------------------
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """One row per call site, in order of first occurrence (the first ``limit``)."""
+        records = sorted(list(self.records.values()), key=lambda r: r.first_s)[:limit]
         rows = [{
             "source": r.source,
             "call": r.call,
@@ -400,7 +471,7 @@ class AffinityViolations(Detector):
             "owner_thread": r.owner,
             "calling_thread": r.calling,
             "message": r.message,
-        } for r in sorted(list(self.records.values()), key=lambda r: r.first_s)]
+        } for r in records]
         return rows
 
     def contribute(self, report: dict[str, Any]) -> None:
@@ -413,7 +484,10 @@ class AffinityViolations(Detector):
         }
 
     def snapshot(self) -> dict[str, Any]:
-        return {"affinity": self.rows()[:5]} if self.records else {}
+        # The live dashboard's: the first SNAPSHOT_ROWS sites, and how many there are.
+        if not self.records:
+            return {}
+        return {"affinity": self.rows(SNAPSHOT_ROWS), "affinity_sites": len(self.records)}
 
 
 def _name_of(obj: Any) -> str | None:

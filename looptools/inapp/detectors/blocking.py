@@ -24,10 +24,18 @@ CPython calls it for every audited event of the process — qasync's ``call_soon
 reads a function's ``__code__``, an audited event, on every call, and the hook
 alone cost a qasync callback chain ~7 % (``benchmarks/as_users.py --breakdown``).
 
-Calls from other threads are ignored even if they have a running loop
-(QtAsyncio's ``run_in_executor`` sets one in its workers).  PySide6's own import
-hook (``shibokensupport/feature.py``) stats and reads files on every import:
-that is allowed, or every Qt import inside a coroutine would be reported.
+Calls from other threads are not the loop's: they are ignored even if the thread
+has a running loop (QtAsyncio's ``run_in_executor`` sets one in its workers),
+unless it is a worker-thread loop timed by the ``worker_loops`` detector that is
+running one of its callbacks: then the call is handed to that detector
+(``WorkerLoops.blocking_call``), which keeps it in that thread's row, apart from
+the loop's figures here.  The wrappers are installed while either needs them: the
+monitored asyncio loop is attached, or worker loops are watched (a Qt main thread
+without asyncio whose workers run ``asyncio.run`` has them from its first worker
+loop on); never in strict mode on a worker (its calls are recorded, not raised).
+PySide6's own import hook (``shibokensupport/feature.py``) stats and reads files
+on every import: that is allowed, or every Qt import inside a coroutine would be
+reported.
 """
 
 from __future__ import annotations
@@ -111,6 +119,11 @@ class BlockingCalls(Detector):
 
     def __init__(self, settings: Settings) -> None:
         self.strict = settings.blocking_strict
+        #: the worker_loops detector while worker loops are watched (see serve_workers)
+        self._workers: Any = None
+        #: why the wrappers are installed: "loop" (attached), "workers" (serve_workers)
+        self._needed: set[str] = set()
+        self._installing = threading.Lock()
         self.sites_limit = 20
         self.calls: dict[str, dict[Frame | None, int]] = {}
         self.counts: dict[str, int] = {}
@@ -132,9 +145,39 @@ class BlockingCalls(Detector):
     def attach(self, state: Any, plugin: Any) -> None:
         if state.loop is None:
             return  # blockbuster only sees threads with a running asyncio loop
+        self.state = state
+        self._need("loop")
+
+    def serve_workers(self, workers: Any) -> None:
+        """Any thread: record the blocking calls made on worker-thread loops' threads
+        too, handing them to ``workers`` (the ``worker_loops`` detector), or (None) no
+        more.  The wrappers are installed if they are not already."""
+        if workers is None:
+            self._workers = None
+            self._release("workers")
+        else:
+            self._workers = workers
+            self._need("workers")
+
+    def _need(self, why: str) -> None:
+        with self._installing:
+            self._needed.add(why)
+            if self._buster is None:
+                self._install()
+
+    def _release(self, why: str | None) -> None:
+        """No more ``why`` (None: nothing at all): the wrappers go when nothing needs them."""
+        with self._installing:
+            if why is None:
+                self._needed.clear()
+            else:
+                self._needed.discard(why)
+            if not self._needed:
+                self._uninstall()
+
+    def _install(self) -> None:
         from blockbuster import BlockBuster, BlockingError
 
-        self.state = state
         self._error = BlockingError
         buster = BlockBuster()
         self._buster = buster
@@ -205,54 +248,123 @@ class BlockingCalls(Detector):
                 except Exception:
                     pass
 
-    def _opener(self, call: str, original: Callable[..., Any]) -> Callable[..., Any]:
-        """``original`` (``open``, a name lookup...), recording a call made on the loop thread.
+    def _on_worker(self, running: Any, call: str, frame: Any, original: Callable[..., Any],
+                   args: Any, kwargs: Any) -> Any:
+        """``original(*args, **kwargs)`` called at ``frame`` on a worker thread while its
+        loop (``running``, a ``WorkerLoop``) runs a callback: timed, and handed to the
+        worker_loops detector.  A failure of ours is dropped: the call goes on."""
+        busy = self._busy
+        busy.value = True
+        try:
+            site = caller_site(frame)
+        except Exception:
+            site = None
+        finally:
+            busy.value = False
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent = time.perf_counter() - started
+            workers = self._workers
+            if workers is not None:
+                busy.value = True
+                try:
+                    workers.blocking_call(running, call, site, spent)
+                except Exception:
+                    pass
+                finally:
+                    busy.value = False
 
-        After detach, or on any other thread, it is ``original`` plus one check: a
-        wrapper the app wrapped again in turn cannot be taken out, so it stays
+    def _opener(self, call: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        """``original`` (``open``, a name lookup...), recording a call made on the loop
+        thread, or on a worker loop's thread in one of its callbacks.
+
+        After detach, or on any other thread, it is ``original`` plus a check or two:
+        a wrapper the app wrapped again in turn cannot be taken out, so it stays
         harmless instead."""
-        state = self.state
         get_ident = threading.get_ident
         strict = self.strict
         error = self._error
         busy = self._busy
         note = self._note
         timed = self._timed
+        on_worker = self._on_worker
         openers = self._openers
 
         def opener(*args: Any, **kwargs: Any) -> Any:
-            if get_ident() == state.thread_id and state.running and not busy.value \
-                    and openers and not (call == "open" and args and isinstance(args[0], int)):
-                # (an int: an open descriptor, a pipe or a socket, wrapped as a file)
-                frame = sys._getframe(1)
-                filename = frame.f_code.co_filename
-                if not (filename.startswith(("<frozen importlib", "<frozen zipimport"))
-                        or _writing_a_report(frame)):
-                    note(call, frame)
-                    if strict:
-                        raise error(call)
-                    return timed(original, args, kwargs)
+            ident = get_ident()
+            state = self.state
+            if state is not None and ident == state.thread_id:
+                if state.running and not busy.value and openers \
+                        and not (call == "open" and args and isinstance(args[0], int)):
+                    # (an int: an open descriptor, a pipe or a socket, wrapped as a file)
+                    frame = sys._getframe(1)
+                    filename = frame.f_code.co_filename
+                    if not (filename.startswith(("<frozen importlib", "<frozen zipimport"))
+                            or _writing_a_report(frame)):
+                        note(call, frame)
+                        if strict:
+                            raise error(call)
+                        return timed(original, args, kwargs)
+                return original(*args, **kwargs)
+            workers = self._workers
+            if workers is not None and openers and not busy.value \
+                    and not (call == "open" and args and isinstance(args[0], int)):
+                running = workers.in_callback(ident)
+                if running is not None:
+                    frame = sys._getframe(1)
+                    if not (frame.f_code.co_filename.startswith(
+                            ("<frozen importlib", "<frozen zipimport"))
+                            or _writing_a_report(frame)):
+                        return on_worker(running, call, frame, original, args, kwargs)
             return original(*args, **kwargs)
 
         return dress_as(opener, original)
 
     def _recorder(self, name: str, checker: Any, original: Any) -> Any:
-        state = self.state
         get_ident = threading.get_ident
         strict = self.strict
         error = self._error
         busy = self._busy
         note = self._note
         timed = self._timed
+        on_worker = self._on_worker
+        # blockbuster's own rule for these: a non-blocking socket never blocks.
+        sockets = name.startswith(("socket.socket.", "ssl.SSLSocket."))
 
         def record(*args: Any, **kwargs: Any) -> Any:
+            # The cheap questions first: this runs for every call of these functions
+            # in the process, on every thread (an executor's worker writes the loop's
+            # self-pipe with socket.send at every run_in_executor result, the loop
+            # reads it with recv twice).  blockbuster's checker (a stack walk for a
+            # blocking call, an exception to say "no loop on this thread") is asked
+            # only where its answer can be recorded.
+            ident = get_ident()
+            state = self.state
+            if state is None or ident != state.thread_id or not state.running:
+                # Not the monitored loop's thread: only a worker loop running one of
+                # its callbacks is recorded (anywhere else the checker says "run it").
+                workers = self._workers
+                running = workers.in_callback(ident) if workers is not None else None
+                if running is None or busy.value:
+                    return original(*args, **kwargs)
+                try:
+                    return checker(*args, **kwargs)
+                except error:
+                    return on_worker(running, name, sys._getframe(1), original, args, kwargs)
             if busy.value:  # a blocking call made by our own recording below
                 return original(*args, **kwargs)
+            if sockets:
+                try:
+                    nonblocking = not args[0].getblocking()
+                except Exception:  # not a socket: the checker decides
+                    nonblocking = False
+                if nonblocking:  # the loop's own self-pipe, every stream of asyncio's
+                    return original(*args, **kwargs)
             try:
                 return checker(*args, **kwargs)
             except error:
-                if get_ident() != state.thread_id or not state.running:
-                    return original(*args, **kwargs)
                 note(name, sys._getframe(1))
                 if strict:
                     raise
@@ -263,6 +375,22 @@ class BlockingCalls(Detector):
         return record
 
     def detach(self) -> None:
+        # The loop is detached: the wrappers stay while worker loops are watched,
+        # unless this detector was switched off (no longer in the hub).
+        self.state = None
+        switched_off = self.hub is not None and self not in self.hub.detectors
+        if switched_off:
+            self._workers = None
+        self._release(None if switched_off else "loop")
+
+    def forget(self) -> None:
+        # In a forked child: no worker thread survived, and the lock may be held.
+        self._installing = threading.Lock()
+        self.state = None
+        self._workers = None
+        self._release(None)
+
+    def _uninstall(self) -> None:
         for module, attribute, original, wrapper in reversed(self._openers):
             if getattr(module, attribute, None) is wrapper:
                 setattr(module, attribute, original)

@@ -15,15 +15,20 @@ override is chained to) and wraps each callback posted *from another thread*:
 
 Calls made on the loop thread itself are not hand-offs and pass straight through;
 so does everything after detach.  The cost is paid per hand-off only (a frame walk
-on the worker thread and two clock reads), never per loop callback.
+on the worker thread and two clock reads), never per loop callback.  asyncio's own
+posts are not hand-offs either; the commonest, a standard executor's result
+(``run_in_executor``, ``to_thread``), is recognised three callers up and passes
+through without the walk or the thread's name.
 
 On a Qt loop (qasync, QtAsyncio, or a Qt main thread without asyncio) the
 same is done for ``QTimer.singleShot`` called from another thread with a Python
 callable, in the forms where each binding runs it on the GUI thread
 (``looptools.inapp.detectors._qt_handoffs``); the wait is counted from when the timer
-was due (the post plus the requested delay).  Queued ``invokeMethod`` and queued
-signals are not measured: no binding lets a wait be paired with its slot
-without guessing (that module says why).
+was due (the post plus the requested delay); and for a queued
+``QMetaObject.invokeMethod`` from another thread to a GUI-thread object, by a marker
+event posted right before the app's (Qt delivers a thread's posted events in order).
+Queued signals are not measured: nothing tells, at emission, which connections post
+to the GUI thread (that module says why).
 
 The longest wait of each site is linked to the stall that held the loop then
 (its culprit), when one did: "waited up to 310 ms while ``build_index`` held the
@@ -32,6 +37,7 @@ loop".
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -41,6 +47,7 @@ from typing import Any
 
 from looptools._frames import Frame, as_dict, frame_tuple, is_app_file
 from looptools.inapp._patch import dress_as, shadow
+from looptools.inapp._threadnames import current_thread_name
 from looptools.inapp.hub import Detector
 from looptools.settings import Settings
 
@@ -48,6 +55,8 @@ from looptools.settings import Settings
 KEEP = 1024
 #: Sites kept (a worker posting from many lines is summarised by its first ones).
 MAX_SITES = 64
+#: Sites in a live snapshot (those with the longest waits).
+SNAPSHOT_ROWS = 5
 
 
 class _Site:
@@ -63,6 +72,45 @@ class _Site:
         self.waits: deque[float] = deque(maxlen=KEEP)
 
 
+#: ``(asyncio's _call_set_state code, concurrent/futures/thread.py)``, found at attach
+#: from the modules the app imported (see :func:`_executor_result`).
+_EXECUTOR_RESULT: list[Any] = []
+
+
+def _find_executor_result() -> None:
+    """Fill ``_EXECUTOR_RESULT`` (once; asyncio is imported: a loop is attached)."""
+    if _EXECUTOR_RESULT:
+        return
+    chain = getattr(sys.modules.get("asyncio.futures"), "_chain_future", None)
+    package = sys.modules.get("concurrent.futures")
+    codes = getattr(getattr(chain, "__code__", None), "co_consts", ())
+    set_state = next((c for c in codes if getattr(c, "co_name", None) == "_call_set_state"),
+                     None)
+    where = getattr(package, "__file__", None)
+    if set_state is not None and where:
+        _EXECUTOR_RESULT[:] = [set_state, os.path.join(os.path.dirname(where), "thread.py")]
+
+
+def _executor_result(frame: Any) -> bool:
+    """True when ``frame`` (the poster) is asyncio handing the loop a result that a
+    standard ``ThreadPoolExecutor`` worker computed (``run_in_executor``,
+    ``to_thread``): ``_call_set_state`` <- ``_invoke_callbacks`` <- ``set_result`` <-
+    ``_WorkItem.run``, with only the worker's own loop and ``threading`` above: no
+    application frame to find, so the walk is cut short (three callers, not eight)."""
+    known = _EXECUTOR_RESULT
+    if not known or frame.f_code is not known[0]:
+        return False
+    completer = frame.f_back
+    for _ in range(2):
+        if completer is None:
+            return False
+        completer = completer.f_back
+    if completer is None:
+        return False
+    code = completer.f_code
+    return code.co_name == "run" and code.co_filename == known[1]
+
+
 def _posted_from(frame: Any) -> tuple[str, Frame | None]:
     """How and where the work was posted: ``run_coroutine_threadsafe`` when asyncio's
     helper is the caller, and the first application frame above (None: no app frame
@@ -71,6 +119,8 @@ def _posted_from(frame: Any) -> tuple[str, Frame | None]:
     code = frame.f_code
     if code.co_name == "run_coroutine_threadsafe" and "asyncio" in code.co_filename:
         via = "run_coroutine_threadsafe"
+    elif _executor_result(frame):
+        return via, None
     depth = 8
     while frame is not None and depth > 0:
         if is_app_file(frame.f_code.co_filename):
@@ -97,7 +147,7 @@ class HandOffs(Detector):
         self._undo: Callable[[], None] | None = None
         self._stalls: deque[tuple[float, float, Any]] = deque(maxlen=256)
         self.unsupported: str | None = None
-        self._qt: Any = None  # the QTimer.singleShot wrapper (_qt_handoffs)
+        self._qt: Any = None  # Qt's hand-offs (_qt_handoffs.QtHandOffs)
 
     # -- attach / detach ---------------------------------------------------------------
     def attach(self, state: Any, plugin: Any) -> None:
@@ -106,6 +156,7 @@ class HandOffs(Detector):
         loop = state.loop
         if loop is None or not hasattr(loop, "call_soon_threadsafe"):
             return
+        _find_executor_result()
         record = self._record
         loop_thread = state.thread_id
         get_ident = threading.get_ident
@@ -120,7 +171,9 @@ class HandOffs(Detector):
                 try:
                     posted = clock()
                     via, site = _posted_from(sys._getframe(1))
-                    thread = threading.current_thread().name
+                    # No thread name for asyncio's own posts, which are not recorded:
+                    # every run_in_executor/to_thread result comes this way.
+                    thread = current_thread_name() if site is not None else ""
                 except Exception:  # our failure never becomes the worker's
                     return original(callback, *args, **kwargs)
                 if site is None:  # asyncio's own (an executor's result, shutdown)
@@ -143,18 +196,18 @@ class HandOffs(Detector):
 
     def _attach_qt(self, state: Any, plugin: Any) -> None:
         # The binding the app's loop runs on (plugins/_qtbinding): never another one.
-        from looptools.inapp.detectors._qt_handoffs import SingleShotHandOffs
+        from looptools.inapp.detectors._qt_handoffs import QtHandOffs
 
         binding = getattr(plugin, "binding", None)
-        if binding is None or not SingleShotHandOffs.supports(binding):
+        if binding is None or not QtHandOffs.supports(binding):
             return
-        qt = SingleShotHandOffs(binding, state.thread_id, self._record)
+        qt = QtHandOffs(binding, state.thread_id, self._record)
         if qt.install():
             self._qt = qt
 
     def heartbeat(self, now: float, lag: float) -> None:
         qt = self._qt
-        if qt is not None and not qt.armed:
+        if qt is not None:
             qt.poll(now)
 
     def detach(self) -> None:
@@ -201,9 +254,10 @@ class HandOffs(Detector):
             return None
         return as_dict(best)
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self, sites: list[_Site] | None = None) -> list[dict[str, Any]]:
+        """One row per posting site (of ``sites``, default all), longest wait first."""
         rows: list[dict[str, Any]] = []
-        for site in list(self.sites.values()):
+        for site in list(self.sites.values()) if sites is None else sites:
             waits = [w * 1000.0 for w in list(site.waits)]
             rows.append({
                 "via": site.via,
@@ -223,4 +277,10 @@ class HandOffs(Detector):
         report["handoffs"] = None if self.unsupported else self.rows()
 
     def snapshot(self) -> dict[str, Any]:
-        return {"handoffs": self.rows()[:5]} if self.sites else {}
+        # The live dashboard's: percentiles of the SNAPSHOT_ROWS sites with the longest
+        # waits only (sorting 64 sites' 1,024 waits every 0.25 s would not be cheap).
+        sites = list(self.sites.values())
+        if not sites:
+            return {}
+        slowest = sorted(sites, key=lambda site: site.max_s, reverse=True)[:SNAPSHOT_ROWS]
+        return {"handoffs": self.rows(slowest), "handoff_sites": len(sites)}

@@ -54,6 +54,7 @@ from looptools._frames import (
     Frame,
     as_dict,
     culprit_of,
+    is_ours,
     parse_faulthandler_all,
     stack_of,
     without_ours,
@@ -110,7 +111,7 @@ class Stall:
         """
         self.samples += weight
         stack = _without_tick(stack)
-        if stack and self.idle_frame is not None and stack[-1][:2] == self.idle_frame:
+        if self.idle_frame is not None and _at_wait(stack, self.idle_frame):
             self.idle_samples += weight
         culprit = culprit_of(stack)
         if culprit is None:
@@ -175,6 +176,48 @@ def _without_tick(stack: list[Frame]) -> list[Frame]:
     return stack
 
 
+def _at_wait(stack: list[Frame], idle_frame: tuple[str, str]) -> bool:
+    """The loop thread is at its idle wait: the frame that called into Qt's event
+    loop is on top of ``stack``, or nothing but our own frames are above it.
+
+    Those are the heartbeat's slot (and our hook on ``exec``): Qt woke the loop
+    thread to run it, and its first bytecode runs the tick that hands this thread
+    the GIL, so a busy machine's late wake-up is often sampled there (seen: a
+    starved idle qasync loop counted as a 100 ms stall because one of its
+    samples was in ``QtHeartbeat``'s slot).
+    """
+    for frame in reversed(stack):
+        if frame[:2] == idle_frame:
+            return True
+        if not is_ours(frame[1]):
+            return False
+    return False
+
+
+# os.open, but not as the blocking-call detector may have wrapped it (None where
+# there is no posix module: no schedstat either).
+_posix_open: Callable[..., int] | None = getattr(sys.modules.get("posix"), "open", None)
+
+
+def _loop_thread_times(native_id: int | None) -> ThreadTimes | None:
+    """``open_times`` for the loop thread, called on it: the descriptor goes in the
+    app's table, and is opened without the ``os.open`` the blocking-call detector
+    wraps (ours is not the app's blocking call; in strict mode it would raise)."""
+    if native_id is None or _posix_open is None:
+        return None
+    try:
+        fd = _posix_open(f"/proc/self/task/{native_id}/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    times = ThreadTimes(fd)
+    try:
+        times.read()
+    except Exception:  # no pread (OSError), a format we cannot read: none
+        times.close()
+        return None
+    return times
+
+
 def _read_at(fd: int, size: int, offset: int) -> bytes:
     """``os.pread``, or where there is none (Windows) a seek and a read."""
     pread = getattr(os, "pread", None)
@@ -230,7 +273,15 @@ class StallWatchdog(Detector):
         self.no_thread_times: str | None = "no loop ran"
         self.gil_waits = 0  # looks that found the GIL held against them
         self.starved = 0  # would-be stalls of an idle loop kept off the CPU (not stalls)
+        # (when, the machine's delay of the loop thread so far): its time on a run
+        # queue, plus _held_queued (see _starved); read by this thread at the end
+        # of each look, and on a Qt loop by the loop thread itself at each tick and
+        # heartbeat (_loop_marks, through _times_loop: a descriptor in the app's
+        # table).
         self._rq_marks: deque[tuple[float, float]] = deque(maxlen=256)
+        self._loop_marks: deque[tuple[float, float]] = deque(maxlen=256)
+        self._times_loop: ThreadTimes | None = None
+        self._held_queued = 0.0  # seconds this thread sat on a run queue holding the GIL
         self.limit = settings.max_stalls
         self.kept: list[Stall] = []
         self.count = 0
@@ -312,6 +363,7 @@ class StallWatchdog(Detector):
             stopped.join(timeout=1.0)
         self.state = state
         self.qt = bool(plugin.is_qt)
+        self._rq_marks.clear()  # another loop thread's, if any
         on_main = state.thread_id == threading.main_thread().ident
         self._set_up_dumps(state, on_main)
         self._fd_keep = None
@@ -461,6 +513,10 @@ class StallWatchdog(Detector):
             self._dump = None
         if self.current is not None:
             self._finish(self.current, self._end_of(self.current))
+        if not (self.private_fds and itself):  # (its table is not the app's)
+            times, self._times_loop = self._times_loop, None
+            if times is not None:
+                times.close()
 
     # -- fork (the forking thread) ----------------------------------------------
     def before_fork(self) -> None:
@@ -481,6 +537,9 @@ class StallWatchdog(Detector):
         self.current = None
         self.state = None
         self._tick_timer = None  # POSIX timers and itimers are not inherited
+        times, self._times_loop = self._times_loop, None
+        if times is not None:
+            times.close()  # the parent's loop thread's
         if self.ticking:
             self.ticking = False
             try:
@@ -505,6 +564,12 @@ class StallWatchdog(Detector):
         self._run_t0 = None
         if self.state is not None:
             self._n = self.state.n
+            self._loop_marks.clear()
+            if self.qt and self.use_thread_times and self._times_loop is None:
+                # Where a Qt loop idles, a busy machine's delay is not a stall (see
+                # _starved): each tick and heartbeat reads the loop thread's
+                # run-queue time.
+                self._times_loop = _loop_thread_times(self.state.native_id)
         self._start_ticks()
 
     def loop_stopped(self, now: float) -> None:
@@ -513,6 +578,26 @@ class StallWatchdog(Detector):
         current = self.current
         if current is not None:
             self._finish(current, now)
+        times, self._times_loop = self._times_loop, None
+        if times is not None:
+            times.close()
+
+    def heartbeat(self, now: float, lag: float) -> None:
+        self._mark_loop()
+
+    def _mark_loop(self) -> None:
+        """On the loop thread (a tick, a heartbeat of a Qt loop): its run-queue time
+        now, for :meth:`_starved` (one ``pread`` that keeps the GIL, ~1.5 µs).
+        Dated before the read: a wait that ends in between only makes the mark
+        larger, and the delay counted from it smaller."""
+        times = self._times_loop
+        if times is None:
+            return
+        when = time.perf_counter()
+        try:
+            self._loop_marks.append((when, times.read()[1] + self._held_queued))
+        except (OSError, ValueError, IndexError):  # e.g. the app closed it
+            self._times_loop = None
 
     # -- ticks (loop thread) -------------------------------------------------
     def _start_ticks(self) -> None:
@@ -631,7 +716,10 @@ class StallWatchdog(Detector):
         if self._retiring:  # stopped from another thread: undo it here
             self._stop_ticks()
             return
-        if not self.ticking or self._in_tick:
+        if not self.ticking:
+            return
+        self._mark_loop()  # (in a nested tick too: the loop thread runs)
+        if self._in_tick:
             return
         self._in_tick = True
         try:
@@ -904,6 +992,9 @@ class StallWatchdog(Detector):
             now = time.perf_counter()
             late = now - expected
             self.looks += 1
+            # Held the GIL from here to the end of the look (but in the rare calls
+            # that release it): time on a run queue till then kept the loop from it.
+            queued_from = self._own_queue()
             try:
                 dumper = self._dumper
                 # Late by more than the GIL's switch interval allows: why?
@@ -937,7 +1028,9 @@ class StallWatchdog(Detector):
                     wait = min(wait, workers.next_wait(now, poll))
                 before = self._times_before()
                 if before is not None:
-                    self._rq_marks.append((time.perf_counter(), before[3]))
+                    if queued_from is not None:
+                        self._held_queued += max(0.0, before[1] - queued_from)
+                    self._rq_marks.append((time.perf_counter(), before[3] + self._held_queued))
                     self._look_cpu = before[2]
                 elif self._cpu_clock is not None:
                     self._look_cpu = time.clock_gettime(self._cpu_clock)
@@ -1223,21 +1316,70 @@ class StallWatchdog(Detector):
     def _starved(self, stall: Stall, duration: float) -> bool:
         """The machine, not the app: the loop thread sat at its own wait and spent
         the stall waiting for a CPU (a busy machine delays an idle Qt loop's wake-up
-        and its heartbeat as much as a slot would).  Only the watchdog thread can
-        tell (its schedstat descriptors are in its own table)."""
+        and its heartbeat as much as a slot would).
+
+        The delay counted is the loop thread's time on a run queue (``schedstat``),
+        and the time this thread sat on one while it held the GIL during its looks
+        (a loop thread woken then waits for the GIL, asleep on a futex: no run-queue
+        time of its own).  A C call holding the loop thread at the same frames
+        sleeps or burns CPU instead, and stays a stall.
+        """
         if stall.samples == 0 or stall.idle_samples < stall.samples or stall.callback:
             return False
-        times = self._times_l
-        if times is None or threading.current_thread() is not self._thread:
-            return False
-        marks = [rq for t, rq in list(self._rq_marks) if t <= stall.started + 1e-6]
+        # Counted from the last reading before the stall began, less the time from
+        # that reading to the start: the run-queue time of a wait is added as the
+        # wait ends, so a wait that ended in between (before the stall) is in the
+        # count, and only the time between bounds it.  That holds for the loop
+        # thread's own readings (it was running then: any wait it ended by the
+        # start began after it; a tick runs just before each heartbeat, where a
+        # stall of a Qt loop at its wait usually starts), nearly for this
+        # thread's (taken while the loop thread may have been waiting for a CPU
+        # already: that wait's earlier part still counts).  Seen with the loop
+        # thread starved hard (SCHED_IDLE): a 200 ms C++ call dismissed for the
+        # waits before it.
+        started = stall.started + 1e-6
+        marks = [mark for mark in list(self._loop_marks) if mark[0] <= started] \
+            or [mark for mark in list(self._rq_marks) if mark[0] <= started]
         if not marks:
             return False
-        try:
-            queued = times.read()[1] - marks[-1]
-        except (OSError, ValueError, IndexError):
+        delay = self._delay_now()
+        if delay is None:
             return False
+        when, base = marks[-1]
+        queued = delay - base - max(0.0, stall.started - when)
         return duration - queued <= self.threshold
+
+    def _delay_now(self) -> float | None:
+        """The machine's delay of the loop thread so far (as in ``_rq_marks``).
+
+        Read by this thread through its own descriptor, or on the loop thread
+        itself (a stall that ends as the loop stops, seen: a starved idle qasync
+        loop whose sleep ended in the stall) through the heartbeat's; None on any
+        other thread, or where there is no ``schedstat``.
+        """
+        state = self.state
+        if threading.current_thread() is self._thread:
+            times = self._times_l
+        elif state is not None and threading.get_ident() == state.thread_id:
+            times = self._times_loop
+        else:
+            return None
+        if times is None:
+            return None
+        try:
+            return times.read()[1] + self._held_queued
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _own_queue(self) -> float | None:
+        """This thread's run-queue seconds so far (None without ``schedstat``)."""
+        times = self._times_w
+        if times is None:
+            return None
+        try:
+            return times.read()[1]
+        except (OSError, ValueError, IndexError):
+            return None
 
     # -- reporting (off the loop thread) -------------------------------------
     def stalls(self, origin: float) -> list[dict[str, Any]]:

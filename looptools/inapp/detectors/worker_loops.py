@@ -8,9 +8,9 @@ coroutine stalls *that* loop: the worker's own queue of callbacks waits, not the
 * **Seen** through the same ``asyncio.events._set_running_loop`` wrapper that finds
   the main loop (``looptools.inapp._attach``): every loop that starts or stops running on
   another thread, however it was made.
-* **Timed** (asyncio's selector loops only) by two hooks on that loop object
-  (``looptools.inapp._worker_loop``): one clock read per callback, on the worker; nothing
-  class-wide, so the main loop's hot path is untouched.  A callback over the
+* **Timed** (asyncio's selector loops only) by hooks on that loop object
+  (``looptools.inapp._worker_loop``): two clock reads per callback, on the worker;
+  nothing class-wide, so the main loop's hot path is untouched.  A callback over the
   threshold is a stall of that loop (on a worker loop a slow callback and a stall
   are the same thing: nobody else waits on that thread).
 * **Caught live** by the stall watchdog's thread (``StallWatchdog``; one thread for
@@ -26,13 +26,30 @@ coroutine stalls *that* loop: the worker's own queue of callbacks waits, not the
   loops seen, their running time and their stalls; the longest ``max_stalls``
   stalls.  Thousands of one-job loops leave only counters behind.
 
+What the main loop gets besides, per thread row, from the same hooks:
+
+* **lag**: how long each callback waited to start since it was made ready (appended
+  to the ready queue; a timer: since it was due), in a log-bucket histogram per run
+  (``WorkerLoop.lag``), merged into the row as the run ends;
+* **slow callbacks**: the stalls again, summed per callback (on a worker loop the two
+  thresholds are one: every callback over it is a stall);
+* **tasks**: those its ``create_task`` made while watched, counted at the loop's first
+  wait for I/O, every ``task_audit_s`` and as each run ends (the peak); the ones still
+  pending as a run ends are remembered (at most ``MAX_PENDING`` per loop) and judged
+  later: cancelled by ``asyncio.run``'s shutdown (its ``_cancel_all_tasks`` runs the
+  loop again), or never finished (the thread moved to another loop, or the report is
+  made with the loop stopped), they are the loop's leaked tasks; finished normally, or
+  ended by the app's own next run of the loop, they are not;
+* **blocking calls**: the blocking-call detector (``detectors/blocking.py``) hands over
+  those made on a worker thread while its loop runs a callback
+  (:meth:`WorkerLoops.blocking_call`), per call and application site.
+
 uvloop, qasync and QtAsyncio loops on worker threads are counted (``kinds``) but
 not timed: their callbacks do not pass through an asyncio ready queue we can date.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import threading
@@ -41,8 +58,10 @@ import weakref
 from collections import deque
 from typing import Any
 
-from looptools._frames import culprit_of, stack_of
-from looptools.inapp._describe import stall_names
+from looptools._frames import Frame, as_dict, culprit_of, stack_of
+from looptools.inapp._describe import awaiting_frame, coro_name, coro_of, stall_names, task_name
+from looptools.inapp._stats import LogHistogram
+from looptools.inapp._threadnames import DUMMY_NAME, os_thread_name
 from looptools.inapp._worker_loop import Finished, Hooks, Info, WorkerLoop, hookable, loop_kind
 from looptools.inapp.detectors.stalls import Stall
 from looptools.inapp.hub import Detector
@@ -53,12 +72,20 @@ MAX_THREADS = 64
 OTHER_THREADS = "(other threads)"
 #: Threads remembered (for their name and the last loop they ran).
 MAX_SEEN = 256
+#: Thread rows (and loops stalled now) in a live snapshot.
+SNAPSHOT_ROWS = 5
 #: Stacks sampled per worker stall (enough to vote; a worker blocked for minutes must
 #: not keep the watchdog looking every few ms), and how often, at most.
 MAX_SAMPLES = 200
 SAMPLE_EVERY_THRESHOLD = 0.2
 #: Python's numbered default names: ``Thread-12 (run)``, ``Thread-12``, ``Dummy-3``.
 _NUMBERED = re.compile(r"^(Thread|Dummy)-\d+")
+#: Tasks pending as a run ends remembered per loop, to be judged later.
+MAX_PENDING = 20
+#: Callback identities summed per thread row (the rest share one ``<other>`` entry),
+#: and application sites per blocking call per row.
+MAX_SLOW = 10
+MAX_SITES = 10
 
 
 def row_key(name: str) -> str:
@@ -66,39 +93,76 @@ def row_key(name: str) -> str:
     return _NUMBERED.sub(lambda m: f"{m.group(1)}-*", name, count=1)
 
 
-def _read_name(path: str) -> str | None:
+def _cancelling_all(frame: Any, depth: int = 16) -> bool:
+    """True when ``asyncio.run``'s shutdown (``asyncio.runners._cancel_all_tasks``) is
+    among the callers of ``frame``: the loop runs again to cancel what is left."""
+    while frame is not None and depth > 0:
+        code = frame.f_code
+        if code.co_name == "_cancel_all_tasks" and code.co_filename.endswith("runners.py"):
+            return True
+        frame = frame.f_back
+        depth -= 1
+    return False
+
+
+def _finished_normally(task: Any) -> bool:
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+        return bool(task.done() and not task.cancelled() and task.exception() is None)
+    except Exception:
+        return False
+
+
+class _Blocking:
+    """One blocking call's figures in a thread row: in all, and per application site."""
+
+    __slots__ = ("count", "longest", "sites", "total")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.longest = 0.0
+        #: site -> [count, total s, longest s] (at most MAX_SITES; the rest in all only)
+        self.sites: dict[Frame | None, list[float]] = {}
+
+    def add(self, site: Frame | None, spent: float) -> None:
+        self.count += 1
+        self.total += spent
+        self.longest = max(self.longest, spent)
+        figures = self.sites.get(site)
+        if figures is None:
+            if len(self.sites) >= MAX_SITES:
+                return
+            figures = self.sites[site] = [0, 0.0, 0.0]
+        figures[0] += 1
+        figures[1] += spent
+        figures[2] = max(figures[2], spent)
+
+    def as_dict(self, call: str) -> dict[str, Any]:
+        sites = sorted(self.sites.items(), key=lambda item: -item[1][0])
+        return {"call": call, "count": self.count, "total_ms": _ms(self.total),
+                "max_ms": _ms(self.longest),
+                "sites": [{**(as_dict(site) or {"function": "?", "file": "?", "line": None}),
+                           "count": int(n), "total_ms": _ms(total), "max_ms": _ms(longest)}
+                          for site, (n, total, longest) in sites]}
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)
+
+
+def _lag_dict(histogram: LogHistogram | None) -> dict[str, Any] | None:
+    """A lag histogram as the report shows it: null when no timer ran."""
+    if histogram is None or not histogram.count:
         return None
-    try:
-        return os.read(fd, 64).decode("utf-8", "replace").strip() or None
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-_PROCESS_NAME: list[str | None] = []
-
-
-def os_thread_name() -> str | None:
-    """The OS's name of the calling thread (Linux), when it says more than the
-    process's: a ``QThreadPool`` thread is ``Thread (pooled)`` to the OS and only
-    ``Dummy-3`` to Python."""
-    native = getattr(threading, "get_native_id", None)
-    if native is None or not os.path.isdir("/proc/self/task"):
-        return None
-    if not _PROCESS_NAME:
-        _PROCESS_NAME.append(_read_name("/proc/self/comm"))
-    name = _read_name(f"/proc/self/task/{native()}/comm")
-    return name if name and name != _PROCESS_NAME[0] else None
+    return {"samples": histogram.count, "p50_ms": round(histogram.percentile(50), 3),
+            "p99_ms": round(histogram.percentile(99), 3), "max_ms": round(histogram.max, 3)}
 
 
 class _Thread:
     """A thread that ran a worker loop: its name and the last loop it ran."""
 
-    __slots__ = ("hookable", "key", "kind", "last", "name", "thread")
+    __slots__ = ("cancel_all", "hookable", "key", "kind", "last", "name", "pending", "tasks",
+                 "thread")
 
     def __init__(self, thread: Any, name: str, key: str) -> None:
         self.thread = thread
@@ -108,12 +172,19 @@ class _Thread:
         #: the last loop's kind, and whether its callbacks can be timed
         self.kind = "asyncio"
         self.hookable = False
+        #: the last loop's tasks made while watched (``WorkerLoop.tasks``), over its runs
+        self.tasks: Any = None
+        #: its tasks still pending as its last run ended: (weak reference, entry)
+        self.pending: list[tuple[weakref.ref[Any], dict[str, Any]]] = []
+        #: the run going on is asyncio.run's cancelling of those (its _cancel_all_tasks)
+        self.cancel_all = False
 
 
 class _Row:
     """The per-thread-name summary."""
 
-    __slots__ = ("count", "kinds", "longest", "loops", "run_s", "total", "worst")
+    __slots__ = ("blocking", "count", "created", "kinds", "lag", "leaked", "longest", "loops",
+                 "peak", "run_s", "slow", "total", "worst")
 
     def __init__(self) -> None:
         self.loops = 0
@@ -123,6 +194,39 @@ class _Row:
         self.total = 0.0
         self.longest = 0.0
         self.worst: tuple[Stall, Info] | None = None
+        #: its loops' timer lateness (ms), merged as each run ends
+        self.lag: LogHistogram | None = None
+        #: tasks made while watched, the most pending at once, and the leaked ones
+        self.created = 0
+        self.peak = 0
+        self.leaked = 0
+        #: (source, callback) -> [count, total s, longest s] of its callbacks over the threshold
+        self.slow: dict[tuple[str, str], list[float]] = {}
+        #: call -> its blocking calls made in the row's callbacks
+        self.blocking: dict[str, _Blocking] = {}
+
+    def figures(self, running: list[WorkerLoop], unjudged: int) -> dict[str, Any]:
+        """What the row adds to the stalls (``running``: its loops running now;
+        ``unjudged``: tasks its loops left pending, not judged yet)."""
+        lag = self.lag
+        if any(state.lag is not None or state.prompt for state in running):
+            lag = LogHistogram()
+            if self.lag is not None:
+                lag.merge(self.lag)
+            for state in running:
+                state.lag_into(lag)
+        slow = sorted(self.slow.items(), key=lambda item: -item[1][1])
+        return {
+            "lag": _lag_dict(lag),
+            "tasks": {"created": self.created + sum(state.created for state in running),
+                      "peak_pending": max([self.peak] + [state.peak for state in running]),
+                      "leaked": self.leaked + unjudged},
+            "slow_callbacks": [{"kind": kind, "name": name, "count": int(n),
+                                "total_ms": _ms(total), "max_ms": _ms(longest)}
+                               for (kind, name), (n, total, longest) in slow],
+            "blocking_calls": sorted((b.as_dict(call) for call, b in self.blocking.items()),
+                                     key=lambda row: -row["count"]),
+        }
 
 
 class WorkerLoops(Detector):
@@ -131,7 +235,26 @@ class WorkerLoops(Detector):
     def __init__(self, settings: Settings) -> None:
         self.threshold = settings.threshold_s
         self.limit = settings.max_stalls
-        self._lock = threading.Lock()
+        self.audit_every = settings.task_audit_s
+        self.tasks_limit = settings.max_tasks
+        #: every worker loop's timer lateness (ms) together
+        self.lag = LogHistogram()
+        self.created = 0
+        self.peak = 0
+        #: the leaked tasks kept (at most ``max_tasks``) and how many there were
+        self.leaked: list[dict[str, Any]] = []
+        self.leaked_count = 0
+        self.blocking_count = 0
+        self.blocking_total = 0.0
+        self.blocking_longest = 0.0
+        #: the blocking-call detector, once asked to see worker threads too
+        self._blocking: Any = None
+        #: held while the first worker loop asks it (others starting meanwhile wait)
+        self._blocking_lock = threading.Lock()
+        self._blocking_done = False
+        # Reentrant: a blocking call recorded (blocking_call) on a thread that holds it
+        # (reading the OS's thread name opens a file) must not wait for itself.
+        self._lock = threading.RLock()
         #: thread ident -> the loop running there now
         self._running: dict[int, WorkerLoop] = {}
         self._threads: dict[int, _Thread] = {}
@@ -151,6 +274,7 @@ class WorkerLoops(Detector):
     def start(self, watchdog: Any) -> None:
         """Start watching worker loops (``watchdog``: the stall watchdog, or None)."""
         self._watchdog = watchdog
+        self._blocking_done = False
         self._on = True
 
     def stop(self) -> None:
@@ -172,6 +296,15 @@ class WorkerLoops(Detector):
                 watchdog.serve_workers(None)
             except Exception:
                 pass
+        with self._blocking_lock:  # (after an install going on)
+            blocking, self._blocking = self._blocking, None
+            self._blocking_done = True
+        if blocking is not None:
+            try:
+                blocking.serve_workers(None)
+            except Exception as exc:
+                if self.hub is not None:
+                    self.hub.disable(blocking, exc, "worker loops")
         self._drain()
 
     def detach(self) -> None:
@@ -184,7 +317,7 @@ class WorkerLoops(Detector):
     def forget(self) -> None:
         # In a forked child: the worker threads are gone, the lock may be held.
         self._on = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         running = list(self._running.values())
         self._running.clear()
         for state in running:
@@ -195,6 +328,8 @@ class WorkerLoops(Detector):
                 except Exception:
                     pass
         self._watchdog = None
+        self._blocking = None  # its own forget() undoes its wrappers
+        self._blocking_lock = threading.Lock()
 
     # -- worker threads ------------------------------------------------------------------
     def loop_changed(self, loop: Any) -> None:
@@ -203,13 +338,22 @@ class WorkerLoops(Detector):
             return
         ident = threading.get_ident()
         if loop is None:
+            ending = self._running.get(ident)
+            # On the loop's own thread, as its run ends: its tasks pending now.
+            pending = ending.audit() if ending is not None and ending.hooks is not None else []
+            described = [self._describe(task, ending) for task in pending[:MAX_PENDING]] \
+                if pending and ending is not None else []
             with self._lock:
                 state = self._running.pop(ident, None)
                 if state is None:
                     return
                 self._ran(ident, state, None)
+                if state is ending and state.hooks is not None:
+                    self._judge(ident, state, pending, described)
             self._drain()
             return
+        if not self._blocking_done and hookable(loop):
+            self._serve_blocking()  # before the hooks: what it costs is no callback's wait
         watchdog = None
         with self._lock:
             if not self._on:  # stopped meanwhile (stop() saw nothing of this one)
@@ -235,8 +379,13 @@ class WorkerLoops(Detector):
                 row.kinds[seen.kind] = row.kinds.get(seen.kind, 0) + 1
                 if seen.kind == "asyncio":
                     self.watched += 1
+                self._abandon(seen)  # what the thread's last loop left pending
+                seen.tasks = None
+            elif seen.pending:  # the same loop again, some of its tasks pending
+                seen.cancel_all = _cancelling_all(sys._getframe(1))
             info: Info = (seen.name, ident, seen.key, seen.kind)
-            state = WorkerLoop(info, self.threshold, self._finished)
+            state = WorkerLoop(info, self.threshold, self._finished, self.audit_every,
+                               seen.tasks)
             if seen.hookable:
                 hooks = Hooks(loop, state)
                 try:
@@ -250,6 +399,26 @@ class WorkerLoops(Detector):
         if watchdog is not None:
             watchdog.serve_workers(self)
 
+    def _serve_blocking(self) -> None:
+        """A worker thread, as the first timed loop starts: have the blocking-call
+        detector record the calls made on worker threads too (``blocking_call``).  It
+        may install its wrappers now (a Qt main thread without asyncio: the import of
+        blockbuster); a loop starting on another thread meanwhile waits until that is
+        done, so that its blocking calls are not missed."""
+        with self._blocking_lock:
+            if self._blocking_done or not self._on:
+                return
+            blocking = self.hub.get("blocking") if self.hub is not None else None
+            try:
+                if blocking is not None and hasattr(blocking, "serve_workers"):
+                    blocking.serve_workers(self)
+                    self._blocking = blocking
+            except Exception as exc:
+                if self.hub is not None and blocking is not None:
+                    self.hub.disable(blocking, exc, "worker loops")
+            finally:
+                self._blocking_done = True
+
     def _ran(self, ident: int, state: WorkerLoop, now: float | None) -> None:
         """(Under the lock) ``state``'s run is over: remove its hooks (when on its own
         thread), count its running time."""
@@ -259,7 +428,69 @@ class WorkerLoops(Detector):
         ended = time.perf_counter() if now is None else now
         ran = max(0.0, ended - state.started)
         self.run_s += ran
-        self._row(state.info[2]).run_s += ran
+        row = self._row(state.info[2])
+        row.run_s += ran
+        if state.lag is not None or state.prompt:
+            state.lag_into(self.lag)
+            if row.lag is None:
+                row.lag = LogHistogram()
+            state.lag_into(row.lag)
+        row.created += state.created
+        self.created += state.created
+        row.peak = max(row.peak, state.peak)
+        self.peak = max(self.peak, state.peak)
+        seen = self._threads.get(ident)
+        if seen is not None and state.tasks is not None:
+            seen.tasks = state.tasks  # for the loop's next run
+
+    def _describe(self, task: Any, state: WorkerLoop) -> dict[str, Any]:
+        """The loop thread, as a run ends: a task still pending, as the report shows it."""
+        coro = coro_of(task)
+        made = state.tasks.get(task) if state.tasks is not None else None
+        created_at = None
+        if made is not None:
+            code, line = made
+            created_at = {"function": getattr(code, "co_qualname", code.co_name),
+                          "file": code.co_filename, "line": line}
+        name, ident, _key, kind = state.info
+        return {"name": task_name(task), "coro": coro_name(coro), "created_at": created_at,
+                "awaiting": as_dict(awaiting_frame(coro)), "state": "pending",
+                "thread": name, "thread_ident": ident, "loop_kind": kind}
+
+    def _judge(self, ident: int, state: WorkerLoop, pending: list[Any],
+               described: list[dict[str, Any]]) -> None:
+        """(Under the lock, the loop thread, as a run ends.)  The tasks its last run left
+        pending that ended since: leaked if ``asyncio.run``'s shutdown cancelled them;
+        those pending now are remembered for the next judgement."""
+        seen = self._threads.get(ident)
+        if seen is None:
+            return
+        still = {id(task) for task in pending}
+        cancel_all, seen.cancel_all = seen.cancel_all, False
+        for ref, entry in seen.pending:
+            task = ref()
+            if task is None or id(task) in still or not cancel_all or _finished_normally(task):
+                continue  # pending yet, or ended by the app's own run of the loop
+            entry["state"] = "cancelled" if task.cancelled() else "failed"
+            self._leak(entry)
+        seen.pending = [(weakref.ref(task), entry)
+                        for task, entry in zip(pending, described, strict=False)]
+
+    def _abandon(self, seen: _Thread) -> None:
+        """(Under the lock.)  ``seen``'s last loop will not run again (the thread runs
+        another, or is forgotten): the tasks it left pending never finished."""
+        for ref, entry in seen.pending:
+            task = ref()
+            if task is None or not task.done():
+                self._leak(entry)
+        seen.pending = []
+        seen.cancel_all = False
+
+    def _leak(self, entry: dict[str, Any]) -> None:
+        self.leaked_count += 1
+        self._row(row_key(entry["thread"])).leaked += 1
+        if len(self.leaked) < self.tasks_limit:
+            self.leaked.append(entry)
 
     def _thread(self, ident: int) -> _Thread:
         # threading._active: the thread's object without making a _DummyThread for
@@ -268,12 +499,15 @@ class WorkerLoops(Detector):
         seen = self._threads.get(ident)
         if seen is not None and seen.thread is thread:
             return seen
+        if seen is not None:
+            self._abandon(seen)  # another thread with the ident of one that ended
         name = thread.name if thread is not None else f"thread {ident}"
-        if thread is None or isinstance(thread, threading._DummyThread):  # type: ignore[attr-defined]
+        if thread is None or (isinstance(thread, threading._DummyThread)  # type: ignore[attr-defined]
+                              and DUMMY_NAME.fullmatch(name)):  # not a name the app gave it
             name = os_thread_name() or name
         if len(self._threads) >= MAX_SEEN:
             for other in [i for i in self._threads if i not in self._running]:
-                del self._threads[other]
+                self._abandon(self._threads.pop(other))
         seen = _Thread(thread, name, row_key(name))
         self._threads[ident] = seen
         return seen
@@ -369,6 +603,15 @@ class WorkerLoops(Detector):
         row = self._row(info[2])
         row.count += 1
         row.total += duration
+        key = (stall.source, stall.callback or "<unknown>")
+        slow = row.slow.get(key)
+        if slow is None:
+            if len(row.slow) >= MAX_SLOW:
+                key = ("callback", "<other>")
+            slow = row.slow.setdefault(key, [0, 0.0, 0.0])
+        slow[0] += 1
+        slow[1] += duration
+        slow[2] = max(slow[2], duration)
         if duration > row.longest:
             row.longest = duration
             row.worst = (stall, info)
@@ -379,6 +622,28 @@ class WorkerLoops(Detector):
             if self.kept[shortest][0].duration() < duration:
                 self.kept[shortest] = (stall, info)
 
+    # -- blocking calls (the blocking-call detector's wrappers, on worker threads) --------
+    def in_callback(self, ident: int) -> WorkerLoop | None:
+        """The timed loop of thread ``ident`` if it is running one of its callbacks now."""
+        state = self._running.get(ident)
+        if state is None or state.cur is None or state.hooks is None:
+            return None
+        return state
+
+    def blocking_call(self, state: WorkerLoop, call: str, site: Frame | None,
+                      spent: float) -> None:
+        """A worker thread: a blocking ``call`` made at ``site`` in a callback of
+        ``state``'s loop took ``spent`` seconds."""
+        with self._lock:
+            self.blocking_count += 1
+            self.blocking_total += spent
+            self.blocking_longest = max(self.blocking_longest, spent)
+            calls = self._row(state.info[2]).blocking
+            figures = calls.get(call)
+            if figures is None:
+                figures = calls[call] = _Blocking()
+            figures.add(site, spent)
+
     # -- reporting -----------------------------------------------------------------------
     def contribute(self, report: dict[str, Any]) -> None:
         self._drain()
@@ -386,6 +651,21 @@ class WorkerLoops(Detector):
         now = time.perf_counter()
         with self._lock:
             running = {state.info[2]: now - state.started for state in self._running.values()}
+            live: dict[str, list[WorkerLoop]] = {}
+            for state in self._running.values():
+                live.setdefault(state.info[2], []).append(state)
+            # Left pending by a loop that is not running now and not judged yet: pending.
+            unjudged: list[dict[str, Any]] = []
+            waiting: dict[str, int] = {}
+            for ident, seen in self._threads.items():
+                if ident in self._running:
+                    continue
+                for ref, entry in seen.pending:
+                    task = ref()
+                    if task is None or not task.done():
+                        unjudged.append(entry)
+                        where = seen.key if seen.key in self._rows else OTHER_THREADS
+                        waiting[where] = waiting.get(where, 0) + 1
             kept = sorted(self.kept, key=lambda pair: pair[0].started)
             rows: list[dict[str, Any]] = []
             for key, row in self._rows.items():
@@ -403,8 +683,21 @@ class WorkerLoops(Detector):
                     "stalls": {"count": row.count, "total_ms": round(row.total * 1000.0, 3),
                                "max_ms": round(row.longest * 1000.0, 3)},
                     "worst": worst,
+                    **row.figures(live.get(key, []), waiting.get(key, 0)),
                 })
             rows.sort(key=lambda r: (-r["stalls"]["total_ms"], -r["loops"], r["thread"]))
+            lag = self.lag
+            if any(s.lag is not None or s.prompt for s in self._running.values()):
+                lag = LogHistogram()
+                lag.merge(self.lag)
+                for state in self._running.values():
+                    state.lag_into(lag)
+            tasks = {
+                "created": self.created + sum(s.created for s in self._running.values()),
+                "peak_pending": max([self.peak] + [s.peak for s in self._running.values()]),
+                "leaked": self.leaked_count + len(unjudged),
+                "pending_at_close": (self.leaked + unjudged)[:self.tasks_limit],
+            }
             report["worker_loops"] = {
                 "loops": self.loops,
                 "watched": self.watched,
@@ -418,7 +711,64 @@ class WorkerLoops(Detector):
                 },
                 "threads": rows,
                 "stalls": [_stall_dict(stall, info, origin) for stall, info in kept],
+                "lag": _lag_dict(lag),
+                "tasks": tasks,
+                "blocking_summary": {"count": self.blocking_count,
+                                     "total_ms": _ms(self.blocking_total),
+                                     "max_ms": _ms(self.blocking_longest)},
             }
+
+    def snapshot(self) -> dict[str, Any]:
+        """For the live dashboard (the writer thread, every 0.25 s): the totals, the
+        ``SNAPSHOT_ROWS`` most stalled thread rows as in the report, and the worker loops
+        stalled right now (seen by the watchdog: how long so far, the culprit so far)."""
+        self._drain()
+        origin = self.hub.started if self.hub is not None else 0.0
+        now = time.perf_counter()
+        with self._lock:
+            if not self.loops:
+                return {}
+            running = list(self._running.values())
+            rows = sorted(self._rows.items(),
+                          key=lambda item: (-item[1].total, -item[1].loops, item[0]))
+            threads = [_row_dict(key, row, origin) for key, row in rows[:SNAPSHOT_ROWS]
+                       if row.count]
+        stalled_now = []
+        for state in running:
+            stall, cur = state.stall, state.cur
+            if cur is None or stall is None or stall.started != state.t0:
+                continue
+            name, ident, _key, kind = state.info
+            stalled_now.append({"thread": name, "thread_ident": ident,
+                                "loop_kind": kind,
+                                "started_at_s": round(stall.started - origin, 6),
+                                "duration_ms": round((now - stall.started) * 1000.0, 3),
+                                "culprit": as_dict(stall.culprit), "callback": stall.callback})
+        stalled_now.sort(key=lambda s: -float(s["duration_ms"]))
+        return {"worker_loops": {
+            "loops": self.loops,
+            "running": len(running),
+            "stall_summary": {"count": self.count,
+                              "total_ms": round(self.total * 1000.0, 3),
+                              "max_ms": round(self.longest * 1000.0, 3)},
+            "threads": threads,
+            "stalled_now": stalled_now[:SNAPSHOT_ROWS],
+        }}
+
+
+def _row_dict(key: str, row: _Row, origin: float) -> dict[str, Any]:
+    """A stalled thread row for a snapshot: the report's fields, ``worst`` without stack."""
+    worst = None
+    if row.worst is not None:
+        stall, info = row.worst
+        worst = {"started_at_s": round(stall.started - origin, 6),
+                 "duration_ms": round(stall.duration() * 1000.0, 3),
+                 "culprit": as_dict(stall.culprit), "callback": stall.callback,
+                 "task": stall.task, "thread": info[0], "thread_ident": info[1]}
+    return {"thread": key, "loops": row.loops, "kinds": dict(sorted(row.kinds.items())),
+            "stalls": {"count": row.count, "total_ms": round(row.total * 1000.0, 3),
+                       "max_ms": round(row.longest * 1000.0, 3)},
+            "worst": worst}
 
 
 def _stall_dict(stall: Stall, info: Info, origin: float) -> dict[str, Any]:
