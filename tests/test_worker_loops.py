@@ -15,6 +15,7 @@ import asyncio
 import collections
 import gc
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import pytest
 from helpers import ROOT, culprit_line, env, run_app, validate
 
 import looptools
+from looptools._units import fmt_ms
 from looptools.gate.evaluate import evaluate
 from looptools.gate.limits import load_budget
 from looptools.inapp.writer import summary_lines
@@ -314,6 +316,69 @@ def test_the_text_and_markdown_views_have_a_worker_section(tmp_path: Path) -> No
     markdown = get_renderer("md").render(run.report)
     assert "#### Asyncio loops on worker threads: 12 loops, 2 stalls" in markdown
     assert "| `device-poller` | 1 | asyncio 1 |" in markdown
+
+
+def _strip_html(page: str) -> str:
+    return re.sub(r"<[^>]+>", "", page).replace("&lt;", "<").replace("&gt;", ">")
+
+
+def test_the_views_show_a_worker_threads_lag_leaked_task_and_blocking_call(
+        tmp_path: Path) -> None:
+    """A real --problems run rendered as text, Markdown and HTML: the job thread's lag
+    p99, its leaked task with where it was created and its blocking call's site and time.
+    A report from before these fields (or with them empty) shows none of it."""
+    run = run_app([str(APP), "asyncio", "--problems"], tmp_path, environ={"QT_API": "pyside6"})
+    assert run.returncode == 0, run.stderr
+    report = run.report
+    assert report is not None
+    workers = report["worker_loops"]
+    (job,) = [row for row in workers["threads"] if row["thread"].startswith("job_")]
+    health = f"{job['thread']}: lag p99 {fmt_ms(job['lag']['p99_ms'])} " \
+             f"(max {fmt_ms(job['lag']['max_ms'])}); 2 tasks created, peak " \
+             f"{job['tasks']['peak_pending']} pending, 1 leaked"
+    slept = next(c for c in job["blocking_calls"] if c["call"] == "time.sleep")
+    blocking = f"time.sleep ×1, {fmt_ms(slept['total_ms'])} (max {fmt_ms(slept['max_ms'])}) " \
+               f"at {APP}:{_marker('worker-block')} in problem_job"
+    leaked = f"device-watch (watch_device) on {job['thread']}, cancelled; created at " \
+             f"{APP}:{_marker('leaked-task')} in problem_job"
+    views = {
+        "text": get_renderer("text").render(report),
+        "md": get_renderer("md").render(report),
+        "html": _strip_html(get_renderer("html").render(report)),
+    }
+    for name, view in views.items():
+        section = view[view.index("Asyncio loops on worker threads"):]
+        assert health.replace(job["thread"], f"`{job['thread']}`" if name == "md"
+                              else job["thread"]) in section, (name, section)
+        assert blocking in section, (name, section)
+        assert leaked in section, (name, section)
+        assert "2 blocking calls (" in section, name
+    assert "    blocking " + blocking in views["text"]
+    assert "device-poller: lag p99 " in views["text"]
+
+    # An older report (none of these fields) and an empty one: nothing extra.
+    older = json.loads(json.dumps(report))
+    for key in ("lag", "tasks", "blocking_summary"):
+        del older["worker_loops"][key]
+    for row in older["worker_loops"]["threads"]:
+        for key in ("lag", "tasks", "slow_callbacks", "blocking_calls"):
+            del row[key]
+    empty = json.loads(json.dumps(report))
+    empty["worker_loops"]["lag"] = None
+    empty["worker_loops"]["tasks"] = {"created": 0, "peak_pending": 0, "leaked": 0,
+                                      "pending_at_close": []}
+    empty["worker_loops"]["blocking_summary"] = {"count": 0, "total_ms": 0.0, "max_ms": 0.0}
+    for row in empty["worker_loops"]["threads"]:
+        row.update(lag=None, tasks={"created": 0, "peak_pending": 0, "leaked": 0},
+                   slow_callbacks=[], blocking_calls=[])
+    for bare in (older, empty):
+        for kind in ("text", "md", "html"):
+            view = get_renderer(kind).render(bare)
+            section = view[view.index("Asyncio loops on worker threads"):]
+            for absent in ("lag p99", "tasks created", "blocking time.sleep", "Leaked tasks",
+                           "All together", "all together", "device-watch"):
+                assert absent not in section, (kind, absent)
+            assert "worker-stall-0" in section or kind != "html"
 
 
 def test_the_gallery_sample_apps_worker_stall(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from looptools.gate.baseline import Tolerance
 from looptools.gate.limits import fmt_ms
 from looptools.gate.offenders import _KIND_WORDS, Offender, offenders
+from looptools.report.model import model_of
 
 __all__ = [
     "Change",
@@ -101,14 +102,22 @@ def diff_reports(before: Mapping[str, Any], after: Mapping[str, Any],
         if change is not None:
             changes.append(change)
 
-    add(_compare_ms("longest stall", _get(before, "stall_summary", "max_ms"),
-                    _get(after, "stall_summary", "max_ms"), tol))
-    add(_compare_ms("total stall time", _get(before, "stall_summary", "total_ms"),
-                    _get(after, "stall_summary", "total_ms"), tol))
-    add(_compare_ms("loop lag p99", _get(before, "lag", "p99_ms"), _get(after, "lag", "p99_ms"),
-                    tol))
-    busy_before = _get(before, "dispatcher", "busy_fraction")
-    busy_after = _get(after, "dispatcher", "busy_fraction")
+    # The figures every view shows (the report model's), compared where both reports have
+    # them: a field missing or null (a hand-made report) is no comparison, as it always was.
+    models = model_of(before), model_of(after)
+
+    def figure(path: tuple[str, ...], value: Any) -> tuple[float | None, float | None]:
+        have = [_get(report, *path) is not None for report in (before, after)]
+        values = [float(value(m)) if ok else None for m, ok in zip(models, have, strict=True)]
+        return values[0], values[1]
+
+    add(_compare_ms("longest stall", *figure(("stall_summary", "max_ms"),
+                                             lambda m: m.stalls.max_ms), tol))
+    add(_compare_ms("total stall time", *figure(("stall_summary", "total_ms"),
+                                                lambda m: m.stalls.total_ms), tol))
+    add(_compare_ms("loop lag p99", *figure(("lag", "p99_ms"), lambda m: m.lag.p99_ms), tol))
+    busy_before, busy_after = figure(("dispatcher", "busy_fraction"),
+                                     lambda m: m.dispatcher.busy_fraction)
     if busy_before is not None and busy_after is not None:
         limit = busy_before + tol.busy
         text = f"dispatcher busy {busy_before:.0%} -> {busy_after:.0%}"
@@ -117,12 +126,12 @@ def diff_reports(before: Mapping[str, Any], after: Mapping[str, Any],
                                   busy_before, busy_after, limit))
         elif busy_before > busy_after + tol.busy:
             changes.append(Change("busy fraction", text, False, busy_before, busy_after, limit))
-    add(_compare_count("peak pending tasks", _get(before, "tasks", "peak_pending"),
-                       _get(after, "tasks", "peak_pending"), tol))
-    leaked_before = (before.get("tasks") or {}).get("pending_at_exit")
-    leaked_after = (after.get("tasks") or {}).get("pending_at_exit")
-    if leaked_before is not None and leaked_after is not None:
-        add(_compare_count("tasks pending at exit", len(leaked_before), len(leaked_after), tol))
+    add(_compare_count("peak pending tasks", *figure(("tasks", "peak_pending"),
+                                                     lambda m: m.tasks.peak), tol))
+    if all(isinstance((r.get("tasks") or {}).get("pending_at_exit"), list)
+           for r in (before, after)):
+        leaked_before, leaked_after = (len(m.tasks.leaked) if m.tasks else 0 for m in models)
+        add(_compare_count("tasks pending at exit", leaked_before, leaked_after, tol))
 
     old, new = offenders(before), offenders(after)
     for offender in new:

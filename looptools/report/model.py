@@ -249,6 +249,18 @@ class WorkerLoopFigures:
     threads: tuple[Mapping[str, Any], ...]
     #: Their kept stalls, longest first.
     stalls: tuple[Mapping[str, Any], ...]
+    #: Every worker loop's callbacks together, ``{samples, p50_ms, p99_ms, max_ms}``; None in
+    #: reports from before it was measured, or when no timed loop ran a callback.
+    lag: Mapping[str, Any] | None = None
+    #: ``{created, peak_pending, leaked}`` over all worker loops; None in older reports.
+    tasks: Mapping[str, Any] | None = None
+    #: The leaked tasks (``tasks.pending_at_close``), in the report's order.
+    leaked: tuple[Mapping[str, Any], ...] = ()
+    #: ``{count, total_ms, max_ms}`` of their blocking calls; None in older reports.
+    blocking_summary: Mapping[str, Any] | None = None
+    #: Per row of ``threads`` (same order): its blocking calls, most first (empty in older
+    #: reports).
+    thread_blocking: tuple[BlockingFigures, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -258,6 +270,8 @@ class AffinityFigures:
     violations: tuple[Mapping[str, Any], ...]
     #: Calls at all sites together.
     calls: int
+    #: Call sites not kept (beyond the detector's cap).
+    dropped: int = 0
 
     def __bool__(self) -> bool:
         return bool(self.violations)
@@ -535,12 +549,24 @@ def _worker_loop_figures(section: Any) -> WorkerLoopFigures | None:
         threads=tuple(_rows(section.get("threads"))),
         stalls=tuple(sorted(_rows(section.get("stalls")),
                             key=lambda s: -_num(s.get("duration_ms")))),
+        lag=_mapping(section.get("lag")),
+        tasks=_mapping(section.get("tasks")),
+        leaked=tuple(_rows((_mapping(section.get("tasks")) or {}).get("pending_at_close"))),
+        blocking_summary=_mapping(section.get("blocking_summary")),
+        thread_blocking=tuple(_blocking_figures(row.get("blocking_calls"))
+                              for row in _rows(section.get("threads"))),
     )
+
+
+def _mapping(value: Any) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None
 
 
 def _affinity_figures(section: Any) -> AffinityFigures:
     rows = tuple(_rows(section.get("violations"))) if isinstance(section, Mapping) else ()
-    return AffinityFigures(violations=rows, calls=sum(int(_num(r.get("count"))) for r in rows))
+    dropped = section.get("dropped") if isinstance(section, Mapping) else None
+    return AffinityFigures(violations=rows, calls=sum(int(_num(r.get("count"))) for r in rows),
+                           dropped=dropped if isinstance(dropped, int) and dropped > 0 else 0)
 
 
 # -- what a sampler found ---------------------------------------------------------------------

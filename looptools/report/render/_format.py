@@ -22,6 +22,7 @@ from looptools._units import fmt_s as fmt_s
 from looptools._units import plural as _plural
 from looptools.report.model import (
     AffinityFigures,
+    BlockingFigures,
     DispatcherFigures,
     HandoffFigures,
     LagFigures,
@@ -311,6 +312,62 @@ def worker_thread_cells(row: Mapping[str, Any]) -> list[str]:
             str(stalls.get("count", 0)),
             fmt_ms(stalls.get("max_ms")) if stalls.get("count") else "-",
             worker_stall_where(worst) if worst else "-"]
+
+
+def worker_thread_health(row: Mapping[str, Any]) -> str:
+    """``lag p99 100 ms (max 100 ms); 2 tasks created, peak 1 pending, 1 leaked`` for one
+    thread row; ``""`` when the report has neither (older reports) or no task was created."""
+    parts = []
+    lag = row.get("lag")
+    if isinstance(lag, Mapping):
+        parts.append(f"lag p99 {fmt_ms(lag.get('p99_ms'))} (max {fmt_ms(lag.get('max_ms'))})")
+    tasks = row.get("tasks")
+    if isinstance(tasks, Mapping) and (tasks.get("created") or tasks.get("leaked")):
+        parts.append(f"{_plural(int(tasks.get('created') or 0), 'task')} created, "
+                     f"peak {tasks.get('peak_pending', 0)} pending, "
+                     f"{tasks.get('leaked', 0)} leaked")
+    return "; ".join(parts)
+
+
+def worker_totals_text(workers: WorkerLoopFigures) -> str:
+    """``all together: lag p99 1.08 ms (max 100 ms); 2 tasks created, 1 leaked; 2 blocking
+    calls (100 ms)``; ``""`` for a report from before these were measured."""
+    parts = []
+    if workers.lag:
+        parts.append(f"lag p99 {fmt_ms(workers.lag.get('p99_ms'))} "
+                     f"(max {fmt_ms(workers.lag.get('max_ms'))})")
+    if workers.tasks and workers.tasks.get("created"):
+        parts.append(f"{_plural(int(workers.tasks['created']), 'task')} created, "
+                     f"{workers.tasks.get('leaked', 0)} leaked")
+    if workers.blocking_summary and workers.blocking_summary.get("count"):
+        parts.append(f"{_plural(int(workers.blocking_summary['count']), 'blocking call')} "
+                     f"({fmt_ms(workers.blocking_summary.get('total_ms'))})")
+    return f"all together: {'; '.join(parts)}" if parts else ""
+
+
+def worker_blocking_lines(blocking: BlockingFigures) -> list[str]:
+    """A thread's blocking calls, one line per site: ``time.sleep ×1, 100 ms (max 100 ms) at
+    app.py:114 in problem_job``."""
+    lines = []
+    for call in blocking.calls:
+        sites = call.sites or ({},)
+        for site in sites:
+            count = site.get("count", call.count) if site else call.count
+            total = site.get("total_ms") if site else call.total_ms
+            worst = site.get("max_ms") if site else call.max_ms
+            where = f" at {location(site)} in {site.get('function', '?')}" if site else ""
+            lines.append(f"{call.call} ×{count}, {blocking_time_text(total, worst)}{where}")
+    return lines
+
+
+def worker_leaked_text(task: Mapping[str, Any]) -> str:
+    """``device-watch (watch_device) on job_0, cancelled; created at app.py:116 in
+    problem_job``."""
+    created = task.get("created_at")
+    made = (f"; created at {location(created)} in {created.get('function', '?')}"
+            if isinstance(created, Mapping) else "")
+    return (f"{task.get('name')} ({task.get('coro')}) on {task.get('thread')}, "
+            f"{task.get('state')}{made}")
 
 
 def worker_stall_where(stall: Mapping[str, Any]) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from looptools.report.model import ReportModel, model_of
+from looptools.report.model import ReportModel, WorkerLoopFigures, model_of
 from looptools.report.render import _format as f
 from looptools.report.render.base import Renderer, Report
 
@@ -815,7 +815,8 @@ class HtmlRenderer(Renderer):
                 "<p class=\"muted\">Their own loops, not the GUI's: not counted in the stalls "
                 "above. The longest stalls, with their stacks (innermost last):</p>"
                 + _table(["thread", "loops", "kinds", "ran", "stalls", "longest", "worst in"],
-                         rows, num=(1, 3, 4, 5)))
+                         rows, num=(1, 3, 4, 5))
+                + self._worker_health(workers))
         for n, stall in enumerate(workers.stalls[: self.max_culprits]):
             culprit = stall.get("culprit")
             frames = "".join(
@@ -826,6 +827,29 @@ class HtmlRenderer(Renderer):
             html += (f'<details class="stall" id="worker-stall-{n}"{" open" if n == 0 else ""}>'
                      f"<summary>{e(f.worker_stall_text(stall))}</summary>"
                      f'<div class="body">{stack}</div></details>')
+        return html
+
+    @staticmethod
+    def _worker_health(workers: WorkerLoopFigures) -> str:
+        """Per thread its lag, tasks and blocking calls; the totals; the leaked tasks."""
+        items = []
+        for i, row in enumerate(workers.threads):
+            health = f.worker_thread_health(row)
+            calls = (f.worker_blocking_lines(workers.thread_blocking[i])
+                     if i < len(workers.thread_blocking) else [])
+            if health or calls:
+                blocking = "".join(f'<li>blocking {c(call)}</li>' for call in calls)
+                items.append(f"<li>{c(row.get('thread'))}: {e(health or 'no lag measured')}"
+                             + (f"<ul>{blocking}</ul>" if blocking else "") + "</li>")
+        html = f'<ul id="worker-health">{"".join(items)}</ul>' if items else ""
+        totals = f.worker_totals_text(workers)
+        if totals:
+            html += f'<p class="muted">{e(totals[0].upper() + totals[1:])}.</p>'
+        if workers.leaked:
+            html += (f"<p>Leaked tasks ({len(workers.leaked)}):</p>"
+                     '<ul id="worker-leaked">'
+                     + "".join(f"<li>{c(f.worker_leaked_text(t))}</li>" for t in workers.leaked)
+                     + "</ul>")
         return html
 
     @staticmethod

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from looptools.report.model import ReportModel, model_of
+from looptools.report.model import ReportModel, WorkerLoopFigures, model_of
 from looptools.report.render import _format as f
 from looptools.report.render.base import Renderer, Report
 
@@ -286,12 +286,35 @@ class MarkdownRenderer(Renderer):
                  "Their own loops, not the GUI's: not counted in the stalls above.", "",
                  *md_table(["thread", "loops", "kinds", "ran", "stalls", "longest", "worst in"],
                            rows, right=(1, 3, 4, 5))]
+        lines += self._worker_health(workers)
         for stall in workers.stalls[: self.max_stacks]:
             stack = f.stack_lines(stall.get("stack") or []) or [
                 f"(no stack: {stall.get('stack_source') or 'none'})"]
             title = f"stall {f.worker_stall_text(stall)}"
             lines += ["", f"<details><summary>{html.escape(f.oneline(title))}</summary>", "",
                       *fenced([f.oneline(s) for s in stack]), "", "</details>"]
+        return lines
+
+    @staticmethod
+    def _worker_health(workers: WorkerLoopFigures) -> list[str]:
+        """Per thread its lag, tasks and blocking calls; the totals; the leaked tasks."""
+        items: list[str] = []
+        for i, row in enumerate(workers.threads):
+            health = f.worker_thread_health(row)
+            calls = (f.worker_blocking_lines(workers.thread_blocking[i])
+                     if i < len(workers.thread_blocking) else [])
+            if health or calls:
+                items.append(f"- {code(row.get('thread'), in_table=False)}: "
+                             f"{plain(health or 'no lag measured')}")
+                items += [f"  - blocking {code(c, in_table=False)}" for c in calls]
+        totals = f.worker_totals_text(workers)
+        lines = ["", *items] if items else []
+        if totals:
+            lines += ["", plain(totals[0].upper() + totals[1:]) + "."]
+        if workers.leaked:
+            lines += ["", f"**Leaked tasks ({len(workers.leaked)})**", "",
+                      *(f"- {code(f.worker_leaked_text(t), in_table=False)}"
+                        for t in workers.leaked)]
         return lines
 
     def _affinity(self, model: ReportModel) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from looptools.report.model import ReportModel, model_of
+from looptools.report.model import ReportModel, WorkerLoopFigures, model_of
 from looptools.report.render import _format as f
 from looptools.report.render.base import Renderer, Report
 
@@ -323,11 +323,32 @@ class TextRenderer(Renderer):
                 for row in workers.threads]
         lines += table(["thread", "loops", "kinds", "ran", "stalls", "longest", "worst in"],
                        rows, right=(1, 3, 4, 5))
+        lines += self._worker_health(workers)
         for stall in workers.stalls[: self.max_stacks]:
             lines += ["", self._style(f"  stall {f.oneline(f.worker_stall_text(stall))}",
                                       "bold")]
             lines += self._stack(stall)
         return lines
+
+    def _worker_health(self, workers: WorkerLoopFigures) -> list[str]:
+        """Per thread its lag, tasks and blocking calls; the totals; the leaked tasks."""
+        lines: list[str] = []
+        for i, row in enumerate(workers.threads):
+            health = f.worker_thread_health(row)
+            calls = (f.worker_blocking_lines(workers.thread_blocking[i])
+                     if i < len(workers.thread_blocking) else [])
+            if health or calls:
+                lines.append(f"  {_clip(f.oneline(row.get('thread')))}: "
+                             f"{f.oneline(health or 'no lag measured')}")
+                lines += [self._style(f"    blocking {f.oneline(c)}",
+                                      "yellow") for c in calls]
+        totals = f.worker_totals_text(workers)
+        if totals:
+            lines.append(self._style(f"  {f.oneline(totals)}", "dim"))
+        if workers.leaked:
+            lines.append(self._style(f"  Leaked tasks: {len(workers.leaked)}", "yellow"))
+            lines += [f"    {f.oneline(f.worker_leaked_text(t))}" for t in workers.leaked]
+        return ["", *lines] if lines else []
 
     def _affinity(self, model: ReportModel) -> list[str]:
         rows = f.affinity_cells(model.affinity)

@@ -10,6 +10,10 @@ blocking calls (instants), the hand-offs from other threads (per posting site, a
 the stall their longest wait fell in), Qt busy windows, one track per task, the lag
 and pending-task counters (``C`` events), and one track per worker thread whose
 asyncio loop stalled, with those stalls and their stacks.
+
+Figures come from the report model (``looptools.report.model``): the verdict, task peak,
+lag and pending-task series, slow callbacks, blocking calls, hand-offs, Qt busy and the
+worker threads' rows; stall stacks are cleaned by ``looptools.report.render.flame``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from looptools.report.model import TaskFigures, model_of
 from looptools.report.render import _format as f
 from looptools.report.render.base import Renderer, Report
 from looptools.report.render.flame import StallStack, stall_stacks, worker_threads
@@ -193,12 +198,14 @@ class TraceRenderer(Renderer):
 
     def _marks(self, report: Report) -> list[Event]:
         meta = report["meta"]
+        model = model_of(report)
         end = _us(meta["duration_s"])
         marks: list[Event] = [{
             "ph": "X", "name": "monitored", "cat": "run", "pid": _PID_LOOP, "tid": _TID_MARKS,
             "ts": 0, "dur": end,
             "args": {"loop": f.loop_text(report), "threshold_ms": meta["threshold_ms"],
-                     "verdict": f.verdict(report).text},
+                     "verdict": model.verdict.text,
+                     "task_peak": model.tasks.peak if model.tasks is not None else None},
         }]
         attached = report["loop"].get("attached_at_s")
         if attached is not None:
@@ -206,7 +213,7 @@ class TraceRenderer(Renderer):
                           "pid": _PID_LOOP, "tid": _TID_MARKS, "ts": _us(attached)})
         marks.append({"ph": "i", "s": "t", "name": f"exit: {f.exit_text(report)}", "cat": "run",
                       "pid": _PID_LOOP, "tid": _TID_MARKS, "ts": end})
-        for error in report.get("detector_errors") or []:
+        for error in model.detector_errors:
             marks.append({"ph": "i", "s": "t", "name": f"detector error: {error['detector']}",
                           "cat": "error", "pid": _PID_LOOP, "tid": _TID_MARKS, "ts": end,
                           "args": dict(error)})
@@ -219,10 +226,9 @@ class TraceRenderer(Renderer):
     def _workers(self, report: Report) -> list[Event]:
         """A track per worker thread whose asyncio loop stalled, named by its thread name
         and ident, with its kept stalls at their times and their stacks under them."""
-        section = report.get("worker_loops")
+        workers = model_of(report).worker_loops
         rows = {str(row.get("thread")): row for row in
-                (section.get("threads") or [] if isinstance(section, Mapping) else [])
-                if isinstance(row, Mapping)}
+                (workers.threads if workers is not None else ())}
         events: list[Event] = []
         for n, thread in enumerate(worker_threads(report)[:MAX_WORKER_TRACKS]):
             tid = _TID_FIRST_WORKER + n
@@ -248,7 +254,7 @@ class TraceRenderer(Renderer):
         the linked one and it lasted at least half that wait (the detector links a wait to
         the stall that held the loop through at least half of it); when several do, each
         gets the instant and says it is one of them."""
-        rows = [row for row in report.get("handoffs") or [] if isinstance(row, Mapping)]
+        rows = model_of(report).handoffs.rows
         if not rows:
             return []
         end = _us(report["meta"]["duration_s"])
@@ -300,7 +306,7 @@ class TraceRenderer(Renderer):
         end = _us(report["meta"]["duration_s"])
         runs: list[tuple[float, float, Mapping[str, Any]]] = []
         untimed: list[Event] = []
-        for cb in f.slow_callbacks_by_total(report):
+        for cb in model_of(report).slow_callbacks:
             aggregates = {k: cb.get(k) for k in ("name", "kind", "location", "count",
                                                  "total_ms", "max_ms", "p50_ms", "p99_ms")}
             if "runs" not in cb:
@@ -338,11 +344,11 @@ class TraceRenderer(Renderer):
     def _blocking_calls(self, report: Report) -> list[Event]:
         """Each kept blocking call as an instant on the loop thread at its start."""
         events: list[Event] = []
-        for call in report.get("blocking_calls") or []:
-            for site in call.get("sites") or []:
+        for call in model_of(report).blocking.calls:
+            for site in call.sites:
                 for started_at_s, duration_ms in site.get("runs") or []:
                     events.append({
-                        "ph": "i", "s": "t", "name": str(call["call"]), "cat": "blocking",
+                        "ph": "i", "s": "t", "name": call.call, "cat": "blocking",
                         "pid": _PID_LOOP, "tid": _TID_LOOP, "ts": _us(started_at_s),
                         "args": {"duration_ms": duration_ms, "site": f.frame_text(site),
                                  "count_at_site": site.get("count")}})
@@ -350,38 +356,38 @@ class TraceRenderer(Renderer):
         return events
 
     def _qt_busy(self, report: Report) -> list[Event]:
-        dispatcher = report.get("dispatcher")
-        if not dispatcher:
+        dispatcher = model_of(report).dispatcher
+        if dispatcher is None:
             return []
-        name = dispatcher.get("name") or report["loop"].get("qt_dispatcher") or "Qt dispatcher"
-        events: list[Event] = _track(_TID_QT_BUSY, f"Qt busy ({name})", 2)
+        events: list[Event] = _track(_TID_QT_BUSY, f"Qt busy ({dispatcher.name})", 2)
         # Their starts are kept to 0.1 ms: one may begin before the last one ended.
         end_of_last = 0.0
-        for started_at_s, duration_ms in sorted(dispatcher.get("busy_windows") or []):
+        for started_at_s, duration_ms in dispatcher.busy_windows:
             ts = max(_us(started_at_s), end_of_last)
             dur = max(0.0, round(_us(started_at_s) + _dur_us(duration_ms) - ts, 3))
             end_of_last = ts + dur
             events.append({
                 "ph": "X", "name": f"busy {f.fmt_ms(duration_ms)}", "cat": "qt",
                 "pid": _PID_LOOP, "tid": _TID_QT_BUSY, "ts": ts, "dur": dur,
-                "args": {"duration_ms": duration_ms, "busy_fraction": dispatcher["busy_fraction"]},
+                "args": {"duration_ms": duration_ms,
+                         "busy_fraction": dispatcher.busy_fraction},
             })
         return events
 
     def _lag(self, report: Report) -> list[Event]:
         """The loop lag counter: the largest lag of each window (``lag.over_time``)."""
-        lag = report.get("lag") or {}
+        lag = model_of(report).lag
         return [{"ph": "C", "name": "loop lag", "cat": "lag", "pid": _PID_LOOP, "tid": 0,
                  "ts": _us(t_s), "args": {"ms": ms}}
-                for t_s, ms in sorted(lag.get("over_time") or [])]
+                for t_s, ms in (lag.over_time if lag is not None else ())]
 
     def _tasks(self, report: Report) -> list[Event]:
-        tasks = report.get("tasks")
-        if not tasks:
+        tasks = model_of(report).tasks
+        if tasks is None:
             return []
         end_s = float(report["meta"]["duration_s"])
         events: list[Event] = []
-        for t_s, count in tasks.get("pending_over_time") or []:
+        for t_s, count in tasks.over_time:
             events.append({"ph": "C", "name": "pending tasks", "cat": "tasks", "pid": _PID_LOOP,
                            "tid": 0, "ts": _us(t_s), "args": {"pending": count}})
         # Tasks pending at exit first when there are too many; then in order of creation.
@@ -420,7 +426,7 @@ class TraceRenderer(Renderer):
         return events
 
 
-def _distinct_tasks(tasks: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], set[str]]]:
+def _distinct_tasks(tasks: TaskFigures) -> list[tuple[Mapping[str, Any], set[str]]]:
     """Each task of ``pending_at_exit`` and ``long_pending`` once, with the lists it is in.
 
     Tasks are told apart by their ``id``: two tasks may share a name.  A record without
@@ -431,12 +437,13 @@ def _distinct_tasks(tasks: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], s
     by_id: dict[Any, int] = {}
     by_name: dict[tuple[str, str], list[int]] = {}
     named_in: dict[tuple[str, str, str], int] = {}
+    lists = {"pending_at_exit": tasks.leaked, "long_pending": tasks.long_pending}
     for key in ("pending_at_exit", "long_pending"):
-        for task in tasks.get(key) or []:
+        for task in lists[key]:
             name = (str(task["name"]), str(task["coro"]))
             named_in[(key, *name)] = named_in.get((key, *name), 0) + 1
     for key in ("pending_at_exit", "long_pending"):
-        for task in tasks.get(key) or []:
+        for task in lists[key]:
             ident = task.get("id")
             name = (str(task["name"]), str(task["coro"]))
             same: int | None = None
