@@ -258,13 +258,30 @@ def dispatcher_text(dispatcher: DispatcherFigures) -> str:
 
 
 def task_counts_text(tasks: TaskFigures) -> str:
-    """``peak 14 pending; 230 created; 2 pending now``."""
+    """``peak 14 pending; 230 created; 2 pending as the report was written``.
+
+    (Written at exit, that count can include the run's own main task, still finishing:
+    it is not the tasks left pending at exit, which the Tasks section lists.)
+    """
     parts = [f"peak {tasks.peak} pending"]
     if tasks.created is not None:
         parts.append(f"{tasks.created} created")
     if tasks.pending_now is not None:
-        parts.append(f"{tasks.pending_now} pending now")
+        parts.append(f"{tasks.pending_now} pending as the report was written")
     return "; ".join(parts)
+
+
+#: Detectors whose report sections came after ``meta.detectors`` was fixed (schema 1
+#: lists only the first seven there): a section present means the detector ran.
+_SECTION_DETECTORS = ("worker_loops", "affinity")
+
+
+def detectors_text(report: Mapping[str, Any]) -> str:
+    """The detectors that ran: ``meta.detectors`` and those known by their section."""
+    names = list(report["meta"].get("detectors") or [])
+    names += [name for name in _SECTION_DETECTORS
+              if isinstance(report.get(name), Mapping) and name not in names]
+    return ", ".join(names) or "none"
 
 
 def blocking_title(count: int, total_ms: float | None) -> str:

@@ -263,7 +263,7 @@ class HtmlRenderer(Renderer):
             ("threshold", f"{meta['threshold_ms']:g} ms"),
             ("exit", f.exit_text(report)),
             ("process", f"pid {meta['pid']}, Python {meta['python']} on {meta['platform']}"),
-            ("detectors", ", ".join(meta.get("detectors") or []) or "none"),
+            ("detectors", f.detectors_text(report)),
         ]
         if meta.get("cwd"):
             facts.append(("cwd", meta["cwd"]))

@@ -78,7 +78,7 @@ class TextRenderer(Renderer):
         report = model.report
         meta = report["meta"]
         verdict = model.verdict
-        detectors = ", ".join(meta.get("detectors") or []) or "none"
+        detectors = f.detectors_text(report)
         lines = [
             self._style("looptools report", "bold") + f"  {f.oneline(f.argv_text(report))}",
             f"  loop      {f.oneline(f.loop_text(report))}",
