@@ -353,10 +353,18 @@ class StallWatchdog(Detector):
         # thread too; _workers_only: the thread runs for them alone (no main loop).
         self._workers: Any = None
         self._workers_only = False
+        #: detached: no thread is started for worker loops any more (a worker loop
+        #: starting as the monitor stops would start one that nothing stops)
+        self._detached = False
+        self._attaching = False
 
     # -- lifecycle (loop thread) --------------------------------------------
     def attach(self, state: Any, plugin: Any) -> None:
         with self._lock:
+            self._detached = False
+            # Until this loop's thread is started below, a worker loop starting now
+            # must not start a thread of its own (this one would orphan it).
+            self._attaching = True
             # Running for worker loops alone: set up again below, for this loop too.
             stopped = self._stop_thread() if self._workers_only else None
         if stopped is not None:
@@ -387,6 +395,8 @@ class StallWatchdog(Detector):
         self._thread = threading.Thread(target=self._run, args=(self._stop,),
                                         name="looptools-watchdog", daemon=True)
         self._thread.start()
+        with self._lock:
+            self._attaching = False
         if self._fd_keep is not None:
             # Wait (~0.1 ms) while the thread sets its table up: done while the
             # loop runs, every GIL release there (each close) would cost a
@@ -405,7 +415,9 @@ class StallWatchdog(Detector):
             if workers is None:
                 if self._workers_only:
                     stopped = self._stop_thread()
-            elif self._thread is None and self.hub is not None and self in self.hub.detectors:
+            elif self._thread is None and not self._detached and not self._attaching \
+                    and self.hub is not None \
+                    and self in self.hub.detectors:
                 self._workers_only = True
                 self._fd_keep = None  # a table of its own only for a main loop (see attach)
                 self._stop = threading.Event()
@@ -485,6 +497,10 @@ class StallWatchdog(Detector):
             self.no_gil_stacks = "no faulthandler.dump_traceback_later on this platform"
 
     def detach(self) -> None:
+        with self._lock:
+            self._detached = True
+            self._attaching = False
+            self._workers_only = False
         self._stop_ticks()
         self._stop.set()
         try:
