@@ -451,3 +451,27 @@ def test_sigterm_ends_an_idle_qt_app_as_it_would_whatever_the_detectors(
             continue
         statuses.append(proc.returncode)
     assert statuses == [-signal.SIGTERM, -signal.SIGTERM]
+
+
+LIFETIME_APP = ROOT / "tests" / "apps" / "task_lifetime_app.py"
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "qasync-pyside6", "qasync-pyqt6", "qtasyncio"])
+def test_a_task_ending_as_its_loop_stops_is_freed_as_without_us(kind: str,
+                                                               tmp_path: Path) -> None:
+    # qasync's own suite (test_exception_handler) caught a done callback of ours
+    # holding such a task: its exception handler went uncalled.
+    loop_kind, _, qt_api = kind.partition("-")
+    environ = {"QT_API": qt_api} if qt_api else {}
+    if qt_api:
+        _binding(qt_api)
+    plain = run_app([str(LIFETIME_APP), loop_kind], tmp_path, monitored=False, environ=environ)
+    assert plain.returncode == 0, plain.stderr
+    line = plain.stdout.strip()
+    if loop_kind != "qtasyncio":  # QtAsyncio keeps its tasks itself
+        assert line == "alive=False seen=['Task exception was never retrieved']", line
+    monitored = run_app([str(LIFETIME_APP), loop_kind], tmp_path, environ=environ)
+    assert monitored.returncode == 0, monitored.stderr
+    assert monitored.stdout.strip() == line
+    assert monitored.report is not None, monitored.stderr
+    assert monitored.report["tasks"]["peak_pending"] >= 1

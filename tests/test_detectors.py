@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import PROBE, culprit_line, run_probe, validate
@@ -223,3 +225,54 @@ def test_a_gil_holding_step_right_after_a_stall_is_a_stall_of_its_own(
     assert all(s["gil_held"] for s in found["gil-call"]), found["gil-call"]
     for stall in found["blocking-coro"] + found["gil-call"]:
         assert stall["duration_ms"] == pytest.approx(150, rel=0.25 if machine == "quiet" else 0.5)
+
+
+def _run_on(kind: str, coro: Any) -> Any:
+    if kind == "asyncio":
+        return asyncio.run(coro)
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.instance() or QApplication([])
+    return qasync.run(coro)
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "qasync"])
+@pytest.mark.parametrize("disable", ["", "stalls,slow_callbacks"])
+def test_task_peak_is_exact_between_audits_without_done_callbacks(kind: str,
+                                                                  disable: str) -> None:
+    # Bursts far shorter than the 1 s audit, done tasks the app keeps (they must not
+    # count), a burst spread over two callbacks; with the stall and slow-callback
+    # detectors off the plugin keeps no callback count (every bound is then counted).
+    truth = 0
+
+    def note() -> None:
+        nonlocal truth
+        truth = max(truth, sum(1 for t in asyncio.all_tasks() if not t.done()))
+
+    async def app() -> list[Any]:
+        first, second = asyncio.Event(), asyncio.Event()
+        kept = [asyncio.create_task(first.wait()) for _ in range(40)]
+        note()
+        first.set()
+        await asyncio.gather(*kept)  # done, and still referenced
+        await asyncio.sleep(0)
+        later = [asyncio.create_task(second.wait()) for _ in range(20)]
+        note()
+        later += [asyncio.create_task(second.wait()) for _ in range(25)]
+        await asyncio.sleep(0)  # the rest in another callback
+        later += [asyncio.create_task(second.wait()) for _ in range(25)]
+        note()
+        assert not any(t.get_coro() is None for t in later)
+        assert all(t.done() for t in kept)
+        second.set()
+        await asyncio.gather(*later)
+        return [t for t in asyncio.all_tasks() if not t.done()]
+
+    with looptools.monitor(report=None, disable=disable) as monitor:
+        _run_on(kind, app())
+    report = monitor.final_report
+    assert report is not None
+    assert truth == 71
+    assert report["tasks"]["peak_pending"] == truth
+    assert report["tasks"]["created"] >= 110

@@ -7,7 +7,19 @@
   notes tasks pending longer than ``long_pending_s``.
 * When the loop stops, the tasks still pending are remembered; those that never
   finished normally afterwards are the tasks pending at exit (``asyncio.run``
-  cancels them; they were leaked by the app).
+  cancels them; they were leaked by the app).  Their outcome is read while they
+  are still alive (at the next stop, at the report) or from the exception handler
+  ("destroyed but pending", "never retrieved"), never through a done callback: a
+  callback added at a stop is scheduled when the task ends and, with the loop
+  stopped, its handle would keep the task alive (qasync's own suite saw its
+  exception handler go uncalled).  For the same reason no task gets a done
+  callback at creation either (one would keep a task that ends in the iteration
+  the loop stops in alive until the loop runs again or closes).
+* The peak stays exact between audits, so short bursts still show in it, without
+  a callback: tasks end only while the loop runs them, so at each creation the
+  tasks still alive (``len`` of a weak dictionary, O(1)) bound the pending count
+  from above; only when that bound passes the peak are the alive ones counted,
+  and within one callback (no task can end during it) once.
 * "Task exception was never retrieved" is caught by chaining the loop's
   exception handler.
 * Where a task is suspended comes from its coroutine's ``cr_await`` chain, so it
@@ -17,7 +29,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import sys
 import weakref
 from collections.abc import Callable
@@ -55,8 +66,12 @@ class TaskAudit(Detector):
             weakref.WeakKeyDictionary()
         )
         self.created_count = 0
-        self.live = 0
         self.peak = 0
+        #: pending tasks at the last audit that were not made by the wrapped create_task
+        self._others = 0
+        #: the last exact count: (callback number, created_count then, pending then)
+        self._counted: tuple[int, int, int] = (0, 0, 0)
+        self._state: Any = None
         self.pending_now = 0
         #: the pending count over the whole run: the largest of each window, at most
         #: TASK_POINTS points (windows merge as the run grows: memory stays flat)
@@ -64,7 +79,8 @@ class TaskAudit(Detector):
         self.long_pending: dict[int, dict[str, Any]] = {}
         self.at_stop: list[tuple[weakref.ref[Any], dict[str, Any]]] = []
         self.unretrieved: list[dict[str, Any]] = []
-        self._ended_normally: set[int] = set()
+        #: id(entry) of ``at_stop`` -> whether its task finished normally, read while it lived
+        self._outcomes: dict[int, bool] = {}
         self._undo: list[Callable[[], None]] = []
         self._recording = False
 
@@ -74,11 +90,9 @@ class TaskAudit(Detector):
         if loop is None:
             return
         self.loop = loop
+        self._state = state
         self._recording = True
         created = self.created
-
-        def finished(task: Any) -> None:
-            self.live -= 1
 
         def wrap_create(original: Callable[..., Any]) -> Callable[..., Any]:
             def create_task(coro: Any, *args: Any, **kwargs: Any) -> Any:
@@ -89,14 +103,10 @@ class TaskAudit(Detector):
                     serial = self.created_count + 1
                     created[task] = (perf_counter(), caller_site(sys._getframe(1)), serial)
                     self.created_count = serial
-                    # A live count kept exact between audits, so short bursts
-                    # still show in the peak.
-                    task.add_done_callback(finished)
-                    self.live += 1
-                    if self.live > self.peak:
-                        self.peak = self.live
                 except TypeError:  # a task type without weakref support
-                    pass
+                    return task
+                if len(created) + self._others > self.peak:
+                    self._count_at_creation()
                 return task
 
             return create_task
@@ -170,6 +180,14 @@ class TaskAudit(Detector):
         message = str(context.get("message", ""))
         future = context.get("future")
         exc = context.get("exception")
+        if self.at_stop:
+            # A task pending at a stop that dies unfinished ("destroyed but it is
+            # pending") or with an exception nobody read did not end normally.
+            gone = context.get("task", future)
+            for ref, stopped in self.at_stop:
+                if gone is not None and ref() is gone:
+                    self._outcomes[id(stopped)] = False
+                    break
         if "never retrieved" not in message or len(self.unretrieved) >= self.limit:
             return
         entry: dict[str, Any] = {
@@ -190,8 +208,31 @@ class TaskAudit(Detector):
             return None
         return meta[1] if meta else None
 
+    def _count_at_creation(self) -> None:
+        """A new peak may have been reached: count the pending tasks exactly.
+
+        The callback number (kept by the plugin's handle timing, 0 where it is not
+        installed) tells a creation in the callback of the last count: no task can
+        have ended since, so the tasks made since are simply added.
+        """
+        n = self._state.n if self._state is not None else 0
+        at_n, made_then, pending_then = self._counted
+        if n and n == at_n:
+            pending = pending_then + self.created_count - made_then
+        else:
+            try:
+                alive = list(self.created.keys())
+            except RuntimeError:  # changed size under a collection: the audit will see
+                return
+            pending = self._others + sum(1 for task in alive if not task.done())
+            self._counted = (n, self.created_count, pending)
+        if pending > self.peak:
+            self.peak = pending
+
     # -- audits (loop thread) --------------------------------------------------
     def _pending(self) -> list[Any]:
+        if self.loop is None:  # asyncio.all_tasks(None) would read whatever loop runs now
+            return []
         try:
             return [task for task in asyncio.all_tasks(self.loop) if not task.done()]
         except RuntimeError:
@@ -220,8 +261,14 @@ class TaskAudit(Detector):
         if self.loop is None:
             return
         pending = self._pending()
-        self.pending_now = self.live = len(pending)
+        self.pending_now = len(pending)
         self.peak = max(self.peak, self.pending_now)
+        created = self.created
+        try:
+            self._others = sum(1 for task in pending if task not in created)
+        except TypeError:  # a task type without weakref support
+            self._others = len(pending)
+        self._counted = (0, 0, 0)
         origin = self.hub.started if self.hub is not None else 0.0
         self.samples.add(now - origin, float(self.pending_now))
         for task in pending:
@@ -239,34 +286,37 @@ class TaskAudit(Detector):
         self.tick(now)
 
     def loop_stopped(self, now: float) -> None:
+        # The last stop's tasks ran again since (asyncio.run's cancelling pass is
+        # such a run): read how they ended while they are still alive.
+        self._read_outcomes()
         pending = self._pending()
         self.peak = max(self.peak, len(pending))
         if pending:
-            self.at_stop = []
-            for task in pending[: self.limit]:
-                entry = self.describe(task, now)
-                self.at_stop.append((weakref.ref(task), entry))
-                # A task awaited after this stop may be garbage by exit time, when
-                # its outcome can no longer be read: note the outcome as it ends.
-                try:
-                    task.add_done_callback(functools.partial(self._ended, id(entry)))
-                except Exception:  # then only a live task can be judged
-                    continue
+            self.at_stop = [(weakref.ref(task), self.describe(task, now))
+                            for task in pending[: self.limit]]
+            self._outcomes = {}
 
-    def _ended(self, key: int, task: Any) -> None:
-        if _finished_normally(task):
-            self._ended_normally.add(key)
+    def _read_outcomes(self) -> None:
+        for ref, entry in self.at_stop:
+            task = ref()
+            if task is not None and task.done() and id(entry) not in self._outcomes:
+                self._outcomes[id(entry)] = _finished_normally(task)
 
     # -- reporting ---------------------------------------------------------------
     def pending_at_exit(self) -> list[dict[str, Any]]:
+        """The tasks pending at the last stop that did not finish normally after it.
+
+        A task freed unseen since that stop ended while the loop ran (a task that
+        died unfinished or raised unread was noted by the exception handler).
+        """
+        self._read_outcomes()
         out = []
         for ref, entry in self.at_stop:
-            if id(entry) in self._ended_normally:
-                continue  # awaited after all
-            task = ref()
-            if task is not None and task.done() and _finished_normally(task):
-                continue
-            out.append(entry)
+            outcome = self._outcomes.get(id(entry))
+            if outcome is None:  # alive and pending, or freed unseen (then it ended)
+                outcome = ref() is None
+            if not outcome:
+                out.append(entry)
         return out
 
     def contribute(self, report: dict[str, Any]) -> None:
