@@ -72,6 +72,11 @@ class ThreadTimes:
         fields = pread_holding_gil(self.fd, self._buffer).split()
         return int(fields[0]) * 1e-9, int(fields[1]) * 1e-9
 
+    def read_all(self) -> tuple[float, float, int]:
+        """(on-CPU, waiting-for-CPU) seconds and how many times it was given a CPU."""
+        fields = pread_holding_gil(self.fd, self._buffer).split()
+        return int(fields[0]) * 1e-9, int(fields[1]) * 1e-9, int(fields[2])
+
     def close(self) -> None:
         if self.fd >= 0:
             try:

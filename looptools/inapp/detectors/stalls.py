@@ -76,6 +76,10 @@ from looptools.settings import Settings
 #: How long a tick waits, with the GIL released, for the watchdog thread to look.
 HANDOFF_S = 0.002
 
+#: What the watchdog reads of both threads at each look (StallWatchdog._times_before):
+#: its own CPU and run-queue seconds, the loop thread's, and its own time slices.
+_Times = tuple[float, float, float, float, float]
+
 
 @dataclasses.dataclass
 class Stall:
@@ -272,16 +276,19 @@ class StallWatchdog(Detector):
         self.thread_times = False
         self.no_thread_times: str | None = "no loop ran"
         self.gil_waits = 0  # looks that found the GIL held against them
-        self.starved = 0  # would-be stalls of an idle loop kept off the CPU (not stalls)
+        self.starved = 0  # would-be stalls that were the machine's time (not stalls)
         # (when, the machine's delay of the loop thread so far): its time on a run
-        # queue, plus _held_queued (see _starved); read by this thread at the end
-        # of each look, and on a Qt loop by the loop thread itself at each tick and
-        # heartbeat (_loop_marks, through _times_loop: a descriptor in the app's
+        # queue, plus _held_queued (see _starved); read by this thread as each look
+        # begins and ends, and on a Qt loop by the loop thread itself at each tick
+        # and heartbeat (_loop_marks, through _times_loop: a descriptor in the app's
         # table).
-        self._rq_marks: deque[tuple[float, float]] = deque(maxlen=256)
+        self._rq_marks: deque[tuple[float, float]] = deque(maxlen=2048)
         self._loop_marks: deque[tuple[float, float]] = deque(maxlen=256)
         self._times_loop: ThreadTimes | None = None
         self._held_queued = 0.0  # seconds this thread sat on a run queue holding the GIL
+        # (from, to): spans in which the whole process was stopped (see _stopped)
+        self._stops: deque[tuple[float, float]] = deque(maxlen=64)
+        self.stops = 0  # times the whole process was seen stopped (see _stopped)
         self.limit = settings.max_stalls
         self.kept: list[Stall] = []
         self.count = 0
@@ -331,6 +338,9 @@ class StallWatchdog(Detector):
         self._tick_timer: _posix_timer.ThreadTimer | None = None
         self.tick_timer: str | None = None  # what sends them: "posix-timer" or "setitimer"
         self._tick_t = 0.0  # when the last tick ran
+        self._tick_gap = (0.0, 0.0)  # (the tick before, the late tick): the last late tick
+        # (when, what ran then) at the last late tick (see _tick and _observe)
+        self._late_seen: tuple[float, Any] = (0.0, None)
         self._tick_cpu = 0.0  # the loop thread's CPU clock then
         self._look_cpu = 0.0  # the loop thread's CPU clock at the thread's last look
         self._cpu_clock: int | None = None  # the loop thread's CPU clock, read from here
@@ -578,6 +588,7 @@ class StallWatchdog(Detector):
     def loop_started(self, now: float) -> None:
         self._alive = self._last_look = now
         self._run_t0 = None
+        self._late_seen = (0.0, None)
         if self.state is not None:
             self._n = self.state.n
             self._loop_marks.clear()
@@ -590,6 +601,7 @@ class StallWatchdog(Detector):
 
     def loop_stopped(self, now: float) -> None:
         self._stop_ticks()
+        self._late_seen = (0.0, None)
         # The loop stopping is the loop thread coming back: end any stall now.
         current = self.current
         if current is not None:
@@ -756,17 +768,20 @@ class StallWatchdog(Detector):
             state = self.state
             if state is None or not state.running:
                 return
+            late = now - previous > 2.0 * self.poll
+            if late:
+                self._tick_gap = (previous, now)
             if self._look.acquire(False):
                 try:
-                    if now - previous <= 2.0 * self.poll:
+                    if not late:
                         # On time: whatever runs now began after the last tick.
-                        # (A late tick ran after a C call or Qt's idle wait; which
-                        # one is unknown, so the thread dates such a run.)
                         _seen, cur = self._observe(now, now, frame)
                         self._last_look = now
                         check = state.idle_check
                         if cur is None and check is not None and check(frame):
                             state.idle_seen = now
+                    else:
+                        self._late_look(now, frame)
                     if self._jobs:
                         # Dated when a tick was due to run them: a tick that could
                         # not (a C call held the loop thread) is not lost time.
@@ -784,6 +799,28 @@ class StallWatchdog(Detector):
                               f"({type(exc).__name__}: {exc}); it looks by itself from now on")
         finally:
             self._in_tick = False
+
+    def _late_look(self, now: float, frame: Any) -> None:
+        """A late tick (loop thread): note what runs now, but do not date it.
+
+        The tick is late after a C call, Qt's idle wait, or the OS keeping the
+        loop thread off the CPU; which one is unknown, so a run first seen now
+        may have begun before the gap (a C call in it) and the thread dates it.
+        But whatever runs *later* and is not this began after now (a busy
+        machine makes most ticks late: without this, a run first seen by the
+        thread was dated back to the last tick on time, tens of ms before it
+        began).  And the loop seen iterating is alive now.
+        """
+        state = self.state
+        run_code = state.run_code
+        if run_code is not None:
+            found = running_handle(frame, run_code)
+            if found is BETWEEN_RUNS:
+                self._alive = max(self._alive, now)
+                found = None
+        else:
+            found = state.cur
+        self._late_seen = (now, found)
 
     def _hand_off(self) -> None:
         """Let the due watchdog thread look now, with the GIL free.
@@ -912,8 +949,8 @@ class StallWatchdog(Detector):
             self._times_w = self._times_l = None
             self._resume_gc()
 
-    def _gil_held(self, late: float, wait: float, since: float,
-                  before: tuple[float, float, float, float] | None) -> tuple[bool, float]:
+    def _gil_held(self, late: float, wait: float, since: float, before: _Times | None,
+                  now_times: _Times | None) -> tuple[bool, float]:
         """Was this thread ``late`` because a C call on the loop thread held the GIL?
 
         Returns the verdict and how long the GIL was held (an estimate).  Three
@@ -933,13 +970,6 @@ class StallWatchdog(Detector):
         """
         if late < self.gil_trigger:
             return False, 0.0
-        w, lt = self._times_w, self._times_l
-        now_times: tuple[float, float, float, float] | None = None
-        if before is not None and w is not None and lt is not None:
-            try:
-                now_times = (*w.read(), *lt.read())
-            except (OSError, ValueError, IndexError):
-                now_times = None
         queued = 0.0
         if before is not None and now_times is not None:
             queued = (now_times[1] - before[1]) + (now_times[0] - before[0])
@@ -951,7 +981,7 @@ class StallWatchdog(Detector):
             # however it ended (this thread usually gets the GIL at the first
             # bytecode after it, before the next tick can say so itself).  A C
             # call that released the GIL (zlib) let this thread look meanwhile.
-            since_cpu = max(self._tick_cpu, self._look_cpu)
+            since_cpu = self._since_cpu()
             burst = self._burst[1] if self._burst[0] >= since else 0.0
             if now_times is not None:
                 burst = max(burst, now_times[2] - since_cpu)
@@ -967,12 +997,55 @@ class StallWatchdog(Detector):
             return excess >= self.gil_late * 0.5, max(0.0, excess)
         return True, late  # nothing to tell by: judge by lateness alone
 
-    def _times_before(self) -> tuple[float, float, float, float] | None:
+    def _since_cpu(self) -> float:
+        """The loop thread's CPU clock when it last ran Python that we know of: at
+        the last tick, or at this thread's last look."""
+        return max(self._tick_cpu, self._look_cpu)
+
+    def _stopped(self, now: float, expected: float, previous: float, late: float,
+                 before: _Times | None, now_times: _Times | None) -> None:
+        """Note the span in which the whole process was stopped, if it just was.
+
+        SIGSTOP, a debugger, a container pause, or the OS or hypervisor not
+        running the process at all: no thread of it is queued, none runs.  This
+        thread then wakes late by more than anything explains — its own time
+        queued or running, the loop thread's CPU since it last ran Python — and
+        did not wake meanwhile (a thread waiting for the GIL wakes every switch
+        interval to ask for it), and the loop thread ran no Python either (no
+        tick since this thread was due).  The stop began when both were last
+        seen running: the loop thread's last tick before it (a poll after it),
+        or this thread's last look, whichever is later; it ended when this
+        thread woke, less what it did since.  Only with ticks, which witness
+        the loop thread.  Not called after a held GIL.
+        """
+        if before is None or now_times is None or not self.ticking:
+            return
+        if late < self.gil_trigger:
+            return
+        explained = (now_times[1] - before[1]) + (now_times[0] - before[0]) \
+            + max(0.0, now_times[2] - self._since_cpu())
+        blind = late - explained
+        if blind < self.gil_trigger \
+                or (now_times[4] - before[4]) * sys.getswitchinterval() * 1.5 >= blind:
+            return
+        last_tick = self._tick_t
+        if last_tick > expected + self.poll:  # (one due then may hand this thread the GIL)
+            # The loop thread ran Python after this thread was due: only after
+            # the stop, the first tick late across it.
+            gap_from, gap_to = self._tick_gap
+            if not gap_from <= expected < gap_to:
+                return
+            last_tick = gap_from
+        self._stops.append((max(previous, last_tick + self.poll), now - explained))
+        self.stops += 1
+
+    def _times_before(self) -> _Times | None:
         w, lt = self._times_w, self._times_l
         if w is None or lt is None:
             return None
         try:
-            return (*w.read(), *lt.read())
+            w_cpu, w_queued, w_slices = w.read_all()
+            return (w_cpu, w_queued, *lt.read(), float(w_slices))
         except (OSError, ValueError, IndexError):
             return None
 
@@ -996,6 +1069,7 @@ class StallWatchdog(Detector):
         before = self._times_before()
         if before is not None:
             self._look_cpu = before[2]
+            self._rq_marks.append((time.perf_counter(), before[3] + self._held_queued))
         while True:
             self._due = expected
             self._waiting = True
@@ -1013,11 +1087,16 @@ class StallWatchdog(Detector):
             queued_from = self._own_queue()
             try:
                 dumper = self._dumper
+                now_times = self._times_before() if before is not None else None
+                if now_times is not None:
+                    self._rq_marks.append((now, now_times[3] + self._held_queued))
                 # Late by more than the GIL's switch interval allows: why?
-                gil, held = self._gil_held(late, wait, previous, before) \
+                gil, held = self._gil_held(late, wait, previous, before, now_times) \
                     if self.state is not None else (False, 0.0)
                 if gil:
                     self.gil_waits += 1
+                elif self.state is not None:
+                    self._stopped(now, expected, previous, late, before, now_times)
                 # Look first: re-arming faulthandler waits for its old thread with
                 # the GIL released, and the loop thread would run on meanwhile.
                 with self._look:
@@ -1125,6 +1204,9 @@ class StallWatchdog(Detector):
                     started = state.t0
                 else:  # after every other sign of life
                     started = max(dated, state.last_beat, state.last_end, state.idle_seen)
+                    seen_at, then = self._late_seen
+                    if seen_at > started and then is not cur:
+                        started = min(seen_at, now)  # not running at that late tick
                 self._alive = self._run_t0 = started
                 if state.armed != n:
                     state.armed_t0 = started
@@ -1330,40 +1412,53 @@ class StallWatchdog(Detector):
             self.hub.emit("stall_ended", **stall.as_dict(self.hub.started))
 
     def _starved(self, stall: Stall, duration: float) -> bool:
-        """The machine, not the app: the loop thread sat at its own wait and spent
-        the stall waiting for a CPU (a busy machine delays an idle Qt loop's wake-up
-        and its heartbeat as much as a slot would).
+        """The machine, not the app: most of the stall was time the OS kept the
+        loop thread from running.
 
-        The delay counted is the loop thread's time on a run queue (``schedstat``),
-        and the time this thread sat on one while it held the GIL during its looks
-        (a loop thread woken then waits for the GIL, asleep on a futex: no run-queue
-        time of its own).  A C call holding the loop thread at the same frames
-        sleeps or burns CPU instead, and stays a stall.
+        That time is the loop thread's on a run queue (a busy machine: ready to
+        run, no CPU) and the spans the whole process was stopped (``_stops``).
+        A run of a few ms stretched past the threshold by them is not the app
+        holding the loop: a healthy ``asyncio.Queue`` loop beside CPU burners
+        showed "stalls" of 50-150 ms that were the loop thread waiting for a
+        CPU, and one across a SIGSTOP as long as the stop.  So a stall whose
+        own part (the rest) is within half the threshold is not one.  Half, not
+        all of it: a call that lasts a set time by the clock (a spin until a
+        deadline) is no longer for waiting for a CPU meanwhile, and a CPU-bound
+        call near the threshold may get a third of a CPU on a busy machine;
+        both stay stalls.  At the loop's own wait (a busy machine delays an idle
+        Qt loop's wake-up and its heartbeat as much as a slot would) all of it
+        is the machine's, and the rest need only be within the threshold.
+
+        The run-queue time counted is the loop thread's (``schedstat``), and the
+        time this thread sat on one while it held the GIL during its looks (a
+        loop thread woken then waits for the GIL, asleep on a futex: no run-queue
+        time of its own).  It is counted from the last reading before the stall
+        began, less the time from that reading to the start: the run-queue time
+        of a wait is added as the wait ends, so a wait that ended in between
+        (before the stall) is in the count, and only the time between bounds it.
+        That holds for the loop thread's own readings (it was running then: any
+        wait it ended by the start began after it; a tick runs just before each
+        heartbeat, where a stall of a Qt loop at its wait usually starts), nearly
+        for this thread's.  Seen with the loop thread starved hard (SCHED_IDLE):
+        a 200 ms C++ call dismissed for the waits before it.  For a run, the
+        time after its end is taken off too, so that a stall is never excused
+        for more than it waited.
         """
-        if stall.samples == 0 or stall.idle_samples < stall.samples or stall.callback:
-            return False
-        # Counted from the last reading before the stall began, less the time from
-        # that reading to the start: the run-queue time of a wait is added as the
-        # wait ends, so a wait that ended in between (before the stall) is in the
-        # count, and only the time between bounds it.  That holds for the loop
-        # thread's own readings (it was running then: any wait it ended by the
-        # start began after it; a tick runs just before each heartbeat, where a
-        # stall of a Qt loop at its wait usually starts), nearly for this
-        # thread's (taken while the loop thread may have been waiting for a CPU
-        # already: that wait's earlier part still counts).  Seen with the loop
-        # thread starved hard (SCHED_IDLE): a 200 ms C++ call dismissed for the
-        # waits before it.
+        end = stall.started + duration
+        machine = sum(max(0.0, min(end, to) - max(stall.started, since))
+                      for since, to in list(self._stops))
+        idle = stall.samples > 0 and stall.idle_samples >= stall.samples and not stall.callback
         started = stall.started + 1e-6
         marks = [mark for mark in list(self._loop_marks) if mark[0] <= started] \
             or [mark for mark in list(self._rq_marks) if mark[0] <= started]
-        if not marks:
-            return False
-        delay = self._delay_now()
-        if delay is None:
-            return False
-        when, base = marks[-1]
-        queued = delay - base - max(0.0, stall.started - when)
-        return duration - queued <= self.threshold
+        delay = self._delay_now() if marks else None
+        if delay is not None:
+            when, base = max(marks)
+            queued = delay - base - max(0.0, stall.started - when)
+            if not idle:
+                queued -= max(0.0, time.perf_counter() - end)
+            machine += max(0.0, queued)
+        return duration - machine <= (self.threshold if idle else self.threshold / 2.0)
 
     def _delay_now(self) -> float | None:
         """The machine's delay of the loop thread so far (as in ``_rq_marks``).
