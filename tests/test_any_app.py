@@ -112,6 +112,11 @@ def test_a_qt_only_app_is_watched_from_exec_even_if_it_never_runs_python(
     (stall,) = report["stalls"]
     assert stall["duration_ms"] == pytest.approx(200, rel=0.25)
     assert stall["source"] == "qt"
+    # No Python ran in it: the line that started Qt's loop (main's exec()) is where
+    # the loop waits, not what stalled it, so it is not named as the culprit.
+    assert stall["culprit"] is None, stall
+    assert stall["stack"] and stall["stack"][-1]["function"] == "main", stall["stack"]
+    assert "(Qt dispatch)" in run.stderr
 
 
 class _EventWaitLoop(asyncio.SelectorEventLoop):

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from looptools._culprits import CulpritGroup, culprit_groups, stall_groups
+from looptools._culprits import CulpritGroup, culprit_groups, stall_groups, stall_label
 from looptools._units import fmt_ms, fmt_pct
 
 SCHEMA_VERSION = 1
@@ -79,7 +79,8 @@ def stall_line(stall: Mapping[str, Any]) -> str:
     gil = ", GIL held" if stall.get("gil_held") else ""
     return (f"stall {fmt_ms(float(stall.get('duration_ms') or 0)):>10} at "
             f"{float(stall.get('started_at_s') or 0):.2f} s in "
-            f"{_where(stall.get('culprit'))} [{stall.get('source')}{gil}]")
+            f"{_where(stall.get('culprit')) if stall.get('culprit') else stall_label(stall)} "
+            f"[{stall.get('source')}{gil}]")
 
 
 def _group_line(group: CulpritGroup) -> str:

@@ -116,7 +116,14 @@ class Stall:
         self.samples += weight
         stack = _without_tick(stack)
         if self.idle_frame is not None and _at_wait(stack, self.idle_frame):
+            # No Python ran: Qt's own C++ (a paint, a layout, a native dialog) or
+            # the machine.  The app's frame below the wait (the line that started
+            # the loop: ``qasync.run(main())``, ``app.exec()``) did not do it, so
+            # it gets no vote; the stack is kept when nothing better is found.
             self.idle_samples += weight
+            if not self._votes and not self.stack:
+                self.stack, self.stack_source = stack, source
+            return
         culprit = culprit_of(stack)
         if culprit is None:
             return
@@ -1302,8 +1309,6 @@ class StallWatchdog(Detector):
             self._vote_dump(stall, held)
             if not stall.samples:
                 stall.vote(_sample(state.thread_id), "after")
-            if stall.culprit is None:
-                stall.culprit = culprit_of(stall.stack)
             signs = [t for t in (state.last_end, state.last_beat, state.idle_seen, self._alive)
                      if t >= previous + held * 0.9]
             self._finish(stall, min(signs) if signs else now, already_current=False)
@@ -1329,8 +1334,6 @@ class StallWatchdog(Detector):
             # With the GIL held we could only look once it was released: the
             # function is right, the line may be the one after the C call.
             stall.vote(stack, "after" if gil else "sampled")
-        if stall.culprit is None:
-            stall.culprit = culprit_of(stall.stack)
         self.current = stall
         if self.hub is not None:
             self.hub.call("stall_started", stall)
@@ -1381,8 +1384,6 @@ class StallWatchdog(Detector):
                     return  # the other thread finished it first
                 self.current = None
         stall.ended = ended if ended is not None else time.perf_counter()
-        if stall.culprit is None:
-            stall.culprit = culprit_of(stall.stack)
         if stall.callback is None and stall.gil_held:
             self._name_from_recent(stall)
             if stall.callback is None:
