@@ -184,7 +184,8 @@ def test_exit_summary_uses_the_same_groups() -> None:
     expected = stall_groups(culprit_groups(report))
     assert len(grouped) == len(expected) == 4
     for line, group in zip(grouped, expected, strict=True):
-        assert f"{group.function} (" in line if group.frame else " in (loop internals) [loop]" in line
+        named = f"{group.function} (" if group.frame else " in (loop internals) [loop]"
+        assert named in line
         if group.count > 1:
             assert f"stalls x{group.count}, total {fmt.fmt_ms(group.total_ms)}" in line
 
