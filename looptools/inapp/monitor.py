@@ -405,6 +405,8 @@ class Monitor:
                 state.running = False
                 self.plugin.stop_heartbeat()
                 self.hub.call("loop_stopped", now)
+            if state is not None:
+                self.hub.call("loop_left", now)
             return
         if state is None or state.loop is not loop:
             if state is not None:

@@ -12,14 +12,16 @@
   ("destroyed but pending", "never retrieved"), never through a done callback: a
   callback added at a stop is scheduled when the task ends and, with the loop
   stopped, its handle would keep the task alive (qasync's own suite saw its
-  exception handler go uncalled).  For the same reason no task gets a done
-  callback at creation either (one would keep a task that ends in the iteration
-  the loop stops in alive until the loop runs again or closes).
-* The peak stays exact between audits, so short bursts still show in it, without
-  a callback: tasks end only while the loop runs them, so at each creation the
-  tasks still alive (``len`` of a weak dictionary, O(1)) bound the pending count
-  from above; only when that bound passes the peak are the alive ones counted,
-  and within one callback (no task can end during it) once.
+  exception handler go uncalled).
+* A live count kept exact between audits (so short bursts still show in the
+  peak) by a done callback added at creation, O(1) per task.  The same effect
+  is undone where it would show: a task that ends in the iteration the loop
+  stops in would wait in the stopped loop's queue for our callback; when the
+  loop is left (``loop_left``) the callbacks of ours still queued on asyncio's
+  loops and qasync's are run and cancelled, which frees the task as it would be
+  without us.  Not on uvloop and QtAsyncio, whose queues cannot be read (QtAsyncio
+  keeps such a task alive itself).  Counting the alive tasks instead at each
+  possible new peak cost O(n) per creation: a burst of n tasks took O(n²).
 * "Task exception was never retrieved" is caught by chaining the loop's
   exception handler.
 * Where a task is suspended comes from its coroutine's ``cr_await`` chain, so it
@@ -31,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import weakref
+from collections import deque
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
@@ -66,12 +69,9 @@ class TaskAudit(Detector):
             weakref.WeakKeyDictionary()
         )
         self.created_count = 0
+        self.live = 0
         self.peak = 0
-        #: pending tasks at the last audit that were not made by the wrapped create_task
-        self._others = 0
-        #: the last exact count: (callback number, created_count then, pending then)
-        self._counted: tuple[int, int, int] = (0, 0, 0)
-        self._state: Any = None
+        self._finished: Callable[[Any], None] | None = None
         self.pending_now = 0
         #: the pending count over the whole run: the largest of each window, at most
         #: TASK_POINTS points (windows merge as the run grows: memory stays flat)
@@ -90,9 +90,13 @@ class TaskAudit(Detector):
         if loop is None:
             return
         self.loop = loop
-        self._state = state
         self._recording = True
         created = self.created
+
+        def finished(task: Any) -> None:
+            self.live -= 1
+
+        self._finished = finished
 
         def wrap_create(original: Callable[..., Any]) -> Callable[..., Any]:
             def create_task(coro: Any, *args: Any, **kwargs: Any) -> Any:
@@ -103,10 +107,12 @@ class TaskAudit(Detector):
                     serial = self.created_count + 1
                     created[task] = (perf_counter(), caller_site(sys._getframe(1)), serial)
                     self.created_count = serial
+                    task.add_done_callback(finished)
+                    self.live += 1
+                    if self.live > self.peak:
+                        self.peak = self.live
                 except TypeError:  # a task type without weakref support
-                    return task
-                if len(created) + self._others > self.peak:
-                    self._count_at_creation()
+                    pass
                 return task
 
             return create_task
@@ -208,26 +214,25 @@ class TaskAudit(Detector):
             return None
         return meta[1] if meta else None
 
-    def _count_at_creation(self) -> None:
-        """A new peak may have been reached: count the pending tasks exactly.
-
-        The callback number (kept by the plugin's handle timing, 0 where it is not
-        installed) tells a creation in the callback of the last count: no task can
-        have ended since, so the tasks made since are simply added.
-        """
-        n = self._state.n if self._state is not None else 0
-        at_n, made_then, pending_then = self._counted
-        if n and n == at_n:
-            pending = pending_then + self.created_count - made_then
-        else:
-            try:
-                alive = list(self.created.keys())
-            except RuntimeError:  # changed size under a collection: the audit will see
-                return
-            pending = self._others + sum(1 for task in alive if not task.done())
-            self._counted = (n, self.created_count, pending)
-        if pending > self.peak:
-            self.peak = pending
+    def loop_left(self, now: float) -> None:
+        """The loop's ``run_forever`` returned: run and cancel our done callbacks it
+        left queued, so that a task that ended in its last iteration is freed now,
+        as it would be without us (see the module's docstring)."""
+        finished, loop = self._finished, self.loop
+        if finished is None or loop is None:
+            return
+        queued: list[Any] = []
+        ready = getattr(loop, "_ready", None)  # asyncio's loops (and their subclasses)
+        if isinstance(ready, deque):
+            queued += [h for h in ready if getattr(h, "_callback", None) is finished]
+        timer = getattr(loop, "_timer", None)  # qasync: a QObject's timer id -> handle
+        pending = getattr(timer, "_SimpleTimer__callbacks", None)
+        if isinstance(pending, dict):
+            queued += [h for h in pending.values() if getattr(h, "_callback", None) is finished]
+        for handle in queued:
+            if not handle._cancelled:
+                finished(*handle._args)
+                handle.cancel()
 
     # -- audits (loop thread) --------------------------------------------------
     def _pending(self) -> list[Any]:
@@ -261,14 +266,8 @@ class TaskAudit(Detector):
         if self.loop is None:
             return
         pending = self._pending()
-        self.pending_now = len(pending)
+        self.pending_now = self.live = len(pending)
         self.peak = max(self.peak, self.pending_now)
-        created = self.created
-        try:
-            self._others = sum(1 for task in pending if task not in created)
-        except TypeError:  # a task type without weakref support
-            self._others = len(pending)
-        self._counted = (0, 0, 0)
         origin = self.hub.started if self.hub is not None else 0.0
         self.samples.add(now - origin, float(self.pending_now))
         for task in pending:
