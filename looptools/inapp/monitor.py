@@ -194,6 +194,7 @@ class Monitor:
         self._probe_send: Any = None
         self._probe_posted = False
         self._attaching = False
+        self._changing = False  # the loop thread is in _loop_changed (holding our locks)
         self._probe_retiring = False
         self._probe_timer: Any = None
         self._probe_armed = False
@@ -362,6 +363,7 @@ class Monitor:
     def _on_running_loop(self, loop: Any) -> None:
         if self._broken or self._stopped:
             return
+        self._changing = True
         try:
             self._loop_changed(loop)
         except Exception as exc:  # our failure must never become the app's
@@ -372,6 +374,8 @@ class Monitor:
                 self._detach()
             except Exception:
                 pass
+        finally:
+            self._changing = False
 
     def _on_worker_loop(self, loop: Any) -> None:
         """On a worker thread: a loop starts (or, None, stops) running there."""
@@ -909,7 +913,14 @@ class Monitor:
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self.exit_info = {"reason": "signal", "signal": "SIGTERM", "exception": None}
         try:
-            self.stop()
+            if self._changing or self._attaching:
+                # The signal came while this thread was attaching us (in a detector's
+                # install, holding its lock): stopping here would wait for that lock
+                # forever, and the app never died (seen: SIGTERM during blockbuster's
+                # import).  Die as the app would, without the report.
+                _warn("looptools: SIGTERM while attaching to the loop; no report written")
+            else:
+                self.stop()
         finally:
             # Die of SIGTERM as the app would have without us.
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
