@@ -190,6 +190,24 @@ def test_exit_summary_uses_the_same_groups() -> None:
             assert f"stalls x{group.count}, total {fmt.fmt_ms(group.total_ms)}" in line
 
 
+
+def test_exit_summary_says_what_its_short_lists_left_out() -> None:
+    # A fresh-eyes trial: 4 unretrieved exceptions, 3 lines, and no word of the 4th.
+    report = by_name("render/qasync_chat.json")
+    report["meta"].setdefault("duration_s", 12.8)
+    lost = {"task": "Task-9", "coro": "fails", "exception": "ValueError: x",
+            "message": "Task exception was never retrieved", "created_at": None}
+    report["tasks"]["unretrieved_exceptions"] = [dict(lost, task=f"Task-{i}") for i in range(4)]
+    pending = {"name": "t", "coro": "c", "id": 1, "created_at": None, "awaiting": None}
+    report["tasks"]["pending_at_exit"] = [dict(pending, name=f"t{i}") for i in range(7)]
+    lines = summary_lines(report)
+    assert sum("exception never retrieved" in line for line in lines) == 3
+    assert "  ... and 1 more exceptions never retrieved (in the report)" in lines
+    assert sum("task pending at exit" in line for line in lines) == 5
+    assert "  ... and 2 more tasks pending at exit (in the report)" in lines
+    report["tasks"]["unretrieved_exceptions"] = report["tasks"]["unretrieved_exceptions"][:3]
+    assert not any("more exceptions" in line for line in summary_lines(report))
+
 # -- (b) text, Markdown and HTML agree --------------------------------------------------------
 
 

@@ -83,6 +83,12 @@ def stall_line(stall: Mapping[str, Any]) -> str:
             f"[{stall.get('source')}{gil}]")
 
 
+def _and_more(lines: list[str], total: int, shown: int, what: str) -> None:
+    """Say how many a list the summary cut short left out (the report has them all)."""
+    if total > shown:
+        lines.append(f"  ... and {total - shown} more {what} (in the report)")
+
+
 def _group_line(group: CulpritGroup) -> str:
     stalls = group.stalls
     kinds = sorted({str(s.get("source")) for s in stalls})
@@ -154,9 +160,11 @@ def summary_lines(report: dict[str, Any], report_path: str | None = None) -> lis
         lines.append("  settings rejected (defaults used): " + ", ".join(
             f"{r.get('setting')}={r.get('value')!r}" for r in rejected))
     # The culprits the renderers lead with (looptools._culprits), those with stalls.
-    for group in stall_groups(culprit_groups(report))[:5]:
+    groups = stall_groups(culprit_groups(report))
+    for group in groups[:5]:
         lines.append("  " + (stall_line(group.stalls[0]) if group.count == 1
                              else _group_line(group)))
+    _and_more(lines, len(groups), 5, "stall culprits")
     slow = report["slow_callbacks"]
     if slow:
         worst = slow[0]
@@ -180,21 +188,27 @@ def summary_lines(report: dict[str, Any], report_path: str | None = None) -> lis
                 f"  task pending at exit: {task['name']} ({task['coro']}) "
                 f"created at {_where(task['created_at'])}, awaiting {_where(task['awaiting'])}"
             )
+        _and_more(lines, len(tasks["pending_at_exit"]), 5, "tasks pending at exit")
         for lost in tasks["unretrieved_exceptions"][:3]:
             lines.append(f"  exception never retrieved: {lost['task']}: {lost['exception']}")
+        _and_more(lines, len(tasks["unretrieved_exceptions"]), 3,
+                  "exceptions never retrieved")
     for row in report["blocking_calls"][:5]:
         site = row["sites"][0] if row["sites"] else None
         timed = f" ({fmt_ms(row['total_ms'])})" if row.get("total_ms") is not None else ""
         lines.append(f"  blocking call {row['call']} x{row['count']}{timed}, first at "
                      f"{_where(site)}")
+    _and_more(lines, len(report["blocking_calls"]), 5, "kinds of blocking call")
     threshold = float(meta.get("threshold_ms") or 0)
-    for row in [r for r in report.get("handoffs") or [] if r["max_ms"] >= threshold][:3]:
+    late = [r for r in report.get("handoffs") or [] if r["max_ms"] >= threshold]
+    for row in late[:3]:
         during = row.get("worst_during_stall_in")
         held = f", while {during['function']} held the loop" if during else ""
         lines.append(
             f"  hand-offs from {_where(row['site'])} (thread {row['thread']}) via "
             f"{row['via']} x{row['count']}: p99 {fmt_ms(row['p99_ms'])}, max "
             f"{fmt_ms(row['max_ms'])}{held}")
+    _and_more(lines, len(late), 3, "hand-off sites that waited over the threshold")
     worker = worker_stall_line(report)
     if worker:
         lines.append("  " + worker)

@@ -316,6 +316,8 @@ class TaskAudit(Detector):
                 outcome = ref() is None
             if not outcome:
                 out.append(entry)
+        # In the order they were made (all_tasks is a set): the report's and the summary's.
+        out.sort(key=lambda entry: (entry["id"] is None, entry["id"] or 0))
         return out
 
     def contribute(self, report: dict[str, Any]) -> None:
