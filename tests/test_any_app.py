@@ -480,3 +480,29 @@ def test_a_task_ending_as_its_loop_stops_is_freed_as_without_us(kind: str,
     assert monitored.stdout.strip() == line
     assert monitored.report is not None, monitored.stderr
     assert monitored.report["tasks"]["peak_pending"] >= 1
+
+
+def test_the_line_that_started_the_loop_is_never_a_stall_s_culprit() -> None:
+    # CI under load: a GIL-holding call's stack, sampled just after it (no stack dump
+    # there), landed with the loop back between callbacks, and the stall was named
+    # after the app's asyncio.run(...) line.  A callback that runs a loop of its own
+    # stays the culprit: the running loop's frames are outside it too.
+    app = str(BINDING_APP)  # any file of the app's
+    aio = os.path.dirname(asyncio.__file__)
+    outer = [("<module>", app, 73), ("run", f"{aio}/runners.py", 190),
+             ("BaseEventLoop.run_until_complete", f"{aio}/base_events.py", 640),
+             ("BaseEventLoop.run_forever", f"{aio}/base_events.py", 607),
+             ("BaseEventLoop._run_once", f"{aio}/base_events.py", 1922)]
+    in_callback = [*outer, ("Handle._run", f"{aio}/events.py", 80), ("hash_blob", app, 54)]
+    between = [*outer, ("BaseSelector.select", f"{os.path.dirname(aio)}/selectors.py", 468)]
+    nested = [*outer, ("Handle._run", f"{aio}/events.py", 80), ("cb", app, 20), *outer[2:]]
+    for stack, culprit in ((in_callback, ("hash_blob", app, 54)), (between, None),
+                           (nested, ("cb", app, 20))):
+        stall = Stall(started=0.0, detected=None)
+        stall.vote(stack, "after")
+        assert stall.culprit == culprit, stack
+        assert stall.stack == stack and stall.samples == 1
+    stall = Stall(started=0.0, detected=None)
+    stall.vote(between, "after")
+    stall.vote(in_callback, "sampled")
+    assert stall.culprit == ("hash_blob", app, 54) and stall.stack == in_callback

@@ -54,6 +54,7 @@ from looptools._frames import (
     Frame,
     as_dict,
     culprit_of,
+    is_app_file,
     is_ours,
     parse_faulthandler_all,
     stack_of,
@@ -127,6 +128,13 @@ class Stall:
         culprit = culprit_of(stack)
         if culprit is None:
             return
+        if _started_the_loop(stack, culprit):
+            # Sampled between callbacks (a stack taken just after a GIL-holding call,
+            # under load, can land there): the app's frame is the line that started
+            # the loop (``asyncio.run(main())``), not what held it.
+            if not self._votes and not self.stack:
+                self.stack, self.stack_source = stack, source
+            return
         votes = self._votes
         if culprit in votes:
             votes[culprit] += weight
@@ -185,6 +193,25 @@ def _without_tick(stack: list[Frame]) -> list[Frame]:
         if file == here and (name == "_tick" or name.endswith("._tick")):
             return stack[:i]
     return stack
+
+
+_LOOP_RUNS = frozenset({"run_forever", "_run_once"})
+
+
+def _started_the_loop(stack: list[Frame], culprit: Frame) -> bool:
+    """``culprit`` (an app frame of ``stack``, outermost first) has the event loop's
+    own run frames inside it and none outside: it is the line that started the loop
+    and the loop was between callbacks.  (A callback that runs a loop of its own has
+    the running loop's frames outside it too: it stays the culprit.)"""
+    try:
+        at = stack.index(culprit)
+    except ValueError:
+        return False
+
+    def runs(frame: Frame) -> bool:
+        return frame[0].rsplit(".", 1)[-1] in _LOOP_RUNS and not is_app_file(frame[1])
+
+    return any(runs(f) for f in stack[at + 1:]) and not any(runs(f) for f in stack[:at])
 
 
 def _at_wait(stack: list[Frame], idle_frame: tuple[str, str]) -> bool:
