@@ -177,7 +177,11 @@ def _log_ticks(low: float, high: float) -> list[float]:
     inside."""
     ticks: dict[int, list[float]] = {1: [], 5: [], 2: []}
     power = 10.0 ** math.floor(math.log10(low))
-    while power <= high:
+    decades = 0
+    # Bounded: a histogram's top bucket can be huge or infinite (hypothesis found
+    # one that looped here forever, power growing to inf).
+    while power <= high and math.isfinite(power) and decades < 64:
+        decades += 1
         for mult in (1, 2, 5):
             value = float(f"{mult * power:.12g}")
             if low <= value <= high:
