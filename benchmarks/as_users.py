@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -261,8 +262,11 @@ def run_child(kind: str, extra: dict[str, str], folder: Path,
 
 def measure(kinds: list[str], tools: list[str], rounds: int, breakdown: bool,
             workloads: tuple[str, ...] = (*ASYNC_WORKLOADS, *QT_WORKLOADS),
-            against: str | None = None) -> dict[str, Any]:
+            against: str | None = None, only: set[str] | None = None) -> dict[str, Any]:
     chosen = variants(tools, breakdown, against)
+    if only is not None:
+        chosen = {name: env for name, env in chosen.items()
+                  if name in only or name in ("off", "control")}
     results: dict[str, Any] = {}
     for kind in kinds:
         mine = tuple(w for w in (QT_WORKLOADS if kind == "qt" else ASYNC_WORKLOADS)
@@ -308,6 +312,9 @@ def main() -> int:
                         help="also looptools with one mechanism taken away at a time")
     parser.add_argument("--workloads", default=",".join((*ASYNC_WORKLOADS, *QT_WORKLOADS)),
                         help="run only these workloads (on the kinds that have them)")
+    parser.add_argument("--variants", metavar="NAMES",
+                        help="run only these variants (comma-separated names as printed, e.g. "
+                             "'looptools,looptools, no handoffs'; 'off' and 'control' always run)")
     parser.add_argument("--against", metavar="DIR",
                         help="also looptools imported from DIR (another copy of the package)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -345,7 +352,14 @@ def main() -> int:
         if not (Path(args.against) / "looptools" / "__init__.py").is_file():
             parser.error(f"--against: no looptools package in {args.against}")
         against = str(Path(args.against).resolve())
-    results = measure(kinds, tools, args.rounds, args.breakdown, workloads, against)
+    only = None
+    if args.variants:
+        only = {name.strip() for name in re.split(r",(?! )", args.variants) if name.strip()}
+        known = set(variants(tools, args.breakdown, against))
+        if only - known:
+            parser.error(f"--variants: unknown variant(s) {', '.join(sorted(only - known))}; "
+                         f"known: {', '.join(sorted(known))}")
+    results = measure(kinds, tools, args.rounds, args.breakdown, workloads, against, only)
     if args.json:
         print(json.dumps(results, indent=1))
         return 0

@@ -310,6 +310,34 @@ def test_timeline_link_opens_the_stall(browser: Browser, tmp_path: Path) -> None
     assert browser.problems() == []
 
 
+def test_worker_loop_stalls_are_on_the_timeline_and_open_their_stack(
+    browser: Browser, tmp_path: Path
+) -> None:
+    report = with_off_loop_sections(load_report(DATA / "qasync_chat.json"))
+    first = report["worker_loops"]["stalls"][0]
+    second = {**first, "thread": "job-runner", "thread_ident": 140002,
+              "started_at_s": 5.0, "duration_ms": 180.0}
+    report["worker_loops"]["stalls"] = [first, second]
+    page = tmp_path / "workers.html"
+    page.write_text(HtmlRenderer().render(report), encoding="utf-8")
+    _clear(browser)
+    browser.open(page.as_uri())
+    rects = browser.evaluate(
+        "Array.from(document.querySelectorAll('#timeline-chart rect.worker'))"
+        ".map((r) => { const b = r.getBBox(); return [b.x, b.y, b.width, b.height]; })")
+    assert len(rects) == 2 and all(w > 0 and h > 0 for _, _, w, h in rects)
+    assert rects[0][1] != rects[1][1], "two threads, two rows"
+    assert rects[0][0] < rects[1][0], "2.5 s before 5 s"
+    # The second stall's stack is closed until its rect is clicked.
+    assert browser.evaluate("document.getElementById('worker-stall-1').open") is False
+    browser.evaluate("document.querySelectorAll('#timeline-chart .row-worker a')[1]"
+                     ".dispatchEvent(new MouseEvent('click', {bubbles: true}))")
+    browser.evaluate("new Promise((ok) => setTimeout(ok, 100))")
+    assert browser.evaluate("location.hash") == "#worker-stall-1"
+    assert browser.evaluate("document.getElementById('worker-stall-1').open") is True
+    assert browser.problems() == []
+
+
 def test_hostile_strings_are_shown_not_run(browser: Browser, tmp_path: Path) -> None:
     _, url = _page(tmp_path, "hostile.json")
     _clear(browser)

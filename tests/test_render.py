@@ -644,6 +644,70 @@ def test_html_off_loop_sections_escape_hostile_strings() -> None:
     assert "script" not in md.tags
 
 
+def _timeline_svg(out: str) -> str:
+    start = out.index('<svg class="chart" id="timeline-chart"')
+    return out[start:out.index("</svg>", start)]
+
+
+def test_html_timeline_has_a_row_per_stalled_worker_thread() -> None:
+    """Worker-loop stalls on the timeline: one row per thread (name and ident), most
+    blocked first, each stall at its time linking to its stack when that is listed."""
+    report = with_off_loop_sections(load("qasync_chat.json"))
+    first = report["worker_loops"]["stalls"][0]  # device-poller, 250 ms at 2.5 s
+
+    def stall(thread: str, ident: int, at: float, ms: float) -> dict[str, Any]:
+        return {**first, "thread": thread, "thread_ident": ident, "started_at_s": at,
+                "duration_ms": ms, "callback": f"job at {at}"}
+
+    # Two pool threads share a name (told apart by ident); a stall past the run's end.
+    extra = [stall("pool", 7, 1.0, 400.0), stall("pool", 8, 3.0, 120.0),
+             stall("pool", 7, 4.0, 300.0),
+             stall("late-thread-with-a-very-long-name", 9, 60.0, 100.0)]
+    report["worker_loops"]["stalls"] = sorted(
+        [first, *extra], key=lambda s: -float(s["duration_ms"]))
+    out = HtmlRenderer().render(report)
+    svg = _timeline_svg(out)
+    rows = re.findall(r'<g class="row-worker"><title>([^<]*)</title>(.*?)</g>', svg)
+    assert [html.unescape(title) for title, _ in rows] == [
+        "thread pool (7): 2 stalls of its own asyncio loop, 700 ms",
+        "thread device-poller: 1 stall of its own asyncio loop, 250 ms",
+        "thread pool (8): 1 stall of its own asyncio loop, 120 ms",
+        "thread late-thread-with-a-very-long-name: 1 stall of its own asyncio loop, 100 ms"]
+    kept = report["worker_loops"]["stalls"]
+    links = [re.findall(r'<a href="#worker-stall-(\d+)">', body) for _, body in rows]
+    assert [[kept[int(n)]["thread_ident"] for n in row] for row in links] == \
+        [[7, 7], [140001], [8], [9]]
+    # Each anchor exists below, in the Worker-thread loops section.
+    for n in sum(links, []):
+        assert f'id="worker-stall-{n}"' in _section(out, "worker-loops")
+    # Labels fit the label column; the late stall widens the axis to its end.
+    labels = re.findall(r'<text x="8" y="[\d.]+">([^<]*)</text>', svg)
+    assert labels[-4:] == ["pool (7)", "device-poller", "pool (8)", "late-thread-with-a-…"]
+    xs = [float(x) for x in re.findall(r'<rect class="worker" x="([\d.]+)"', svg)]
+    widths = [float(w) for w in re.findall(r'<rect class="worker" x="[\d.]+" y="\d+" '
+                                          r'width="([\d.]+)"', svg)]
+    # (a rect is at least 2 px wide, as the main loop's stalls are)
+    assert max(x + w for x, w in zip(xs, widths, strict=True)) <= HtmlRenderer.width - 20 + 2
+    assert max(xs) > HtmlRenderer.width - 20 - 5
+    assert "a worker thread's own asyncio loop stalled" in out
+
+    # More threads than rows: the rest are counted under the chart, none is lost.
+    many = [stall(f"job-{i}", 100 + i, float(i), 10.0 + i) for i in range(9)]
+    report["worker_loops"]["stalls"] = many
+    svg_many = HtmlRenderer().render(report)
+    assert _timeline_svg(svg_many).count('<g class="row-worker">') == HtmlRenderer.max_worker_rows
+    shown = HtmlRenderer.max_worker_rows
+    assert f"{len(many) - shown} more worker-loop stalls on other threads" in svg_many
+    # Stalls past the ten whose stacks are listed are drawn without a link.
+    report["worker_loops"]["stalls"] = [stall("pool", 7, i * 0.1, 60.0 - i) for i in range(12)]
+    one = _timeline_svg(HtmlRenderer().render(report))
+    assert one.count('<rect class="worker"') == 12
+    assert one.count('<a href="#worker-stall-') == HtmlRenderer.max_culprits
+    # No worker stalls, no rows (and no legend entry).
+    plain = HtmlRenderer().render(load("qasync_chat.json"))
+    assert 'class="row-worker"' not in plain and "own asyncio loop stalled" not in plain
+
+
 def _y_labels(histogram: list[list[float]]) -> list[str]:
     report = load("qasync_chat.json")
     report["lag"]["histogram"] = histogram

@@ -1,5 +1,8 @@
 """One self-contained HTML page: top culprits, timeline, lag histogram, stacks, tasks.
 
+The timeline's rows are the main loop's (stalls, lag, Qt busy, pending tasks) and one
+per worker thread whose own asyncio loop stalled (``worker_loops``, never the headline).
+
 The page leads with the answer: the worst culprit in the header, then "Top culprits"
 (grouped by ``looptools._culprits``, like every view), then the charts and details.
 
@@ -58,11 +61,11 @@ _CSP = (
 _CSS = """
 :root { --fg:#1d2330; --muted:#5d6778; --bg:#fff; --panel:#f5f7fa; --line:#d8dde6;
   --bad:#c62828; --warn:#b26a00; --ok:#2e7d32; --stall:#d9480f; --qt:#1971c2;
-  --task:#7048e8; --bar:#4c6ef5; --over:#e8590c; }
+  --task:#7048e8; --bar:#4c6ef5; --over:#e8590c; --worker:#a61e4d; }
 @media (prefers-color-scheme: dark) {
   :root { --fg:#e6e9ef; --muted:#9aa3b2; --bg:#14171c; --panel:#1d2129; --line:#343a46;
     --bad:#ff6b6b; --warn:#ffa94d; --ok:#69db7c; --stall:#ff8a50; --qt:#4dabf7;
-    --task:#9775fa; --bar:#748ffc; --over:#ff922b; }
+    --task:#9775fa; --bar:#748ffc; --over:#ff922b; --worker:#f06595; }
 }
 * { box-sizing: border-box; }
 body { margin: 0 auto; max-width: 1240px; padding: 16px 24px 48px; color: var(--fg);
@@ -106,6 +109,7 @@ svg.chart .grid { stroke: var(--line); stroke-dasharray: 2 3; }
 svg.chart .tick { fill: var(--muted); }
 svg.chart .stall { fill: var(--stall); } svg.chart a:hover .stall { fill: var(--bad); }
 svg.chart .qt { fill: var(--qt); opacity: .75; }
+svg.chart .worker { fill: var(--worker); } svg.chart a:hover .worker { fill: var(--bad); }
 svg.chart .pending { fill: var(--task); opacity: .25; stroke: var(--task); stroke-width: 1; }
 svg.chart .bar { fill: var(--bar); } svg.chart .bar.over { fill: var(--over); }
 svg.chart .threshold { stroke: var(--bad); stroke-dasharray: 4 3; }
@@ -191,6 +195,29 @@ def _log_ticks(low: float, high: float) -> list[float]:
     return ordered or [float(f"{low:.3g}"), float(f"{high:.3g}")]
 
 
+def _start_s(stall: Mapping[str, Any]) -> float:
+    """When a stall began, seconds since the start; 0 for a value that is not a number."""
+    try:
+        value = float(stall.get("started_at_s") or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return value if math.isfinite(value) and value > 0 else 0.0
+
+
+def _end_s(stall: Mapping[str, Any]) -> float:
+    """When a stall ended, seconds since the start (its start for an unusable duration)."""
+    try:
+        ms = float(stall.get("duration_ms") or 0.0)
+    except (TypeError, ValueError):
+        ms = 0.0
+    return _start_s(stall) + (ms / 1000 if math.isfinite(ms) and ms > 0 else 0.0)
+
+
+def _fit(label: str, room: int) -> str:
+    """*label* cut to *room* characters (the timeline's label column holds ~20)."""
+    return label if len(label) <= room else label[: room - 1] + "…"
+
+
 def _text_width(text: str) -> float:
     """The width of *text* in the charts' 11 px font, estimated on the wide side."""
     return 7.0 * len(text)
@@ -235,6 +262,9 @@ class HtmlRenderer(Renderer):
     #: SVG coordinate widths; the charts scale to the page with CSS.
     width = 1200
     label_width = 130
+    #: worker threads with a row of their own on the timeline (their stalls; the rest are
+    #: counted under it and listed in "Worker-thread loops")
+    max_worker_rows = 6
 
     def render(self, report: Report) -> str:
         """The whole HTML document, its figures from the report's model."""
@@ -302,8 +332,10 @@ class HtmlRenderer(Renderer):
         windows = dispatcher.busy_windows if dispatcher is not None else ()
         pending = list(model.tasks.over_time) if model.tasks is not None else []
         lag = list(model.lag.over_time) if model.lag is not None else []
+        workers = self._worker_rows(model)
         span = max([float(meta["duration_s"]),
                     *(float(s["started_at_s"]) + float(s["duration_ms"]) / 1000 for s in stalls),
+                    *(_end_s(stall) for _, row in workers for _, stall in row),
                     *(float(w[0]) + float(w[1]) / 1000 for w in windows),
                     *(t for t, _ in pending), *(t for t, _ in lag)])
         span = span if span > 0 else 1.0
@@ -326,6 +358,8 @@ class HtmlRenderer(Renderer):
         peak = float(model.tasks.peak) if model.tasks is not None else 0.0
         if pending:
             rows.append(("pending", f"pending tasks (peak {peak:g})", row_h))
+        for i, (thread, _) in enumerate(workers):
+            rows.append((f"worker-{i}", _fit(thread, 20), row_h))
         ys: dict[str, int] = {}
         y = top
         for key, _, h in rows:
@@ -336,7 +370,8 @@ class HtmlRenderer(Renderer):
 
         parts = [f'<svg class="chart" id="timeline-chart" xmlns="http://www.w3.org/2000/svg" '
                  f'viewBox="0 0 {self.width} {height}" width="{self.width}" height="{height}" '
-                 f'role="img" aria-label="timeline of stalls and Qt busy windows">']
+                 'role="img" aria-label="timeline of stalls, lag, Qt busy windows, pending '
+                 'tasks and worker-loop stalls">']
         step = _nice_step(span)
         tick = 0.0
         while tick <= span + 1e-9:
@@ -377,6 +412,22 @@ class HtmlRenderer(Renderer):
             parts.append("</g>")
         if pending:
             parts.append(self._step_area(pending, x, peak or 1.0, ys["pending"], row_h))
+        for i, (thread, row) in enumerate(workers):
+            blocked = sum(_end_s(stall) - _start_s(stall) for _, stall in row) * 1000
+            parts.append(f'<g class="row-worker"><title>{e(f"thread {thread}: ")}'
+                         f"{len(row)} {'stall' if len(row) == 1 else 'stalls'} of its own "
+                         f"asyncio loop, {e(f.fmt_ms(blocked))}</title>")
+            for n, stall in row:
+                start = _start_s(stall)
+                width = max(2.0, (_end_s(stall) - start) * scale)
+                rect = (f'<rect class="worker" x="{_num(x(start))}" y="{ys[f"worker-{i}"]}" '
+                        f'width="{_num(width)}" height="{row_h}">'
+                        f"<title>{e('worker-loop stall ' + f.worker_stall_text(stall))}</title>"
+                        "</rect>")
+                # Only the longest max_culprits have their stack below to link to.
+                parts.append(f'<a href="#worker-stall-{n}">{rect}</a>'
+                             if n < self.max_culprits else rect)
+            parts.append("</g>")
         parts.append("</svg>")
 
         legend = ('<p class="legend muted"><span><i class="swatch" style="background:var(--stall)">'
@@ -393,10 +444,38 @@ class HtmlRenderer(Renderer):
         if pending:
             legend += ('<span><i class="swatch" style="background:var(--task)"></i>'
                        f"pending tasks, sampled at the task audits (peak {peak:g})</span>")
+        if workers:
+            legend += ('<span><i class="swatch" style="background:var(--worker)"></i>'
+                       "a worker thread's own asyncio loop stalled (not the GUI's)</span>")
         legend += "</p>"
+        more = len(model.worker_loops.stalls) - sum(len(row) for _, row in workers) \
+            if model.worker_loops is not None else 0
+        if more > 0:
+            legend += (f'<p class="muted">{more} more worker-loop '
+                       f'{"stall" if more == 1 else "stalls"} on other threads: see '
+                       '<a href="#worker-loops">Worker-thread loops</a>.</p>')
         if not stalls:
             legend += f'<p class="muted">No stalls over {meta["threshold_ms"]:g} ms.</p>'
         return "".join(parts) + legend
+
+    def _worker_rows(self, model: ReportModel
+                     ) -> list[tuple[str, list[tuple[int, Mapping[str, Any]]]]]:
+        """The kept worker-loop stalls by thread (name and ident: a name is shared by a
+        pool's threads, an ident reused once its thread ends), most blocked time first,
+        at most ``max_worker_rows`` threads; each stall with its index in
+        ``model.worker_loops.stalls`` (its ``worker-stall-N`` anchor)."""
+        workers = model.worker_loops
+        if workers is None:
+            return []
+        groups: dict[tuple[str, object], list[tuple[int, Mapping[str, Any]]]] = {}
+        for n, stall in enumerate(workers.stalls):
+            key = (str(stall.get("thread") or "?"), stall.get("thread_ident"))
+            groups.setdefault(key, []).append((n, stall))
+        ranked = sorted(groups.items(), key=lambda item: (
+            -sum(_end_s(s) - _start_s(s) for _, s in item[1]), item[0][0]))
+        names = [name for (name, _), _ in ranked]
+        return [(name if names.count(name) == 1 else f"{name} ({ident})", row)
+                for (name, ident), row in ranked[: self.max_worker_rows]]
 
     @staticmethod
     def _lag_track(points: Sequence[tuple[float, float]], x: Callable[[float], float],
