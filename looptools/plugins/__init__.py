@@ -107,6 +107,11 @@ class LoopPlugin:
         app's descriptor table; see ``looptools.inapp._fdtable``)."""
         return None
 
+    def queued_handles(self) -> list[Any] | None:
+        """The handles waiting in the loop's queues to run (ready callbacks and the
+        loop's own per-callback timers), or None where the queues cannot be read."""
+        return None
+
     # -- Qt ----------------------------------------------------------------
     def dispatcher(self) -> Any:
         """The Qt event dispatcher of the loop thread, or None."""

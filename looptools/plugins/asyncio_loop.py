@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.base_events
 import asyncio.events
+import collections
 import selectors
 import threading
 from asyncio import format_helpers
@@ -297,6 +298,10 @@ class AsyncioPlugin(LoopPlugin):
                 is getattr(asyncio.base_events.BaseEventLoop, "_run_once", None)
                 and isinstance(getattr(loop, "_selector", None), selectors.BaseSelector))
 
+    def queued_handles(self) -> list[Any] | None:
+        ready = getattr(self.loop, "_ready", None)  # BaseEventLoop's (and a subclass's)
+        return list(ready) if isinstance(ready, collections.deque) else None
+
     def info(self) -> dict[str, Any]:
         info = super().info()
         info["callback_timing"] = self._timed
@@ -469,6 +474,9 @@ class UvloopPlugin(AsyncioPlugin):
 
     def install_timing(self, state: LoopState) -> bool:
         return False
+
+    def queued_handles(self) -> list[Any] | None:
+        return None  # libuv's queues are not Python's
 
     def thread_fds(self) -> list[int] | None:
         # The heartbeat is a call_later timer on the loop itself: the watchdog thread

@@ -21,6 +21,16 @@ class QasyncPlugin(QtLoopPlugin, AsyncioPlugin):  # type: ignore[misc]
         super().__init__(loop)
         self.binding = binding
 
+    def queued_handles(self) -> list[Any] | None:
+        """asyncio's ready queue and qasync's ``call_soon``/``call_later`` handles, each
+        waiting on a Qt timer of its ``_SimpleTimer`` (timer id -> handle)."""
+        handles = super().queued_handles() or []
+        timer = getattr(self.loop, "_timer", None)
+        waiting = getattr(timer, "_SimpleTimer__callbacks", None)
+        if isinstance(waiting, dict):
+            handles += list(waiting.values())
+        return handles
+
     def info(self) -> dict[str, Any]:
         info = super().info()
         name = type(self.loop).__name__

@@ -18,10 +18,11 @@
   is undone where it would show: a task that ends in the iteration the loop
   stops in would wait in the stopped loop's queue for our callback; when the
   loop is left (``loop_left``) the callbacks of ours still queued on asyncio's
-  loops and qasync's are run and cancelled, which frees the task as it would be
-  without us.  Not on uvloop and QtAsyncio, whose queues cannot be read (QtAsyncio
-  keeps such a task alive itself).  Counting the alive tasks instead at each
-  possible new peak cost O(n) per creation: a burst of n tasks took O(n²).
+  loops and qasync's (the plugin's ``queued_handles()``) are run and cancelled,
+  which frees the task as it would be without us.  Not on uvloop and QtAsyncio,
+  whose queues cannot be read (QtAsyncio keeps such a task alive itself).
+  Counting the alive tasks instead at each possible new peak cost O(n) per
+  creation: a burst of n tasks took O(n²).
 * "Task exception was never retrieved" is caught by chaining the loop's
   exception handler.
 * Where a task is suspended comes from its coroutine's ``cr_await`` chain, so it
@@ -33,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import weakref
-from collections import deque
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
@@ -72,6 +72,7 @@ class TaskAudit(Detector):
         self.live = 0
         self.peak = 0
         self._finished: Callable[[Any], None] | None = None
+        self._plugin: Any = None
         self.pending_now = 0
         #: the pending count over the whole run: the largest of each window, at most
         #: TASK_POINTS points (windows merge as the run grows: memory stays flat)
@@ -90,6 +91,7 @@ class TaskAudit(Detector):
         if loop is None:
             return
         self.loop = loop
+        self._plugin = plugin
         self._recording = True
         created = self.created
 
@@ -218,21 +220,14 @@ class TaskAudit(Detector):
         """The loop's ``run_forever`` returned: run and cancel our done callbacks it
         left queued, so that a task that ended in its last iteration is freed now,
         as it would be without us (see the module's docstring)."""
-        finished, loop = self._finished, self.loop
-        if finished is None or loop is None:
+        finished, plugin = self._finished, self._plugin
+        if finished is None or self.loop is None or plugin is None:
             return
-        queued: list[Any] = []
-        ready = getattr(loop, "_ready", None)  # asyncio's loops (and their subclasses)
-        if isinstance(ready, deque):
-            queued += [h for h in ready if getattr(h, "_callback", None) is finished]
-        timer = getattr(loop, "_timer", None)  # qasync: a QObject's timer id -> handle
-        pending = getattr(timer, "_SimpleTimer__callbacks", None)
-        if isinstance(pending, dict):
-            queued += [h for h in pending.values() if getattr(h, "_callback", None) is finished]
-        for handle in queued:
-            if not handle._cancelled:
-                finished(*handle._args)
-                handle.cancel()
+        ours = [handle for handle in plugin.queued_handles() or ()
+                if getattr(handle, "_callback", None) is finished and not handle._cancelled]
+        for handle in ours:
+            finished(*handle._args)
+            handle.cancel()
 
     # -- audits (loop thread) --------------------------------------------------
     def _pending(self) -> list[Any]:
