@@ -116,24 +116,21 @@ class Stall:
         """
         self.samples += weight
         stack = _without_tick(stack)
-        if self.idle_frame is not None and _at_wait(stack, self.idle_frame):
-            # No Python ran: Qt's own C++ (a paint, a layout, a native dialog) or
-            # the machine.  The app's frame below the wait (the line that started
-            # the loop: ``qasync.run(main())``, ``app.exec()``) did not do it, so
-            # it gets no vote; the stack is kept when nothing better is found.
-            self.idle_samples += weight
+        waiting = self.idle_frame is not None and _at_wait(stack, self.idle_frame)
+        culprit = None if waiting else culprit_of(stack)
+        if waiting or (culprit is not None and _started_the_loop(stack, culprit)):
+            # The loop thread was not in a callback: at its idle wait (no Python ran:
+            # Qt's own C++ — a paint, a layout, a native dialog — or the machine), or
+            # between callbacks (a stack taken just after a GIL-holding call, under
+            # load, can land there).  The app's frame below is the line that started
+            # the loop (``qasync.run(main())``, ``app.exec()``, ``asyncio.run(main())``),
+            # not what held it: no vote.  The stack is kept when nothing better is found.
+            if waiting:
+                self.idle_samples += weight
             if not self._votes and not self.stack:
                 self.stack, self.stack_source = stack, source
             return
-        culprit = culprit_of(stack)
         if culprit is None:
-            return
-        if _started_the_loop(stack, culprit):
-            # Sampled between callbacks (a stack taken just after a GIL-holding call,
-            # under load, can land there): the app's frame is the line that started
-            # the loop (``asyncio.run(main())``), not what held it.
-            if not self._votes and not self.stack:
-                self.stack, self.stack_source = stack, source
             return
         votes = self._votes
         if culprit in votes:
