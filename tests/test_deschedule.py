@@ -12,11 +12,13 @@ another process, and a loop runs niced on one CPU beside a burner on it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -36,6 +38,28 @@ while sys.stdin.read(1) == "s":
     os.kill(pid, signal.SIGCONT)
     print("went on", flush=True)
 """
+
+
+@contextlib.contextmanager
+def _stopper(seconds: float) -> Iterator[Callable[[], None]]:
+    """Another process that, each time the function yielded is called, stops this
+    one for ``seconds`` (SIGSTOP, then SIGCONT); on leaving, the stop has happened."""
+    helper = subprocess.Popen([sys.executable, "-c", _STOPPER, str(os.getpid()), str(seconds)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert helper.stdin is not None and helper.stdout is not None
+    try:
+        assert helper.stdout.readline() == "ready\n"
+
+        def stop() -> None:
+            assert helper.stdin is not None
+            helper.stdin.write("s")
+            helper.stdin.flush()
+
+        yield stop
+        assert helper.stdout.readline() == "went on\n"
+    finally:
+        helper.stdin.close()
+        helper.wait(timeout=10)
 
 
 def _cpu_work(seconds: float) -> None:
@@ -67,25 +91,10 @@ def test_the_whole_process_stopped_is_not_a_stall() -> None:
     # step, then lets it go on.  Neither the loop thread nor the watchdog ran
     # meanwhile: all the watchdog knows is that it woke up late, for no reason
     # of its own and without the GIL being held against it.
-    helper = subprocess.Popen([sys.executable, "-c", _STOPPER, str(os.getpid()), "0.2"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert helper.stdin is not None and helper.stdout is not None
-    try:
-        assert helper.stdout.readline() == "ready\n"
-
-        def stop() -> None:
-            assert helper.stdin is not None
-            helper.stdin.write("s")
-            helper.stdin.flush()
-
-        spans: list[float] = []
-        with looptools.monitor(report=None) as monitor:
-            watchdog = monitor.hub.get("stalls")
-            asyncio.run(_short_runs(stop, spans))
-        assert helper.stdout.readline() == "went on\n"
-    finally:
-        helper.stdin.close()
-        helper.wait(timeout=10)
+    spans: list[float] = []
+    with _stopper(0.2) as stop, looptools.monitor(report=None) as monitor:
+        watchdog = monitor.hub.get("stalls")
+        asyncio.run(_short_runs(stop, spans))
     # The stop fell inside a step (each takes 10 ms of the loop's 0.4 s).
     assert max(spans) >= 0.15, sorted(spans)[-3:]
     report = monitor.final_report
@@ -97,26 +106,16 @@ def test_the_whole_process_stopped_is_not_a_stall() -> None:
 def test_a_real_stall_across_a_stop_is_still_one() -> None:
     # A 300 ms pure-Python stall, with the process stopped 150 ms as it begins:
     # still one stall, the spin's, as long as the spin.
-    helper = subprocess.Popen([sys.executable, "-c", _STOPPER, str(os.getpid()), "0.15"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert helper.stdin is not None and helper.stdout is not None
-    try:
-        assert helper.stdout.readline() == "ready\n"
+    with _stopper(0.15) as stop:
 
         async def app() -> None:
             await asyncio.sleep(0.1)
-            assert helper.stdin is not None
-            helper.stdin.write("s")
-            helper.stdin.flush()
+            stop()
             _spin(0.3)
             await asyncio.sleep(0.1)
 
         with looptools.monitor(report=None) as monitor:
             asyncio.run(app())
-        assert helper.stdout.readline() == "went on\n"
-    finally:
-        helper.stdin.close()
-        helper.wait(timeout=10)
     report = monitor.final_report
     assert report is not None
     stalls = report["stalls"]
