@@ -110,6 +110,51 @@ def test_executor_results_skip_the_walk_and_app_posts_are_still_recorded() -> No
         or sites == {("pool_1", _line("POST: job"), 1), ("completer", _line("POST: app"), 1)}, rows
 
 
+def test_qasync_executor_results_skip_the_walk_too(qapp: Any) -> None:
+    """qasync's default executor is its own ``QThreadExecutor`` (QThreads, not
+    ``ThreadPoolExecutor``): its results are recognised the same way, and a future the
+    app's own thread completes is still a hand-off at the app's line."""
+    import qasync
+
+    decided: list[tuple[str, bool]] = []  # (caller, cut short), posts from other threads
+
+    async def main() -> None:
+        for n in range(20):
+            assert await asyncio.to_thread(_later, pow, n, 2) == n * n
+        with pytest.raises(ZeroDivisionError):
+            await asyncio.to_thread(_later, divmod, 1, 0)
+        future: concurrent.futures.Future[str] = concurrent.futures.Future()
+        wrapped = asyncio.wrap_future(future)
+        worker = threading.Thread(target=lambda: future.set_result("done"),  # POST: qasync
+                                  name="completer")
+        worker.start()
+        assert await wrapped == "done"
+        worker.join()
+
+    loop = qasync.QEventLoop(qapp)
+    plain = loop.call_soon_threadsafe
+    loop_thread = threading.get_ident()
+
+    def under_ours(*args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() != loop_thread:
+            caller = sys._getframe(2)
+            decided.append((caller.f_code.co_name, handoffs._executor_result(caller)))
+        return plain(*args, **kwargs)
+
+    loop.call_soon_threadsafe = under_ours  # type: ignore[method-assign]
+    try:
+        with looptools.monitor(report=None) as monitor:
+            loop.run_until_complete(main())
+            rows = monitor.report()["handoffs"]
+    finally:
+        loop.close()
+    results = [cut for caller, cut in decided if caller == "_call_set_state"]
+    assert len(results) >= 16 and all(results[:-1]), decided
+    assert decided[-1] == ("_call_set_state", False), decided  # the app's own thread
+    assert [(row["thread"], row["site"]["line"], row["count"]) for row in rows] == \
+        [("completer", _line("POST: qasync"), 1)], rows
+
+
 def test_blocking_calls_off_the_loop_thread_and_on_non_blocking_sockets_are_not_recorded(
 ) -> None:
     """The blocking detector's wrappers answer without blockbuster's checker where its

@@ -17,8 +17,9 @@ Calls made on the loop thread itself are not hand-offs and pass straight through
 so does everything after detach.  The cost is paid per hand-off only (a frame walk
 on the worker thread and two clock reads), never per loop callback.  asyncio's own
 posts are not hand-offs either; the commonest, a standard executor's result
-(``run_in_executor``, ``to_thread``), is recognised three callers up and passes
-through without the walk or the thread's name.
+(``run_in_executor``, ``to_thread``; a ``ThreadPoolExecutor``'s or qasync's
+``QThreadExecutor``'s), is recognised three callers up and passes through without
+the walk or the thread's name.
 
 On a Qt loop (qasync, QtAsyncio, or a Qt main thread without asyncio) the
 same is done for ``QTimer.singleShot`` called from another thread with a Python
@@ -72,31 +73,36 @@ class _Site:
         self.waits: deque[float] = deque(maxlen=KEEP)
 
 
-#: ``(asyncio's _call_set_state code, concurrent/futures/thread.py)``, found at attach
+#: ``(asyncio's _call_set_state code, {the executors' worker files})``, found at attach
 #: from the modules the app imported (see :func:`_executor_result`).
 _EXECUTOR_RESULT: list[Any] = []
 
 
 def _find_executor_result() -> None:
-    """Fill ``_EXECUTOR_RESULT`` (once; asyncio is imported: a loop is attached)."""
-    if _EXECUTOR_RESULT:
-        return
+    """Fill ``_EXECUTOR_RESULT`` from the modules imported now (a loop is attached:
+    asyncio is; qasync when its loop is the one, or when the app imported it)."""
     chain = getattr(sys.modules.get("asyncio.futures"), "_chain_future", None)
-    package = sys.modules.get("concurrent.futures")
     codes = getattr(getattr(chain, "__code__", None), "co_consts", ())
     set_state = next((c for c in codes if getattr(c, "co_name", None) == "_call_set_state"),
                      None)
-    where = getattr(package, "__file__", None)
-    if set_state is not None and where:
-        _EXECUTOR_RESULT[:] = [set_state, os.path.join(os.path.dirname(where), "thread.py")]
+    workers = set()
+    package = getattr(sys.modules.get("concurrent.futures"), "__file__", None)
+    if package:  # ThreadPoolExecutor's _WorkItem.run
+        workers.add(os.path.join(os.path.dirname(package), "thread.py"))
+    qasync = getattr(sys.modules.get("qasync"), "__file__", None)
+    if qasync:  # qasync's QThreadExecutor (its default executor): _QThreadWorker.run
+        workers.add(qasync)
+    if set_state is not None and workers:
+        _EXECUTOR_RESULT[:] = [set_state, frozenset(workers)]
 
 
 def _executor_result(frame: Any) -> bool:
     """True when ``frame`` (the poster) is asyncio handing the loop a result that a
-    standard ``ThreadPoolExecutor`` worker computed (``run_in_executor``,
-    ``to_thread``): ``_call_set_state`` <- ``_invoke_callbacks`` <- ``set_result`` <-
-    ``_WorkItem.run``, with only the worker's own loop and ``threading`` above: no
-    application frame to find, so the walk is cut short (three callers, not eight)."""
+    standard ``ThreadPoolExecutor`` worker, or qasync's ``QThreadExecutor`` worker,
+    computed (``run_in_executor``, ``to_thread``): ``_call_set_state`` <-
+    ``_invoke_callbacks`` <- ``set_result`` <- the worker's ``run``, with only the
+    worker's own loop and ``threading`` (or Qt) above: no application frame to find,
+    so the walk is cut short (three callers, not eight)."""
     known = _EXECUTOR_RESULT
     if not known or frame.f_code is not known[0]:
         return False
@@ -108,7 +114,7 @@ def _executor_result(frame: Any) -> bool:
     if completer is None:
         return False
     code = completer.f_code
-    return code.co_name == "run" and code.co_filename == known[1]
+    return code.co_name == "run" and code.co_filename in known[1]
 
 
 def _posted_from(frame: Any) -> tuple[str, Frame | None]:
