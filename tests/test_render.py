@@ -678,7 +678,7 @@ def test_html_timeline_has_a_row_per_stalled_worker_thread() -> None:
     assert [[kept[int(n)]["thread_ident"] for n in row] for row in links] == \
         [[7, 7], [140001], [8], [9]]
     # Each anchor exists below, in the Worker-thread loops section.
-    for n in sum(links, []):
+    for n in [n for row in links for n in row]:
         assert f'id="worker-stall-{n}"' in _section(out, "worker-loops")
     # Labels fit the label column; the late stall widens the axis to its end.
     labels = re.findall(r'<text x="8" y="[\d.]+">([^<]*)</text>', svg)

@@ -339,6 +339,18 @@ class StallWatchdog(Detector):
         #: GIL-held stalls finished before their callback was reported (the
         #: watchdog can get there first on a busy machine): named when it is.
         self._unnamed: deque[Stall] = deque(maxlen=8)
+        #: Callbacks over the threshold (``slow_callback``) not yet checked against
+        #: the stalls recorded: one that no stall covers was missed live (see
+        #: _record_missed), and is recorded after the fact by this thread's next look.
+        self._missed: deque[tuple[float, float, Any]] = deque(maxlen=16)
+        #: the stalls begun or recorded last (live, GIL-held, after the fact): a slow
+        #: callback overlapping one of them is that stall, or was judged with it
+        self._recorded: deque[Stall] = deque(maxlen=16)
+        #: (when, run number, id of its handle, stack) of the loop thread, sampled by
+        #: the ticks and looks while one run went on past half the threshold with no
+        #: stall begun: the evidence and votes of a stall recorded after the fact
+        self._run_samples: deque[tuple[float, int, int, list[Frame]]] = deque(maxlen=32)
+        self.after_the_fact = 0  # stalls missed live, recorded from their callback's end
         # What the watchdog has seen of the loop thread (its own thread only):
         self._n = 0  # the run counter at the last look
         self._alive = time.perf_counter()  # the last time the loop was seen back
@@ -808,6 +820,8 @@ class StallWatchdog(Detector):
                         # On time: whatever runs now began after the last tick.
                         _seen, cur = self._observe(now, now, frame)
                         self._last_look = now
+                        if cur is not None:
+                            self._sample_long_run(now, frame)
                         check = state.idle_check
                         if cur is None and check is not None and check(frame):
                             state.idle_seen = now
@@ -819,7 +833,8 @@ class StallWatchdog(Detector):
                         self._run_jobs(now, min(now, self._jobs_t + self.poll))
                 finally:
                     self._look.release()
-            if now >= self._due and self._waiting and not self._stop.is_set():
+            if self._waiting and not self._stop.is_set() and (
+                    now >= self._due or self._stall_due(now)):
                 self._hand_off()
         except KeyboardInterrupt:
             give_back_interrupt()
@@ -830,6 +845,18 @@ class StallWatchdog(Detector):
                               f"({type(exc).__name__}: {exc}); it looks by itself from now on")
         finally:
             self._in_tick = False
+
+    def _stall_due(self, now: float) -> bool:
+        """The look is due before the next tick (half a poll of slack) and the run
+        in progress is nearly a threshold long: hand it the GIL now.  Otherwise it
+        would wake after this tick and wait for the GIL up to a switch interval, and
+        a stall a little over the threshold could end unseen meanwhile (1 in ~100 of
+        60 ms did, on an idle machine).  Only then: each hand-off makes the loop
+        thread wait for the look, which a healthy busy loop's looks need not (a
+        callback chain ran 2-4 % slower when every due look was handed off)."""
+        t0 = self._run_t0
+        return (t0 is not None and now - t0 >= self.threshold - self.poll
+                and now >= self._due - self.poll / 2.0)
 
     def _late_look(self, now: float, frame: Any) -> None:
         """A late tick (loop thread): note what runs now, but do not date it.
@@ -852,6 +879,14 @@ class StallWatchdog(Detector):
         else:
             found = state.cur
         self._late_seen = (now, found)
+        if found is not None and found is state.cur and self._n == state.n:
+            # The run already dated, still going: seen at two looks, so time its end
+            # (a busy machine makes most ticks late: otherwise a run seen only by
+            # them has no end, and a stall no look saw in time could not be
+            # recorded after it), and sample it like an on-time tick.
+            if state.armed == state.n and state.end_watch is not None:
+                state.end_watch.arm(found, state.n)
+            self._sample_long_run(now, frame)
 
     def _hand_off(self) -> None:
         """Let the due watchdog thread look now, with the GIL free.
@@ -872,8 +907,10 @@ class StallWatchdog(Detector):
 
     def slow_callback(self, handle: Any, started: float, duration: float) -> None:
         # Loop thread, only for callbacks over the threshold.  Lets a GIL-holding
-        # stall that the watchdog could only see afterwards still name its callback.
+        # stall that the watchdog could only see afterwards still name its callback,
+        # and one that no look saw in time be recorded after the fact.
         self._recent_slow.append((started, started + duration, handle))
+        self._missed.append((started, started + duration, handle))
         for stall in list(self._unnamed):
             ended = stall.ended if stall.ended is not None else started + duration
             if stall.callback is None and started < ended and started + duration > stall.started:
@@ -1264,6 +1301,70 @@ class StallWatchdog(Detector):
 
     def _check(self, now: float, previous: float, late: float, gil: bool,
                held: float) -> None:
+        self._check_now(now, previous, late, gil, held)
+        if self._missed:
+            self._record_missed()
+
+    def _sample_long_run(self, now: float, frame: Any = None) -> None:
+        """Keep the loop thread's stack (from ``frame``, else sampled) when the run in
+        progress has gone on past half the threshold and no stall is begun: if no
+        look sees it in time, these are the votes of the stall recorded after it."""
+        t0, state = self._run_t0, self.state
+        if t0 is None or state is None or state.cur is None or self.current is not None \
+                or now - t0 < self.threshold / 2.0:
+            return
+        stack = _without_tick(stack_of(frame)) if frame is not None else _sample(state.thread_id)
+        if stack:
+            self._run_samples.append((now, self._n, id(state.cur), stack))
+
+    def _record_missed(self) -> None:
+        """Record the stalls no look saw while they lasted (this thread).
+
+        A look can come too late for a stall a little over the threshold: it waits
+        for the GIL up to a switch interval, and the run is dated by the first look
+        or tick that saw it, up to one poll after it began.  The callback's end
+        still tells: the loop thread reports each callback over the threshold
+        (``slow_callback``: the hot path's exact times, or the armed run's end).
+        One that overlaps no stall begun or recorded is a stall missed live when
+        the loop thread was seen in that one run all along: sampled in it (the
+        samples of a run past half the threshold, ``_sample_long_run``) from soon
+        after it began to within two polls of its end, and never seen elsewhere
+        in between.  A callback that ran a loop of its own (a nested
+        ``run_until_complete``) was long, but its loop lived: it has samples of
+        other runs, or a gap.  It is recorded with those samples as its votes and
+        judged like any other (``_finish``: the threshold, the machine's time).
+        Seen: 1 in ~100 pure-Python stalls of 60 ms missed at a 50 ms threshold on
+        an idle machine.
+        """
+        state = self.state
+        while self._missed:
+            try:
+                started, ended, handle = self._missed.popleft()
+            except IndexError:
+                return
+            current = self.current
+            if any(stall.started <= ended and (stall.ended is None or stall.ended >= started)
+                   for stall in [*self._recorded, *([current] if current else [])]):
+                continue  # that stall, or judged with it
+            during = [sample for sample in list(self._run_samples)
+                      if started <= sample[0] <= ended]
+            if not during or any(ident != id(handle) or n != during[0][1]
+                                 for _when, n, ident, _stack in during):
+                continue
+            if during[0][0] - started > self.threshold / 2.0 + 3 * self.poll \
+                    or ended - during[-1][0] > 2 * self.poll:
+                continue  # not seen in it all along
+            stall = Stall(started=started, detected=None, source="loop",
+                          idle_frame=state.idle_frame if state is not None else None)
+            self._describe(stall, handle)
+            for _when, _n, _ident, stack in during:
+                stall.vote(stack, "sampled")
+            self._recorded.append(stall)
+            self.after_the_fact += 1
+            self._finish(stall, ended, already_current=False)
+
+    def _check_now(self, now: float, previous: float, late: float, gil: bool,
+                   held: float) -> None:
         state = self.state
         if state is None:
             return
@@ -1300,6 +1401,8 @@ class StallWatchdog(Detector):
                 # from then stands for every look this thread could not make.
                 current.gil_held = True
                 self._vote_dump(current, held)
+        if current is None and cur is not None and not gil:
+            self._sample_long_run(now)
         if current is not None:
             if seen > current.started + 1e-6:
                 self._finish(current, self._end_of(current))
@@ -1330,6 +1433,7 @@ class StallWatchdog(Detector):
             # time after ``previous``, so it ended at the first sign of life
             # that late.
             stall = Stall(started=previous, detected=None, gil_held=True, source="loop")
+            self._recorded.append(stall)
             self._vote_dump(stall, held)
             if not stall.samples:
                 stall.vote(_sample(state.thread_id), "after")
@@ -1353,12 +1457,23 @@ class StallWatchdog(Detector):
             stall.source = "qt" if self.qt else "loop"
         if gil:
             self._vote_dump(stall, held)
+        elif handle is not None:
+            # The run's stacks the ticks and looks kept since it passed half the
+            # threshold (_sample_long_run) were taken during it: votes.  Without
+            # them a stall first seen as its run finishes (a busy machine's late
+            # look) had one sample, of the run's last lines after the blocking
+            # call, and named the wrong line.
+            n, ident = self._n, id(handle)
+            for when, run, seen, frames in list(self._run_samples):
+                if run == n and seen == ident and when >= started:
+                    stall.vote(frames, "sampled")
         stack = _sample(state.thread_id)
         if stack:
             # With the GIL held we could only look once it was released: the
             # function is right, the line may be the one after the C call.
             stall.vote(stack, "after" if gil else "sampled")
         self.current = stall
+        self._recorded.append(stall)
         if self.hub is not None:
             self.hub.call("stall_started", stall)
             self.hub.emit("stall_started", **stall.as_dict(self.hub.started))
