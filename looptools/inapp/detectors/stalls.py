@@ -582,6 +582,7 @@ class StallWatchdog(Detector):
             self._dump = None
         if self.current is not None:
             self._finish(self.current, self._end_of(self.current))
+        self._record_missed_now()
         if not (self.private_fds and itself):  # (its table is not the app's)
             times, self._times_loop = self._times_loop, None
             if times is not None:
@@ -649,9 +650,19 @@ class StallWatchdog(Detector):
         current = self.current
         if current is not None:
             self._finish(current, now)
+        self._record_missed_now()
         times, self._times_loop = self._times_loop, None
         if times is not None:
             times.close()
+
+    def _record_missed_now(self) -> None:
+        """Record what ``_record_missed`` has waiting, outside the thread's looks (the
+        loop stops, the monitor detaches: the thread may not look again)."""
+        if self._missed and self._look.acquire(timeout=0.1):
+            try:
+                self._record_missed()
+            finally:
+                self._look.release()
 
     def heartbeat(self, now: float, lag: float) -> None:
         self._mark_loop()

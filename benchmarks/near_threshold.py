@@ -1,0 +1,133 @@
+"""Stalls a little over the threshold: how many are missed, and how many misnamed.
+
+    python benchmarks/near_threshold.py [--ms 57] [--count 80] [--runs 6] [--burners 0]
+        [--kinds asyncio,qasync] [--against DIR]
+
+Each run is a fresh interpreter with ``looptools.monitor(threshold_ms=50)`` around a
+loop whose task spins ``--ms`` ms (pure Python, by the clock) ``--count`` times, 0.15 s
+apart.  A stall of the spin is *missed* when no reported stall overlaps it, *misnamed*
+when the one that does names another function than the spin.  ``--burners N`` runs N
+CPU-burning processes beside it (a busy machine); ``--against DIR`` runs the same with
+the looptools package in DIR too (another checkout), interleaved run by run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+CHILD = r"""
+import asyncio, json, sys, time
+import looptools
+
+count, seconds, kind = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+
+
+def spin(s):
+    end = time.perf_counter() + s
+    while time.perf_counter() < end:
+        pass
+
+
+async def main(spans):
+    await asyncio.sleep(0.3)
+    for _ in range(count):
+        began = time.perf_counter()
+        spin(seconds)
+        spans.append((began, time.perf_counter()))
+        await asyncio.sleep(0.15)
+
+
+spans = []
+with looptools.monitor(report=None, threshold_ms=50) as monitor:
+    if kind == "qasync":
+        import qasync
+        from PySide6.QtWidgets import QApplication
+
+        app = QApplication([])
+        qasync.run(main(spans))
+    else:
+        asyncio.run(main(spans))
+stalls = monitor.final_report["stalls"]
+origin = monitor.started
+missed = misnamed = 0
+for began, ended in spans:
+    hits = [s for s in stalls if origin + s["started_at_s"] < ended
+            and origin + s["started_at_s"] + s["duration_ms"] / 1000 > began]
+    if not hits:
+        missed += 1
+    elif any((s["culprit"] or {}).get("function") != "spin" for s in hits):
+        misnamed += 1
+print(json.dumps({"stalls": len(spans), "missed": missed, "misnamed": misnamed,
+                  "reported": len(stalls), "looptools": looptools.__file__}))
+"""
+
+
+@contextmanager
+def burners(n: int) -> Iterator[None]:
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ms", type=float, default=57.0)
+    parser.add_argument("--count", type=int, default=80)
+    parser.add_argument("--runs", type=int, default=6)
+    parser.add_argument("--burners", type=int, default=0)
+    parser.add_argument("--kinds", default="asyncio,qasync")
+    parser.add_argument("--against", metavar="DIR")
+    args = parser.parse_args()
+    trees = {"this": None}
+    if args.against:
+        if not os.path.isfile(os.path.join(args.against, "looptools", "__init__.py")):
+            parser.error(f"--against: no looptools package in {args.against}")
+        trees["against"] = os.path.abspath(args.against)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPTOOLS")}
+    env.setdefault("QT_QPA_PLATFORM", "offscreen")
+    totals: dict[tuple[str, str], dict[str, int]] = {}
+    with burners(args.burners):
+        for _ in range(args.runs):
+            for kind in args.kinds.split(","):
+                for name, tree in trees.items():
+                    child_env = dict(env)
+                    if tree is not None:
+                        child_env["PYTHONPATH"] = tree
+                    # Not run from the checkout: ``-c`` puts the working directory
+                    # first on sys.path, before PYTHONPATH's other tree.
+                    out = subprocess.run(
+                        [sys.executable, "-c", CHILD, str(args.count), str(args.ms / 1000),
+                         kind], capture_output=True, text=True, env=child_env, timeout=600,
+                        cwd=tempfile.gettempdir())
+                    if out.returncode != 0:
+                        print(out.stderr[-2000:], file=sys.stderr)
+                        return 1
+                    got = json.loads(out.stdout.strip().splitlines()[-1])
+                    if tree is not None and not got["looptools"].startswith(tree):
+                        print(f"--against: the child imported {got['looptools']}",
+                              file=sys.stderr)
+                        return 1
+                    row = totals.setdefault((kind, name), {"stalls": 0, "missed": 0,
+                                                           "misnamed": 0})
+                    for key in row:
+                        row[key] += got[key]
+    print(f"{args.ms:g} ms stalls at a 50 ms threshold, {args.burners} burner(s) beside")
+    for (kind, name), row in totals.items():
+        print(f"  {kind:8} {name:8} missed {row['missed']:4} of {row['stalls']}, "
+              f"misnamed {row['misnamed']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
