@@ -145,8 +145,10 @@ def summary_lines(report: dict[str, Any], report_path: str | None = None) -> lis
     meta = report["meta"]
     loop = report["loop"]
     stalls = report["stall_summary"]
+    # (kind "none": the app ended before any event loop ran)
+    ran = "no loop ran" if loop.get("kind") in (None, "none") else f"{loop['kind']} loop"
     lines = [
-        f"looptools: {loop['kind']} loop, {meta.get('duration_s', 0):.1f} s, "
+        f"looptools: {ran}, {meta.get('duration_s', 0):.1f} s, "
         f"threshold {meta.get('threshold_ms', 0):g} ms: "
         + (
             f"{stalls['count']} stall{'s' if stalls['count'] != 1 else ''} "

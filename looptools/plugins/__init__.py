@@ -98,6 +98,10 @@ class LoopPlugin:
     def stop_heartbeat(self) -> None:
         raise NotImplementedError
 
+    def heartbeat_interval_s(self, interval_s: float) -> float:
+        """How often :meth:`start_heartbeat` beats when asked for ``interval_s``."""
+        return interval_s
+
     def forget_heartbeat(self) -> None:
         """In a forked child: drop the heartbeat without touching threads, locks or Qt."""
 

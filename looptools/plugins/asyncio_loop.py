@@ -362,6 +362,12 @@ class AsyncioPlugin(LoopPlugin):
             uninstall_handle_timing()
             self._timed = False
 
+    def heartbeat_interval_s(self, interval_s: float) -> float:
+        # Each probe costs the loop thread a few GIL hand-offs, so probes go at
+        # most 10 times a second; liveness between them comes from callbacks and
+        # from the watchdog seeing the loop wait in its selector.
+        return max(interval_s, PROBE_INTERVAL_S)
+
     def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float,
                         driver: Driver | None = None) -> None:
         """Probe the loop from another thread with ``call_soon_threadsafe``.
@@ -377,10 +383,7 @@ class AsyncioPlugin(LoopPlugin):
         """
         self.stop_heartbeat()
         loop = self.loop
-        # Each probe costs the loop thread a few GIL hand-offs, so probes go at
-        # most 10 times a second; liveness between them comes from callbacks and
-        # from the watchdog seeing the loop wait in its selector.
-        interval_s = max(interval_s, PROBE_INTERVAL_S)
+        interval_s = self.heartbeat_interval_s(interval_s)
         generation = self._generation = self._generation + 1
         intended = perf_counter() + interval_s
 
@@ -484,6 +487,9 @@ class UvloopPlugin(AsyncioPlugin):
         # needs none of the app's descriptors.  Sharing the table cost uvloop's
         # callback chain ~10 % (benchmarks/as_users.py --breakdown, "stalls only").
         return []
+
+    def heartbeat_interval_s(self, interval_s: float) -> float:
+        return interval_s
 
     def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float,
                         driver: Driver | None = None) -> None:
