@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from markdown_it import MarkdownIt
 
+import looptools
 from looptools._culprits import CulpritGroup, culprit_groups, stall_groups
 from looptools.inapp.writer import summary_lines
 from looptools.report.render import HtmlRenderer, MarkdownRenderer, TextRenderer
@@ -207,6 +208,19 @@ def test_exit_summary_says_what_its_short_lists_left_out() -> None:
     assert "  ... and 2 more tasks pending at exit (in the report)" in lines
     report["tasks"]["unretrieved_exceptions"] = report["tasks"]["unretrieved_exceptions"][:3]
     assert not any("more exceptions" in line for line in summary_lines(report))
+
+
+def test_exit_summary_of_a_run_where_no_loop_ran_says_so() -> None:
+    # A fresh-eyes trial: an app that failed before its loop started read
+    # "looptools: none loop, 0.2 s".
+    with looptools.monitor(report=None) as monitor:
+        pass
+    report = monitor.final_report
+    assert report is not None and report["loop"]["kind"] == "none"
+    first = summary_lines(report)[0]
+    assert first.startswith("looptools: no loop ran, "), first
+    report = by_name("render/qasync_chat.json")
+    assert summary_lines(report)[0].startswith("looptools: qasync loop, ")
 
 # -- (b) text, Markdown and HTML agree --------------------------------------------------------
 
