@@ -39,6 +39,17 @@ def _later(function: Any, *args: Any) -> Any:
     return function(*args)
 
 
+async def _completed_by_the_app() -> None:
+    """A concurrent future the app's own thread completes: a hand-off at the app's line."""
+    future: concurrent.futures.Future[str] = concurrent.futures.Future()
+    wrapped = asyncio.wrap_future(future)
+    worker = threading.Thread(target=lambda: future.set_result("done"),  # POST: app
+                              name="completer")
+    worker.start()
+    assert await wrapped == "done"
+    worker.join()
+
+
 def test_executor_results_skip_the_walk_and_app_posts_are_still_recorded() -> None:
     """A standard executor's result is recognised three callers up (no thread name,
     no eight-frame walk); a concurrent future completed by the app's own thread, and a
@@ -56,13 +67,7 @@ def test_executor_results_skip_the_walk_and_app_posts_are_still_recorded() -> No
             posted = asyncio.Event()
             pool.submit(lambda: loop.call_soon_threadsafe(posted.set))  # POST: job
             await posted.wait()
-        future: concurrent.futures.Future[str] = concurrent.futures.Future()
-        wrapped = asyncio.wrap_future(future)
-        worker = threading.Thread(target=lambda: future.set_result("done"),  # POST: app
-                                  name="completer")
-        worker.start()
-        assert await wrapped == "done"
-        worker.join()
+        await _completed_by_the_app()
 
     loop = asyncio.new_event_loop()
     plain = loop.call_soon_threadsafe
@@ -123,13 +128,7 @@ def test_qasync_executor_results_skip_the_walk_too(qapp: Any) -> None:
             assert await asyncio.to_thread(_later, pow, n, 2) == n * n
         with pytest.raises(ZeroDivisionError):
             await asyncio.to_thread(_later, divmod, 1, 0)
-        future: concurrent.futures.Future[str] = concurrent.futures.Future()
-        wrapped = asyncio.wrap_future(future)
-        worker = threading.Thread(target=lambda: future.set_result("done"),  # POST: qasync
-                                  name="completer")
-        worker.start()
-        assert await wrapped == "done"
-        worker.join()
+        await _completed_by_the_app()
 
     loop = qasync.QEventLoop(qapp)
     plain = loop.call_soon_threadsafe
@@ -152,7 +151,7 @@ def test_qasync_executor_results_skip_the_walk_too(qapp: Any) -> None:
     assert len(results) >= 16 and all(results[:-1]), decided
     assert decided[-1] == ("_call_set_state", False), decided  # the app's own thread
     assert [(row["thread"], row["site"]["line"], row["count"]) for row in rows] == \
-        [("completer", _line("POST: qasync"), 1)], rows
+        [("completer", _line("POST: app"), 1)], rows
 
 
 def test_blocking_calls_off_the_loop_thread_and_on_non_blocking_sockets_are_not_recorded(
