@@ -7,7 +7,6 @@ that raises is switched off with one warning instead of hurting the host app.
 
 from __future__ import annotations
 
-import _thread
 import sys
 import threading
 import time
@@ -79,18 +78,6 @@ class Detector:
     def snapshot(self) -> dict[str, Any]:
         """A small, JSON-able view of the current state for the dashboard."""
         return {}
-
-
-def give_back_interrupt() -> None:
-    """Our code on the loop thread caught a KeyboardInterrupt: raise SIGINT again.
-
-    Python runs the SIGINT handler at whatever bytecode comes next on the main
-    thread, and with looptools that is often ours (a tick, the heartbeat).  The
-    app would have had it in its own code, or not yet if none of its Python
-    was running: simulating the signal again hands it on to the next Python
-    that runs, until that is the app's.
-    """
-    _thread.interrupt_main()
 
 
 def _overrides(detector: Detector, hook: str) -> bool:

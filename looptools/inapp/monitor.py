@@ -25,8 +25,9 @@ from typing import Any, NoReturn, cast
 
 from looptools._safewrite import why, write_fallback
 from looptools.inapp import _attach
+from looptools.inapp._shield import GuardedSlot, guarded_slot
 from looptools.inapp.detectors import build
-from looptools.inapp.hub import Hub, give_back_interrupt
+from looptools.inapp.hub import Hub
 from looptools.inapp.state import LoopState
 from looptools.inapp.writer import LISTED_DETECTORS, empty_report, summary_lines, write_report
 from looptools.plugins import Driver, LoopPlugin, plugin_for
@@ -194,6 +195,8 @@ class Monitor:
         self._probe_send: Any = None
         self._probe_posted = False
         self._attaching = False
+        #: the app's aboutToQuit connection (Qt-only attach), undone at detach
+        self._quit_slot: tuple[Any, GuardedSlot] | None = None
         self._changing = False  # the loop thread is in _loop_changed (holding our locks)
         self._probe_retiring = False
         self._probe_timer: Any = None
@@ -328,6 +331,7 @@ class Monitor:
         except Exception:
             pass
         plugin, self.plugin = self.plugin, None
+        self._quit_slot = None  # no Qt call in the child
         if plugin is not None:
             try:
                 plugin.forget_heartbeat()
@@ -481,6 +485,18 @@ class Monitor:
             plugin.uninstall_timing()
             if state is not None:
                 state.slow = None
+            self._disconnect_quit()
+
+    def _disconnect_quit(self) -> None:
+        quit_slot, self._quit_slot = self._quit_slot, None
+        if quit_slot is None:
+            return
+        app, slot = quit_slot
+        try:
+            app.aboutToQuit.disconnect(slot.slot)
+        except Exception:  # gone with the application (PySide2 at exit: AttributeError)
+            pass
+        slot.close()
 
     def _beat(self, sent: float | None = None) -> None:
         """The heartbeat, on the loop thread: O(1) unless an audit is due.
@@ -488,18 +504,16 @@ class Monitor:
         ``sent`` is when a probe was queued (plain asyncio); otherwise the beat
         is a timer and its lag is measured against its schedule.
         """
-        try:
-            state = self.state
-            if sent is None and state is not None and state.idle_frame is None \
-                    and self.plugin is not None and self.plugin.is_qt:
-                # A Qt timer called us from Qt's event loop: the Python frame
-                # below the timer's slot is where the loop thread idles.
-                code = sys._getframe(2).f_code
-                state.idle_frame = (getattr(code, "co_qualname", code.co_name),
-                                    code.co_filename)
-            self._beat_now(sent)
-        except KeyboardInterrupt:
-            give_back_interrupt()
+        state = self.state
+        if sent is None and state is not None and state.idle_frame is None \
+                and self.plugin is not None and self.plugin.is_qt:
+            # A Qt timer called us from Qt's event loop: the Python frame
+            # below the timer's slot (looptools.inapp._shield) is where the
+            # loop thread idles.
+            code = sys._getframe(2).f_code
+            state.idle_frame = (getattr(code, "co_qualname", code.co_name),
+                                code.co_filename)
+        self._beat_now(sent)
 
     def _beat_now(self, sent: float | None) -> None:
         now = time.perf_counter()
@@ -698,11 +712,9 @@ class Monitor:
                 return
             self._probe_posted = True
             # Before the app's event loop: attach when it starts running.
-            binding.QtCore.QTimer.singleShot(0, functools.partial(self._attach_qt_only,
-                                                                  binding))
-        except KeyboardInterrupt:
-            give_back_interrupt()
-        except Exception as exc:
+            binding.QtCore.QTimer.singleShot(
+                0, guarded_slot(functools.partial(self._attach_qt_only, binding)).slot)
+        except Exception as exc:  # a KeyboardInterrupt goes on into the app's frame
             self._end_qt_probe()
             _warn(f"looptools: cannot look for a Qt app without asyncio "
                   f"({type(exc).__name__}: {exc}); such an app is not monitored")
@@ -730,7 +742,8 @@ class Monitor:
         if asyncio._get_running_loop() is not None:
             return
         self._probe_posted = True
-        binding.QtCore.QTimer.singleShot(0, functools.partial(self._attach_qt_only, binding))
+        binding.QtCore.QTimer.singleShot(
+            0, guarded_slot(functools.partial(self._attach_qt_only, binding)).slot)
 
     def _unhook_exec(self) -> None:
         """Main thread: put every ``exec`` we wrapped back."""
@@ -813,7 +826,9 @@ class Monitor:
             self._start_running(time.perf_counter())
             app = binding.app()
             if app is not None:
-                app.aboutToQuit.connect(self._qt_quitting)
+                slot = guarded_slot(self._qt_quitting)
+                app.aboutToQuit.connect(slot.slot)
+                self._quit_slot = (app, slot)
         except Exception as exc:
             self._broken = True
             _warn(f"looptools: could not attach to the Qt main thread ({exc}); monitoring is off")

@@ -6,9 +6,11 @@ imports none: the plugin is given the binding the app's loop runs on.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
+from looptools.inapp._shield import GuardedSlot, guarded_slot
 from looptools.plugins._qtbinding import QtBinding
 
 
@@ -18,18 +20,23 @@ class QtHeartbeat:
     def __init__(self, binding: QtBinding) -> None:
         self.binding = binding
         self._timer: Any = None
+        self._slot: GuardedSlot | None = None
 
     def start(self, beat: Callable[[float | None], None], interval_s: float) -> None:
         core = self.binding.QtCore
         timer = core.QTimer()
         timer.setTimerType(self.binding.enum("TimerType", "PreciseTimer"))
         timer.setInterval(max(1, round(interval_s * 1000)))
-        timer.timeout.connect(lambda: beat(None))
+        # A slot that is no Python function: a Ctrl-C arriving as it starts is
+        # passed on to the app (looptools.inapp._shield).
+        self._slot = guarded_slot(functools.partial(beat, None))
+        timer.timeout.connect(self._slot.slot)
         timer.start()
         self._timer = timer
 
     def stop(self) -> None:
         timer, self._timer = self._timer, None
+        slot, self._slot = self._slot, None
         if timer is None:
             return
         try:
@@ -37,10 +44,13 @@ class QtHeartbeat:
             timer.timeout.disconnect()
         except (RuntimeError, TypeError):  # already gone with the application
             pass
+        if slot is not None:
+            slot.close()
 
     def forget(self) -> None:
         """In a forked child: drop the timer without calling Qt."""
         self._timer = None
+        self._slot = None
 
 
 def dispatcher_name(instance: Any) -> str | None:

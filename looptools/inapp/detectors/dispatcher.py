@@ -42,7 +42,8 @@ from __future__ import annotations
 from time import perf_counter
 from typing import Any
 
-from looptools.inapp.hub import Detector, give_back_interrupt
+from looptools.inapp._shield import GuardedSlot, guarded_slot
+from looptools.inapp.hub import Detector
 from looptools.settings import Settings
 
 #: Above this many iterations a second the loop is saturated with small events,
@@ -81,6 +82,7 @@ class DispatcherBusy(Detector):
         self.plugin: Any = None
         self._callbacks_at = 0.0
         self._watch_s = FIRST_WATCH_S
+        self._slot: GuardedSlot | None = None
 
     def attach(self, state: Any, plugin: Any) -> None:
         if not plugin.is_qt:
@@ -98,7 +100,10 @@ class DispatcherBusy(Detector):
         self._connect(self._since)
 
     def _connect(self, now: float) -> None:
-        self.dispatcher.aboutToBlock.connect(self._about_to_block)
+        if self._slot is None:
+            # not a Python function: a Ctrl-C is passed on (looptools.inapp._shield)
+            self._slot = guarded_slot(self._about_to_block)
+        self.dispatcher.aboutToBlock.connect(self._slot.slot)
         self._precise(True)
         self._connected = True
         self._connected_at = now
@@ -114,7 +119,8 @@ class DispatcherBusy(Detector):
     def _disconnect(self, now: float) -> None:
         self._precise(False)
         try:
-            self.dispatcher.aboutToBlock.disconnect(self._about_to_block)
+            if self._slot is not None:
+                self.dispatcher.aboutToBlock.disconnect(self._slot.slot)
         except (RuntimeError, TypeError):  # the dispatcher went away with the app
             pass
         self._connected = False
@@ -140,11 +146,15 @@ class DispatcherBusy(Detector):
         self.dispatcher = None
         self.plugin = None
         self.state = None
+        self._slot = None
 
     def detach(self) -> None:
         if self._connected and self.dispatcher is not None:
             self._disconnect(perf_counter())
         self._resume_at = None
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.close()
 
     def loop_started(self, now: float) -> None:
         self._window_start = None
@@ -161,10 +171,7 @@ class DispatcherBusy(Detector):
             self._duty(now)
 
     def _about_to_block(self) -> None:
-        try:
-            self._window(perf_counter())
-        except KeyboardInterrupt:
-            give_back_interrupt()
+        self._window(perf_counter())
 
     def _window(self, now: float) -> None:
         # Runs once per dispatcher iteration: keep it small.

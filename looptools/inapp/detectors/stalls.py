@@ -70,7 +70,7 @@ from looptools.inapp._threadtimes import (
     pread_holding_gil,
     reads_holding_gil,
 )
-from looptools.inapp.hub import Detector, give_back_interrupt
+from looptools.inapp.hub import Detector
 from looptools.plugins.asyncio_loop import BETWEEN_RUNS, running_handle
 from looptools.settings import Settings
 
@@ -847,9 +847,7 @@ class StallWatchdog(Detector):
             if self._waiting and not self._stop.is_set() and (
                     now >= self._due or self._stall_due(now)):
                 self._hand_off()
-        except KeyboardInterrupt:
-            give_back_interrupt()
-        except Exception as exc:
+        except Exception as exc:  # a KeyboardInterrupt goes on into the frame we interrupted
             self._stop_ticks()
             if self.hub is not None:
                 self.hub.warn(f"looptools: the stall watchdog's ticks failed "
@@ -1662,6 +1660,7 @@ class StallWatchdog(Detector):
                 "thread_times": self.thread_times,
                 "gil_waits": self.gil_waits,
                 "starved": self.starved,
+                "after_the_fact": self.after_the_fact,
                 "ticks": self.ticks,
                 "looks": self.looks,
                 "handoffs": self.handoffs,

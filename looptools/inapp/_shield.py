@@ -1,0 +1,82 @@
+"""Our Qt slots, and a Ctrl-C that arrives as one of them starts.
+
+Python runs a signal's handler on the main thread at the next bytecode that
+checks for it, and a function checks on entry, before its first line.  In an app
+whose main thread idles in Qt's C++ (a Qt-only app, qasync or QtAsyncio waiting
+for events), no Python runs until a timer or a slot does: without looptools the
+``KeyboardInterrupt`` of a Ctrl-C waits for the app's own next Python and is
+raised there.  With looptools the next Python is often ours (the heartbeat
+timer, the dispatcher's ``aboutToBlock``), and a function cannot catch what is
+raised on its own entry: PySide printed the traceback and ran on, PyQt could
+abort.
+
+So a slot of ours is not a Python function.  :func:`guarded_slot` gives Qt a C
+callable (``functools.partial(next, map(call, generator))``) that resumes a
+generator; a generator resumed after a ``yield`` checks for signals *inside* the
+``try`` around that ``yield``, where the interrupt is caught.  The slot's body
+still runs (the heartbeat keeps beating), and then the generator yields
+:func:`_thread.interrupt_main` instead of a no-op, which ``map`` calls from C
+after the generator has stopped: the signal is pending again, with no bytecode of
+ours left to run, and the next Python on the main thread — the app's, or ours
+again, which passes it on the same way — gets it, as it would have without us.
+``interrupt_main`` calls the handler in force when it is handled, writes the
+wakeup descriptor if the app set one (``signal.set_wakeup_fd``), and does
+nothing if the app has set ``SIG_DFL`` or ``SIG_IGN`` meanwhile.
+"""
+
+from __future__ import annotations
+
+import _thread
+import functools
+import operator
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
+
+#: Calls its argument with no arguments, in C (``operator.call`` is 3.11+).
+_CALL = operator.methodcaller("__call__")
+#: What the generator yields when there is nothing to pass on: a C no-op.
+_NOTHING: Callable[[], object] = tuple
+_PASS_ON: Callable[[], object] = _thread.interrupt_main
+
+
+def _body(fn: Callable[[], object],
+          after: Callable[[], object]) -> Generator[Callable[[], object], None, None]:
+    try:
+        while True:
+            try:
+                yield after  # a Ctrl-C pending as Qt calls the slot is raised here
+                after = _NOTHING
+            except KeyboardInterrupt:
+                after = _PASS_ON
+            try:
+                fn()
+            except KeyboardInterrupt:  # raised in our own code (fn calls none of the app's)
+                after = _PASS_ON
+    except KeyboardInterrupt:
+        # A second Ctrl-C checked for at the loop's jump back, outside both
+        # ``try``s: start over, passing it on.
+        yield from _body(fn, _PASS_ON)
+
+
+class GuardedSlot:
+    """``slot`` is what to connect; :meth:`close` after disconnecting it."""
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        generator = _body(fn, _NOTHING)
+        next(generator)  # to the first ``yield``: entering a generator checks too
+        self._generator: Generator[Callable[[], object], None, None] | None = generator
+        calls: Iterator[object] = map(_CALL, generator)
+        self.slot: Callable[[], Any] = functools.partial(next, calls)
+
+    def close(self) -> None:
+        generator, self._generator = self._generator, None
+        if generator is not None:
+            try:
+                generator.close()
+            except ValueError:  # closed from inside the slot: it ends with the slot
+                pass
+
+
+def guarded_slot(fn: Callable[[], object]) -> GuardedSlot:
+    """A slot for Qt that runs ``fn`` and passes a Ctrl-C on to the app's next Python."""
+    return GuardedSlot(fn)

@@ -1,0 +1,69 @@
+"""An app idle on a Qt main thread that gets Ctrl-C while it waits for its next event.
+
+``idle_sigint_app.py BINDING KIND``; KIND is ``qt`` (no asyncio), ``qasync`` (its
+``run_forever``, which leaves SIGINT's default handler in place) or ``qtasyncio``
+(``QtAsyncio.run`` without ``handle_sigint``).  It prints "ready" once idle, and its
+own timer runs ``on_timer`` 1.5 s later: the first Python of the app's after the
+signal.  Its ``sys.excepthook`` (which PyQt calls instead of aborting) prints where a
+``KeyboardInterrupt`` was raised and ends the app with status 3; if none was,
+``on_timer`` ends it with status 0.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from types import TracebackType
+
+binding, kind = sys.argv[1], sys.argv[2]
+os.environ["QT_API"] = binding.lower()  # the binding qasync takes
+QtCore = importlib.import_module(f"{binding}.QtCore")
+
+
+def hook(kind_: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    frames = traceback.extract_tb(tb)
+    where = frames[-1].name if frames else "?"
+    print(f"{kind_.__name__} raised in {where}", flush=True)
+    sys.stderr.flush()
+    os._exit(3)
+
+
+sys.excepthook = hook
+
+
+def on_timer() -> None:
+    print("on_timer ran: no interrupt", flush=True)
+    QtCore.QCoreApplication.exit(0)
+
+
+def ready() -> None:
+    print("ready", flush=True)
+    QtCore.QTimer.singleShot(1500, on_timer)
+
+
+if kind == "qt":
+    app = QtCore.QCoreApplication([])
+    QtCore.QTimer.singleShot(0, ready)
+    sys.exit(app.exec() if hasattr(app, "exec") else app.exec_())
+elif kind == "qasync":
+    import asyncio
+
+    import qasync
+
+    app = QtCore.QCoreApplication([])
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    loop.call_soon(ready)
+    QtCore.QCoreApplication.instance().aboutToQuit.connect(loop.stop)
+    with loop:
+        loop.run_forever()
+    sys.exit(0)
+else:
+    from PySide6 import QtAsyncio
+
+    app = QtCore.QCoreApplication([])
+    QtCore.QTimer.singleShot(0, ready)
+    QtAsyncio.run(keep_running=True, quit_qapp=True)
+    sys.exit(0)
