@@ -110,7 +110,8 @@ def test_a_stall_no_look_saw_is_recorded_from_its_callbacks_end() -> None:
     assert watchdog.ticks > 100, "the ticks sample the runs: this test needs them"
     assert watchdog.after_the_fact >= 1, watchdog.after_the_fact  # ~5 of 8 here
     after = [s for s in found if s is not None and s["detected_after_ms"] is None]
-    assert len(after) == watchdog.after_the_fact
+    assert len(after) == watchdog.after_the_fact \
+        == report["stall_summary"]["watchdog"]["after_the_fact"]
     for stall in after:
         assert stall["culprit"]["function"] == "_spin", stall
         assert stall["stack_source"] == "sampled" and stall["samples"] >= 3

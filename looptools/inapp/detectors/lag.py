@@ -40,9 +40,8 @@ class LoopLag(Detector):
     def attach(self, state: Any, plugin: Any) -> None:
         # What the heartbeat really runs at: plain asyncio's probes go at most every
         # 100 ms (looptools.plugins.asyncio_loop.PROBE_INTERVAL_S), whatever was asked.
-        interval = getattr(plugin, "heartbeat_interval_s", None)
-        if callable(interval):
-            self.interval_ms = round(interval(self.interval_ms / 1000.0) * 1000.0, 3)
+        self.interval_ms = round(plugin.heartbeat_interval_s(self.interval_ms / 1000.0)
+                                 * 1000.0, 3)
 
     def heartbeat(self, now: float, lag: float) -> None:
         lag_ms = lag * 1000.0
