@@ -27,6 +27,7 @@ from typing import Any
 from looptools.report.model import ReportModel, WorkerLoopFigures, model_of
 from looptools.report.render import _format as f
 from looptools.report.render.base import Renderer, Report
+from looptools.report.render.flame import worker_threads
 
 _SCRIPT = """
 (function () {
@@ -460,22 +461,20 @@ class HtmlRenderer(Renderer):
 
     def _worker_rows(self, model: ReportModel
                      ) -> list[tuple[str, list[tuple[int, Mapping[str, Any]]]]]:
-        """The kept worker-loop stalls by thread (name and ident: a name is shared by a
-        pool's threads, an ident reused once its thread ends), most blocked time first,
-        at most ``max_worker_rows`` threads; each stall with its index in
-        ``model.worker_loops.stalls`` (its ``worker-stall-N`` anchor)."""
-        workers = model.worker_loops
-        if workers is None:
+        """The kept worker-loop stalls by thread (:func:`flame.worker_threads`: name and
+        ident, most blocked time first), at most ``max_worker_rows`` threads; labelled by
+        name, with the ident only where threads share a name; each stall with its index
+        in ``model.worker_loops.stalls`` (its ``worker-stall-N`` anchor)."""
+        if model.worker_loops is None:
             return []
-        groups: dict[tuple[str, object], list[tuple[int, Mapping[str, Any]]]] = {}
-        for n, stall in enumerate(workers.stalls):
-            key = (str(stall.get("thread") or "?"), stall.get("thread_ident"))
-            groups.setdefault(key, []).append((n, stall))
-        ranked = sorted(groups.items(), key=lambda item: (
-            -sum(_end_s(s) - _start_s(s) for _, s in item[1]), item[0][0]))
-        names = [name for (name, _), _ in ranked]
-        return [(name if names.count(name) == 1 else f"{name} ({ident})", row)
-                for (name, ident), row in ranked[: self.max_worker_rows]]
+        index = {id(stall): n for n, stall in enumerate(model.worker_loops.stalls)}
+        threads = [thread for thread in worker_threads(model.report)
+                   if all(id(stack.stall) in index for stack in thread.stacks)]
+        names = [thread.name for thread in threads]
+        return [(thread.name if names.count(thread.name) == 1
+                 else f"{thread.name} ({thread.ident})",
+                 [(index[id(stack.stall)], stack.stall) for stack in thread.stacks])
+                for thread in threads[: self.max_worker_rows]]
 
     @staticmethod
     def _lag_track(points: Sequence[tuple[float, float]], x: Callable[[float], float],
