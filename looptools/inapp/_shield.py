@@ -22,6 +22,16 @@ again, which passes it on the same way — gets it, as it would have without us.
 ``interrupt_main`` calls the handler in force when it is handled, writes the
 wakeup descriptor if the app set one (``signal.set_wakeup_fd``), and does
 nothing if the app has set ``SIG_DFL`` or ``SIG_IGN`` meanwhile.
+
+Any other exception (another signal's handler raised it as the slot was entered,
+or our own code failed) reaches the binding as from any slot — raised from C after
+the generator yielded — and the generator lives on: a finished one would raise
+``StopIteration`` into Qt at every later call.
+
+What this cannot change: a handler that is a Python function (asyncio's runner's,
+the app's own) is *run* at the first Python on the main thread, ours included, so
+under looptools it runs within a heartbeat of the signal, where without it the app's
+own next Python would have run it.
 """
 
 from __future__ import annotations
@@ -39,8 +49,27 @@ _NOTHING: Callable[[], object] = tuple
 _PASS_ON: Callable[[], object] = _thread.interrupt_main
 
 
+def _finished() -> Generator[None, None, None]:
+    yield  # never runs
+
+
+#: Thrown into, a finished generator raises what it is given as it is: no bytecode
+#: runs (so no signal is checked for) and no frame is added to the traceback.
+_THROWER = _finished()
+_THROWER.close()
+
+
+def _raising(exc: BaseException) -> Callable[[], object]:
+    """A C callable that raises ``exc``."""
+    return functools.partial(_THROWER.throw, exc)
+
+
 def _body(fn: Callable[[], object],
           after: Callable[[], object]) -> Generator[Callable[[], object], None, None]:
+    # The generator must never end: Qt would call a finished one on every tick and
+    # print StopIteration each time.  An exception that is not a Ctrl-C (another
+    # signal's handler raised it as the slot was entered, or our own code failed)
+    # still reaches the binding as from any slot: raised from C after the yield.
     try:
         while True:
             try:
@@ -48,13 +77,20 @@ def _body(fn: Callable[[], object],
                 after = _NOTHING
             except KeyboardInterrupt:
                 after = _PASS_ON
+            except GeneratorExit:
+                raise
+            except BaseException as exc:  # handed on, not swallowed
+                after = _raising(exc)
+                continue  # not ``fn``: the binding reports this call as failed
             try:
                 fn()
             except KeyboardInterrupt:  # raised in our own code (fn calls none of the app's)
                 after = _PASS_ON
+            except BaseException as exc:  # handed on, not swallowed
+                after = _raising(exc)
     except KeyboardInterrupt:
-        # A second Ctrl-C checked for at the loop's jump back, outside both
-        # ``try``s: start over, passing it on.
+        # A second Ctrl-C checked for at the loop's jump back, outside every
+        # ``try``: start over, passing it on.
         yield from _body(fn, _PASS_ON)
 
 

@@ -1,0 +1,106 @@
+"""The slots looptools gives Qt (``looptools.inapp._shield``): what they do with a
+Ctrl-C and with any other exception raised as they are entered or while they run.
+
+Called here from Python, as a binding calls them from C.  End to end (an idle app on
+every binding, SIGINT from outside) in ``test_exit_matrix.py``.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import traceback
+from collections.abc import Iterator
+from types import FrameType
+
+import pytest
+
+from looptools.inapp._shield import guarded_slot
+
+
+@pytest.fixture
+def sigint_seen() -> Iterator[list[str]]:
+    """SIGINT's handler for the test: records where Python ran it."""
+    seen: list[str] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        seen.append(frame.f_code.co_name if frame is not None else "?")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_ctrl_c_in_our_slot_is_pending_again_for_the_next_python(
+        sigint_seen: list[str]) -> None:
+    runs: list[int] = []
+
+    def body() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise KeyboardInterrupt  # as if the handler ran (and raised) in our code
+
+    slot = guarded_slot(body)
+    try:
+        slot.slot()  # caught: nothing reaches the binding
+        # Pending again once the slot returned, so handled by the next Python to run:
+        # here the caller's frame (from a binding, the app's next slot), not ours.
+        this = sys._getframe().f_code.co_name
+        assert sigint_seen == [this]
+        slot.slot()  # and the slot goes on working, with nothing more to pass on
+        assert len(runs) == 2 and sigint_seen == [this]
+    finally:
+        slot.close()
+
+
+def test_another_exception_reaches_the_binding_and_the_slot_lives_on() -> None:
+    runs: list[int] = []
+
+    def body() -> None:
+        runs.append(1)
+        if len(runs) == 2:
+            raise RuntimeError("our own failure")
+
+    slot = guarded_slot(body)
+    try:
+        slot.slot()
+        with pytest.raises(RuntimeError, match="our own failure") as info:
+            slot.slot()
+        # raised as from any slot, with where it came from
+        assert any(frame.name == "body" for frame in
+                   traceback.extract_tb(info.value.__traceback__))
+        for _ in range(3):  # a finished generator would raise StopIteration from now on
+            slot.slot()
+        assert len(runs) == 5
+    finally:
+        slot.close()
+
+
+def test_an_exception_raised_on_entry_skips_the_body_and_is_not_swallowed() -> None:
+    """Another signal's handler raising (``sys.exit`` in a SIGTERM handler, say) as the
+    slot is entered: the binding gets it for this call, as it would from any slot."""
+    runs: list[int] = []
+    slot = guarded_slot(lambda: runs.append(1))
+    generator = slot._generator
+    assert generator is not None
+    try:
+        # What a handler's exception at the ``yield`` looks like to the generator.
+        after = generator.throw(SystemExit(4))
+        with pytest.raises(SystemExit) as info:
+            after()
+        assert info.value.code == 4 and runs == []
+        slot.slot()
+        assert runs == [1]
+    finally:
+        slot.close()
+
+
+def test_close_ends_it_and_is_idempotent() -> None:
+    slot = guarded_slot(lambda: None)
+    slot.slot()
+    slot.close()
+    slot.close()
+    with pytest.raises(StopIteration):
+        slot.slot()  # only once disconnected is it closed
