@@ -306,23 +306,27 @@ def test_every_ending_and_sink_is_unchanged_for_every_sample_app(app: str,
 IDLE_SIGINT_APP = ROOT / "tests" / "apps" / "idle_sigint_app.py"
 
 
-@pytest.mark.parametrize("binding,kind", [
-    ("PySide6", "qt"), ("PyQt6", "qt"), ("PyQt5", "qt"), ("PySide2", "qt"),
-    ("PySide6", "qasync"), ("PyQt6", "qasync"), ("PySide6", "qtasyncio")])
-def test_ctrl_c_in_an_idle_qt_app_reaches_the_apps_own_next_python(binding: str, kind: str,
-                                                                   tmp_path: Path) -> None:
+@pytest.mark.parametrize("binding,kind,where", [
+    ("PySide6", "qt", "on_timer"), ("PyQt6", "qt", "on_timer"), ("PyQt5", "qt", "on_timer"),
+    ("PySide2", "qt", "on_timer"), ("PySide6", "qasync", "on_timer"),
+    ("PyQt6", "qasync", "on_timer"), ("PySide6", "qtasyncio", "on_timer"),
+    ("PySide6", "qt", "<module>"), ("PyQt6", "qt", "<module>")])
+def test_ctrl_c_in_an_idle_qt_app_reaches_the_apps_own_next_python(
+        binding: str, kind: str, where: str, tmp_path: Path) -> None:
     """An app whose main thread idles in Qt's C++ runs no Python when Ctrl-C comes: the
     ``KeyboardInterrupt`` is raised in its own next Python (here a timer's slot, 1.5 s
-    later).  Our heartbeat and dispatcher slots run meanwhile; raised on entering one of
-    them, it was printed by PySide (the app ran on) and could abort a PyQt app.  Now it
-    must reach the same line of the app's, and the app end the same way."""
+    later, or — ``<module>`` — the line that called ``exec``, which a timer ends from
+    C).  Our heartbeat and dispatcher slots run meanwhile; raised on entering one of
+    them, it was printed by PySide (the app ran on) and could abort a PyQt app; as
+    ``exec`` returned it showed our ``exec`` wrapper's frame.  Now it must reach the
+    same frame of the app's, and the app end the same way."""
     if importlib.util.find_spec(binding) is None:
         pytest.skip(f"{binding} is not installed")
     if kind == "qasync" and importlib.util.find_spec("qasync") is None:
         pytest.skip("qasync is not installed")
-    args = [str(IDLE_SIGINT_APP), binding, kind]
+    args = [str(IDLE_SIGINT_APP), binding, kind, *(["c-quit"] if where == "<module>" else [])]
     plain = run_cell(args, "pipe", False, False, "sigint", tmp_path).normalised()
-    assert plain.status == 3 and "KeyboardInterrupt raised in on_timer" in plain.stdout, \
+    assert plain.status == 3 and f"KeyboardInterrupt raised in {where}" in plain.stdout, \
         _show(plain)
     for attempt in range(3):  # the signal lands at a different moment of our slots each time
         cell = tmp_path / f"monitored-{attempt}"

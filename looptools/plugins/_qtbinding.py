@@ -83,15 +83,39 @@ class QtBinding:
         return self.QtCore.QAbstractEventDispatcher.instance()
 
 
+class _ExecHook:
+    """An application class's ``exec`` (or ``exec_``): calls ``before()`` as it is
+    looked up, then gives what the original descriptor gives.
+
+    So no frame of ours is on the stack while ``exec`` runs, and what is raised as it
+    returns (a Ctrl-C left pending, say) shows the app's frames only, as without us.
+    (A wrapper function that called ``exec`` itself showed its own frame there.)
+    """
+
+    __looptools_exec__ = True
+
+    def __init__(self, descriptor: Any, before: Callable[[], None]) -> None:
+        self.__wrapped__ = descriptor
+        self._before = before
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        try:
+            self._before()
+        except Exception:
+            pass
+        return self.__wrapped__.__get__(obj, objtype)
+
+
 def hook_exec(binding: QtBinding, before: Callable[[], None]) -> Callable[[], None]:
     """Call ``before()`` on the app's thread as it enters ``exec``; returns the undo.
 
     The binding's application classes (``QCoreApplication``, and
     ``QGuiApplication``/``QApplication`` if imported) get their ``exec`` (and
-    ``exec_``) wrapped at class level; the wrapper calls the original through
-    its own descriptor, so static and bound calls behave as before.  Undo puts
-    the original descriptors back, unless the app replaced them since.
-    Main thread only (PySide's types are not thread-safe to touch).
+    ``exec_``) replaced at class level by an :class:`_ExecHook`, which calls
+    ``before()`` when the app looks ``exec`` up and hands it the original
+    (static and bound calls behave as before).  Undo puts the original
+    descriptors back, unless the app replaced them since.  Main thread only
+    (PySide's types are not thread-safe to touch).
     """
     classes = [binding.QtCore.QCoreApplication]
     for module, name in (("QtGui", "QGuiApplication"), ("QtWidgets", "QApplication")):
@@ -104,28 +128,16 @@ def hook_exec(binding: QtBinding, before: Callable[[], None]) -> Callable[[], No
             descriptor = vars(cls).get(attr)
             if descriptor is None or getattr(descriptor, "__looptools_exec__", False):
                 continue
-
-            def wrapper(*args: Any, _d: Any = descriptor, _cls: type = cls,
-                        **kwargs: Any) -> Any:
-                try:
-                    before()
-                except Exception:
-                    pass
-                if args and isinstance(args[0], _cls):
-                    return _d.__get__(args[0], type(args[0]))(*args[1:], **kwargs)
-                return _d.__get__(None, _cls)(*args, **kwargs)
-
-            wrapper.__looptools_exec__ = True  # type: ignore[attr-defined]
-            wrapper.__wrapped__ = descriptor  # type: ignore[attr-defined]
+            hook = _ExecHook(descriptor, before)
             try:
-                setattr(cls, attr, wrapper)
+                setattr(cls, attr, hook)
             except (AttributeError, TypeError):
                 continue
-            undo.append((cls, attr, descriptor, wrapper))
+            undo.append((cls, attr, descriptor, hook))
 
     def unhook() -> None:
-        for cls, attr, descriptor, wrapper in reversed(undo):
-            if vars(cls).get(attr) is wrapper:
+        for cls, attr, descriptor, hook in reversed(undo):
+            if vars(cls).get(attr) is hook:
                 try:
                     setattr(cls, attr, descriptor)
                 except (AttributeError, TypeError):

@@ -1,12 +1,14 @@
 """An app idle on a Qt main thread that gets Ctrl-C while it waits for its next event.
 
-``idle_sigint_app.py BINDING KIND``; KIND is ``qt`` (no asyncio), ``qasync`` (its
+``idle_sigint_app.py BINDING KIND [c-quit]``; KIND is ``qt`` (no asyncio), ``qasync`` (its
 ``run_forever``, which leaves SIGINT's default handler in place) or ``qtasyncio``
 (``QtAsyncio.run`` without ``handle_sigint``).  It prints "ready" once idle, and its
 own timer runs ``on_timer`` 1.5 s later: the first Python of the app's after the
 signal.  Its ``sys.excepthook`` (which PyQt calls instead of aborting) prints where a
 ``KeyboardInterrupt`` was raised and ends the app with status 3; if none was,
-``on_timer`` ends it with status 0.
+``on_timer`` ends it with status 0.  With ``c-quit`` (Qt-only) the timer calls
+``QCoreApplication.quit`` itself and no Python of the app's runs until ``exec``
+returns: the interrupt is raised there, in the module's frame.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import traceback
 from types import TracebackType
 
 binding, kind = sys.argv[1], sys.argv[2]
+c_quit = sys.argv[3:] == ["c-quit"]
 os.environ["QT_API"] = binding.lower()  # the binding qasync takes
 QtCore = importlib.import_module(f"{binding}.QtCore")
 
@@ -40,7 +43,7 @@ def on_timer() -> None:
 
 def ready() -> None:
     print("ready", flush=True)
-    QtCore.QTimer.singleShot(1500, on_timer)
+    QtCore.QTimer.singleShot(1500, QtCore.QCoreApplication.quit if c_quit else on_timer)
 
 
 if kind == "qt":
