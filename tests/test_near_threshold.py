@@ -119,6 +119,38 @@ def test_a_stall_no_look_saw_is_recorded_from_its_callbacks_end() -> None:
         assert 62.0 <= stall["duration_ms"] <= 71.0, stall
 
 
+
+def test_a_stall_no_look_saw_is_recorded_when_its_loop_stops(machine: str) -> None:
+    # The same, with the loop stopping right after each stall: the watchdog may not
+    # look again while it runs (it looks every 200 ms here), so what it missed is
+    # recorded as the loop stops (``_record_missed_now`` at ``loop_stopped``) — there
+    # by the time ``asyncio.run`` returns.
+    async def one_stall(spans: list[tuple[float, float]]) -> None:
+        await asyncio.sleep(0.05)
+        began = time.perf_counter()
+        _spin(0.070)
+        spans.append((began, time.perf_counter()))
+
+    with looptools.monitor(report=None, threshold_ms=THRESHOLD_MS) as monitor:
+        watchdog: Any = monitor.hub.get("stalls")
+        assert watchdog is not None
+        original = watchdog._next_wait
+        watchdog._next_wait = lambda now, poll, idle_wait: (
+            original(now, poll, idle_wait) if watchdog.current is not None else 0.2)
+        counts = []
+        spans: list[tuple[float, float]] = []
+        for _ in range(6):
+            before = watchdog.count
+            asyncio.run(one_stall(spans))
+            counts.append(watchdog.count - before)  # before the thread's next look
+        after_the_fact = watchdog.after_the_fact
+    assert counts == [1] * 6, counts
+    assert after_the_fact >= 1, after_the_fact  # the rest were seen live, as usual
+    report = monitor.final_report
+    assert report is not None
+    assert all(s is not None and s["culprit"]["function"] == "_spin"
+               for s in _matched(report, monitor.started, spans))
+
 def test_a_callback_that_ran_a_loop_of_its_own_is_not_a_stall(qapp: Any) -> None:
     # A modal dialog's loop inside a callback (QEventLoop.exec, as QDialog.exec runs
     # one): the callback lasts 150 ms, but the loop lived all along (its heartbeat and
