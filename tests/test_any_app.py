@@ -96,6 +96,23 @@ def test_a_qt_main_thread_without_asyncio_on_every_binding(qt_api: str, tmp_path
     assert stall["duration_ms"] == pytest.approx(200, rel=0.25)
 
 
+@pytest.mark.parametrize("qt_api", ["pyside6", "pyqt5"])
+def test_exec_looked_up_by_another_thread_does_not_stop_the_attach(
+        qt_api: str, tmp_path: Path) -> None:
+    # The exec hook acts on lookup; one on another thread posted the attach to that
+    # thread (no loop: it never ran) and the monitor then skipped the app ("no loop
+    # ran"; a fresh-eyes review).  Only the main thread's lookup counts.
+    name = _binding(qt_api)
+    run = run_app([str(BINDING_APP), "qt-only-thread-lookup"], tmp_path,
+                  environ={"QT_API": qt_api})
+    assert run.returncode == 0, run.stderr
+    report = run.report
+    assert report is not None, run.stderr
+    assert (report["loop"]["kind"], report["loop"]["binding"]) == ("qt", name)
+    (stall,) = report["stalls"]
+    assert stall["duration_ms"] == pytest.approx(200, rel=0.25)
+
+
 @pytest.mark.parametrize("qt_api", list(BINDINGS))
 def test_a_qt_only_app_is_watched_from_exec_even_if_it_never_runs_python(
         qt_api: str, tmp_path: Path) -> None:

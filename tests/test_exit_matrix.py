@@ -333,3 +333,24 @@ def test_ctrl_c_in_an_idle_qt_app_reaches_the_apps_own_next_python(
         cell.mkdir()
         monitored = run_cell(args, "pipe", False, True, "sigint", cell).normalised()
         assert monitored == plain, _describe(f"{binding}/{kind}", plain, monitored)
+
+
+NESTED_HANDLER_APP = ROOT / "tests" / "apps" / "nested_handler_app.py"
+
+
+@pytest.mark.parametrize("binding", ["PySide6", "PyQt6", "PyQt5"])
+def test_a_signal_handler_that_spins_a_nested_loop_inside_our_slot(binding: str,
+                                                                   tmp_path: Path) -> None:
+    """The handler runs in our slot (the first Python after the signal) and its nested
+    loop calls the same slot again: PyQt aborted (status 134) on the ValueError of a
+    generator resumed while running, PySide printed ~300 of them."""
+    if importlib.util.find_spec(binding) is None:
+        pytest.skip(f"{binding} is not installed")
+    args = [str(NESTED_HANDLER_APP), binding]
+    plain = run_cell(args, "pipe", False, False, "none", tmp_path).normalised()
+    assert plain.status == 0 and "handler: done" in plain.stdout, _show(plain)
+    for attempt in range(2):
+        cell = tmp_path / f"monitored-{attempt}"
+        cell.mkdir()
+        monitored = run_cell(args, "pipe", False, True, "none", cell).normalised()
+        assert monitored == plain, _describe(binding, plain, monitored)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import _thread
 import functools
+import itertools
 import operator
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
@@ -64,12 +65,13 @@ def _raising(exc: BaseException) -> Callable[[], object]:
     return functools.partial(_THROWER.throw, exc)
 
 
-def _body(fn: Callable[[], object],
+def _body(box: list[Callable[[], object]],
           after: Callable[[], object]) -> Generator[Callable[[], object], None, None]:
     # The generator must never end: Qt would call a finished one on every tick and
     # print StopIteration each time.  An exception that is not a Ctrl-C (another
     # signal's handler raised it as the slot was entered, or our own code failed)
     # still reaches the binding as from any slot: raised from C after the yield.
+    # ``box[0]`` is the body, a no-op once the slot is closed.
     try:
         while True:
             try:
@@ -81,36 +83,51 @@ def _body(fn: Callable[[], object],
                 raise
             except BaseException as exc:  # handed on, not swallowed
                 after = _raising(exc)
-                continue  # not ``fn``: the binding reports this call as failed
+                continue  # not the body: the binding reports this call as failed
             try:
-                fn()
-            except KeyboardInterrupt:  # raised in our own code (fn calls none of the app's)
+                box[0]()
+            except KeyboardInterrupt:  # raised in our own code (it calls none of the app's)
                 after = _PASS_ON
             except BaseException as exc:  # handed on, not swallowed
                 after = _raising(exc)
     except KeyboardInterrupt:
         # A second Ctrl-C checked for at the loop's jump back, outside every
         # ``try``: start over, passing it on.
-        yield from _body(fn, _PASS_ON)
+        yield from _body(box, _PASS_ON)
+
+
+def _primed(box: list[Callable[[], object]]) -> Generator[Callable[[], object], None, None]:
+    generator = _body(box, _NOTHING)
+    next(generator)  # to the first ``yield``: entering a generator checks too
+    return generator
 
 
 class GuardedSlot:
-    """``slot`` is what to connect; :meth:`close` after disconnecting it."""
+    """``slot`` is what to connect; :meth:`close` once disconnected.
+
+    Two generators: the slot resumes the first unless it is running — the slot
+    called again from inside itself, when Python code run there (a signal's
+    handler) spun a nested event loop that emitted the signal again — and then
+    the second.  Resuming a running generator raises ``ValueError`` into Qt (PyQt
+    aborts on it).  The choice is made in C too: ``(first, second)[first.gi_running]``
+    by ``map`` over ``itertools.repeat``.  A third level of nesting is not served.
+    """
 
     def __init__(self, fn: Callable[[], object]) -> None:
-        generator = _body(fn, _NOTHING)
-        next(generator)  # to the first ``yield``: entering a generator checks too
-        self._generator: Generator[Callable[[], object], None, None] | None = generator
-        calls: Iterator[object] = map(_CALL, generator)
+        self._box: list[Callable[[], object]] = [fn]
+        first, second = self._first, self._second = _primed(self._box), _primed(self._box)
+        running: Iterator[bool] = map(operator.attrgetter("gi_running"),
+                                      itertools.repeat(first))
+        chosen: Iterator[Generator[Callable[[], object], None, None]] = map(
+            (first, second).__getitem__, running)
+        calls: Iterator[object] = map(_CALL, map(next, chosen))
         self.slot: Callable[[], Any] = functools.partial(next, calls)
 
     def close(self) -> None:
-        generator, self._generator = self._generator, None
-        if generator is not None:
-            try:
-                generator.close()
-            except ValueError:  # closed from inside the slot: it ends with the slot
-                pass
+        """Make the slot a no-op.  The generators are left to end with the slot: one
+        still connected (a disconnect that failed, an emission under way on the loop
+        thread as another thread closes it) must not raise ``StopIteration``."""
+        self._box[0] = _NOTHING
 
 
 def guarded_slot(fn: Callable[[], object]) -> GuardedSlot:

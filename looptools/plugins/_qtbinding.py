@@ -90,6 +90,9 @@ class _ExecHook:
     So no frame of ours is on the stack while ``exec`` runs, and what is raised as it
     returns (a Ctrl-C left pending, say) shows the app's frames only, as without us.
     (A wrapper function that called ``exec`` itself showed its own frame there.)
+    Only a lookup on the main thread calls ``before()``; ``before()`` must be
+    harmless when no call follows (the monitor's posts the attach, run when the
+    app's loop runs).
     """
 
     __looptools_exec__ = True
@@ -99,10 +102,14 @@ class _ExecHook:
         self._before = before
 
     def __get__(self, obj: Any, objtype: type | None = None) -> Any:
-        try:
-            self._before()
-        except Exception:
-            pass
+        # A lookup is not always the call (hasattr, introspection), and one on
+        # another thread is not the app entering its loop: the hook posts the
+        # attach to the thread it runs on, which would then never run it.
+        if threading.get_ident() == threading.main_thread().ident:
+            try:
+                self._before()
+            except Exception:
+                pass
         return self.__wrapped__.__get__(obj, objtype)
 
 

@@ -7,6 +7,8 @@
     qasync_binding_app.py qt-only         no asyncio at all: a Qt slot sleeps 200 ms
     qasync_binding_app.py qt-only-cstall  no asyncio, and no Python of its own once in
                                           exec(): Qt's own QThread.msleep(200) as a slot
+    qasync_binding_app.py qt-only-thread-lookup  the same, after another thread looked
+                                          up exec
 """
 
 from __future__ import annotations
@@ -57,12 +59,27 @@ class PatchedLoop(qasync.QEventLoop):
 
 
 def main() -> int:
+    if MODE == "qt-only-thread-lookup":
+        time.sleep(0.1)  # the probe hooks exec meanwhile, as in an app with work here
     app = QtWidgets.QApplication([])
     print(f"binding {qasync.QtModuleName}", flush=True)
     if MODE == "qt-only":
         QtCore.QTimer.singleShot(500, slot_sleeps)
         QtCore.QTimer.singleShot(1200, app.quit)
         (app.exec if hasattr(app, "exec") else app.exec_)()
+    elif MODE == "qt-only-thread-lookup":
+        # Another thread looks exec up first (introspection, a shim): that is not the
+        # app entering its loop, and must not keep the monitor from attaching.
+        import threading
+
+        # (vars: a lookup on the main thread first would count as entering the loop)
+        name = "exec" if "exec" in vars(QtCore.QCoreApplication) else "exec_"
+        looker = threading.Thread(target=getattr, args=(app, name))
+        looker.start()
+        looker.join()
+        QtCore.QTimer.singleShot(400, functools.partial(QtCore.QThread.msleep, 200))
+        QtCore.QTimer.singleShot(900, app.quit)
+        getattr(app, name)()
     elif MODE == "qt-only-cstall":
         # From the last import to exec() in a few ms, then only C++ runs: the
         # monitor has to be attached by then to see the stall at all.
