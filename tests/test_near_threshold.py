@@ -64,6 +64,17 @@ def _matched(report: dict[str, Any], origin: float,
     return out
 
 
+def _looks_rarely(monitor: Any, seconds: float = 0.2) -> Any:
+    """The monitor's watchdog, made to look only every ``seconds`` while no stall is
+    begun (a stall once begun is looked at as usual, every poll, to see its end)."""
+    watchdog: Any = monitor.hub.get("stalls")
+    assert watchdog is not None
+    original = watchdog._next_wait
+    watchdog._next_wait = lambda now, poll, idle_wait: (
+        original(now, poll, idle_wait) if watchdog.current is not None else seconds)
+    return watchdog
+
+
 @pytest.mark.parametrize("loop", ["asyncio", "qasync"])
 def test_stalls_just_over_the_threshold_are_found_with_their_culprit(
         loop: str, machine: str) -> None:
@@ -96,12 +107,7 @@ def test_a_stall_no_look_saw_is_recorded_from_its_callbacks_end() -> None:
     # still recorded, from its callback's end, with the stacks the ticks took in it.
     spans: list[tuple[float, float]] = []
     with looptools.monitor(report=None, threshold_ms=THRESHOLD_MS) as monitor:
-        watchdog: Any = monitor.hub.get("stalls")
-        assert watchdog is not None
-        original = watchdog._next_wait
-        # (a stall once begun is looked at as usual, every poll, to see its end)
-        watchdog._next_wait = lambda now, poll, idle_wait: (
-            original(now, poll, idle_wait) if watchdog.current is not None else 0.2)
+        watchdog = _looks_rarely(monitor)
         _run("asyncio", _stalls(8, 0.070, spans))
     report = monitor.final_report
     assert report is not None
@@ -132,11 +138,7 @@ def test_a_stall_no_look_saw_is_recorded_when_its_loop_stops(machine: str) -> No
         spans.append((began, time.perf_counter()))
 
     with looptools.monitor(report=None, threshold_ms=THRESHOLD_MS) as monitor:
-        watchdog: Any = monitor.hub.get("stalls")
-        assert watchdog is not None
-        original = watchdog._next_wait
-        watchdog._next_wait = lambda now, poll, idle_wait: (
-            original(now, poll, idle_wait) if watchdog.current is not None else 0.2)
+        watchdog = _looks_rarely(monitor)
         counts = []
         spans: list[tuple[float, float]] = []
         for _ in range(6):
