@@ -335,6 +335,36 @@ def test_ctrl_c_in_an_idle_qt_app_reaches_the_apps_own_next_python(
         assert monitored == plain, _describe(f"{binding}/{kind}", plain, monitored)
 
 
+@pytest.mark.parametrize("binding,kind,mode", [
+    ("PySide6", "qt", "handler"), ("PyQt6", "qt", "handler"), ("PyQt5", "qt", "handler"),
+    ("PySide2", "qt", "handler"), ("PySide6", "qtasyncio", "handler"),
+    ("PySide6", "qasync", "runner"), ("PyQt6", "qasync", "runner")])
+def test_a_python_sigint_handler_in_an_idle_qt_app_runs_at_the_apps_own_next_python(
+        binding: str, kind: str, mode: str, tmp_path: Path) -> None:
+    """A SIGINT handler that is a Python function is not raised but run, at the first
+    Python on the main thread.  Without looptools that is the app's own next Python
+    (here a timer's slot 1.5 s later); with it, it was our heartbeat's, within 10 ms: the
+    app's handler ran in our generator, and ``qasync.run``'s (asyncio's runner's,
+    which cancels the main task) ended an idle app that ignores Ctrl-C at once.  Now
+    our slots take a pending SIGINT from C before any bytecode and pass it on."""
+    if importlib.util.find_spec(binding) is None:
+        pytest.skip(f"{binding} is not installed")
+    if kind == "qasync" and importlib.util.find_spec("qasync") is None:
+        pytest.skip("qasync is not installed")
+    args = [str(IDLE_SIGINT_APP), binding, kind, mode]
+    plain = run_cell(args, "pipe", False, False, "sigint", tmp_path).normalised()
+    if mode == "handler":
+        assert plain.status == 0 and "handler ran in on_timer" in plain.stdout, _show(plain)
+    else:  # the runner's handler ran in on_timer: it ran on, then the main task ended
+        assert plain.status == 3 and "on_timer ran" in plain.stdout \
+            and "KeyboardInterrupt raised in run" in plain.stdout, _show(plain)
+    for attempt in range(3):
+        cell = tmp_path / f"monitored-{attempt}"
+        cell.mkdir()
+        monitored = run_cell(args, "pipe", False, True, "sigint", cell).normalised()
+        assert monitored == plain, _describe(f"{binding}/{kind}/{mode}", plain, monitored)
+
+
 NESTED_HANDLER_APP = ROOT / "tests" / "apps" / "nested_handler_app.py"
 
 

@@ -7,6 +7,9 @@ every binding, SIGINT from outside) in ``test_exit_matrix.py``.
 
 from __future__ import annotations
 
+import _thread
+import collections
+import operator
 import signal
 import sys
 import traceback
@@ -51,6 +54,28 @@ def test_a_ctrl_c_in_our_slot_is_pending_again_for_the_next_python(
         assert sigint_seen == [this]
         slot.slot()  # and the slot goes on working, with nothing more to pass on
         assert len(runs) == 2 and sigint_seen == [this]
+    finally:
+        slot.close()
+
+
+def test_a_sigint_pending_as_the_slot_is_called_is_handled_by_the_callers_next_python(
+        sigint_seen: list[str]) -> None:
+    """A SIGINT handler that is a Python function is run, not raised, at the first
+    bytecode that checks: the slot takes the pending SIGINT from C before any of its
+    own and passes it on, so the handler runs in the caller's frame (from a binding:
+    the app's next Python), never in ours."""
+    seen_in_body: list[int] = []
+    slot = guarded_slot(lambda: seen_in_body.append(len(sigint_seen)))
+    try:
+        # SIGINT made pending, then the slot called, both from C with no bytecode in
+        # between: as Qt calls a slot of ours in an idle app after a Ctrl-C.
+        collections.deque(map(operator.methodcaller("__call__"),
+                              (_thread.interrupt_main, slot.slot)), 0)
+        this = sys._getframe().f_code.co_name
+        assert seen_in_body == [0]  # not handled before or in the slot's body
+        assert sigint_seen == [this]  # but right after it, by the caller's Python
+        slot.slot()
+        assert seen_in_body == [0, 1] and sigint_seen == [this]  # passed on once
     finally:
         slot.close()
 

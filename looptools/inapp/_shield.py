@@ -28,18 +28,27 @@ or our own code failed) reaches the binding as from any slot — raised from C a
 the generator yielded — and the generator lives on: a finished one would raise
 ``StopIteration`` into Qt at every later call.
 
-What this cannot change: a handler that is a Python function (asyncio's runner's,
-the app's own) is *run* at the first Python on the main thread, ours included, so
-under looptools it runs within a heartbeat of the signal, where without it the app's
-own next Python would have run it.
+A handler that is a Python function (asyncio's runner's, which cancels the main
+task; the app's own) is not raised but *run* at the first Python on the main
+thread, and a generator cannot keep it from running.  So before the generator is
+resumed the slot takes a pending SIGINT, from C: ``PyOS_InterruptOccurred`` (called
+through ``ctypes.pythonapi``, no bytecode) tells whether SIGINT is pending and clears
+it; the generator then runs no handler, and it yields ``interrupt_main`` after its
+body as above.  The handler runs at the app's next Python, as without us.  Left as
+it was: another signal's Python handler (SIGTERM's, SIGUSR1's) still runs at our
+slot's entry, and one SIGINT arriving while our body runs (µs of a 10 ms period) is
+handled there.  Where ``ctypes`` cannot reach the C API (not CPython), only the
+``KeyboardInterrupt`` of the default handler is passed on.
 """
 
 from __future__ import annotations
 
 import _thread
+import collections
 import functools
 import itertools
 import operator
+import types
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
@@ -48,6 +57,25 @@ _CALL = operator.methodcaller("__call__")
 #: What the generator yields when there is nothing to pass on: a C no-op.
 _NOTHING: Callable[[], object] = tuple
 _PASS_ON: Callable[[], object] = _thread.interrupt_main
+#: Resumes a generator: ``send(generator, None)``, in C.
+_RESUME: Callable[[Any, None], Callable[[], object]] = types.GeneratorType.send
+
+
+def _interrupt_taker() -> Callable[[], object] | None:
+    """``PyOS_InterruptOccurred`` as a C callable that holds the GIL: 1 (and SIGINT no
+    longer pending) if a SIGINT was pending for Python's handler, else 0; None where
+    the C API is out of reach."""
+    try:
+        import ctypes
+
+        take: Callable[[], object] = ctypes.PYFUNCTYPE(ctypes.c_int)(
+            ("PyOS_InterruptOccurred", ctypes.pythonapi))
+    except (ImportError, AttributeError, OSError, TypeError):
+        return None
+    return take
+
+
+_TAKE = _interrupt_taker()
 
 
 def _finished() -> Generator[None, None, None]:
@@ -60,44 +88,53 @@ _THROWER = _finished()
 _THROWER.close()
 
 
-def _raising(exc: BaseException) -> Callable[[], object]:
-    """A C callable that raises ``exc``."""
-    return functools.partial(_THROWER.throw, exc)
+def _raising(exc: BaseException, pass_on: bool = False) -> Callable[[], object]:
+    """A C callable that raises ``exc`` (after passing a Ctrl-C on, if ``pass_on``)."""
+    throw = functools.partial(_THROWER.throw, exc)
+    if not pass_on:
+        return throw
+    return functools.partial(collections.deque, map(_CALL, (_PASS_ON, throw)), 0)
 
 
-def _body(box: list[Callable[[], object]],
+def _body(box: list[Callable[[], object]], taken: list[object],
           after: Callable[[], object]) -> Generator[Callable[[], object], None, None]:
     # The generator must never end: Qt would call a finished one on every tick and
     # print StopIteration each time.  An exception that is not a Ctrl-C (another
     # signal's handler raised it as the slot was entered, or our own code failed)
     # still reaches the binding as from any slot: raised from C after the yield.
-    # ``box[0]`` is the body, a no-op once the slot is closed.
+    # ``box[0]`` is the body, a no-op once the slot is closed; ``taken`` gets what
+    # ``_TAKE`` said before this call resumed us (1: a SIGINT we must pass on).
     try:
         while True:
             try:
                 yield after  # a Ctrl-C pending as Qt calls the slot is raised here
-                after = _NOTHING
+                after = _PASS_ON if any(taken) else _NOTHING
+                taken.clear()
             except KeyboardInterrupt:
+                taken.clear()
                 after = _PASS_ON
             except GeneratorExit:
                 raise
             except BaseException as exc:  # handed on, not swallowed
-                after = _raising(exc)
+                after = _raising(exc, any(taken))
+                taken.clear()
                 continue  # not the body: the binding reports this call as failed
             try:
                 box[0]()
             except KeyboardInterrupt:  # raised in our own code (it calls none of the app's)
                 after = _PASS_ON
             except BaseException as exc:  # handed on, not swallowed
-                after = _raising(exc)
+                after = _raising(exc, after is _PASS_ON)
     except KeyboardInterrupt:
         # A second Ctrl-C checked for at the loop's jump back, outside every
         # ``try``: start over, passing it on.
-        yield from _body(box, _PASS_ON)
+        taken.clear()
+        yield from _body(box, taken, _PASS_ON)
 
 
-def _primed(box: list[Callable[[], object]]) -> Generator[Callable[[], object], None, None]:
-    generator = _body(box, _NOTHING)
+def _primed(box: list[Callable[[], object]],
+            taken: list[object]) -> Generator[Callable[[], object], None, None]:
+    generator = _body(box, taken, _NOTHING)
     next(generator)  # to the first ``yield``: entering a generator checks too
     return generator
 
@@ -111,16 +148,23 @@ class GuardedSlot:
     the second.  Resuming a running generator raises ``ValueError`` into Qt (PyQt
     aborts on it).  The choice is made in C too: ``(first, second)[first.gi_running]``
     by ``map`` over ``itertools.repeat``.  A third level of nesting is not served.
+    Then, still in C, ``_TAKE`` takes a pending SIGINT into ``taken`` (``map``
+    pulls its iterators in order, the generator chosen first), and the generator
+    is resumed: a Python handler of SIGINT's does not run in it.
     """
 
     def __init__(self, fn: Callable[[], object]) -> None:
         self._box: list[Callable[[], object]] = [fn]
-        first, second = self._first, self._second = _primed(self._box), _primed(self._box)
+        taken: list[object] = []
+        first, second = self._first, self._second = \
+            _primed(self._box, taken), _primed(self._box, taken)
         running: Iterator[bool] = map(operator.attrgetter("gi_running"),
                                       itertools.repeat(first))
         chosen: Iterator[Generator[Callable[[], object], None, None]] = map(
             (first, second).__getitem__, running)
-        calls: Iterator[object] = map(_CALL, map(next, chosen))
+        takes: Iterator[None] = map(taken.append, map(_CALL, itertools.repeat(_TAKE))) \
+            if _TAKE is not None else itertools.repeat(None)
+        calls: Iterator[object] = map(_CALL, map(_RESUME, chosen, takes))
         self.slot: Callable[[], Any] = functools.partial(next, calls)
 
     def close(self) -> None:

@@ -1,26 +1,32 @@
 """An app idle on a Qt main thread that gets Ctrl-C while it waits for its next event.
 
-``idle_sigint_app.py BINDING KIND [c-quit]``; KIND is ``qt`` (no asyncio), ``qasync`` (its
-``run_forever``, which leaves SIGINT's default handler in place) or ``qtasyncio``
-(``QtAsyncio.run`` without ``handle_sigint``).  It prints "ready" once idle, and its
-own timer runs ``on_timer`` 1.5 s later: the first Python of the app's after the
-signal.  Its ``sys.excepthook`` (which PyQt calls instead of aborting) prints where a
-``KeyboardInterrupt`` was raised and ends the app with status 3; if none was,
-``on_timer`` ends it with status 0.  With ``c-quit`` (Qt-only) the timer calls
-``QCoreApplication.quit`` itself and no Python of the app's runs until ``exec``
-returns: the interrupt is raised there, in the module's frame.
+``idle_sigint_app.py BINDING KIND [c-quit|handler|runner]``; KIND is ``qt`` (no asyncio),
+``qasync`` (its ``run_forever``, which leaves SIGINT's default handler in place) or
+``qtasyncio`` (``QtAsyncio.run`` without ``handle_sigint``).  It prints "ready" once
+idle, and its own timer runs ``on_timer`` 1.5 s later: the first Python of the app's
+after the signal.  Its ``sys.excepthook`` (which PyQt calls instead of aborting)
+prints where a ``KeyboardInterrupt`` was raised and ends the app with status 3; if
+none was, ``on_timer`` ends it with status 0.  With ``c-quit`` (Qt-only) the timer
+calls ``QCoreApplication.quit`` itself and no Python of the app's runs until ``exec``
+returns: the interrupt is raised there, in the module's frame.  With ``handler`` the
+app's own SIGINT handler (a Python function) prints the frame it ran in; with
+``runner`` (qasync) the app is ``qasync.run(main())``, whose ``asyncio.Runner``
+handler cancels the main task: ``on_timer`` runs first, then ``KeyboardInterrupt``
+comes out of ``run``.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 import traceback
-from types import TracebackType
+from types import FrameType, TracebackType
 
 binding, kind = sys.argv[1], sys.argv[2]
-c_quit = sys.argv[3:] == ["c-quit"]
+mode = sys.argv[3] if len(sys.argv) > 3 else ""
+c_quit = mode == "c-quit"
 os.environ["QT_API"] = binding.lower()  # the binding qasync takes
 QtCore = importlib.import_module(f"{binding}.QtCore")
 
@@ -34,6 +40,14 @@ def hook(kind_: type[BaseException], value: BaseException, tb: TracebackType | N
 
 
 sys.excepthook = hook
+
+
+def on_sigint(signum: int, frame: FrameType | None) -> None:
+    print(f"handler ran in {frame.f_code.co_name if frame is not None else '?'}", flush=True)
+
+
+if mode == "handler":
+    signal.signal(signal.SIGINT, on_sigint)
 
 
 def on_timer() -> None:
@@ -50,6 +64,25 @@ if kind == "qt":
     app = QtCore.QCoreApplication([])
     QtCore.QTimer.singleShot(0, ready)
     sys.exit(app.exec() if hasattr(app, "exec") else app.exec_())
+elif kind == "qasync" and mode == "runner":
+    import asyncio
+
+    import qasync
+
+    async def main() -> None:
+        done = asyncio.Event()
+
+        def on_timer_then_done() -> None:
+            print("on_timer ran", flush=True)
+            done.set()
+
+        print("ready", flush=True)
+        QtCore.QTimer.singleShot(1500, on_timer_then_done)
+        await done.wait()
+
+    qasync.run(main())
+    print("run returned", flush=True)
+    sys.exit(0)
 elif kind == "qasync":
     import asyncio
 
