@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any, NoReturn, cast
 
 from looptools._safewrite import why, write_fallback
-from looptools.inapp import _attach
+from looptools.inapp import _attach, _wakeup
 from looptools.inapp._shield import GuardedSlot, guarded_slot
 from looptools.inapp.detectors import build
 from looptools.inapp.hub import Hub
@@ -179,6 +179,8 @@ class Monitor:
         self._due = 0.0
         self._next_tick = 0.0
         self._running = False
+        self._wakeup_watched = False  # looptools.inapp._wakeup, from start to stop
+        self._probe_switch = threading.Lock()  # see _probe_to_pending
         self._stopped = False
         self._lock = threading.RLock()
         # The Qt-only probe (see _start_qt_probe): a plain flag and a raw lock,
@@ -240,6 +242,10 @@ class Monitor:
             self._worker_loops.start(self.hub.get("stalls"))
         _attach.install(self._on_running_loop, self._on_worker_loop)
         if threading.current_thread() is threading.main_thread():
+            # From the start, across loops: an app that sets a signal wakeup
+            # descriptor later is seen doing so (looptools.inapp._wakeup), uvloop's
+            # import included; the probe's signals and the ticks stop writing to it.
+            self._wakeup_watched = _wakeup.watch(self._wakeup_noted)
             loop = asyncio._get_running_loop()
             if loop is not None:
                 self._on_running_loop(loop)
@@ -263,6 +269,9 @@ class Monitor:
             self._stop_qt_probe()
             self._detach()
             _attach.uninstall()
+            if self._wakeup_watched:
+                self._wakeup_watched = False
+                _wakeup.unwatch(self._wakeup_noted)
             self._stop_worker_loops()
             self._remove_exit_hooks()
             if _active is self:
@@ -326,6 +335,8 @@ class Monitor:
         self._stopped = True
         self._running = False
         self.exit_hooks_removed = True
+        self._wakeup_watched = False
+        _wakeup.forget()
         try:
             _attach.uninstall()
         except Exception:
@@ -593,20 +604,48 @@ class Monitor:
             # thread may not run at all between the imports and exec().
             self._import_watch = _QtImportWatch(self)
             sys.meta_path.insert(0, self._import_watch)
+        if _wakeup.fd != -1:
+            self._probe_to_pending()
         thread = threading.Thread(target=self._qt_probe, args=(self._probe_send,),
                                   name="looptools-qt-probe", daemon=True)
         self._probe_thread = thread
         thread.start()
 
+    def _wakeup_noted(self, has_fd: bool) -> None:
+        """(Main thread) The app set or took away its signal wakeup descriptor
+        (looptools.inapp._wakeup; the stall watchdog's ticks follow it on their own)."""
+        if has_fd:
+            self._probe_to_pending()
+
+    def _probe_to_pending(self) -> None:
+        """Each probe signal would write a byte to the app's wakeup descriptor: send
+        pending calls instead, which do not, from now on (the 1 ms timer stops)."""
+        if self.qt_probe != "signal" or self._probe_done:
+            return
+        from looptools.inapp import _pending
+
+        pending = _pending.sender(self._qt_probe_pending)
+        if pending is None:
+            return
+        with self._probe_switch:  # the probe thread arms the timer under it
+            timer = self._probe_timer
+            if timer is not None:
+                self._probe_armed = False
+                timer.disarm()
+            self._probe_send = pending
+            self.qt_probe = "pending-call"
+
     def _qt_import_started(self) -> None:
         """(Importing thread) A Qt module starts importing: hurry until exec is wrapped."""
         if self._qt_seen_at is None:
             self._qt_seen_at = time.perf_counter()
-        timer = self._probe_timer
-        if timer is not None and not self._probe_armed and not self._probe_done \
-                and time.perf_counter() - self._qt_seen_at < 2.0:
-            self._probe_armed = True
-            timer.arm()
+        with self._probe_switch:
+            timer = self._probe_timer
+            if timer is not None and not self._probe_armed and not self._probe_done \
+                    and self.qt_probe == "signal" \
+                    and time.perf_counter() - self._qt_seen_at < 2.0:
+                self._probe_armed = True
+                timer.arm()
 
     def _remove_import_watch(self) -> None:
         watch, self._import_watch = self._import_watch, None
@@ -648,9 +687,15 @@ class Monitor:
                 # until every application class imported has its exec wrapped.
                 hurry = seen is not None and now - seen < 2.0 and (
                     not loaded or any(self._exec_unhooked(name) for name in loaded))
-                if timer is not None and hurry != self._probe_armed:
-                    self._probe_armed = hurry
-                    timer.arm() if hurry else timer.disarm()
+                with self._probe_switch:
+                    if self.qt_probe == "pending-call" and self._probe_send is not None \
+                            and send is not self._probe_send:
+                        # Switched by _probe_to_pending (the app set a wakeup
+                        # descriptor), which disarmed the timer.
+                        send, timer = self._probe_send, None
+                    if timer is not None and hurry != self._probe_armed:
+                        self._probe_armed = hurry
+                        timer.arm() if hurry else timer.disarm()
                 if hurry:
                     wait = 0.001
                     if timer is not None:

@@ -60,7 +60,7 @@ from looptools._frames import (
     stack_of,
     without_ours,
 )
-from looptools.inapp import _fdtable, _posix_timer, _sigdump
+from looptools.inapp import _fdtable, _posix_timer, _sigdump, _wakeup
 from looptools.inapp._describe import stall_names
 from looptools.inapp._fdtable import private_fd_table, stderr_fds
 from looptools.inapp._ourthreads import block_process_signals
@@ -76,6 +76,9 @@ from looptools.settings import Settings
 
 #: How long a tick waits, with the GIL released, for the watchdog thread to look.
 HANDOFF_S = 0.002
+#: ``no_ticks`` while the app has a signal wakeup descriptor (looptools.inapp._wakeup).
+_APP_WAKEUP_FD = ("the app set a signal wakeup fd (signal.set_wakeup_fd): "
+                  "each tick would write to it")
 
 #: What the watchdog reads of both threads at each look (StallWatchdog._times_before):
 #: its own CPU and run-queue seconds, the loop thread's, and its own time slices.
@@ -365,6 +368,7 @@ class StallWatchdog(Detector):
         self.handoffs = 0  # looks of the thread handed the GIL by a tick
         self.looks = 0  # looks of the thread
         self.no_ticks: str | None = "no loop ran"  # why the last loop start set no ticks
+        self._wakeup_watched = False  # looptools.inapp._wakeup: the app's wakeup descriptor
         # A descriptor table of the thread's own (looptools.inapp._fdtable): the
         # descriptors to keep in it, None for a shared table.
         self.use_private_fds = settings.private_fds
@@ -555,6 +559,9 @@ class StallWatchdog(Detector):
             self._attaching = False
             self._workers_only = False
         self._stop_ticks()
+        if self._wakeup_watched:
+            self._wakeup_watched = False
+            _wakeup.unwatch(self._wakeup_changed)
         self._stop.set()
         try:
             self._wake.release()
@@ -607,6 +614,7 @@ class StallWatchdog(Detector):
         self.current = None
         self.state = None
         self._tick_timer = None  # POSIX timers and itimers are not inherited
+        self._wakeup_watched = False  # (the monitor puts set_wakeup_fd back)
         times, self._times_loop = self._times_loop, None
         if times is not None:
             times.close()  # the parent's loop thread's
@@ -700,6 +708,10 @@ class StallWatchdog(Detector):
         if threading.current_thread() is not main or state.thread_id != main.ident:
             self.no_ticks = "the loop runs off the main thread"
             return
+        self.watch_wakeup_fd()
+        if self._wakeup_fd_in_the_way():
+            self.no_ticks = _APP_WAKEUP_FD
+            return
         try:
             if self._start_thread_timer(state):
                 return
@@ -756,6 +768,38 @@ class StallWatchdog(Detector):
         self._tick_cpu = time.thread_time()
         if self._dumper is not None:
             self._dumper.arm()
+
+    def watch_wakeup_fd(self) -> None:
+        """(Main thread.)  Follow the app's signal wakeup descriptor from now on."""
+        if not self._wakeup_watched:
+            self._wakeup_watched = _wakeup.watch(self._wakeup_changed)
+
+    def _wakeup_fd_in_the_way(self) -> bool:
+        """Would each tick write a byte the app reads?  Not into the watched asyncio
+        loop's own self-pipe, which drops signals it has no handler for."""
+        fd = _wakeup.fd
+        if fd == -1:
+            return False
+        own = getattr(getattr(self.state, "loop", None), "_csock", None)
+        try:
+            return own is None or own.fileno() != fd
+        except Exception:  # a closed socket, something else called _csock
+            return True
+
+    def _wakeup_changed(self, has_fd: bool) -> None:
+        """(Main thread, the app just called ``signal.set_wakeup_fd``.)  Each tick would
+        write a byte to the app's descriptor: stop them while it has one, start them
+        again when it takes it away (looptools.inapp._wakeup)."""
+        if self._wakeup_fd_in_the_way():
+            if self.ticking:
+                self._stop_ticks()
+                self.no_ticks = _APP_WAKEUP_FD
+        elif self.no_ticks == _APP_WAKEUP_FD:
+            state = self.state
+            if state is not None and state.running and not self._detached:
+                self._start_ticks()
+            else:
+                self.no_ticks = "no loop ran"
 
     def _stop_ticks(self) -> None:
         """Stop the ticks and put their signal back to its default.
