@@ -72,8 +72,9 @@ def test_the_ticks_stop_while_the_app_has_a_descriptor_and_the_wrapper_goes_at_s
             watchdog = monitor.hub.get("stalls")
             asyncio.run(main(watchdog))
         assert signal.set_wakeup_fd is original
-        on, off = (True, None), (False, "the app set a signal wakeup fd "
-                                 "(signal.set_wakeup_fd): each tick would write to it")
+        on, off = (True, None), (False, "a signal wakeup fd is set (signal.set_wakeup_fd, "
+                                 "by the app or a library such as uvloop): each tick would "
+                                 "write to it")
         assert seen == [on, off, off, on]
     finally:
         signal.set_wakeup_fd(-1)

@@ -36,8 +36,10 @@ through ``ctypes.pythonapi``, no bytecode) tells whether SIGINT is pending and c
 it; the generator then runs no handler, and it yields ``interrupt_main`` after its
 body as above.  The handler runs at the app's next Python, as without us.  Left as
 it was: another signal's Python handler (SIGTERM's, SIGUSR1's) still runs at our
-slot's entry, and one SIGINT arriving while our body runs (µs of a 10 ms period) is
-handled there.  Where ``ctypes`` cannot reach the C API (not CPython), only the
+slot's entry, and a SIGINT that arrives while Python of ours runs on the main thread
+(a slot's body, or a tick's handler run as the slot is entered) is handled there —
+in a fresh-eyes trial, 2 of 37 Ctrl-Cs sent to an idle PySide6 app
+with a handler of its own.  Where ``ctypes`` cannot reach the C API (not CPython), only the
 ``KeyboardInterrupt`` of the default handler is passed on.
 """
 

@@ -77,8 +77,8 @@ from looptools.settings import Settings
 #: How long a tick waits, with the GIL released, for the watchdog thread to look.
 HANDOFF_S = 0.002
 #: ``no_ticks`` while the app has a signal wakeup descriptor (looptools.inapp._wakeup).
-_APP_WAKEUP_FD = ("the app set a signal wakeup fd (signal.set_wakeup_fd): "
-                  "each tick would write to it")
+_APP_WAKEUP_FD = ("a signal wakeup fd is set (signal.set_wakeup_fd, by the app or a "
+                  "library such as uvloop): each tick would write to it")
 
 #: What the watchdog reads of both threads at each look (StallWatchdog._times_before):
 #: its own CPU and run-queue seconds, the loop thread's, and its own time slices.
@@ -795,11 +795,11 @@ class StallWatchdog(Detector):
                 self._stop_ticks()
                 self.no_ticks = _APP_WAKEUP_FD
         elif self.no_ticks == _APP_WAKEUP_FD:
+            # (With no loop running, the next loop start starts them; until then the
+            # reason stands for the loop that ran.)
             state = self.state
             if state is not None and state.running and not self._detached:
                 self._start_ticks()
-            else:
-                self.no_ticks = "no loop ran"
 
     def _stop_ticks(self) -> None:
         """Stop the ticks and put their signal back to its default.
