@@ -9,7 +9,8 @@ prints where a ``KeyboardInterrupt`` was raised and ends the app with status 3; 
 none was, ``on_timer`` ends it with status 0.  With ``c-quit`` (Qt-only) the timer
 calls ``QCoreApplication.quit`` itself and no Python of the app's runs until ``exec``
 returns: the interrupt is raised there, in the module's frame.  With ``handler`` the
-app's own SIGINT handler (a Python function) prints the frame it ran in; with
+app's own SIGINT handler (a Python function) prints the frame it ran in and
+whether that frame is looptools' or the app's; with
 ``runner`` (qasync) the app is ``qasync.run(main())``, whose ``asyncio.Runner``
 handler cancels the main task: ``on_timer`` runs first, then ``KeyboardInterrupt``
 comes out of ``run``.
@@ -27,6 +28,11 @@ from types import FrameType, TracebackType
 binding, kind = sys.argv[1], sys.argv[2]
 mode = sys.argv[3] if len(sys.argv) > 3 else ""
 c_quit = mode == "c-quit"
+#: With ``handler`` and ``runner``, "ready" (and the signal) comes this long after the
+#: app went idle: the first moments after looptools attached run more of its Python on
+#: the main thread, where a Python handler would run (1-2 of 10 Ctrl-Cs 50 ms in, 1 of
+#: 24 at 0.6 s; see test_exit_matrix.py).
+SETTLE_MS = 600
 os.environ["QT_API"] = binding.lower()  # the binding qasync takes
 QtCore = importlib.import_module(f"{binding}.QtCore")
 
@@ -43,7 +49,10 @@ sys.excepthook = hook
 
 
 def on_sigint(signum: int, frame: FrameType | None) -> None:
-    print(f"handler ran in {frame.f_code.co_name if frame is not None else '?'}", flush=True)
+    name = frame.f_code.co_name if frame is not None else "?"
+    whose = "looptools" if frame is not None and "looptools" in frame.f_code.co_filename \
+        else "app"
+    print(f"handler ran in {name} ({whose})", flush=True)
 
 
 if mode == "handler":
@@ -55,9 +64,16 @@ def on_timer() -> None:
     QtCore.QCoreApplication.exit(0)
 
 
-def ready() -> None:
+def announce() -> None:
     print("ready", flush=True)
     QtCore.QTimer.singleShot(1500, QtCore.QCoreApplication.quit if c_quit else on_timer)
+
+
+def ready() -> None:
+    if mode == "handler":  # idle a while first (see SETTLE_MS)
+        QtCore.QTimer.singleShot(SETTLE_MS, announce)
+    else:
+        announce()
 
 
 if kind == "qt":
@@ -76,6 +92,7 @@ elif kind == "qasync" and mode == "runner":
             print("on_timer ran", flush=True)
             done.set()
 
+        await asyncio.sleep(SETTLE_MS / 1000)
         print("ready", flush=True)
         QtCore.QTimer.singleShot(1500, on_timer_then_done)
         await done.wait()
