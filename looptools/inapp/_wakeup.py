@@ -51,8 +51,10 @@ def _seen(new: object) -> None:
 
 
 def watch(listener: Callable[[bool], None]) -> bool:
-    """Main thread: call ``listener(has_fd)`` after each ``signal.set_wakeup_fd`` of the
-    app's that succeeds; False (and nothing watched) where that cannot be done."""
+    """Main thread: call ``listener(has_fd)`` at each ``signal.set_wakeup_fd`` of the
+    app's — before the original sets a descriptor (and again, with the old state, if
+    it refuses it), after it takes one away; False (nothing watched) where that
+    cannot be done."""
     global _original, _wrapper, fd
     with _lock:
         if _wrapper is not None:
@@ -97,25 +99,27 @@ def watch(listener: Callable[[bool], None]) -> bool:
 def unwatch(listener: Callable[[bool], None]) -> None:
     """Any thread: stop calling ``listener``; the last one out puts the original back
     (unless the app replaced ours meanwhile: then its own stays)."""
-    global _original, _wrapper
     with _lock:
         try:
             _listeners.remove(listener)
         except ValueError:
             return
-        if _listeners or _wrapper is None:
-            return
-        if getattr(signal, "set_wakeup_fd", None) is _wrapper:
-            setattr(signal, "set_wakeup_fd", _original)  # noqa: B010
-        _original = _wrapper = None
+        if not _listeners:
+            _put_back()
 
 
 def forget() -> None:
     """In a child made by ``fork``: put the original back and watch nothing, taking no
     lock (one held by a thread of the parent's is never released here)."""
-    global _lock, _original, _wrapper
+    global _lock
     _lock = threading.Lock()
     _listeners.clear()
+    _put_back()
+
+
+def _put_back() -> None:
+    """The original back in ``signal``, unless the app replaced our wrapper since."""
+    global _original, _wrapper
     if _wrapper is not None and getattr(signal, "set_wakeup_fd", None) is _wrapper:
         setattr(signal, "set_wakeup_fd", _original)  # noqa: B010
     _original = _wrapper = None

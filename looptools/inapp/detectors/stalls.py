@@ -708,7 +708,7 @@ class StallWatchdog(Detector):
         if threading.current_thread() is not main or state.thread_id != main.ident:
             self.no_ticks = "the loop runs off the main thread"
             return
-        self.watch_wakeup_fd()
+        self._watch_wakeup_fd()
         if self._wakeup_fd_in_the_way():
             self.no_ticks = _APP_WAKEUP_FD
             return
@@ -769,7 +769,7 @@ class StallWatchdog(Detector):
         if self._dumper is not None:
             self._dumper.arm()
 
-    def watch_wakeup_fd(self) -> None:
+    def _watch_wakeup_fd(self) -> None:
         """(Main thread.)  Follow the app's signal wakeup descriptor from now on."""
         if not self._wakeup_watched:
             self._wakeup_watched = _wakeup.watch(self._wakeup_changed)
