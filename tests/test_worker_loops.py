@@ -779,3 +779,71 @@ def test_without_the_watchdog_a_worker_stall_is_still_counted_by_its_callback() 
     (line,) = [x for x in summary_lines(report) if "worker-thread loops" in x]
     assert "2 stalls" in line and "longest in test_without_the_watchdog" in line
     assert line.endswith("job step, thread unwatched, asyncio loop"), line
+
+
+def test_a_worker_loop_starting_as_the_main_loop_attaches_or_after_stop_starts_no_second_watchdog(
+) -> None:
+    """The race ae633bc closed, made to happen: a worker loop starts while the main
+    loop's watchdog is being attached (after the attach has begun, before its thread is
+    started).  One watchdog thread serves both, and none is left after the monitor
+    stops; a worker loop started after the stop starts none either.  (Before the fix
+    the worker's thread was orphaned by the attach and ran on forever.)"""
+
+    def watchdogs() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "looptools-watchdog"]
+
+    loops: list[asyncio.AbstractEventLoop] = []
+    threads: list[threading.Thread] = []
+
+    def start_worker(name: str) -> None:
+        """A worker loop on its own thread, returned once it runs a callback (its
+        start, and so the watchdog's serve_workers, is behind it by then)."""
+        loop = asyncio.new_event_loop()
+        running = threading.Event()
+        loop.call_soon(running.set)
+        thread = threading.Thread(target=loop.run_forever, name=name)
+        thread.start()
+        assert running.wait(10)
+        loops.append(loop)
+        threads.append(thread)
+
+    def stop_workers() -> None:
+        for loop, thread in zip(loops, threads, strict=True):
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+            loop.close()
+
+    monitor = looptools.monitor(report=None).start()
+    watchdog: Any = monitor.hub.get("stalls")
+    assert watchdog is not None and not watchdogs()
+    set_up_dumps = watchdog._set_up_dumps
+    windows: list[int] = []
+
+    def in_the_window(state: Any, on_main: bool) -> None:
+        # In attach, after it began and before its thread starts.
+        start_worker("worker-in-the-window")
+        windows.append(len(watchdogs()))
+        set_up_dumps(state, on_main)
+
+    watchdog._set_up_dumps = in_the_window
+
+    async def main() -> int:
+        await asyncio.sleep(0.05)
+        return len(watchdogs())
+
+    try:
+        during = asyncio.run(main())
+        after_main = len(watchdogs())
+    finally:
+        del watchdog._set_up_dumps
+        monitor.stop()
+    stopped = len(watchdogs())
+    try:
+        start_worker("worker-after-stop")
+        after_stop = len(watchdogs())
+    finally:
+        stop_workers()
+    assert windows == [0], windows  # the worker started no thread of its own in the window
+    assert during == 1  # the main loop's serves it
+    assert after_main == 1  # the worker still runs: the thread goes on for it alone
+    assert stopped == 0 and after_stop == 0, (stopped, after_stop)
