@@ -9,7 +9,9 @@ for a second, then stalled 300 ms by a spin, then idle again.
 * ``asyncio-foreign``: ``asyncio.run``, with the app's own socket pair as the wakeup
   descriptor, read with ``loop.add_reader``;
 * ``asyncio-own``: ``asyncio.run`` with ``loop.add_signal_handler`` (the loop's own
-  self-pipe is the descriptor); SIGUSR1 is sent once and its callback must run.
+  self-pipe is the descriptor); SIGUSR1 is sent once and its callback must run;
+* ``uvloop-foreign``, ``uvloop-own``: the same on ``uvloop.run`` (whose loop sets its
+  own self-pipe as the descriptor as it starts, ``add_signal_handler`` or not).
 
 It prints how often its reader ran and the signal numbers it read: without looptools
 nothing wakes it (but the one SIGUSR1 of ``asyncio-own``, read by asyncio itself).
@@ -73,9 +75,11 @@ if kind.startswith("qt-"):
 else:
     import asyncio
 
+    runner, _, mode = kind.partition("-")
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        if kind == "asyncio-own":
+        if mode == "own":
             got = asyncio.Event()
             loop.add_signal_handler(signal.SIGUSR1, got.set)
         else:
@@ -87,7 +91,7 @@ else:
         await asyncio.sleep(1.0)
         spin(0.3)
         await asyncio.sleep(0.3)
-        if kind == "asyncio-own":
+        if mode == "own":
             os.kill(os.getpid(), signal.SIGUSR1)
             await asyncio.wait_for(got.wait(), 5)
             print("SIGUSR1 callback ran", flush=True)
@@ -97,4 +101,9 @@ else:
             loop.remove_reader(r.fileno())
             signal.set_wakeup_fd(-1)
 
-    asyncio.run(main())
+    if runner == "uvloop":
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())

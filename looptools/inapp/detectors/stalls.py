@@ -42,6 +42,7 @@ import faulthandler
 import gc
 import os
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -78,7 +79,27 @@ from looptools.settings import Settings
 HANDOFF_S = 0.002
 #: ``no_ticks`` while the app has a signal wakeup descriptor (looptools.inapp._wakeup).
 _APP_WAKEUP_FD = ("a signal wakeup fd is set (signal.set_wakeup_fd, by the app or a "
-                  "library such as uvloop): each tick would write to it")
+                  "library): each tick would write to it")
+
+def _own_self_pipe(loop: Any) -> set[int]:
+    """The descriptors of ``loop``'s own self-pipe, to which a signal's byte written
+    as the signal wakeup descriptor is dropped if the loop has no handler for it.
+
+    asyncio's selector loops (and qasync's): ``_csock``, set as the wakeup descriptor
+    by ``add_signal_handler``.  uvloop sets its own as it starts to run on the main
+    thread, always, and reads and drops such bytes (``Loop._handle_signal``); its
+    sockets are Cython attributes, but the loop's garbage-collector referents name
+    them.  Any other loop: none known (a byte may be read as the app's).
+    """
+    if loop is None:
+        return set()
+    own = getattr(loop, "_csock", None)
+    if own is not None:
+        return {own.fileno()}
+    if type(loop).__module__.partition(".")[0] == "uvloop":
+        return {o.fileno() for o in gc.get_referents(loop) if isinstance(o, socket.socket)}
+    return set()
+
 
 #: What the watchdog reads of both threads at each look (StallWatchdog._times_before):
 #: its own CPU and run-queue seconds, the loop thread's, and its own time slices.
@@ -775,14 +796,13 @@ class StallWatchdog(Detector):
             self._wakeup_watched = _wakeup.watch(self._wakeup_changed)
 
     def _wakeup_fd_in_the_way(self) -> bool:
-        """Would each tick write a byte the app reads?  Not into the watched asyncio
-        loop's own self-pipe, which drops signals it has no handler for."""
+        """Would each tick write a byte the app reads?  Not into the watched loop's
+        own self-pipe, which drops signals it has no handler for (see _own_self_pipe)."""
         fd = _wakeup.fd
         if fd == -1:
             return False
-        own = getattr(getattr(self.state, "loop", None), "_csock", None)
         try:
-            return own is None or own.fileno() != fd
+            return fd not in _own_self_pipe(getattr(self.state, "loop", None))
         except Exception:  # a closed socket, something else called _csock
             return True
 
