@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, env
+from helpers import ROOT, env, run_app
 
 ENDING_APP = ROOT / "tests" / "apps" / "ending_app.py"
 KINDS = ["asyncio", "uvloop", "qasync", "qtasyncio", "qt"]
@@ -408,3 +408,23 @@ def test_a_signal_handler_that_spins_a_nested_loop_inside_our_slot(binding: str,
         cell.mkdir()
         monitored = run_cell(args, "pipe", False, True, "none", cell).normalised()
         assert monitored == plain, _describe(binding, plain, monitored)
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "qt-PySide6"])
+def test_an_app_chaining_its_sigterm_handler_to_ours_ends_as_it_would_without_us(
+        kind: str, tmp_path: Path) -> None:
+    """Our SIGTERM handler (installed where the app had none, to write the report)
+    is what ``signal.getsignal`` gives an app that chains to the previous handler.
+    Called from the app's own handler it must do what ``SIG_DFL`` would there —
+    nothing — not end the process: the app shuts down gracefully, with the report."""
+    if kind.startswith("qt-") and importlib.util.find_spec(kind[3:]) is None:
+        pytest.skip(f"{kind[3:]} is not installed")
+    app = ROOT / "tests" / "apps" / "sigterm_chain_app.py"
+    plain = run_app([str(app), kind], tmp_path, monitored=False)
+    monitored = run_app([str(app), kind], tmp_path, summary="0")
+    assert plain.returncode == 0 and plain.stdout.endswith(
+        "graceful shutdown\ncleaned up\n"), (plain.returncode, plain.stdout, plain.stderr)
+    assert (monitored.returncode, monitored.stderr) == (0, ""), monitored.stderr
+    assert monitored.stdout.endswith("graceful shutdown\ncleaned up\n"), monitored.stdout
+    assert monitored.report is not None
+    assert monitored.report["meta"]["exit"]["reason"] == "normal"

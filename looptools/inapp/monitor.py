@@ -971,6 +971,16 @@ class Monitor:
             _warn(f"looptools: could not finish the report: {type(exc).__name__}: {exc}")
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
+        try:
+            chained = signal.getsignal(signal.SIGTERM) != self._on_sigterm
+        except (ValueError, OSError):
+            chained = False
+        if chained:
+            # The app installed a handler of its own since, which calls the one it
+            # found (ours) — the chaining idiom.  Without us it found SIG_DFL and
+            # would not have called it: do nothing, as that would have.  The app
+            # handles SIGTERM; the report is written when it ends.
+            return
         self.exit_info = {"reason": "signal", "signal": "SIGTERM", "exception": None}
         try:
             if self._changing or self._attaching:
