@@ -199,6 +199,9 @@ class Monitor:
         self._attaching = False
         #: the app's aboutToQuit connection (Qt-only attach), undone at detach
         self._quit_slot: tuple[Any, GuardedSlot] | None = None
+        #: loop starts so far; while a return to watching Qt is due, the count then
+        self._runs = 0
+        self._back_to_qt_at: int | None = None
         self._changing = False  # the loop thread is in _loop_changed (holding our locks)
         self._probe_retiring = False
         self._probe_timer: Any = None
@@ -426,6 +429,7 @@ class Monitor:
                 self.hub.call("loop_stopped", now)
             if state is not None:
                 self.hub.call("loop_left", now)
+            self._back_to_qt_later()
             return
         if state is None or state.loop is not loop:
             if state is not None:
@@ -434,6 +438,49 @@ class Monitor:
             state = self.state
         assert state is not None
         self._start_running(now)
+
+    def _back_to_qt_later(self) -> None:
+        """(Main thread, a loop that is not Qt's just stopped.)  Inside a Qt app's event
+        loop — an asyncio loop run to completion in a slot, a "guest" loop run a step
+        at a time — Qt runs on when it stops, and must be watched again: the next Qt
+        iteration attaches to the Qt main thread, unless the loop runs again (see
+        :meth:`_back_to_qt`)."""
+        plugin = self.plugin
+        if plugin is None or plugin.is_qt or self._back_to_qt_at is not None \
+                or self._stopped or self._broken \
+                or threading.current_thread() is not threading.main_thread():
+            return
+        qtbinding = self._qtbinding
+        if qtbinding is None:
+            from looptools.plugins import _qtbinding as qtbinding
+        binding = qtbinding.with_app()
+        if binding is None or binding.QtCore.QThread.currentThread().loopLevel() < 1:
+            return  # no Qt app, or not inside its event loop
+        self._back_to_qt_in(binding, 0)
+
+    def _back_to_qt_in(self, binding: Any, ms: int) -> None:
+        self._back_to_qt_at = self._runs
+        binding.QtCore.QTimer.singleShot(
+            ms, guarded_slot(functools.partial(self._back_to_qt, binding)).slot)
+
+    def _back_to_qt(self, binding: Any) -> None:
+        """(A Qt timer, main thread.)  The loop that stopped did not run again since:
+        watch the Qt main thread (Qt-only).  If it ran meanwhile and stopped again (a
+        guest loop, run a step at a time from Qt events) look again a threshold later,
+        so that a loop started and stopped thousands of times a second costs one timer
+        per threshold and no attach; if it runs now, its next stop asks again."""
+        ran, self._back_to_qt_at = self._back_to_qt_at, None
+        state = self.state
+        if self._stopped or self._broken or state is None or state.running \
+                or self.plugin is None or self.plugin.is_qt:
+            return
+        if ran != self._runs:
+            self._back_to_qt_in(binding, max(1, round(self.settings.threshold_s * 1000)))
+            return
+        self._detach()
+        self.plugin = None
+        self.state = None
+        self._attach_qt_only(binding)
 
     def _attach_plugin(self, plugin: LoopPlugin, loop: Any) -> None:
         state = LoopState(loop, threading.get_ident(), self.settings.threshold_s)
@@ -476,6 +523,7 @@ class Monitor:
             self._next_tick = now
         state.restart(now)
         state.running = True
+        self._runs += 1
         self.hub.call("loop_started", now)
 
     def _detach(self) -> None:
