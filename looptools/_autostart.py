@@ -7,10 +7,22 @@ from __future__ import annotations
 
 import sys
 
+#: what turns monitoring on (``looptools.pth`` starts us for anything but its offs)
+ON = ("1", "true", "yes", "on")
+
 
 def _start() -> None:
     try:
         import os
+
+        value = os.environ.get("LOOPTOOLS", "")
+        if value.strip().lower() not in ON:
+            # A rejected setting falls back to its default, visibly: off.
+            os.environ.pop("LOOPTOOLS", None)  # (children would say it again)
+            print(f"looptools: LOOPTOOLS={value!r} is not 1, true, yes or on "
+                  "(nor 0, false, no or off); not monitoring this process",
+                  file=sys.stderr)
+            return
 
         from looptools import install
 

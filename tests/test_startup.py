@@ -111,6 +111,24 @@ def test_bad_setting_is_one_clear_line_and_app_runs(tmp_path: Path) -> None:
     assert run.report["meta"]["threshold_ms"] == 50.0
 
 
+@pytest.mark.parametrize("value,on", [("abc", False), ("2", False), ("yes", True),
+                                      (" On ", True), ("off", False)])
+def test_the_switch_itself_takes_on_and_off_words_and_refuses_others_visibly(
+        value: str, on: bool, tmp_path: Path) -> None:
+    """LOOPTOOLS=abc used to turn monitoring on without a word: anything the start-up
+    hook did not know as "off" was "on".  Now a value that is neither is refused in one
+    line, and monitoring stays off (the default)."""
+    run = run_app([EXIT_APP, "normal"], tmp_path, environ={"LOOPTOOLS": value})
+    assert run.returncode == 0 and run.stdout == "finished\n"
+    assert (run.report is not None) is on, run.stderr
+    refused = [f"looptools: LOOPTOOLS={value!r} is not 1, true, yes or on "
+               "(nor 0, false, no or off); not monitoring this process"]
+    if on or value == "off":
+        assert "LOOPTOOLS=" not in run.stderr, run.stderr
+    else:
+        assert run.stderr.splitlines() == refused, run.stderr
+
+
 def test_unwritable_report_path_falls_back_and_says_where(tmp_path: Path) -> None:
     run = run_app([EXIT_APP, "normal"], tmp_path, report="/proc/nope/r.json")
     assert run.returncode == 0
