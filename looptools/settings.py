@@ -125,7 +125,8 @@ FIELDS: tuple[_Field, ...] = (
     _Field("threshold_ms", _positive_float, 50.0, ("stalls", "slow_callbacks", "worker_loops"),
            "Stall and slow-callback threshold in ms (50: the long-task threshold UIs use)."),
     _Field("report", _optional_path, "looptools-report.json", (),
-           "Where the JSON report is written at exit; 'none' for no report."),
+           "Where the JSON report is written at exit; 'none' (or empty, 'off', '0', "
+           "'false') for no report."),
     _Field("detectors", _detector_list, DETECTORS, (),
            "Comma-separated detectors to run, or 'all'."),
     _Field("disable", _detector_list, (), (), "Comma-separated detectors to switch off."),
