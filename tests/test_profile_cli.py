@@ -205,14 +205,36 @@ def test_app_ignoring_sigterm_too_is_killed_and_stream_is_saved(tmp_path: Path) 
     assert report["meta"]["exit"]["signal"] == "SIGKILL"
 
 
-def test_unwritable_output_is_one_line_and_the_rest_is_written(tmp_path: Path) -> None:
-    (tmp_path / "app.py").write_text(APPS["asyncio"])
-    done = run_profile(["--html", "no/such/dir/r.html", "--markdown", "r.md", "app.py", "0"],
+def test_an_output_that_cannot_be_written_is_refused_before_the_app_runs(
+        tmp_path: Path) -> None:
+    """Not after a run that may have taken an hour (a fresh-eyes trial found the
+    check after it): one line, exit 2, the app not started."""
+    (tmp_path / "app.py").write_text("open('ran', 'w').close()\n" + APPS["asyncio"])
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "a-folder").mkdir()
+    for flags, line in [
+            (["--html", "no/such/dir/r.html"],
+             "cannot write --html no/such/dir/r.html: directory no/such/dir does not exist"),
+            (["--markdown", "a-file/r.md"], "cannot write --markdown a-file/r.md: a-file is "
+                                            "not a directory"),
+            (["--report", "a-folder"], "cannot write --report a-folder: is a directory")]:
+        done = run_profile([*flags, "app.py", "0"], tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines() == [f"looptools profile: {line}"], done.stderr
+        assert not (tmp_path / "ran").exists() and not (tmp_path / "r.md").exists()
+
+
+def test_an_output_that_fails_after_the_run_is_one_line_and_the_rest_is_written(
+        tmp_path: Path) -> None:
+    """The folder goes while the app runs: exit 3, one line, the other outputs written."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "app.py").write_text("import shutil\nshutil.rmtree('out')\n" + APPS["asyncio"])
+    done = run_profile(["--html", "out/r.html", "--markdown", "r.md", "app.py", "0"],
                        tmp_path)
     assert done.returncode == 3
     problems = [line for line in _looptools_lines(done.stderr) if "cannot write" in line]
-    assert problems == ["looptools: cannot write --html no/such/dir/r.html: "
-                        "directory no/such/dir does not exist"]
+    assert problems == ["looptools: cannot write --html out/r.html: "
+                        "directory out does not exist"]
     assert (tmp_path / "looptools-report.json").exists() and (tmp_path / "r.md").exists()
 
 

@@ -660,6 +660,24 @@ class _Outputs:
         self.final: dict[str, Any] | None = None
         self.final_name = "the report"
 
+    def unwritable(self) -> str | None:
+        """Before the app runs: the first requested output whose folder cannot take
+        it (missing, not a folder, the path a folder), as one line; None if all can.
+        (Checked again as each is written: a folder can go while the app runs.)"""
+        wanted = ([("--report", self.report)] if self.report is not None else []) \
+            + [(flag, path) for flag, _name, path in self.rendered]
+        for flag, path in wanted:
+            if path.is_dir():
+                return f"{flag} {display_path(path)}: is a directory"
+            folder = path.parent if str(path.parent) else Path(".")
+            if not folder.exists():
+                return f"{flag} {display_path(path)}: directory {folder} does not exist"
+            if not folder.is_dir():
+                return f"{flag} {display_path(path)}: {folder} is not a directory"
+            if not os.access(folder, os.W_OK | os.X_OK) and not os.access(path, os.W_OK):
+                return f"{flag} {display_path(path)}: permission denied ({folder})"
+        return None
+
     def _fail(self, flag: str, path: Path, reason: str) -> None:
         self.failed += 1
         self.say(f"cannot write {flag} {display_path(path)}: {reason}")
@@ -913,6 +931,9 @@ def profile(module: str | None, report_path: str, html: str | None, trace: str |
     elif sampler == "yappi" and importlib.util.find_spec("yappi") is None:
         raise _Fail("--sampler yappi: yappi is not installed (pip install yappi)")
     outputs = _Outputs(report_path, html, trace, markdown, speedscope)
+    problem = outputs.unwritable()
+    if problem is not None:  # before the app runs, not after (nothing to lose yet)
+        raise _Fail(f"cannot write {problem}")
     if sampler == "py-spy":
         _refuse_py_spy_clash(outputs)
     show = not no_dashboard and _isatty(sys.stdout) and os.environ.get("TERM") != "dumb"
