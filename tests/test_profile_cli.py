@@ -202,6 +202,9 @@ def test_app_ignoring_sigterm_too_is_killed_and_stream_is_saved(tmp_path: Path) 
     _validate(report)
     assert "rebuilt" in report["meta"]["partial"]
     assert report["stalls"][0]["culprit"]["function"] == "render_preview"
+    # With its stack, from the stall's event: the snapshots that came after it carry
+    # the stall without one (a fresh-eyes trial found them replacing it).
+    assert report["stalls"][0]["stack"][-1]["function"] == "render_preview", report["stalls"]
     assert report["meta"]["exit"]["signal"] == "SIGKILL"
 
 

@@ -250,7 +250,14 @@ class DashboardState:
     def _keep_stall(self, stall: Any) -> None:
         if not isinstance(stall, dict) or not isinstance(stall.get("started_at_s"), (int, float)):
             return
-        self.stalls[round(float(stall["started_at_s"]), 3)] = stall
+        key = round(float(stall["started_at_s"]), 3)
+        known = self.stalls.get(key)
+        if known is not None and known.get("stack") and not stall.get("stack"):
+            # A snapshot's copy (stacks stay out of snapshots) after the stall's own
+            # event: keep the stack the event brought.
+            stall = {**stall, "stack": known["stack"],
+                     "stack_source": known.get("stack_source", stall.get("stack_source"))}
+        self.stalls[key] = stall
         if len(self.stalls) > 200:
             for key in sorted(self.stalls)[:50]:
                 del self.stalls[key]
