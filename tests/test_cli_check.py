@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -60,7 +61,8 @@ def assert_one_line_error(result: Result, words: str) -> None:
     assert result.exit_code == 2, result.output
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr.startswith("looptools: ")
+    # "looptools check: ...", "looptools diff: ...": the command names itself
+    assert re.match(r"looptools (check|baseline|diff): ", result.stderr), result.stderr
     assert words in result.stderr
     assert "Traceback" not in result.stderr
 

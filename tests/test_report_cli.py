@@ -30,7 +30,7 @@ def assert_one_line_error(result: Result, *mentions: str) -> None:
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("looptools report: error: ")
+    assert lines[0].startswith("looptools report: ")
     assert "Traceback" not in result.stderr
     for text in mentions:
         assert text in lines[0], (text, lines[0])

@@ -45,12 +45,20 @@ EXIT_WORSE = 1
 EXIT_ERROR = 2
 
 class _InputError(click.ClickException):
-    """A usage or input error: one ``looptools: ...`` line on stderr, exit status 2."""
+    """A usage or input error: one ``looptools check: ...`` line on stderr, exit status 2."""
 
     exit_code = EXIT_ERROR
 
+    def __init__(self, message: str, who: str | None = None) -> None:
+        super().__init__(message)
+        # "looptools check: ...", as every command names itself (profile, report, ...);
+        # taken now: the command's context is gone by the time click shows it.
+        ctx = click.get_current_context(silent=True)
+        name = ctx.command.name if ctx is not None else None
+        self.who = who or (f"looptools {name}" if name else "looptools")
+
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"looptools: {safe_text(oneline(self.message))}", err=True)
+        click.echo(f"{self.who}: {safe_text(oneline(self.message))}", err=True)
 
 
 class _Command(click.Command):
@@ -62,8 +70,8 @@ class _Command(click.Command):
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.UsageError as exc:
             name = info_name or self.name
-            raise _InputError(f"{exc.format_message()} (see 'looptools {name} --help')"
-                              ) from None
+            raise _InputError(f"{exc.format_message()} (see 'looptools {name} --help')",
+                              f"looptools {name}") from None
 
 
 def _fail(message: str) -> NoReturn:

@@ -29,7 +29,7 @@ _EXTENSIONS_HELP = ", ".join(f"{ext} → {r.name}" for r in BUILTIN_RENDERERS fo
 
 def _fail(message: str) -> NoReturn:
     """One line on stderr and exit status 2, the status click uses for bad usage."""
-    click.echo(f"looptools report: error: {safe_text(oneline(message))}", err=True)
+    click.echo(f"looptools report: {safe_text(oneline(message))}", err=True)
     sys.exit(2)
 
 
