@@ -76,6 +76,10 @@ def dashboard(target: str, once: bool, refresh: float) -> None:
       looptools ps                 # which processes can be watched
       looptools dashboard 12345    # by pid
       looptools dashboard /run/user/1000/looptools/12345.sock
+
+    Exits 0 when the app ended or on Ctrl-C, 1 when there is no such monitored
+    process or it cannot be reached, 2 for bad usage or a socket path that does
+    not exist.
     """
     from rich.console import Console
 
