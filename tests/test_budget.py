@@ -539,3 +539,12 @@ def test_baseline_matches_bare_function_names(tmp_path: Path) -> None:
     for stall in other["stalls"]:
         stall["culprit"]["function"] = "OtherWindow." + SLOT_BARE
     assert not evaluate(other, no_budget(), baseline=base, today=TODAY).ok
+
+
+@pytest.mark.parametrize("value,shown", [("true", "true"), ("false", "false")])
+def test_a_boolean_budget_value_is_named_as_the_file_spells_it(value: str, shown: str,
+                                                                tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(f"[tool.looptools.budget]\nmax_stall_ms = {value}\n")
+    with pytest.raises(BudgetError) as caught:
+        load_budget(tmp_path / "pyproject.toml")
+    assert str(caught.value).endswith(f", not {shown} (a boolean)"), str(caught.value)

@@ -134,6 +134,8 @@ def _shown(value: object, limit: int = 40) -> str:
         return "a huge integer"
     if isinstance(value, list | dict):
         return _type_name(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as the TOML file and the flag spell it
     try:
         text = repr(value)
     except (ValueError, RecursionError):
