@@ -450,13 +450,18 @@ class Monitor:
                 or self._stopped or self._broken \
                 or threading.current_thread() is not threading.main_thread():
             return
-        qtbinding = self._qtbinding
-        if qtbinding is None:
-            from looptools.plugins import _qtbinding as qtbinding
-        binding = qtbinding.with_app()
-        if binding is None or binding.QtCore.QThread.currentThread().loopLevel() < 1:
-            return  # no Qt app, or not inside its event loop
-        self._back_to_qt_in(binding, 0)
+        try:
+            qtbinding = self._qtbinding
+            if qtbinding is None:
+                from looptools.plugins import _qtbinding as qtbinding
+            binding = qtbinding.with_app()
+            if binding is None or binding.QtCore.QThread.currentThread().loopLevel() < 1:
+                return  # no Qt app, or not inside its event loop
+            self._back_to_qt_in(binding, 0)
+        except Exception as exc:  # ours: the loop just stopped is still reported
+            self._back_to_qt_at = -1  # (never asked again)
+            _warn(f"looptools: cannot watch the Qt main thread again after its asyncio "
+                  f"loop stopped ({type(exc).__name__}: {exc})")
 
     def _back_to_qt_in(self, binding: Any, ms: int) -> None:
         self._back_to_qt_at = self._runs
