@@ -32,10 +32,12 @@ APP_WAKEUP_FD = ("a signal wakeup fd is set (signal.set_wakeup_fd, by the app or
 
 
 @pytest.mark.parametrize("kind", ["qt-PySide6", "qt-PyQt6", "qt-PyQt5", "asyncio-foreign",
-                                  "asyncio-own", "uvloop-foreign", "uvloop-own"])
+                                  "asyncio-own", "uvloop-foreign", "uvloop-own",
+                                  "qasync-foreign", "qtasyncio-foreign"])
 def test_the_apps_wakeup_descriptor_reads_what_it_would_without_us(
         kind: str, machine: str, tmp_path: Path) -> None:
-    module = kind[3:] if kind.startswith("qt-") else kind.partition("-")[0]
+    module = kind[3:] if kind.startswith("qt-") else {
+        "qtasyncio": "PySide6"}.get(kind.partition("-")[0], kind.partition("-")[0])
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} is not installed")
     plain = run_app([str(APP), kind], tmp_path, monitored=False)

@@ -11,7 +11,9 @@ for a second, then stalled 300 ms by a spin, then idle again.
 * ``asyncio-own``: ``asyncio.run`` with ``loop.add_signal_handler`` (the loop's own
   self-pipe is the descriptor); SIGUSR1 is sent once and its callback must run;
 * ``uvloop-foreign``, ``uvloop-own``: the same on ``uvloop.run`` (whose loop sets its
-  own self-pipe as the descriptor as it starts, ``add_signal_handler`` or not).
+  own self-pipe as the descriptor as it starts, ``add_signal_handler`` or not);
+* ``qasync-foreign``, ``qtasyncio-foreign``: the Qt recipe (PySide6) in an app whose
+  loop is qasync's or QtAsyncio's; the stall is a coroutine's.
 
 It prints how often its reader ran and the signal numbers it read: without looptools
 nothing wakes it (but the one SIGUSR1 of ``asyncio-own``, read by asyncio itself).
@@ -82,6 +84,15 @@ else:
         if mode == "own":
             got = asyncio.Event()
             loop.add_signal_handler(signal.SIGUSR1, got.set)
+        elif runner in ("qasync", "qtasyncio"):  # the Qt recipe
+            from PySide6 import QtCore
+
+            r, w = socket.socketpair()
+            r.setblocking(False)
+            w.setblocking(False)
+            signal.set_wakeup_fd(w.fileno())
+            notifier = QtCore.QSocketNotifier(r.fileno(), QtCore.QSocketNotifier.Type.Read)
+            notifier.activated.connect(lambda *_: drain(r))
         else:
             r, w = socket.socketpair()
             r.setblocking(False)
@@ -98,12 +109,27 @@ else:
             loop.remove_signal_handler(signal.SIGUSR1)
         else:
             report()
-            loop.remove_reader(r.fileno())
+            if runner in ("qasync", "qtasyncio"):
+                notifier.setEnabled(False)
+            else:
+                loop.remove_reader(r.fileno())
             signal.set_wakeup_fd(-1)
 
     if runner == "uvloop":
         import uvloop
 
         uvloop.run(main())
+    elif runner == "qasync":
+        import qasync
+        from PySide6.QtCore import QCoreApplication
+
+        app = QCoreApplication([])
+        qasync.run(main())
+    elif runner == "qtasyncio":
+        import PySide6.QtAsyncio as QtAsyncio
+        from PySide6.QtCore import QCoreApplication
+
+        app = QCoreApplication([])
+        QtAsyncio.run(main(), keep_running=False, quit_qapp=True)
     else:
         asyncio.run(main())
