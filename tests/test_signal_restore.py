@@ -77,3 +77,23 @@ def test_restore_default_leaves_a_handler_that_is_not_ours() -> None:
         assert signal.getsignal(signum) is apps
     finally:
         signal.signal(signum, signal.SIG_DFL)
+
+
+def test_our_sigterm_handler_is_shown_as_the_default_and_the_view_goes_at_stop() -> None:
+    import looptools.inapp._sigterm_view as view
+    from looptools.inapp.monitor import Monitor
+
+    getsignal, set_handler = signal.getsignal, signal.signal
+    assert getsignal(signal.SIGTERM) == signal.SIG_DFL
+    monitor = Monitor(exit_hooks=True, report=None, summary=False).start()
+    try:
+        assert view.getsignal(signal.SIGTERM) == monitor._on_sigterm  # ours, installed
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # what the app sees
+        assert signal.getsignal(signal.SIGINT) == getsignal(signal.SIGINT)  # only SIGTERM
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        assert previous == signal.SIG_DFL  # and as it installs its own
+        assert signal.signal(signal.SIGTERM, previous) == signal.SIG_IGN
+    finally:
+        monitor.stop()
+    assert signal.getsignal is getsignal and signal.signal is set_handler  # taken off
+    assert getsignal(signal.SIGTERM) == signal.SIG_DFL

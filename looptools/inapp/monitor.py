@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any, NoReturn, cast
 
 from looptools._safewrite import why, write_fallback
-from looptools.inapp import _attach, _wakeup
+from looptools.inapp import _attach, _sigterm_view, _wakeup
 from looptools.inapp._shield import GuardedSlot, guarded_slot
 from looptools.inapp.detectors import build
 from looptools.inapp.hub import Hub
@@ -957,6 +957,8 @@ class Monitor:
             try:
                 if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
                     self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+                    # The app asking sees SIG_DFL, as it would without us.
+                    _sigterm_view.hide(self._on_sigterm)
             except (ValueError, OSError, AttributeError):
                 self._previous_sigterm = None
 
@@ -996,10 +998,11 @@ class Monitor:
         if self._previous_sigterm is not None and \
                 threading.current_thread() is threading.main_thread():
             try:
-                if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+                if _sigterm_view.getsignal(signal.SIGTERM) == self._on_sigterm:
                     signal.signal(signal.SIGTERM, self._previous_sigterm)
             except (ValueError, OSError):
                 pass
+            _sigterm_view.show()
             self._previous_sigterm = None
 
     def _at_exit(self) -> None:
@@ -1025,14 +1028,15 @@ class Monitor:
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         try:
-            chained = signal.getsignal(signal.SIGTERM) != self._on_sigterm
+            chained = _sigterm_view.getsignal(signal.SIGTERM) != self._on_sigterm
         except (ValueError, OSError):
             chained = False
         if chained:
             # The app installed a handler of its own since, which calls the one it
-            # found (ours) — the chaining idiom.  Without us it found SIG_DFL and
-            # would not have called it: do nothing, as that would have.  The app
-            # handles SIGTERM; the report is written when it ends.
+            # found, ours, though it was shown SIG_DFL (looptools.inapp._sigterm_view:
+            # a reference to signal.getsignal taken before we started).  It would not
+            # have called SIG_DFL: do nothing, as that would have.  The app handles
+            # SIGTERM; the report is written when it ends.
             return
         self.exit_info = {"reason": "signal", "signal": "SIGTERM", "exception": None}
         try:

@@ -1,10 +1,12 @@
-"""An app that takes SIGTERM with the common chaining idiom: it keeps what
+"""An app that takes SIGTERM with a common chaining idiom: it keeps what
 ``signal.getsignal`` gave, installs its own handler that calls that one first if it
-is callable, then shuts down gracefully.  Without looptools the previous handler is
-``SIG_DFL`` (not callable): SIGTERM ends the app gracefully, status 0.
+is callable, then (``graceful``) shuts down gracefully, or (``or-default``) if it was
+``SIG_DFL`` dies of the signal as the default would.  Without looptools the previous
+handler is ``SIG_DFL``: ``graceful`` ends with status 0, ``or-default`` dies of
+SIGTERM.
 
-``sigterm_chain_app.py KIND`` — ``asyncio`` or ``qt-BINDING`` (a Qt main thread
-without asyncio).
+``sigterm_chain_app.py KIND MODE`` — KIND ``asyncio`` or ``qt-BINDING`` (a Qt main
+thread without asyncio).
 """
 
 from __future__ import annotations
@@ -14,15 +16,19 @@ import os
 import signal
 import sys
 
-kind = sys.argv[1]
+kind, mode = sys.argv[1], sys.argv[2]
 previous = signal.getsignal(signal.SIGTERM)
-print(f"previous handler callable: {callable(previous)}", flush=True)
+print(f"previous handler: {previous!r}", flush=True)
 stop: list[object] = []
 
 
 def handler(signum: int, frame: object) -> None:
     if callable(previous):
         previous(signum, frame)
+    elif previous == signal.SIG_DFL and mode == "or-default":
+        print("dying of it", flush=True)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
     print("graceful shutdown", flush=True)
     stop[0]()  # type: ignore[operator]
 
