@@ -8,7 +8,10 @@ watched again.
 * ``guest``: from 0.2 s to ~0.7 s an asyncio loop runs as a guest of Qt's event loop,
   one step per Qt event (``run_forever`` started from an event, the loop's first
   callback stops it and posts the next event: PySide6's old ``minimal`` example);
-* ``twice``: ``once``, then again at 1.5 s, with a second freeze at 1.8 s.
+* ``twice``: ``once``, then again at 1.5 s, with a second freeze at 1.8 s;
+* ``often``: from 0.2 s to 0.7 s a 2 ms timer's slot runs ``run_until_complete``
+  each time; under looptools the app says on stderr how often the monitor went back
+  to watching Qt (``QT ATTACHES n``).
 
 At 1.0 s a timer's slot spins 300 ms (the culprit); the app quits at 2.2 s.
 """
@@ -72,7 +75,26 @@ def guest() -> None:
     QtCore.QCoreApplication.postEvent(reenter, QtCore.QEvent(USER))
 
 
-QtCore.QTimer.singleShot(200, guest if mode == "guest" else once)
+if mode == "often":
+    if "looptools._autostart" in sys.modules:  # under LOOPTOOLS=1
+        from looptools.inapp.monitor import Monitor
+
+        attaches = [0]
+        attach = Monitor._attach_qt_only
+
+        def counted(self: Monitor, binding: object) -> None:
+            attaches[0] += 1
+            attach(self, binding)
+
+        Monitor._attach_qt_only = counted  # type: ignore[method-assign]
+        QtCore.QTimer.singleShot(2100, lambda: print(f"QT ATTACHES {attaches[0]}",
+                                                     file=sys.stderr, flush=True))
+    often = QtCore.QTimer()
+    often.timeout.connect(lambda: loop.run_until_complete(asyncio.sleep(0)))
+    QtCore.QTimer.singleShot(200, lambda: often.start(2))
+    QtCore.QTimer.singleShot(700, often.stop)
+else:
+    QtCore.QTimer.singleShot(200, guest if mode == "guest" else once)
 QtCore.QTimer.singleShot(1000, freeze)
 if mode == "twice":
     QtCore.QTimer.singleShot(1500, once)
