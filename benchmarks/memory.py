@@ -11,6 +11,11 @@ million, and then, with ``--minutes``, keeps an app-like mix running that long.
 ``tracemalloc`` counts what is allocated by looptools' own code (frames in the
 ``looptools`` package at the allocation) and what is held in total; the figures are
 printed every ``--every`` callbacks (and every minute): a leak shows as growth.
+Each row also counts the stall records the monitor keeps (each with its stacks, up to
+``max_stalls``; the once-a-minute snapshot, made on the loop thread, is itself a
+stall): over the second half of the timed minutes (the bounded buffers full by then)
+the bytes are fitted to that count, and what is left, the rest of looptools' own, is
+printed at the first and last of those minutes.
 tracemalloc makes the run 2-3x slower; the figures are bytes, not time.
 """
 
@@ -39,12 +44,21 @@ def child(kind: str, callbacks: int, every: int, minutes: float) -> None:
     tracemalloc.start(1)
     rows: list[dict[str, Any]] = []
 
+    def stalls_kept() -> int:
+        # The stall records the monitor keeps (each with its stacks, up to max_stalls):
+        # what grows with every stall, bounded; the benchmark's own once-a-minute
+        # snapshot on the loop thread is one.
+        running = looptools.active()
+        watchdog = running.hub.get("stalls") if running is not None else None
+        return len(getattr(watchdog, "kept", ()))
+
     def measure(label: str) -> None:
         snapshot = tracemalloc.take_snapshot()
         ours = sum(stat.size for stat in snapshot.statistics("filename")
                    if stat.traceback[0].filename.startswith(package))
         rows.append({"at": label, "looptools_bytes": ours,
-                     "traced_bytes": tracemalloc.get_traced_memory()[0]})
+                     "traced_bytes": tracemalloc.get_traced_memory()[0],
+                     "stalls_kept": stalls_kept()})
         print(json.dumps(rows[-1]), flush=True)
 
     async def short_task() -> None:
@@ -127,7 +141,26 @@ def main() -> int:
           f"and everything traced")
     for row in rows:
         print(f"  {row['at']:>20}  looptools {row['looptools_bytes'] / 1e6:7.3f} MB"
-              f"  all traced {row['traced_bytes'] / 1e6:8.3f} MB")
+              f"  all traced {row['traced_bytes'] / 1e6:8.3f} MB"
+              f"  stall records {row.get('stalls_kept', 0):4d}")
+    # The second half of the timed minutes: by then the bounded buffers are full (the
+    # run-queue marks 2,048, lag 2,000 points, pending tasks 1,200: ~20 minutes).
+    timed = [r for r in rows if r["at"].startswith("+")]
+    timed = timed[len(timed) // 2:]
+    kept = [r["stalls_kept"] for r in timed]
+    if len(timed) >= 3 and max(kept) > min(kept):
+        # Least squares of looptools' bytes on the stall records kept: what one record
+        # holds; what is left is everything else of ours, which must not grow.
+        mean_k = sum(kept) / len(kept)
+        mean_b = sum(r["looptools_bytes"] for r in timed) / len(timed)
+        slope = sum((k - mean_k) * (r["looptools_bytes"] - mean_b)
+                    for k, r in zip(kept, timed, strict=True)) \
+            / sum((k - mean_k) ** 2 for k in kept)
+        rest = [r["looptools_bytes"] - slope * k for k, r in zip(kept, timed, strict=True)]
+        print(f"over the last half of the minutes: {slope / 1e3:.1f} kB a stall record kept "
+              f"({min(kept)} -> {max(kept)} records); the rest of looptools' own "
+              f"{rest[0] / 1e6:.3f} MB at {timed[0]['at']}, {rest[-1] / 1e6:.3f} MB at "
+              f"{timed[-1]['at']} (min {min(rest) / 1e6:.3f}, max {max(rest) / 1e6:.3f})")
     first = next(r for r in rows if r["at"] == "start")["looptools_bytes"]
     last = rows[-1]["looptools_bytes"]
     peak = max(r["looptools_bytes"] for r in rows)
