@@ -203,7 +203,7 @@ class Monitor:
         self._runs = 0
         self._back_to_qt_at: int | None = None
         #: how long a loop that stopped inside Qt's must stay stopped before Qt is
-        #: watched again (grows while the app keeps running loops: _loop_changed)
+        #: watched again (grows while the app keeps running loops: _back_off)
         self._back_delay_ms = 0
         self._back_since: float | None = None  # when Qt was last watched again
         self._changing = False  # the loop thread is in _loop_changed (holding our locks)
