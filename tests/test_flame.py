@@ -328,11 +328,13 @@ def _profile(args: list[str], cwd: Path, timeout: float = 90) -> subprocess.Comp
 _APP = """
 import asyncio, threading, time
 
+done = threading.Event()
+
 def render_preview():
     time.sleep(0.2)
 
 def worker():
-    time.sleep(0.6)
+    done.wait(5)  # alive as long as the app: py-spy may attach late on a busy machine
 
 async def main():
     threading.Thread(target=worker, name="worker").start()
@@ -340,6 +342,7 @@ async def main():
         await asyncio.sleep(0.1)
         render_preview()
     await asyncio.sleep(0.6)
+    done.set()
 
 asyncio.run(main())
 """
