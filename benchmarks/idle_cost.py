@@ -64,15 +64,15 @@ def child(kind: str, seconds: float, timer: bool) -> None:
             "wakes_s": (_switches() - marks["switches"]) / wall,
         }), flush=True)
 
+    import asyncio
+
+    async def idle() -> None:  # every kind with asyncio
+        await asyncio.sleep(1.0)
+        begin()
+        await asyncio.sleep(seconds)
+        end()
+
     if kind in ("asyncio", "uvloop"):
-        import asyncio
-
-        async def idle() -> None:
-            await asyncio.sleep(1.0)
-            begin()
-            await asyncio.sleep(seconds)
-            end()
-
         if kind == "uvloop":
             import uvloop
 
@@ -101,26 +101,18 @@ def child(kind: str, seconds: float, timer: bool) -> None:
         QTimer.singleShot(int(1000 * (1.0 + seconds)), finish)
         app.exec()
         return
-    import asyncio
-
-    async def idle_qt() -> None:
-        await asyncio.sleep(1.0)
-        begin()
-        await asyncio.sleep(seconds)
-        end()
-
     if kind == "qasync":
         import qasync
 
         loop = qasync.QEventLoop(app)
         try:
-            loop.run_until_complete(idle_qt())
+            loop.run_until_complete(idle())
         finally:
             loop.close()
     else:
         import PySide6.QtAsyncio as QtAsyncio
 
-        QtAsyncio.run(idle_qt(), keep_running=False, quit_qapp=True)
+        QtAsyncio.run(idle(), keep_running=False, quit_qapp=True)
     del beat
 
 
