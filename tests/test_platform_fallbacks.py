@@ -152,6 +152,7 @@ class Runs:
         self._pool = ThreadPoolExecutor(max_workers=2)
         self._futures: dict[Case, Future[Run]] = {}
         self._lock = threading.Lock()
+        self._extra = 0
 
     def start(self, case: Case) -> Future[Run]:
         with self._lock:
@@ -162,6 +163,13 @@ class Runs:
 
     def get(self, case: Case) -> Run:
         return self.start(case).result(timeout=300)
+
+    def again(self, case: Case) -> Run:
+        """``case`` run once more, now."""
+        with self._lock:
+            self._extra += 1
+            number = len(self._futures) + self._extra
+        return self._run(case, number)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -205,9 +213,42 @@ def runs(request: pytest.FixtureRequest,
 _OURS = re.compile(r"^looptools: (\w+ loop, |stall |the app exited |wrote )")
 
 
-def _check(run: Run, alone: Run, expected: dict[str, Any]) -> dict[str, Any]:
+def _check(runs: Runs, run: Run, alone: Run, expected: dict[str, Any]) -> dict[str, Any]:
     """The three stalls, each once with its culprit; the app as it is alone; the
-    watchdog's account of its fallbacks as ``expected``.  Returns the report."""
+    watchdog's account of its fallbacks as ``expected``.  Returns the report.
+
+    Where no dump is taken while a C call holds the GIL, its stack is sampled as the
+    GIL comes back, by a watchdog thread that must be on a CPU then.  A busy machine
+    can keep it off the CPU for the whole call, and the loop is idle again when it
+    looks (2 asyncio runs in 60 beside three CPU burners; once in CI at 6d8accd):
+    the stall is found, as long as it was, with no culprit.  Such a run is run
+    again, twice at most: one of three must name it.  Anything else wrong fails at
+    once.
+    """
+    for _ in range(2):
+        report = _check_once(run, alone, expected)
+        if report is not None:
+            return report
+        print(f"{run.case}: the GIL-holding call was found but not named; again")
+        run = runs.again(run.case)
+    report = _check_once(run, alone, expected)
+    assert report is not None, f"{run.case}: the GIL-holding call was not named in 3 runs"
+    return report
+
+
+def _unnamed_gil_call(run: Run, report: dict[str, Any]) -> bool:
+    """The GIL-holding call is found, as long as it was, with no culprit: its stack
+    was sampled after it, once the loop was idle (no dump was taken during it)."""
+    start, end = run.marks["gil-call"]
+    return report["stall_summary"]["watchdog"]["gil_stacks"] != "signal" and any(
+        s["culprit"] is None and s["gil_held"] and s["stack_source"] == "after"
+        and s["duration_ms"] == pytest.approx((end - start) * 1000, rel=0.3)
+        for s in report["stalls"])
+
+
+def _check_once(run: Run, alone: Run, expected: dict[str, Any]) -> dict[str, Any] | None:
+    """``_check`` of one run; None if all is well but the GIL-holding call's culprit
+    (``_unnamed_gil_call``)."""
     assert alone.returncode == 3 and alone.report is None, alone.stderr
     # The app's output and status are its own; nothing of ours but the summary.
     assert run.returncode == alone.returncode, run.stderr
@@ -225,6 +266,8 @@ def _check(run: Run, alone: Run, expected: dict[str, Any]) -> dict[str, Any]:
     assert {key: watchdog[key] for key in expected} == expected, watchdog
     stalls = [s for s in report["stalls"] if s["culprit"] and s["culprit"]["file"] == str(APP)]
     by_function = {s["culprit"]["function"]: s for s in stalls}
+    if sorted(by_function) == ["sleeper", "spin"] and _unnamed_gil_call(run, report):
+        return None
     assert sorted(by_function) == ["hash_blob", "sleeper", "spin"], report["stalls"]
     assert len(stalls) == 3, stalls  # each once
     for function, name in (("sleeper", "sleep"), ("spin", "spin"), ("hash_blob", "gil-call")):
@@ -259,7 +302,7 @@ def _cases(runs: Runs, *cases: Case) -> list[Run]:
 def test_one_mechanism_missing(mechanism: str, loop: str, runs: Runs) -> None:
     run, alone = _cases(runs, *_case_of("test_one_mechanism_missing",
                                         {"mechanism": mechanism, "loop": loop}))
-    _check(run, alone, {**NORMAL, **WATCHDOG[mechanism]})
+    _check(runs, run, alone, {**NORMAL, **WATCHDOG[mechanism]})
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "qasync", "qtasyncio", "qt"])
@@ -268,7 +311,7 @@ def test_everything_missing_at_once(loop: str, runs: Runs) -> None:
     CPU clocks or schedstat, a shared descriptor table; the Qt-only probe runs on
     pending calls."""
     run, alone = _cases(runs, *_case_of("test_everything_missing_at_once", {"loop": loop}))
-    report = _check(run, alone, {**NORMAL, **WATCHDOG["all"]})
+    report = _check(runs, run, alone, {**NORMAL, **WATCHDOG["all"]})
     watchdog = report["stall_summary"]["watchdog"]
     assert watchdog["ticks"] == 0 and watchdog["looks"] > 0
 
@@ -280,7 +323,7 @@ def test_what_macos_lacks(loop: str, runs: Runs) -> None:
     unshare or prctl: SIGALRM ticks, faulthandler's timer thread, lateness alone, a
     shared descriptor table, and the Qt-only probe on pending calls."""
     run, alone = _cases(runs, *_case_of("test_what_macos_lacks", {"loop": loop}))
-    report = _check(run, alone, {**NORMAL, **WATCHDOG["macos"]})
+    report = _check(runs, run, alone, {**NORMAL, **WATCHDOG["macos"]})
     assert report["stall_summary"]["watchdog"]["ticks"] > 0
 
 
@@ -291,14 +334,14 @@ def test_a_qt_only_app_is_still_found(mechanism: str, runs: Runs) -> None:
     Windows), and without the timer its thread sends every signal itself."""
     run, alone = _cases(runs, *_case_of("test_a_qt_only_app_is_still_found",
                                         {"mechanism": mechanism}))
-    _check(run, alone, {**NORMAL, **WATCHDOG[mechanism]})
+    _check(runs, run, alone, {**NORMAL, **WATCHDOG[mechanism]})
 
 
 def test_profile_without_pdeathsig(runs: Runs) -> None:
     """Without prctl (not Linux) `looptools profile` cannot have the kernel stop its
     app if it is killed itself; everything else is the same."""
     run, alone = _cases(runs, *_case_of("test_profile_without_pdeathsig", {}))
-    _check(run, alone, NORMAL)
+    _check(runs, run, alone, NORMAL)
     assert "the app exited with status 3" in run.stderr
     done = subprocess.run(
         [sys.executable, str(WITHOUT), "prctl", "-c",
@@ -313,11 +356,11 @@ def test_a_setting_switches_a_mechanism_off(setting: str, runs: Runs) -> None:
     """LOOPTOOLS_<SETTING>=0 is the same fallback on Linux, and says so."""
     run, alone = _cases(runs, *_case_of("test_a_setting_switches_a_mechanism_off",
                                         {"setting": setting}))
-    report = _check(run, alone, {**NORMAL, **SETTINGS[setting]})
+    report = _check(runs, run, alone, {**NORMAL, **SETTINGS[setting]})
     if setting == "signal_ticks":
         assert report["stall_summary"]["watchdog"]["ticks"] == 0
 
 
 def test_every_setting_off_at_once(runs: Runs) -> None:
     run, alone = _cases(runs, *_case_of("test_every_setting_off_at_once", {}))
-    _check(run, alone, {**NORMAL, **ALL_SETTINGS_OFF})
+    _check(runs, run, alone, {**NORMAL, **ALL_SETTINGS_OFF})
