@@ -14,7 +14,9 @@ Every report, rendered view, baseline and JUnit file goes through :func:`write_f
 * **a name for an open descriptor** (``/dev/stdout``, ``/dev/fd/3``, ``/proc/self/fd/1``, or
   a link into ``/proc``): written through, appended when it is a regular file (a log
   the shell redirected stdout to is neither replaced nor overwritten from its start);
-* **anything else** (a directory, a socket, a block device): refused.
+* **anything else** (a directory, a socket, a block device): refused, and so is a
+  name that ends with a slash (``out/``: a folder's, which ``Path`` would quietly turn
+  into a file ``out``).
 
 Nothing but the target's own temp file is ever created or renamed.  Failures raise
 :class:`OSError` (:class:`WriteRefused` for refusals); :func:`why` turns one into the
@@ -30,7 +32,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["WriteRefused", "why", "write_fallback", "write_file"]
+__all__ = ["WriteRefused", "names_a_folder", "why", "write_fallback", "write_file"]
 
 _DESCRIPTOR_NAMES = ("/dev/stdout", "/dev/stderr")
 _DESCRIPTOR_PREFIXES = ("/proc/", "/dev/fd/")
@@ -150,10 +152,19 @@ def write_fallback(data: str | bytes, pid: int) -> Path:
     return Path(name)
 
 
+def names_a_folder(path: str | os.PathLike[str]) -> bool:
+    """``path`` as the user gave it ends with a slash: a folder's name, not a file's."""
+    given = os.fspath(path)
+    return given.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep))
+
+
 def write_file(path: str | os.PathLike[str], data: str | bytes, *,
                private: bool = False) -> Path:
     """Write ``data`` (text is UTF-8) to ``path`` as the module docstring says; returns
     the path written (the link's target for a symbolic link)."""
+    if names_a_folder(path) and not os.path.isdir(path):
+        raise WriteRefused(errno.EISDIR, "names a folder (it ends with /); not written",
+                           os.fspath(path))
     target = Path(path)
     payload = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
     try:

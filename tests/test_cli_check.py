@@ -229,6 +229,16 @@ def test_junit_xml_parses_back(tmp_path: Path) -> None:
     assert culprit_site(TWO, NEW) in text
 
 
+def test_an_output_named_as_a_folder_is_refused(tmp_path: Path) -> None:
+    """``--junit out/`` and ``baseline -o out/`` name a folder: one line, exit 2, and
+    no file ``out`` (click's ``Path`` would have dropped the slash)."""
+    assert_one_line_error(run(check, TWO, "--junit", "out/"),
+                          "cannot write JUnit XML to out/: names a folder (it ends with /)")
+    assert_one_line_error(run(baseline, TWO, "-o", "out/"),
+                          "cannot write baseline out/: names a folder (it ends with /)")
+    assert not (tmp_path / "out").exists()
+
+
 def test_junit_all_passing(tmp_path: Path) -> None:
     assert run(check, HEALTHY, "--junit", "j.xml").exit_code == 0
     root = ET.parse(tmp_path / "j.xml").getroot()

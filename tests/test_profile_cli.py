@@ -220,11 +220,14 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_app_runs(
              "cannot write --html no/such/dir/r.html: directory no/such/dir does not exist"),
             (["--markdown", "a-file/r.md"], "cannot write --markdown a-file/r.md: a-file is "
                                             "not a directory"),
-            (["--report", "a-folder"], "cannot write --report a-folder: is a directory")]:
+            (["--report", "a-folder"], "cannot write --report a-folder: is a directory"),
+            (["--html", "out/"], "cannot write --html out/: names a folder (it ends with /); "
+                                 "give a file name")]:
         done = run_profile([*flags, "app.py", "0"], tmp_path)
         assert done.returncode == 2, done.stderr
         assert done.stderr.splitlines() == [f"looptools profile: {line}"], done.stderr
         assert not (tmp_path / "ran").exists() and not (tmp_path / "r.md").exists()
+        assert not (tmp_path / "out").exists()
 
 
 def test_an_output_that_fails_after_the_run_is_one_line_and_the_rest_is_written(

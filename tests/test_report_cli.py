@@ -178,13 +178,15 @@ def test_bad_format_is_reported_before_reading_the_report(tmp_path: Path) -> Non
     ("missing_dir/out.html", ["missing_dir/out.html", "does not exist"]),
     ("a_file.txt/out.html", ["a_file.txt/out.html", "cannot write"]),
     ("a_dir", ["-o ", "a_dir", "is a directory"]),
+    ("new_dir/", ["-o ", "new_dir/", "names a folder (it ends with /)"]),
 ])
 def test_unwritable_output(tmp_path: Path, target: str, mentions: list[str]) -> None:
     (tmp_path / "a_file.txt").write_text("x")
     (tmp_path / "a_dir").mkdir()
-    result = run(str(CHAT), "-f", "html", "-o", str(tmp_path / target))
+    result = run(str(CHAT), "-f", "html", "-o", f"{tmp_path}/{target}")
     assert_one_line_error(result, *mentions)
     assert no_temp_files(tmp_path) and no_temp_files(tmp_path / "a_dir")
+    assert not (tmp_path / "new_dir").exists()
 
 
 # -- end to end -------------------------------------------------------------------------------

@@ -136,6 +136,20 @@ def test_a_socket_and_a_folder_are_refused(tmp_path: Path) -> None:
     assert _listing(folder) == []
 
 
+def test_a_name_ending_with_a_slash_is_refused_not_written_as_a_file(tmp_path: Path) -> None:
+    """``out/`` names a folder; ``Path`` would quietly make it a file ``out`` (a
+    fresh-eyes trial found ``--html out/`` writing one)."""
+    with pytest.raises(WriteRefused) as caught:
+        write_file(f"{tmp_path}/out/", "text")
+    assert why(caught.value, f"{tmp_path}/out/") == "names a folder (it ends with /); not written"
+    assert _listing(tmp_path) == []
+    (tmp_path / "d").mkdir()
+    with pytest.raises(WriteRefused) as there:
+        write_file(f"{tmp_path}/d/", "text")  # an existing folder: as without the slash
+    assert why(there.value, tmp_path / "d") == "is a directory; not replaced"
+    assert _listing(tmp_path / "d") == []
+
+
 def test_a_link_is_followed_and_stays_a_link(tmp_path: Path) -> None:
     real = tmp_path / "real.json"
     real.write_text("old")

@@ -139,6 +139,18 @@ def test_unwritable_report_path_falls_back_and_says_where(tmp_path: Path) -> Non
     Path(fallback).unlink()
 
 
+def test_a_report_path_naming_a_folder_falls_back_and_makes_no_file(tmp_path: Path) -> None:
+    """``LOOPTOOLS_REPORT=out/``: not a file ``out`` (the slash was dropped once)."""
+    run = run_app([EXIT_APP, "normal"], tmp_path, report="out/",
+                  environ={"TMPDIR": str(tmp_path)})
+    assert run.returncode == 0 and run.stdout == "finished\n"
+    line = next(line for line in run.stderr.splitlines() if "cannot write the report" in line)
+    assert f"to {tmp_path}/out/ (names a folder (it ends with /); not written)" in line, line
+    fallback = Path(line.rsplit("wrote it to ", 1)[1].split(" instead")[0])
+    assert fallback.parent == tmp_path and json.loads(fallback.read_text())["schema_version"] == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_pyproject_settings_apply(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.looptools]\nthreshold_ms = 400\n")
     run = run_app([EXIT_APP, "normal"], tmp_path)

@@ -398,11 +398,11 @@ _FORMATS = click.Choice(["text", "github", "json"])
               help="Only offenders new since this baseline, or worse, count.")
 @click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True,
               help="github: workflow annotations at the culprit lines, then the text.")
-@click.option("--junit", type=click.Path(path_type=Path), metavar="PATH",
+@click.option("--junit", type=click.Path(), metavar="PATH",
               help="Also write JUnit XML: one testcase per budget key.")
 @click.option("--stack", is_flag=True, help="Show the stack of each stall over budget.")
 def check(report: Path, budget_file: Path | None, baseline_file: Path | None, fmt: str,
-          junit: Path | None, stack: bool, **limits: Any) -> None:
+          junit: str | None, stack: bool, **limits: Any) -> None:
     """Fail (exit 1) when REPORT exceeds the event-loop budget.
 
     Limits come from flags, then the budget file, then the defaults. Exit status:
@@ -437,12 +437,12 @@ def check(report: Path, budget_file: Path | None, baseline_file: Path | None, fm
 
 @click.command(cls=_Command)
 @click.argument("report", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, metavar="FILE",
+@click.option("-o", "--output", type=click.Path(), required=True, metavar="FILE",
               help="Baseline file to write (JSON); '-' for stdout.")
 @click.option("--tighten", is_flag=True,
               help="If FILE exists, only drop entries that no longer occur and lower values "
                    "to today's; never add an offender.")
-def baseline(report: Path, output: Path, tighten: bool) -> None:
+def baseline(report: Path, output: str, tighten: bool) -> None:
     """Record REPORT's offenders so `looptools check --baseline` fails only on new or worse.
 
     Stall culprits (longest stall), blocking-call sites (count), slow callbacks
@@ -450,10 +450,10 @@ def baseline(report: Path, output: Path, tighten: bool) -> None:
     """
     data = _load(report)
     made = make_baseline(data, report_name=display_path(report))
-    to_stdout = str(output) == "-"
-    if tighten and not to_stdout and output.exists():
+    to_stdout = output == "-"
+    if tighten and not to_stdout and Path(output).exists():
         try:
-            made = tighten_baseline(load_baseline(output), made)
+            made = tighten_baseline(load_baseline(Path(output)), made)
         except BudgetError as exc:
             _fail(str(exc))
     text = json.dumps(baseline_to_dict(made), indent=2) + "\n"

@@ -41,7 +41,7 @@ from typing import IO, Any
 
 import click
 
-from looptools._safewrite import why, write_fallback, write_file
+from looptools._safewrite import names_a_folder, why, write_fallback, write_file
 from looptools.cli import FiniteFloat
 from looptools.inapp.writer import empty_report, stall_line, summary_lines
 from looptools.report.load import ReportError, display_path, load_report, validate_report
@@ -653,6 +653,10 @@ class _Outputs:
             ("--html", "html", html), ("--trace", "trace", trace),
             ("--markdown", "md", markdown), ("--speedscope", "speedscope", speedscope))
             if (path := _optional_path(given)) is not None]
+        #: Each output as given (``Path`` drops the slash that makes ``out/`` a folder's).
+        self.given = {flag: given for flag, given in (
+            ("--report", chosen), ("--html", html), ("--trace", trace),
+            ("--markdown", markdown), ("--speedscope", speedscope)) if given is not None}
         self.written: list[str] = []
         self.failed = 0
         self.say = _say
@@ -669,6 +673,9 @@ class _Outputs:
         for flag, path in wanted:
             if path.is_dir():
                 return f"{flag} {display_path(path)}: is a directory"
+            if names_a_folder(self.given.get(flag, "")):
+                return f"{flag} {self.given[flag]}: names a folder (it ends with /); " \
+                    "give a file name"
             folder = path.parent if str(path.parent) else Path(".")
             if not folder.exists():
                 return f"{flag} {display_path(path)}: directory {folder} does not exist"

@@ -84,7 +84,7 @@ def report(report_path: str, fmt: str | None, output: str | None) -> None:
     assert output is not None
     target = Path(output)
     try:
-        write_file(target, text)  # atomic for a file; a device or FIFO written through
+        write_file(output, text)  # atomic for a file; a device or FIFO written through
     except OSError as exc:
         _fail(f"-o {output}: cannot write: {why(exc, target)}")
     click.echo(f"wrote {display_path(target)} ({renderer_cls.name or renderer_cls.__qualname__})",

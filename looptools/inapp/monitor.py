@@ -23,7 +23,7 @@ import time
 from types import TracebackType
 from typing import Any, NoReturn, cast
 
-from looptools._safewrite import why, write_fallback
+from looptools._safewrite import names_a_folder, why, write_fallback
 from looptools.inapp import _attach, _sigterm_view, _wakeup
 from looptools.inapp._shield import GuardedSlot, guarded_slot
 from looptools.inapp.detectors import build
@@ -143,8 +143,11 @@ class Monitor:
             # Relative to where the app started: an app that changes folder later must
             # not put its report somewhere else (nor the summary name the wrong file).
             try:
-                self.settings = dataclasses.replace(
-                    self.settings, report=os.path.abspath(self.settings.report))
+                given = self.settings.report
+                absolute = os.path.abspath(given)
+                if names_a_folder(given):  # (abspath drops the slash: refused when written)
+                    absolute = os.path.join(absolute, "")
+                self.settings = dataclasses.replace(self.settings, report=absolute)
             except OSError:
                 pass  # no current folder: left as given
         for problem in self.settings.problems:
