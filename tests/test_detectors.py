@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PROBE, culprit_line, run_probe, validate
+from helpers import PROBE, ROOT, Run, culprit_line, run_app, run_probe, validate
 
 import looptools
 
@@ -128,6 +128,47 @@ def test_leaked_task_is_pending_at_exit(loop: str, tmp_path: Path) -> None:
     assert task["age_s"] > 0.2
     assert tasks["peak_pending"] >= 2
     assert "leaky-poller" in run.stderr  # the exit summary names it
+
+
+@pytest.mark.parametrize("mode", ["interrupt", "stop"])
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_task_the_app_cancels_and_runs_the_loop_for_is_not_leaked(
+        loop: str, mode: str, tmp_path: Path) -> None:
+    """aiohttp's run_app: after Ctrl-C stops the loop, the app cancels its main task
+    and runs the loop until it is done.  It ended it; a fresh-eyes trial found it
+    reported as pending at exit.  The task it never ends still is."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    app = ROOT / "tests" / "apps" / "run_again_app.py"
+    for leak in ([], ["leak"]):
+        plain = run_app([str(app), loop, mode, *leak], tmp_path, monitored=False)
+        run = run_app([str(app), loop, mode, *leak], tmp_path)
+        assert plain.returncode == run.returncode == 0, run.stderr
+        assert run.stdout == plain.stdout and "server cancelled: True" in run.stdout
+        at_exit = [t["name"] for t in run.report["tasks"]["pending_at_exit"]]  # type: ignore[index]
+        assert at_exit == (["leaked-poller"] if leak else []), (leak, at_exit)
+        assert "server" not in "".join(line for line in run.stderr.splitlines()
+                                       if "pending at exit" in line)
+
+
+def test_asyncio_debug_messages_name_the_app_s_lines_not_ours(tmp_path: Path) -> None:
+    """Under -X dev, asyncio's "Executing <Task ... created at FILE:LINE> took" names
+    where the task was made: our create_task wrapper was that frame (a fresh-eyes
+    trial found it)."""
+    app = tmp_path / "dev_app.py"
+    app.write_text("import asyncio, time\n\n\nasync def main():\n"
+                   "    await asyncio.sleep(0.01)\n    time.sleep(0.15)\n\n\n"
+                   "async def outer():\n    await asyncio.create_task(main())\n\n\n"
+                   "asyncio.run(outer())\n")
+
+    def executing(run: Run) -> list[str]:
+        return [line.split(" took ")[0] for line in run.stderr.splitlines()
+                if line.startswith("Executing <Task")]
+
+    plain = run_app(["-X", "dev", str(app)], tmp_path, monitored=False)
+    run = run_app(["-X", "dev", str(app)], tmp_path)
+    assert executing(plain) and executing(run) == executing(plain), run.stderr
+    assert "looptools" not in "".join(executing(run))
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "qasync"])

@@ -7,7 +7,10 @@
   notes tasks pending longer than ``long_pending_s``.
 * When the loop stops, the tasks still pending are remembered; those that never
   finished normally afterwards are the tasks pending at exit (``asyncio.run``
-  cancels them; they were leaked by the app).  Their outcome is read while they
+  cancels them; they were leaked by the app), but for those the app then ran the
+  loop until they were done itself (``run_until_complete(task)`` after a stop: how
+  aiohttp's ``run_app`` cancels its main task and waits for it, which is the app
+  ending it, not a leak).  Their outcome is read while they
   are still alive (at the next stop, at the report) or from the exception handler
   ("destroyed but pending", "never retrieved"), never through a done callback: a
   callback added at a stop is scheduled when the task ends and, with the loop
@@ -40,10 +43,13 @@ from typing import Any
 
 from looptools._frames import Frame, as_dict, caller_site
 from looptools.inapp._describe import awaiting_frame, coro_name, coro_of, task_name
-from looptools.inapp._patch import shadow
+from looptools.inapp._patch import dress_as, shadow
 from looptools.inapp._stats import Series
 from looptools.inapp.hub import Detector
 from looptools.settings import Settings
+
+#: this file, as its code objects name it (a frame of ours on a task's creation stack)
+_HERE = (lambda: None).__code__.co_filename
 
 
 def _finished_normally(task: Any) -> bool:
@@ -82,6 +88,8 @@ class TaskAudit(Detector):
         self.unretrieved: list[dict[str, Any]] = []
         #: id(entry) of ``at_stop`` -> whether its task finished normally, read while it lived
         self._outcomes: dict[int, bool] = {}
+        #: id(entry) of ``at_stop`` whose task the app ran the loop until it was done
+        self._awaited: set[int] = set()
         self._undo: list[Callable[[], None]] = []
         self._recording = False
 
@@ -103,6 +111,12 @@ class TaskAudit(Detector):
         def wrap_create(original: Callable[..., Any]) -> Callable[..., Any]:
             def create_task(coro: Any, *args: Any, **kwargs: Any) -> Any:
                 task = original(coro, *args, **kwargs)
+                source = getattr(task, "_source_traceback", None)
+                if source and source[-1].filename == _HERE:
+                    # Debug mode (-X dev): the loop took its own frame off the task's
+                    # creation stack; ours is under it.  Off too, so that asyncio's
+                    # "created at" names the app's line, as without us.
+                    del source[-1]
                 if not self._recording:
                     return task
                 try:
@@ -135,8 +149,22 @@ class TaskAudit(Detector):
 
             return call_exception_handler
 
+        def wrap_run(original: Callable[..., Any]) -> Callable[..., Any]:
+            def run_until_complete(future: Any, *args: Any, **kwargs: Any) -> Any:
+                if self.at_stop:
+                    # A task pending at a stop that the app now runs the loop for
+                    # itself (aiohttp's run_app: cancel the main task, then run until
+                    # it is done) is the app's to end, however it ends: not leaked.
+                    for ref, entry in self.at_stop:
+                        if ref() is future:
+                            self._awaited.add(id(entry))
+                return original(future, *args, **kwargs)
+
+            return dress_as(run_until_complete, original)
+
         for name, wrap in (("create_task", wrap_create),
-                           ("call_exception_handler", wrap_handler)):
+                           ("call_exception_handler", wrap_handler),
+                           ("run_until_complete", wrap_run)):
             undo = shadow(loop, name, wrap)
             if undo is not None:
                 self._undo.append(undo)
@@ -289,6 +317,7 @@ class TaskAudit(Detector):
             self.at_stop = [(weakref.ref(task), self.describe(task, now))
                             for task in pending[: self.limit]]
             self._outcomes = {}
+            self._awaited = set()
 
     def _read_outcomes(self) -> None:
         for ref, entry in self.at_stop:
@@ -306,6 +335,8 @@ class TaskAudit(Detector):
         self._read_outcomes()
         out = []
         for ref, entry in self.at_stop:
+            if id(entry) in self._awaited:
+                continue
             outcome = self._outcomes.get(id(entry))
             if outcome is None:  # alive and pending, or freed unseen (then it ended)
                 outcome = ref() is None
