@@ -279,3 +279,10 @@ def culprit_groups(report: Mapping[str, Any]) -> list[CulpritGroup]:
 def stall_groups(groups: Sequence[CulpritGroup]) -> list[CulpritGroup]:
     """Those of *groups* that hold stalls, in the same order."""
     return [group for group in groups if group.stalls]
+
+
+def stalls_watched(report: Mapping[str, Any]) -> bool:
+    """Was the stall watchdog among the run's detectors?  (A report that does not say
+    is taken to have run it.)  Without it "no stalls" would be untrue."""
+    detectors = (report.get("meta") or {}).get("detectors")
+    return not isinstance(detectors, list) or "stalls" in detectors

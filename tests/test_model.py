@@ -604,3 +604,24 @@ def test_one_duration_formatter_everywhere() -> None:
 def test_sources_cover_every_loop_kind() -> None:
     kinds = {load_report(p)["loop"]["kind"] for p in RECORDED} | set(LOOP_KINDS)
     assert {"asyncio", "qasync", "qtasyncio", "qt", "uvloop"} <= kinds
+
+
+@pytest.mark.parametrize("settings", [{"disable": "stalls"}, {"detectors": "lag,tasks"}])
+def test_without_the_watchdog_no_view_says_no_stalls(settings: dict[str, str],
+                                                     tmp_path: Path) -> None:
+    """LOOPTOOLS_DISABLE=stalls once printed "threshold 50 ms: no stalls" above a 120 ms
+    slow callback (a fresh-eyes trial): nothing looked for stalls."""
+    app = tmp_path / "app.py"
+    app.write_text("import asyncio, time\n\n\nasync def main():\n    await asyncio.sleep(0.05)\n"
+                   "    time.sleep(0.12)\n\n\nasyncio.run(main())\n")
+    run = run_app([str(app)], tmp_path, **settings)
+    assert run.returncode == 0 and run.report is not None, run.stderr
+    first = run.stderr.splitlines()[0]
+    assert first.startswith("looptools: asyncio loop") and first.endswith(
+        "threshold 50 ms: stall detection off"), run.stderr
+    verdict = build_model(run.report).verdict
+    assert verdict.text.startswith("stall detection off"), verdict
+    assert "no stalls" not in " ".join(summary_lines(run.report)) + verdict.text
+    watched = run_app([str(app)], tmp_path)  # the same app with the watchdog: one stall
+    assert watched.report is not None and watched.report["stall_summary"]["count"] == 1
+    assert "stall detection off" not in watched.stderr + build_model(watched.report).verdict.text

@@ -10,7 +10,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from looptools._culprits import CulpritGroup, culprit_groups, stall_groups, stall_label
+from looptools._culprits import (
+    CulpritGroup,
+    culprit_groups,
+    stall_groups,
+    stall_label,
+    stalls_watched,
+)
 from looptools._units import fmt_ms, fmt_pct
 
 SCHEMA_VERSION = 1
@@ -154,7 +160,7 @@ def summary_lines(report: dict[str, Any], report_path: str | None = None) -> lis
             f"{stalls['count']} stall{'s' if stalls['count'] != 1 else ''} "
             f"(longest {fmt_ms(stalls['max_ms'])}, total {fmt_ms(stalls['total_ms'])})"
             if stalls["count"]
-            else "no stalls"
+            else "no stalls" if stalls_watched(report) else "stall detection off"
         )
     ]
     rejected = meta.get("settings_rejected") or []

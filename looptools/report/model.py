@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from looptools._culprits import CulpritGroup, culprit_groups, stall_groups
+from looptools._culprits import CulpritGroup, culprit_groups, stall_groups, stalls_watched
 from looptools._units import fmt_ms, plural
 
 __all__ = [
@@ -414,7 +414,7 @@ def build_model(report: Mapping[str, Any]) -> ReportModel:
         affinity=affinity,
         sampler=_sampler_figures(report.get("profile"), culprits),
         detector_errors=errors,
-        verdict=_verdict(stalls, tasks, blocking, len(errors)),
+        verdict=_verdict(stalls, tasks, blocking, len(errors), stalls_watched(report)),
     )
 
 
@@ -637,8 +637,9 @@ def _sampler_figures(profile: Any, culprits: Sequence[CulpritGroup]) -> SamplerF
 
 
 def _verdict(stalls: StallFigures, tasks: TaskFigures | None, blocking: BlockingFigures,
-             errors: int) -> Verdict:
-    """Stalls make a report ``bad``; leaks, lost exceptions, blocking, detector errors ``warn``."""
+             errors: int, watched: bool = True) -> Verdict:
+    """Stalls make a report ``bad``; leaks, lost exceptions, blocking, detector errors ``warn``.
+    Without the watchdog (``watched`` false) no stall was looked for, and it says so."""
     threshold = f"{stalls.threshold_ms:g} ms"
     problems: list[str] = []
     level = "ok"
@@ -658,6 +659,10 @@ def _verdict(stalls: StallFigures, tasks: TaskFigures | None, blocking: Blocking
     if warnings and level == "ok":
         level = "warn"
     problems.extend(warnings)
+    if not watched:
+        problems.insert(0, "stall detection off")
+        if not warnings:
+            problems.append("nothing leaked")
     if not problems:
         return Verdict("ok", f"no stalls over {threshold} and nothing leaked")
     return Verdict(level, "; ".join(problems))
