@@ -256,3 +256,17 @@ def test_an_input_too_big_to_be_a_report_is_refused_before_it_fills_memory(tmp_p
     with open(big, "wb") as handle:
         handle.truncate(MAX_REPORT_BYTES + 1)  # sparse: no disk used
     assert_one_line_error(run(str(big)), "larger than 256 MiB")
+
+
+@pytest.mark.parametrize("args", [["report"], ["report", "x.json", "--bogus"],
+                                  ["doctor", "--bogus"], ["nosuch"], ["--bogus"]])
+def test_every_usage_error_is_one_line(args: list[str], tmp_path: Path) -> None:
+    """click's own usage errors are four lines (Usage, Try, blank, Error) with no
+    'looptools' on the error; every command (and the group) gives one, naming itself
+    (a fresh-eyes trial found report, doctor and the group still giving four)."""
+    done = _subprocess(*args[1:], cwd=tmp_path) if args[0] == "report" else subprocess.run(
+        [sys.executable, "-m", "looptools", *args], cwd=tmp_path, capture_output=True,
+        text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    who = "looptools" if args[0].startswith("-") or args[0] == "nosuch" else f"looptools {args[0]}"
+    assert re.fullmatch(rf"{who}: .+ \(see '{who} --help'\)\n", done.stderr), done.stderr

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from looptools._version import __version__
+from looptools.cli._oneline import OneLineGroup
 
 
 def colour_wanted(stream: Any = None) -> bool:
@@ -78,7 +79,7 @@ def _available() -> dict[str, str]:
     return found
 
 
-class _LazyGroup(click.Group):
+class _LazyGroup(OneLineGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_available())
 

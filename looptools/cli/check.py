@@ -24,6 +24,7 @@ import click
 from looptools._jsonsafe import safe_text
 from looptools._safewrite import why, write_file
 from looptools.cli import FiniteFloat
+from looptools.cli._oneline import OneLineCommand
 from looptools.gate.baseline import (
     Tolerance,
     baseline_to_dict,
@@ -59,19 +60,6 @@ class _InputError(click.ClickException):
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"{self.who}: {safe_text(oneline(self.message))}", err=True)
-
-
-class _Command(click.Command):
-    """A command whose usage errors are one line too (click's own span several)."""
-
-    def make_context(self, info_name: str | None, args: list[str],
-                     parent: click.Context | None = None, **extra: Any) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as exc:
-            name = info_name or self.name
-            raise _InputError(f"{exc.format_message()} (see 'looptools {name} --help')",
-                              f"looptools {name}") from None
 
 
 def _fail(message: str) -> NoReturn:
@@ -388,7 +376,7 @@ def junit_xml(evaluation: Evaluation, report_name: str, roots: Sequence[str | No
 _FORMATS = click.Choice(["text", "github", "json"])
 
 
-@click.command(cls=_Command)
+@click.command(cls=OneLineCommand)
 @click.argument("report", type=click.Path(path_type=Path))
 @click.option("--budget", "budget_file", type=click.Path(path_type=Path), metavar="FILE",
               help="Budget TOML (keys at top level or under [tool.looptools.budget]); "
@@ -435,7 +423,7 @@ def check(report: Path, budget_file: Path | None, baseline_file: Path | None, fm
     sys.exit(EXIT_OK if evaluation.ok else EXIT_WORSE)
 
 
-@click.command(cls=_Command)
+@click.command(cls=OneLineCommand)
 @click.argument("report", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(), required=True, metavar="FILE",
               help="Baseline file to write (JSON); '-' for stdout.")
@@ -490,7 +478,7 @@ def diff_json(result: Diff, before: str, after: str,
     }
 
 
-@click.command(cls=_Command)
+@click.command(cls=OneLineCommand)
 @click.argument("before", type=click.Path(path_type=Path))
 @click.argument("after", type=click.Path(path_type=Path))
 @click.option("--tolerance", type=FiniteFloat(min=1.0, max=MAX_LIMIT), default=Tolerance.ratio,

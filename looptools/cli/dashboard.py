@@ -20,26 +20,13 @@ from typing import Any, NoReturn
 import click
 
 from looptools.cli import FiniteFloat, live_terminal
+from looptools.cli._oneline import OneLineCommand
 from looptools.live.stream import connect, listed_processes, registry_dir, registry_socket
 
 __all__ = ["dashboard", "ps"]
 
 EXIT_UNREACHABLE = 1
 EXIT_USAGE = 2
-
-
-class _Command(click.Command):
-    """Usage errors in one line."""
-
-    def make_context(self, info_name: str | None, args: list[str],
-                     parent: click.Context | None = None, **extra: Any) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as exc:
-            name = info_name or self.name
-            click.echo(f"looptools {name}: {exc.format_message()} "
-                       f"(see 'looptools {name} --help')", err=True)
-            raise click.exceptions.Exit(EXIT_USAGE) from None
 
 
 def _fail(message: str, code: int = EXIT_UNREACHABLE) -> NoReturn:
@@ -61,7 +48,7 @@ def _target_path(target: str) -> Path:
     return path
 
 
-@click.command("dashboard", cls=_Command,
+@click.command("dashboard", cls=OneLineCommand,
                context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("target", metavar="PID|SOCKET")
 @click.option("--once", is_flag=True,
@@ -132,7 +119,7 @@ def _age(started_at: Any) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-@click.command("ps", cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("ps", cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per process.")
 def ps(as_json: bool) -> None:
     """List your processes running with LOOPTOOLS=1 that a dashboard can watch.

@@ -26,6 +26,8 @@ from typing import Any
 
 import click
 
+from looptools.cli._oneline import OneLineCommand
+
 __all__ = ["Check", "check_platform", "doctor", "run_checks"]
 
 EXIT_OK = 0
@@ -478,7 +480,8 @@ def run_checks(probe: bool = True) -> list[Check]:
 _MARK = {"ok": ("ok", "green"), "note": ("note", "yellow"), "problem": ("PROBLEM", "red")}
 
 
-@click.command("doctor", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("doctor", cls=OneLineCommand,
+               context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per check.")
 @click.option("--no-probe", is_flag=True, help="Do not try a real py-spy run (faster).")
 def doctor(as_json: bool, no_probe: bool) -> None:

@@ -43,6 +43,7 @@ import click
 
 from looptools._safewrite import names_a_folder, why, write_fallback, write_file
 from looptools.cli import FiniteFloat
+from looptools.cli._oneline import OneLineCommand
 from looptools.inapp.writer import empty_report, stall_line, summary_lines
 from looptools.report.load import ReportError, display_path, load_report, validate_report
 from looptools.settings import _optional_path
@@ -69,17 +70,8 @@ class _Fail(Exception):
         self.code = code
 
 
-class _Command(click.Command):
-    """Every error is one line (click's own usage errors span several)."""
-
-    def make_context(self, info_name: str | None, args: list[str],
-                     parent: click.Context | None = None, **extra: Any) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as exc:
-            click.echo(f"looptools profile: {exc.format_message()} "
-                       "(see 'looptools profile --help')", err=True)
-            raise click.exceptions.Exit(EXIT_USAGE) from None
+class _Command(OneLineCommand):
+    """Every error is one line: usage errors (OneLineCommand) and ours."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -12,6 +12,7 @@ import click
 from looptools._jsonsafe import safe_text
 from looptools._safewrite import why, write_file
 from looptools.cli import colour_wanted
+from looptools.cli._oneline import OneLineCommand
 from looptools.report.load import ReportError, display_path, load_report
 from looptools.report.render import (
     BUILTIN_RENDERERS,
@@ -48,7 +49,8 @@ def _choose_renderer(fmt: str | None, output: str | None) -> type[Renderer]:
     return TextRenderer
 
 
-@click.command("report", context_settings={"help_option_names": ["-h", "--help"]},
+@click.command("report", cls=OneLineCommand,
+               context_settings={"help_option_names": ["-h", "--help"]},
                epilog=f"Formats: {_FORMATS_HELP}. Inferred from -o: {_EXTENSIONS_HELP}.")
 @click.argument("report_path", metavar="REPORT.json", type=str)
 @click.option("-f", "--format", "fmt", metavar="FORMAT",
