@@ -151,6 +151,25 @@ def test_a_task_the_app_cancels_and_runs_the_loop_for_is_not_leaked(
                                        if "pending at exit" in line)
 
 
+def test_a_slow_callback_that_stops_the_loop_is_still_timed(tmp_path: Path) -> None:
+    """On asyncio's own loop a long run's end is timed when the loop reaches its next
+    callback or its selector (EndWatch); one that stops the loop reaches neither, and
+    its slow callback was lost (a fresh-eyes trial).  Its end is the loop's stop."""
+    app = tmp_path / "stop_app.py"
+    app.write_text("import asyncio, json, sys, time\n\n\ndef cb(loop):\n"
+                   "    started = time.perf_counter()\n    time.sleep(0.3)\n"
+                   "    print('MARKS ' + json.dumps({'cb': time.perf_counter() - started}),"
+                   " file=sys.stderr)\n    loop.stop()\n\n\n"
+                   "loop = asyncio.new_event_loop()\nloop.call_later(0.05, cb, loop)\n"
+                   "loop.run_forever()\nloop.close()\n")
+    run = run_app([str(app)], tmp_path)
+    assert run.returncode == 0 and run.report is not None, run.stderr
+    slow = {row["name"]: row for row in run.report["slow_callbacks"]}
+    assert "cb" in slow and slow["cb"]["count"] == 1, run.report["slow_callbacks"]
+    assert slow["cb"]["max_ms"] == pytest.approx(run.marks["cb"] * 1000, abs=15), slow["cb"]
+    assert [s["culprit"]["function"] for s in run.report["stalls"]] == ["cb"]
+
+
 def test_asyncio_debug_messages_name_the_app_s_lines_not_ours(tmp_path: Path) -> None:
     """Under -X dev, asyncio's "Executing <Task ... created at FILE:LINE> took" names
     where the task was made: our create_task wrapper was that frame (a fresh-eyes

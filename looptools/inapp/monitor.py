@@ -431,6 +431,12 @@ class Monitor:
         if loop is None:
             if state is not None and state.running and self.plugin is not None \
                     and self.plugin.kind != "qt":
+                watch = state.end_watch
+                if watch is not None:
+                    # A run armed to be timed that stopped the loop reaches neither
+                    # the next callback nor the selector (EndWatch): it ended now.
+                    # Its slow callback was lost before (a fresh-eyes trial).
+                    watch.reached()
                 state.running = False
                 self.plugin.stop_heartbeat()
                 self.hub.call("loop_stopped", now)
