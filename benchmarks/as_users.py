@@ -33,6 +33,8 @@ runs only the ones named (e.g. ``--workloads app``), on the kinds that have them
 ``--against DIR`` adds ``looptools, against``: ``LOOPTOOLS=1`` with ``DIR`` first on
 ``PYTHONPATH`` (a directory holding another copy of the ``looptools`` package, e.g. one
 with a change taken out), in the same interleaved rounds: a before/after of a change.
+With ``--breakdown`` too, each mechanism taken away is run from ``DIR`` as well
+(``looptools, against, no ticks (thread looks)``...).
 """
 
 from __future__ import annotations
@@ -231,6 +233,9 @@ def variants(tools: list[str], breakdown: bool,
 
                 for label, extra in BREAKDOWN.items():
                     out[f"looptools, {label}"] = {"LOOPTOOLS": "1", **extra}
+                    if against is not None:
+                        out[f"looptools, against, {label}"] = {
+                            "LOOPTOOLS": "1", "PYTHONPATH": against, **extra}
                 for detector in DETECTORS:
                     if detector != "stalls":
                         out[f"looptools, no {detector}"] = {"LOOPTOOLS": "1",

@@ -61,6 +61,14 @@ def test_the_apps_wakeup_descriptor_reads_what_it_would_without_us(
         assert watchdog["no_ticks"] is None and watchdog["ticks"] > 50, watchdog
     else:
         assert watchdog["ticks"] < 20, watchdog
+    # Without ticks on a Qt loop every run is stamped, and the thread looks about
+    # once per threshold (and every poll while the stall lasts): ~50 looks in the
+    # app's 1.6 s, not one every 5 ms (240-290 before; and in a busy loop each
+    # would wait in a GIL convoy).  asyncio's and uvloop's probes still need a look every poll.
+    qt_loop = kind.partition("-")[0] in ("qt", "qasync", "qtasyncio")
+    assert watchdog["runs_stamped"] is qt_loop, watchdog
+    if qt_loop:
+        assert watchdog["looks"] < 150, watchdog
 
 
 def test_the_ticks_stop_while_the_app_has_a_descriptor_and_the_wrapper_goes_at_stop() -> None:

@@ -54,6 +54,8 @@ class LoopPlugin:
     is_qt = False
     #: time every callback precisely even when nobody asks (no watchdog to arm runs)
     always_precise = False
+    #: the stall watchdog has no ticks to date runs by: every run is stamped while set
+    stamps_needed = False
     #: the loop's idle time cannot be recognised: only a callback in progress is a stall
     conservative = False
     #: what cannot be measured on this kind of loop, in the report's words
@@ -88,6 +90,15 @@ class LoopPlugin:
 
     def set_precise(self, precise: bool) -> None:
         """Switch between the lean and the precise hot path (``looptools.inapp.state``)."""
+
+    def need_stamps(self, on: bool) -> bool:
+        """While ``on``, stamp the start and end of every run (the precise hot path),
+        whatever :meth:`set_precise` last asked.  True when every run on the loop
+        thread is stamped now, or there are no runs to stamp.
+
+        The stall watchdog asks when it has no ticks (docs/design.md, "Looking"):
+        with every run stamped it need not look every few ms to date them."""
+        return False
 
     # -- heartbeat ---------------------------------------------------------
     def start_heartbeat(self, beat: Callable[[float | None], None], interval_s: float,

@@ -284,6 +284,7 @@ class AsyncioPlugin(LoopPlugin):
         self._driver: Driver | None = None
         self._job: Callable[[float, float], float] | None = None
         self._generation = 0
+        self._asked_precise = False  # by set_precise (the Qt dispatcher)
 
     @classmethod
     def matches(cls, loop: Any) -> bool:
@@ -312,7 +313,7 @@ class AsyncioPlugin(LoopPlugin):
             state.idle_check = _waiting_in_selector
         self._timed = True
         self._state = state
-        self._choose_timing(self.always_precise)
+        self._choose_timing(self.always_precise or self.stamps_needed)
         return True
 
     def _choose_timing(self, precise: bool) -> None:
@@ -353,8 +354,16 @@ class AsyncioPlugin(LoopPlugin):
         return fds if all(fd >= 0 for fd in fds) else None
 
     def set_precise(self, precise: bool) -> None:
+        self._asked_precise = precise
         if self._timed:
-            self._choose_timing(precise or self.always_precise)
+            self._choose_timing(precise or self.always_precise or self.stamps_needed)
+
+    def need_stamps(self, on: bool) -> bool:
+        self.stamps_needed = on
+        if not self._timed:
+            return False
+        self._choose_timing(self._asked_precise or self.always_precise or on)
+        return on
 
     def uninstall_timing(self) -> None:
         if self._timed:
@@ -457,7 +466,7 @@ class UnknownLoopPlugin(AsyncioPlugin):
         return True
 
     def install_timing(self, state: LoopState) -> bool:
-        install_handle_timing(state, self.always_precise)
+        install_handle_timing(state, self.always_precise or self.stamps_needed)
         self._timed = True
         self._state = state
         return True
@@ -477,6 +486,9 @@ class UvloopPlugin(AsyncioPlugin):
 
     def install_timing(self, state: LoopState) -> bool:
         return False
+
+    def need_stamps(self, on: bool) -> bool:
+        return False  # no hook on uvloop's handles
 
     def queued_handles(self) -> list[Any] | None:
         return None  # libuv's queues are not Python's

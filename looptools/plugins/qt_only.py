@@ -23,6 +23,9 @@ class QtOnlyPlugin(QtLoopPlugin, LoopPlugin):
         super().__init__(None)
         self.binding = binding
 
+    def need_stamps(self, on: bool) -> bool:
+        return True  # no asyncio runs: Qt's are dated by the heartbeat, stamped on this thread
+
     def info(self) -> dict[str, Any]:
         app = self.binding.app()
         return {

@@ -34,6 +34,7 @@ class QtAsyncioPlugin(QtLoopPlugin, LoopPlugin):
         self.binding = binding
         self._original: Any = None
         self._state: Any = None
+        self._asked_precise = False  # by set_precise (the Qt dispatcher)
 
     def info(self) -> dict[str, Any]:
         info = super().info()
@@ -45,7 +46,7 @@ class QtAsyncioPlugin(QtLoopPlugin, LoopPlugin):
     def install_timing(self, state: Any, precise: bool = False) -> bool:
         from PySide6.QtAsyncio.events import QAsyncioHandle
 
-        precise = precise or self.always_precise
+        precise = precise or self.always_precise or self.stamps_needed
         original = self._original or QAsyncioHandle.__dict__["_cb"]
         st = state
         loop = state.loop
@@ -117,8 +118,16 @@ class QtAsyncioPlugin(QtLoopPlugin, LoopPlugin):
         return True
 
     def set_precise(self, precise: bool) -> None:
+        self._asked_precise = precise
         if self._original is not None:
             self.install_timing(self._state, precise)
+
+    def need_stamps(self, on: bool) -> bool:
+        self.stamps_needed = on
+        if self._original is None:
+            return False
+        self.install_timing(self._state, self._asked_precise)
+        return on
 
     def uninstall_timing(self) -> None:
         if self._original is None:

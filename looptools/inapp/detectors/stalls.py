@@ -389,6 +389,12 @@ class StallWatchdog(Detector):
         self.handoffs = 0  # looks of the thread handed the GIL by a tick
         self.looks = 0  # looks of the thread
         self.no_ticks: str | None = "no loop ran"  # why the last loop start set no ticks
+        # Without ticks on a Qt loop: every run stamped by the plugin's precise hook,
+        # so the thread looks about once per threshold, handed the GIL by the Qt
+        # heartbeat (see _stamp_runs).
+        self._plugin: Any = None
+        self.stamped = False
+        self.stamped_ever = False  # for the report: at any time while attached
         self._wakeup_watched = False  # looptools.inapp._wakeup: the app's wakeup descriptor
         # A descriptor table of the thread's own (looptools.inapp._fdtable): the
         # descriptors to keep in it, None for a shared table.
@@ -425,6 +431,10 @@ class StallWatchdog(Detector):
         self._done = _thread.allocate_lock()  # released by the thread after a handed-off look
         self._done.acquire()
         self._due = float("inf")  # when the thread next wants to look
+        # Stamped runs: how long before its own wake-up (at _due + _early) the Qt
+        # heartbeat may hand the thread the GIL (see _next_wait).
+        self._early = 0.0
+        self._beat_every = settings.heartbeat_ms / 1000.0
         self._waiting = False  # the thread is (or is just back from) waiting to look
         self._handoff = False  # a tick is waiting for the thread's look
         # Worker-thread loops (looptools.inapp.detectors.worker_loops), looked at by this
@@ -449,6 +459,7 @@ class StallWatchdog(Detector):
             stopped.join(timeout=1.0)
         self.state = state
         self.qt = bool(plugin.is_qt)
+        self._plugin = plugin
         self._rq_marks.clear()  # another loop thread's, if any
         on_main = state.thread_id == threading.main_thread().ident
         self._set_up_dumps(state, on_main)
@@ -580,6 +591,8 @@ class StallWatchdog(Detector):
             self._attaching = False
             self._workers_only = False
         self._stop_ticks()
+        self._stamp_runs(False)
+        self._plugin = None
         if self._wakeup_watched:
             self._wakeup_watched = False
             _wakeup.unwatch(self._wakeup_changed)
@@ -671,6 +684,7 @@ class StallWatchdog(Detector):
                 # run-queue time.
                 self._times_loop = _loop_thread_times(self.state.native_id)
         self._start_ticks()
+        self._stamp_runs(not self.ticking)
 
     def loop_stopped(self, now: float) -> None:
         self._stop_ticks()
@@ -695,6 +709,9 @@ class StallWatchdog(Detector):
 
     def heartbeat(self, now: float, lag: float) -> None:
         self._mark_loop()
+        if self.stamped and self._waiting and now >= self._due \
+                and not self._stop.is_set() and not self.ticking:
+            self._hand_off()  # as a tick would (see _stamp_runs)
 
     def _mark_loop(self) -> None:
         """On the loop thread (a tick, a heartbeat of a Qt loop): its run-queue time
@@ -814,12 +831,43 @@ class StallWatchdog(Detector):
             if self.ticking:
                 self._stop_ticks()
                 self.no_ticks = _APP_WAKEUP_FD
+                self._stamp_runs(True)
         elif self.no_ticks == _APP_WAKEUP_FD:
             # (With no loop running, the next loop start starts them; until then the
             # reason stands for the loop that ran.)
             state = self.state
             if state is not None and state.running and not self._detached:
                 self._start_ticks()
+                self._stamp_runs(not self.ticking)
+
+    def _stamp_runs(self, on: bool) -> None:
+        """(Loop thread.)  Without ticks, have every run stamped, where that is cheap.
+
+        Without ticks the thread must date each run by the first look that sees
+        it, so it looks every poll; from a thread, in a busy loop that releases
+        the GIL at each iteration, each look waits in a GIL convoy (design.md,
+        "Looking": qasync's queue workload ran 1.15x so).  On a Qt loop the
+        plugin's precise hook can stamp every run instead, and the Qt heartbeat,
+        a timer on the loop thread, hands the thread the GIL when its look is due
+        (:meth:`heartbeat`), as a tick would: the thread looks about once per
+        threshold.  Not on asyncio's own loops and uvloop: their probes are the
+        thread's jobs, sent every poll, and nothing of theirs runs on the loop
+        thread to hand it the GIL.
+        """
+        plugin = self._plugin
+        on = on and self.qt and plugin is not None and not self._detached
+        if on == self.stamped:
+            return
+        try:
+            stamped = plugin.need_stamps(on) if plugin is not None else False
+        except Exception as exc:  # the plugin's hook could not be changed
+            stamped = False
+            if self.hub is not None:
+                self.hub.warn(f"looptools: the stall watchdog could not have runs stamped "
+                              f"({type(exc).__name__}: {exc}); it looks every "
+                              f"{self.poll * 1000:.0f} ms instead")
+        self.stamped = on and stamped
+        self.stamped_ever = self.stamped_ever or self.stamped
 
     def _stop_ticks(self) -> None:
         """Stop the ticks and put their signal back to its default.
@@ -1212,10 +1260,17 @@ class StallWatchdog(Detector):
             self._look_cpu = before[2]
             self._rq_marks.append((time.perf_counter(), before[3] + self._held_queued))
         while True:
-            self._due = expected
+            self._due = expected - self._early
             self._waiting = True
             self._resume_gc()
-            self._wake.acquire(timeout=wait)
+            # Stamped runs: until it is due, counted from the look's start.  The
+            # look's own time, and a wait for the GIL back within it (faulthandler's
+            # re-arm releases it), are part of the wait, not added to it: else the
+            # looks sampling a long run came too far apart to see a stall a little
+            # over the threshold (and with ticks they are right as they are: a tick
+            # hands the due look the GIL).
+            self._wake.acquire(timeout=max(0.001, expected - time.perf_counter())
+                               if self.stamped else wait)
             self._waiting = False
             if stop.is_set():
                 return
@@ -1296,14 +1351,36 @@ class StallWatchdog(Detector):
         state = self.state
         if state is None or not state.running:
             return idle_wait
-        if self.current is not None or not self._ticks_flowing(now):
+        self._early = 0.0
+        stamped = self.stamped and not self.ticking
+        if self.current is not None or not (stamped or self._ticks_flowing(now)):
             # A run is dated by the first look that sees it: without ticks, this
             # thread must look every poll while the loop runs.
             return poll
-        # Ticks date the runs: look when the last sign of life would turn into
-        # a stall (the next tick hands this thread the GIL then).
+        # Ticks date the runs, or every run is stamped: look when the last sign of
+        # life would turn into a stall (the next tick or heartbeat hands this
+        # thread the GIL then).
         seen = max(self._alive, state.last_beat, state.last_end, state.idle_seen)
-        return min(max(poll, seen + self.threshold - now), self.threshold)
+        wait = min(max(poll, seen + self.threshold - now), self.threshold)
+        if stamped:
+            # Every half threshold at least, and from halfway through a run in
+            # progress every poll, as a tick would: a run that becomes a stall is
+            # sampled while it lasts (_sample_long_run), the stall's votes.  A
+            # stall first seen as it ends (a look that waited for the GIL) was
+            # otherwise named by one sample of its run's last lines; one that
+            # ends before its look gets the GIL is recorded from them
+            # (_record_missed).  Only runs that long are looked at every poll.
+            half = self.threshold / 2.0
+            t0 = self._run_t0
+            if t0 is not None:
+                return min(wait, max(poll, t0 + half - now)) if now < t0 + half else poll
+            # No run in progress: the loop lives, so its heartbeat hands the thread
+            # the GIL when the look is due (without the convoy of a thread that
+            # wakes by itself into a busy loop).  The thread wakes by itself a
+            # heartbeat later, when none came: the loop is stalled.
+            self._early = self._beat_every + 0.001
+            return max(poll, min(wait, half) - self._early) + self._early
+        return wait
 
     def _observe(self, now: float, dated: float, frame: Any = None) -> tuple[float, Any]:
         """When the loop thread was last seen back in the loop, and the handle running.
@@ -1355,8 +1432,12 @@ class StallWatchdog(Detector):
                 if state.end_watch is not None and now - started > self.poll:
                     # Already long (seen late, after a C call held the GIL).
                     state.end_watch.arm(cur, n)
-            else:
+            elif not self.stamped or self.ticking:
                 self._alive = now
+                self._run_t0 = None
+            else:
+                # Every run is stamped: the loop was last seen at the last one's end
+                # (or heartbeat), not now; a Qt slot may have run since, stalled.
                 self._run_t0 = None
         elif cur is None:
             self._run_t0 = None
@@ -1424,8 +1505,12 @@ class StallWatchdog(Detector):
             if not during or any(ident != id(handle) or n != during[0][1]
                                  for _when, n, ident, _stack in during):
                 continue
+            # (Sampled by the thread, not by ticks: each look also waited for the
+            # GIL up to a switch interval.)
+            gap = 2 * self.poll + (0.0 if self.ticking or not self.stamped
+                                   else sys.getswitchinterval())
             if during[0][0] - started > self.threshold / 2.0 + 3 * self.poll \
-                    or ended - during[-1][0] > 2 * self.poll:
+                    or ended - during[-1][0] > gap:
                 continue  # not seen in it all along
             stall = Stall(started=started, detected=None, source="loop",
                           idle_frame=state.idle_frame if state is not None else None)
@@ -1455,9 +1540,11 @@ class StallWatchdog(Detector):
         # progress went there soon after that look.
         if gil:
             dated = previous
-        elif now - previous > 2.0 * self.poll:
+        elif now - previous > 2.0 * self.poll and not self.stamped:
             dated = previous if self.ticking else (previous + now) / 2.0
         else:
+            # (Stamped runs are dated exactly; one that began under the lean hook,
+            # just before the stamps, the latest it can have begun.)
             dated = now
         seen, cur = self._observe(now, dated)
         if current is not None and gil:
@@ -1729,6 +1816,7 @@ class StallWatchdog(Detector):
                 "looks": self.looks,
                 "handoffs": self.handoffs,
                 "no_ticks": self.no_ticks,
+                "runs_stamped": self.stamped_ever,
                 "private_fds": self.private_fds,
                 # What each platform-specific mechanism fell back to (see
                 # docs/design.md, "Other platforms"): None where it is in use.
