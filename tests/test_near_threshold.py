@@ -93,7 +93,7 @@ def _looks_rarely(monitor: Any, seconds: float = 0.2) -> Any:
 def test_stalls_just_over_the_threshold_are_found_with_their_culprit(
         loop: str, machine: str) -> None:
     """(Without ticks, as on Windows or beside an app's own wakeup descriptor, a Qt
-    loop's runs are all stamped and the thread looks about once per threshold.)"""
+    loop's runs are all stamped and the thread looks about every half threshold.)"""
     spans: list[tuple[float, float]] = []
     back: list[float] = []
     ticks = not loop.endswith("no ticks")

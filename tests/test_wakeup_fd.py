@@ -62,7 +62,7 @@ def test_the_apps_wakeup_descriptor_reads_what_it_would_without_us(
     else:
         assert watchdog["ticks"] < 20, watchdog
     # Without ticks on a Qt loop every run is stamped, and the thread looks about
-    # once per threshold (and every poll while the stall lasts): ~50 looks in the
+    # every half threshold (and every poll while the stall lasts): ~50 looks in the
     # app's 1.6 s, not one every 5 ms (240-290 before; and in a busy loop each
     # would wait in a GIL convoy).  asyncio's and uvloop's probes still need a look every poll.
     qt_loop = kind.partition("-")[0] in ("qt", "qasync", "qtasyncio")

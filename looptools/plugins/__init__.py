@@ -56,6 +56,8 @@ class LoopPlugin:
     always_precise = False
     #: the stall watchdog has no ticks to date runs by: every run is stamped while set
     stamps_needed = False
+    #: what set_precise last asked (the Qt dispatcher, while it watches)
+    asked_precise = False
     #: the loop's idle time cannot be recognised: only a callback in progress is a stall
     conservative = False
     #: what cannot be measured on this kind of loop, in the report's words
@@ -88,8 +90,14 @@ class LoopPlugin:
     def uninstall_timing(self) -> None:
         """Undo :meth:`install_timing`."""
 
+    def precise_wanted(self) -> bool:
+        """Whether the hook should be the precise one: anyone asks for it."""
+        return self.asked_precise or self.always_precise or self.stamps_needed
+
     def set_precise(self, precise: bool) -> None:
         """Switch between the lean and the precise hot path (``looptools.inapp.state``)."""
+        self.asked_precise = precise
+        self._retime()
 
     def need_stamps(self, on: bool) -> bool:
         """While ``on``, stamp the start and end of every run (the precise hot path),
@@ -98,6 +106,11 @@ class LoopPlugin:
 
         The stall watchdog asks when it has no ticks (docs/design.md, "Looking"):
         with every run stamped it need not look every few ms to date them."""
+        self.stamps_needed = on
+        return self._retime() and on
+
+    def _retime(self) -> bool:
+        """Put the hook :meth:`precise_wanted` says in place; False when none is installed."""
         return False
 
     # -- heartbeat ---------------------------------------------------------

@@ -284,7 +284,6 @@ class AsyncioPlugin(LoopPlugin):
         self._driver: Driver | None = None
         self._job: Callable[[float, float], float] | None = None
         self._generation = 0
-        self._asked_precise = False  # by set_precise (the Qt dispatcher)
 
     @classmethod
     def matches(cls, loop: Any) -> bool:
@@ -313,7 +312,7 @@ class AsyncioPlugin(LoopPlugin):
             state.idle_check = _waiting_in_selector
         self._timed = True
         self._state = state
-        self._choose_timing(self.always_precise or self.stamps_needed)
+        self._choose_timing(self.precise_wanted())
         return True
 
     def _choose_timing(self, precise: bool) -> None:
@@ -353,17 +352,10 @@ class AsyncioPlugin(LoopPlugin):
             fds.append(fileno())
         return fds if all(fd >= 0 for fd in fds) else None
 
-    def set_precise(self, precise: bool) -> None:
-        self._asked_precise = precise
+    def _retime(self) -> bool:
         if self._timed:
-            self._choose_timing(precise or self.always_precise or self.stamps_needed)
-
-    def need_stamps(self, on: bool) -> bool:
-        self.stamps_needed = on
-        if not self._timed:
-            return False
-        self._choose_timing(self._asked_precise or self.always_precise or on)
-        return on
+            self._choose_timing(self.precise_wanted())
+        return self._timed
 
     def uninstall_timing(self) -> None:
         if self._timed:
@@ -466,7 +458,7 @@ class UnknownLoopPlugin(AsyncioPlugin):
         return True
 
     def install_timing(self, state: LoopState) -> bool:
-        install_handle_timing(state, self.always_precise or self.stamps_needed)
+        install_handle_timing(state, self.precise_wanted())
         self._timed = True
         self._state = state
         return True
@@ -486,9 +478,6 @@ class UvloopPlugin(AsyncioPlugin):
 
     def install_timing(self, state: LoopState) -> bool:
         return False
-
-    def need_stamps(self, on: bool) -> bool:
-        return False  # no hook on uvloop's handles
 
     def queued_handles(self) -> list[Any] | None:
         return None  # libuv's queues are not Python's

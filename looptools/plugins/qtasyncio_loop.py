@@ -34,7 +34,6 @@ class QtAsyncioPlugin(QtLoopPlugin, LoopPlugin):
         self.binding = binding
         self._original: Any = None
         self._state: Any = None
-        self._asked_precise = False  # by set_precise (the Qt dispatcher)
 
     def info(self) -> dict[str, Any]:
         info = super().info()
@@ -43,10 +42,10 @@ class QtAsyncioPlugin(QtLoopPlugin, LoopPlugin):
         info.update(self.qt_info())
         return info
 
-    def install_timing(self, state: Any, precise: bool = False) -> bool:
+    def install_timing(self, state: Any) -> bool:
         from PySide6.QtAsyncio.events import QAsyncioHandle
 
-        precise = precise or self.always_precise or self.stamps_needed
+        precise = self.precise_wanted()
         original = self._original or QAsyncioHandle.__dict__["_cb"]
         st = state
         loop = state.loop
@@ -117,17 +116,11 @@ class QtAsyncioPlugin(QtLoopPlugin, LoopPlugin):
         self._state = state
         return True
 
-    def set_precise(self, precise: bool) -> None:
-        self._asked_precise = precise
-        if self._original is not None:
-            self.install_timing(self._state, precise)
-
-    def need_stamps(self, on: bool) -> bool:
-        self.stamps_needed = on
+    def _retime(self) -> bool:
         if self._original is None:
             return False
-        self.install_timing(self._state, self._asked_precise)
-        return on
+        self.install_timing(self._state)
+        return True
 
     def uninstall_timing(self) -> None:
         if self._original is None:

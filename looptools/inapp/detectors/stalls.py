@@ -390,7 +390,7 @@ class StallWatchdog(Detector):
         self.looks = 0  # looks of the thread
         self.no_ticks: str | None = "no loop ran"  # why the last loop start set no ticks
         # Without ticks on a Qt loop: every run stamped by the plugin's precise hook,
-        # so the thread looks about once per threshold, handed the GIL by the Qt
+        # so the thread looks about twice per threshold, handed the GIL by the Qt
         # heartbeat (see _stamp_runs).
         self._plugin: Any = None
         self.stamped = False
@@ -849,7 +849,7 @@ class StallWatchdog(Detector):
         "Looking": qasync's queue workload ran 1.15x so).  On a Qt loop the
         plugin's precise hook can stamp every run instead, and the Qt heartbeat,
         a timer on the loop thread, hands the thread the GIL when its look is due
-        (:meth:`heartbeat`), as a tick would: the thread looks about once per
+        (:meth:`heartbeat`), as a tick would: the thread looks about twice per
         threshold.  Not on asyncio's own loops and uvloop: their probes are the
         thread's jobs, sent every poll, and nothing of theirs runs on the loop
         thread to hand it the GIL.
