@@ -96,6 +96,25 @@ def test_a_qt_main_thread_without_asyncio_on_every_binding(qt_api: str, tmp_path
     assert stall["duration_ms"] == pytest.approx(200, rel=0.25)
 
 
+@pytest.mark.parametrize("qt_api", list(BINDINGS))
+def test_a_slot_that_quits_the_app_and_blocks_on_is_one_whole_stall(
+        qt_api: str, tmp_path: Path) -> None:
+    # Qt 6 emits aboutToQuit inside quit(), from the slot that called it: the loop
+    # stopped there, and a slot blocking on after it was cut short (300 of its 500
+    # ms; a fresh-eyes trial).  Qt 5 emits it once exec's loop has ended.  The
+    # app's work after exec returns is no stall on either.
+    name = _binding(qt_api)
+    run = run_app([str(BINDING_APP), "qt-only-quit-in-slot"], tmp_path,
+                  environ={"QT_API": qt_api})
+    assert run.returncode == 0, run.stderr
+    report = run.report
+    assert report is not None, run.stderr
+    assert (report["loop"]["kind"], report["loop"]["binding"]) == ("qt", name)
+    (stall,) = report["stalls"]
+    assert stall["culprit"]["line"] == culprit_line(BINDING_APP, "quitting slot")
+    assert stall["duration_ms"] == pytest.approx(500, rel=0.15)
+
+
 @pytest.mark.parametrize("qt_api", ["pyside6", "pyqt5"])
 def test_exec_looked_up_by_another_thread_does_not_stop_the_attach(
         qt_api: str, tmp_path: Path) -> None:

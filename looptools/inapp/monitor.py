@@ -202,6 +202,9 @@ class Monitor:
         self._attaching = False
         #: the app's aboutToQuit connection (Qt-only attach), undone at detach
         self._quit_slot: tuple[Any, GuardedSlot] | None = None
+        #: Qt 6 quit from inside a slot: the QObject whose deferred deletion marks
+        #: the loop's stop, and the slot its ``destroyed`` calls (_qt_quitting)
+        self._quit_mark: tuple[Any, GuardedSlot] | None = None
         #: loop starts so far; while a return to watching Qt is due, the count then
         self._runs = 0
         self._back_to_qt_at: int | None = None
@@ -353,6 +356,7 @@ class Monitor:
             pass
         plugin, self.plugin = self.plugin, None
         self._quit_slot = None  # no Qt call in the child
+        self._quit_mark = None
         if plugin is not None:
             try:
                 plugin.forget_heartbeat()
@@ -583,6 +587,7 @@ class Monitor:
             if state is not None:
                 state.slow = None
             self._disconnect_quit()
+            self._drop_quit_mark()
 
     def _disconnect_quit(self) -> None:
         quit_slot, self._quit_slot = self._quit_slot, None
@@ -968,12 +973,43 @@ class Monitor:
             self._probe_posted = False
 
     def _qt_quitting(self) -> None:
+        """aboutToQuit, on the main thread.  Qt 5 emits it once ``exec``'s loop has
+        ended; Qt 6 emits it inside ``quit()``, so from the slot that called it, which
+        may go on blocking (``app.quit(); time.sleep(1)``): the loop stops when that
+        slot gives control back.  A QObject deleted later marks that moment — Qt
+        deletes it when control is back in the loop, and ``exec`` sends the last
+        deferred deletions on its way out."""
+        state = self.state
+        if state is None or not state.running or self._quit_mark is not None:
+            return
+        plugin = self.plugin
+        binding = getattr(plugin, "binding", None)
+        try:
+            if binding is not None and binding.QtCore.QThread.currentThread().loopLevel() > 0:
+                mark = binding.QtCore.QObject()
+                slot = guarded_slot(self._qt_stopped)
+                mark.destroyed.connect(slot.slot)
+                self._quit_mark = (mark, slot)
+                mark.deleteLater()
+                return
+        except Exception:  # stop now, as on Qt 5
+            self._drop_quit_mark()
+        self._qt_stopped()
+
+    def _qt_stopped(self) -> None:
+        """The Qt-only loop has stopped (main thread)."""
+        self._drop_quit_mark()
         state = self.state
         if state is not None and state.running:
             state.running = False
             if self.plugin is not None:
                 self.plugin.stop_heartbeat()
             self.hub.call("loop_stopped", time.perf_counter())
+
+    def _drop_quit_mark(self) -> None:
+        mark, self._quit_mark = self._quit_mark, None
+        if mark is not None:
+            mark[1].close()  # deleted by Qt, or with the app; the slot does nothing now
 
     # -- exit ----------------------------------------------------------------------
     def _install_exit_hooks(self) -> None:

@@ -9,6 +9,9 @@
                                           exec(): Qt's own QThread.msleep(200) as a slot
     qasync_binding_app.py qt-only-thread-lookup  the same, after another thread looked
                                           up exec
+    qasync_binding_app.py qt-only-quit-in-slot  no asyncio: a slot sleeps 300 ms, quits
+                                          the app, sleeps 200 ms more; after exec()
+                                          returns, main works 300 ms (no loop then)
 """
 
 from __future__ import annotations
@@ -31,6 +34,14 @@ marks: dict[str, float] = {}
 def slot_sleeps() -> None:
     marks["slot_start"] = time.perf_counter()
     time.sleep(0.2)  # CULPRIT: slot
+    marks["slot_end"] = time.perf_counter()
+
+
+def slot_quits(app: object) -> None:
+    marks["slot_start"] = time.perf_counter()
+    time.sleep(0.3)  # CULPRIT: quitting slot
+    app.quit()  # type: ignore[attr-defined]
+    time.sleep(0.2)
     marks["slot_end"] = time.perf_counter()
 
 
@@ -67,6 +78,10 @@ def main() -> int:
         QtCore.QTimer.singleShot(500, slot_sleeps)
         QtCore.QTimer.singleShot(1200, app.quit)
         (app.exec if hasattr(app, "exec") else app.exec_)()
+    elif MODE == "qt-only-quit-in-slot":
+        QtCore.QTimer.singleShot(500, functools.partial(slot_quits, app))
+        (app.exec if hasattr(app, "exec") else app.exec_)()
+        time.sleep(0.3)  # the app's own work once its loop is over: not a stall
     elif MODE == "qt-only-thread-lookup":
         # Another thread looks exec up first (introspection, a shim): that is not the
         # app entering its loop, and must not keep the monitor from attaching.
