@@ -24,7 +24,7 @@ import click
 from looptools._jsonsafe import safe_text
 from looptools._safewrite import why, write_file
 from looptools.cli import FiniteFloat
-from looptools.cli._oneline import OneLineCommand
+from looptools.cli._oneline import EXIT_USAGE, OneLineCommand
 from looptools.gate.baseline import (
     Tolerance,
     baseline_to_dict,
@@ -43,7 +43,7 @@ __all__ = ["baseline", "check", "diff"]
 
 EXIT_OK = 0
 EXIT_WORSE = 1
-EXIT_ERROR = 2
+EXIT_ERROR = EXIT_USAGE  # a bad baseline or report is the user's error too
 
 class _InputError(click.ClickException):
     """A usage or input error: one ``looptools check: ...`` line on stderr, exit status 2."""

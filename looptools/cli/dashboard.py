@@ -20,13 +20,12 @@ from typing import Any, NoReturn
 import click
 
 from looptools.cli import FiniteFloat, live_terminal
-from looptools.cli._oneline import OneLineCommand
+from looptools.cli._oneline import EXIT_USAGE, OneLineCommand
 from looptools.live.stream import connect, listed_processes, registry_dir, registry_socket
 
 __all__ = ["dashboard", "ps"]
 
 EXIT_UNREACHABLE = 1
-EXIT_USAGE = 2
 
 
 def _fail(message: str, code: int = EXIT_UNREACHABLE) -> NoReturn:

@@ -43,14 +43,13 @@ import click
 
 from looptools._safewrite import names_a_folder, why, write_fallback, write_file
 from looptools.cli import FiniteFloat
-from looptools.cli._oneline import OneLineCommand
+from looptools.cli._oneline import EXIT_USAGE, OneLineCommand
 from looptools.inapp.writer import empty_report, stall_line, summary_lines
 from looptools.report.load import ReportError, display_path, load_report, validate_report
 from looptools.settings import _optional_path
 
 __all__ = ["profile"]
 
-EXIT_USAGE = 2
 EXIT_OUTPUT = 3
 EXIT_NOTHING_MONITORED = 4
 EXIT_NOT_EXECUTABLE = 126
