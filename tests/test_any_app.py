@@ -8,6 +8,7 @@ import builtins
 import gc
 import importlib.util
 import io
+import json
 import os
 import subprocess
 import sys
@@ -542,3 +543,43 @@ def test_the_line_that_started_the_loop_is_never_a_stall_s_culprit() -> None:
     stall.vote(between, "after")
     stall.vote(in_callback, "sampled")
     assert stall.culprit == ("hash_blob", app, 54) and stall.stack == in_callback
+
+
+def test_uvloop_imported_before_the_monitor_is_still_watched(tmp_path: Path) -> None:
+    # uvloop binds asyncio's _set_running_loop into a C variable as it is imported:
+    # imported before looptools.monitor() started, its loops were never seen (the
+    # report said loop "none", 0 stalls, for a 200 ms sleep).  Its run_forever is
+    # wrapped then, and put back at stop.
+    pytest.importorskip("uvloop")
+    report = tmp_path / "report.json"
+    script = tmp_path / "uv_first.py"
+    script.write_text(
+        "import asyncio, json, sys, threading, time\n"
+        "import uvloop\n"
+        "import looptools\n"
+        "had = 'run_forever' in vars(uvloop.Loop)\n"
+        "async def main():\n"
+        "    await asyncio.sleep(0.05)\n"
+        "    time.sleep(0.2)  # the stall\n"
+        "    await asyncio.sleep(0.05)\n"
+        "def worker():\n"
+        "    loop = uvloop.new_event_loop()\n"
+        "    loop.run_until_complete(asyncio.sleep(0.01))\n"
+        "    loop.close()\n"
+        f"with looptools.monitor(report={str(report)!r}):\n"
+        "    uvloop.run(main())\n"
+        "    thread = threading.Thread(target=worker, name='uv')\n"
+        "    thread.start()\n"
+        "    thread.join()\n"
+        "print(had, 'run_forever' in vars(uvloop.Loop))\n"
+        "uvloop.run(asyncio.sleep(0))  # after stop: runs as plain uvloop\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, env=env(), cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout == "False False\n"
+    data = json.loads(report.read_text())
+    assert data["loop"]["kind"] == "uvloop"
+    (stall,) = data["stalls"]
+    assert stall["culprit"]["line"] == 7
+    assert stall["duration_ms"] == pytest.approx(200, rel=0.25)
+    assert data["worker_loops"]["loops"] == 1
