@@ -60,8 +60,19 @@ def test_a_worker_loops_stall_is_found_with_its_line_and_thread(main: str, machi
     report = run.report
     assert report is not None
     validate(report)
-    # The GUI loop never blocked: nothing of the workers' counts as its stall.
-    assert report["stalls"] == [] and report["stall_summary"]["count"] == 0, report["stalls"]
+    # Nothing of the workers' counts as the GUI loop's stall.  The GUI's own code
+    # never blocks, but for starting threads: ``Thread.start()`` waits for the new
+    # thread to run, which beside burners took up to 190 ms here (a script starting
+    # 90 threads beside four burners: worst 16-32 ms plain, 44-98 ms under
+    # LOOPTOOLS=1): a true stall, at the line that starts one.
+    gui = report["stalls"]
+    assert len(gui) == report["stall_summary"]["count"]
+    if machine == "quiet":
+        assert gui == [], gui
+    source = APP.read_text().splitlines()
+    for stall in gui:
+        assert stall["culprit"] and stall["culprit"]["file"] == str(APP), stall
+        assert ".start()" in source[stall["culprit"]["line"] - 1], stall
     assert report["loop"]["kind"] == {"qt": "qt", "asyncio": "asyncio", "qasync": "qasync"}[main]
     workers = report["worker_loops"]
     assert workers["loops"] == workers["watched"] == 12  # 8 jobs, the poller, 3 commands
@@ -89,7 +100,7 @@ def test_a_worker_loops_stall_is_found_with_its_line_and_thread(main: str, machi
     # The exit summary: one line, after the GUI's headline (which says no stalls).
     lines = run.stderr.splitlines()
     head = next(i for i, line in enumerate(lines) if line.startswith("looptools: "))
-    assert lines[head].endswith("no stalls"), lines[head]
+    assert lines[head].endswith("no stalls") or gui, lines[head]
     worker = [line for line in lines if "worker-thread loops:" in line]
     assert len(worker) == 1 and "2 stalls" in worker[0] and "in 12 loops" in worker[0]
     assert "thread device-poller" in worker[0] and "worker_loops_app.py:" in worker[0]
