@@ -40,6 +40,7 @@ import ctypes
 import dataclasses
 import faulthandler
 import gc
+import opcode
 import os
 import signal
 import socket
@@ -296,6 +297,31 @@ def _clear_dump(fd: int) -> None:
 #: Files a watchdog thread with a descriptor table of its own could not close.
 _LEFT_OPEN: list[IO[bytes]] = []
 
+_RESUME = opcode.opmap.get("RESUME")
+_ENTRY: dict[Any, int] = {}  # code -> offset of its RESUME (3.11+), or 0
+
+
+def _at_entry(frame: Any) -> bool:
+    """Is ``frame`` at its first instruction?  A signal handler runs there when
+    Python was not running on that thread before: the code was just called from C."""
+    if frame is None:
+        return False
+    code = frame.f_code
+    entry = _ENTRY.get(code)
+    if entry is None:
+        entry = 0
+        if _RESUME is not None:
+            raw = code.co_code
+            for offset in range(0, len(raw), 2):
+                if raw[offset] == _RESUME:
+                    entry = offset
+                    break
+        if len(_ENTRY) > 512:
+            _ENTRY.clear()
+        _ENTRY[code] = entry
+    return bool(frame.f_lasti <= entry)
+
+
 _MAX_VOTES = 64  # distinct culprit frames counted per stall
 _MAX_SAMPLES = 2000  # stacks sampled per stall (10 s at one a look): enough to vote
 
@@ -415,6 +441,10 @@ class StallWatchdog(Detector):
         self._tick_gap = (0.0, 0.0)  # (the tick before, the late tick): the last late tick
         # (when, what ran then) at the last late tick (see _tick and _observe)
         self._late_seen: tuple[float, Any] = (0.0, None)
+        #: (a Qt main thread without asyncio) the frame Qt's loop runs under, as of
+        #: the last heartbeat
+        self._loop_frame: Any = None
+        self.qt_only = False
         self._tick_cpu = 0.0  # the loop thread's CPU clock then
         self._look_cpu = 0.0  # the loop thread's CPU clock at the thread's last look
         self._cpu_clock: int | None = None  # the loop thread's CPU clock, read from here
@@ -459,6 +489,7 @@ class StallWatchdog(Detector):
             stopped.join(timeout=1.0)
         self.state = state
         self.qt = bool(plugin.is_qt)
+        self.qt_only = plugin.kind == "qt"
         self._plugin = plugin
         self._rq_marks.clear()  # another loop thread's, if any
         on_main = state.thread_id == threading.main_thread().ident
@@ -689,6 +720,7 @@ class StallWatchdog(Detector):
     def loop_stopped(self, now: float) -> None:
         self._stop_ticks()
         self._late_seen = (0.0, None)
+        self._loop_frame = None  # (not kept alive past its loop)
         # The loop stopping is the loop thread coming back: end any stall now.
         current = self.current
         if current is not None:
@@ -709,6 +741,13 @@ class StallWatchdog(Detector):
 
     def heartbeat(self, now: float, lag: float) -> None:
         self._mark_loop()
+        if self.qt_only:
+            # The Python frame Qt's loop runs under (the one that called exec, or
+            # a nested processEvents): a slot called by the loop has it as f_back.
+            frame: Any = sys._getframe(1)
+            while frame is not None and is_ours(frame.f_code.co_filename):
+                frame = frame.f_back
+            self._loop_frame = frame
         if self.stamped and self._waiting and now >= self._due \
                 and not self._stop.is_set() and not self.ticking:
             self._hand_off()  # as a tick would (see _stamp_runs)
@@ -939,6 +978,20 @@ class StallWatchdog(Detector):
                 self._tick_gap = (previous, now)
             if self._look.acquire(False):
                 try:
+                    if self.qt_only and frame is not None and frame.f_back is not None \
+                            and frame.f_back is self._loop_frame and _at_entry(frame):
+                        # A slot called by Qt's loop this instant: no Python ran on
+                        # the loop thread since this tick was sent, so Qt had the
+                        # thread (waiting or dispatching), alive until now.  A slot
+                        # is dated from here, not from the last heartbeat (up to
+                        # 10 ms before: a 40 ms slot read 40-51 ms; helper 45).
+                        # (Only the loop's: Python called from C inside a callback,
+                        # a gc callback, a __del__, is not the loop coming back.
+                        # Only on a Qt main thread without asyncio: on qasync and
+                        # QtAsyncio the task steps are dated by the hook's run
+                        # count, and this was not measured beside it; there a Qt
+                        # slot is still dated from the last sign of life.)
+                        self._alive = max(self._alive, now)
                     if not late:
                         # On time: whatever runs now began after the last tick.
                         _seen, cur = self._observe(now, now, frame)
