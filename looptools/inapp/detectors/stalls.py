@@ -987,10 +987,12 @@ class StallWatchdog(Detector):
                         # 10 ms before: a 40 ms slot read 40-51 ms; helper 45).
                         # (Only the loop's: Python called from C inside a callback,
                         # a gc callback, a __del__, is not the loop coming back.
-                        # Only on a Qt main thread without asyncio: on qasync and
-                        # QtAsyncio the task steps are dated by the hook's run
-                        # count, and this was not measured beside it; there a Qt
-                        # slot is still dated from the last sign of life.)
+                        # Only on a Qt main thread without asyncio: on qasync, the
+                        # first version of this (no f_back check) went with
+                        # test_near_threshold's quiet qasync case missing a 57 ms
+                        # step in 3-4 of 5 runs against 1 of 5, though later runs
+                        # of that case failed 1-3 of 3 either way: not settled, so
+                        # a Qt slot there is still dated from the last sign of life.)
                         self._alive = max(self._alive, now)
                     if not late:
                         # On time: whatever runs now began after the last tick.
