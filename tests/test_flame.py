@@ -342,9 +342,10 @@ async def main():
         await asyncio.sleep(0.1)
         render_preview()
     await asyncio.sleep(0.6)
-    done.set()
 
 asyncio.run(main())
+time.sleep(0.5)  # the worker still alive: py-spy attached after the loop's end
+done.set()       # missed it (CI at 460c423), and so did one that attached late
 """
 
 
