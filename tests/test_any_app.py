@@ -42,6 +42,18 @@ def _ours(report: dict[str, Any]) -> list[dict[str, Any]]:
             if s["culprit"] and s["culprit"]["file"] == str(BINDING_APP)]
 
 
+def _qt_only_run(qt_api: str, mode: str, tmp_path: Path) -> tuple[dict[str, Any], str]:
+    """Run the binding app in a Qt-only ``mode``: it exits 0 and was watched as a Qt
+    main thread on that binding.  Its report, and its stderr."""
+    name = _binding(qt_api)
+    run = run_app([str(BINDING_APP), mode], tmp_path, environ={"QT_API": qt_api})
+    assert run.returncode == 0, run.stderr
+    report = run.report
+    assert report is not None, run.stderr
+    assert (report["loop"]["kind"], report["loop"]["binding"]) == ("qt", name)
+    return report, run.stderr
+
+
 @pytest.mark.parametrize("qt_api", list(BINDINGS))
 def test_qasync_on_every_binding_finds_slot_and_coroutine_stalls(qt_api: str, machine: str,
                                                                   tmp_path: Path) -> None:
@@ -85,13 +97,7 @@ def test_a_qasync_loop_subclass_idling_reports_no_stall(qt_api: str, machine: st
 
 @pytest.mark.parametrize("qt_api", list(BINDINGS))
 def test_a_qt_main_thread_without_asyncio_on_every_binding(qt_api: str, tmp_path: Path) -> None:
-    name = _binding(qt_api)
-    run = run_app([str(BINDING_APP), "qt-only"], tmp_path, environ={"QT_API": qt_api})
-    assert run.returncode == 0, run.stderr
-    report = run.report
-    assert report is not None, run.stderr
-    assert report["loop"]["kind"] == "qt"
-    assert report["loop"]["binding"] == name
+    report, _ = _qt_only_run(qt_api, "qt-only", tmp_path)
     (stall,) = _ours(report)
     assert stall["culprit"]["line"] == culprit_line(BINDING_APP, "slot")
     assert stall["duration_ms"] == pytest.approx(200, rel=0.25)
@@ -104,13 +110,7 @@ def test_a_slot_that_quits_the_app_and_blocks_on_is_one_whole_stall(
     # stopped there, and a slot blocking on after it was cut short (300 of its 500
     # ms; a fresh-eyes trial).  Qt 5 emits it once exec's loop has ended.  The
     # app's work after exec returns is no stall on either.
-    name = _binding(qt_api)
-    run = run_app([str(BINDING_APP), "qt-only-quit-in-slot"], tmp_path,
-                  environ={"QT_API": qt_api})
-    assert run.returncode == 0, run.stderr
-    report = run.report
-    assert report is not None, run.stderr
-    assert (report["loop"]["kind"], report["loop"]["binding"]) == ("qt", name)
+    report, _ = _qt_only_run(qt_api, "qt-only-quit-in-slot", tmp_path)
     (stall,) = report["stalls"]
     assert stall["culprit"]["line"] == culprit_line(BINDING_APP, "quitting slot")
     assert stall["duration_ms"] == pytest.approx(500, rel=0.15)
@@ -122,13 +122,7 @@ def test_exec_looked_up_by_another_thread_does_not_stop_the_attach(
     # The exec hook acts on lookup; one on another thread posted the attach to that
     # thread (no loop: it never ran) and the monitor then skipped the app ("no loop
     # ran"; a fresh-eyes review).  Only the main thread's lookup counts.
-    name = _binding(qt_api)
-    run = run_app([str(BINDING_APP), "qt-only-thread-lookup"], tmp_path,
-                  environ={"QT_API": qt_api})
-    assert run.returncode == 0, run.stderr
-    report = run.report
-    assert report is not None, run.stderr
-    assert (report["loop"]["kind"], report["loop"]["binding"]) == ("qt", name)
+    report, _ = _qt_only_run(qt_api, "qt-only-thread-lookup", tmp_path)
     (stall,) = report["stalls"]
     assert stall["duration_ms"] == pytest.approx(200, rel=0.25)
 
@@ -139,12 +133,7 @@ def test_a_qt_only_app_is_watched_from_exec_even_if_it_never_runs_python(
     # The app goes from its imports to exec() in a few ms and its only slot is
     # C++ (QThread.msleep): the probe's handler must have wrapped exec by then.
     # (When it refused to touch Qt during any import, 5 of 8 such runs missed it.)
-    name = _binding(qt_api)
-    run = run_app([str(BINDING_APP), "qt-only-cstall"], tmp_path, environ={"QT_API": qt_api})
-    assert run.returncode == 0, run.stderr
-    report = run.report
-    assert report is not None, run.stderr
-    assert (report["loop"]["kind"], report["loop"]["binding"]) == ("qt", name)
+    report, stderr = _qt_only_run(qt_api, "qt-only-cstall", tmp_path)
     assert report["loop"]["attached_at_s"] < 0.4 + 0.05, report["loop"]
     (stall,) = report["stalls"]
     assert stall["duration_ms"] == pytest.approx(200, rel=0.25)
@@ -153,7 +142,7 @@ def test_a_qt_only_app_is_watched_from_exec_even_if_it_never_runs_python(
     # the loop waits, not what stalled it, so it is not named as the culprit.
     assert stall["culprit"] is None, stall
     assert stall["stack"] and stall["stack"][-1]["function"] == "main", stall["stack"]
-    assert "(Qt dispatch)" in run.stderr
+    assert "(Qt dispatch)" in stderr
 
 
 class _EventWaitLoop(asyncio.SelectorEventLoop):
