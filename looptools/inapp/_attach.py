@@ -27,10 +27,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from looptools.inapp._patch import _MISSING, dress_as
+
 _original: Callable[[Any], None] | None = None
 _listener: Callable[[Any], None] | None = None
 _worker_listener: Callable[[Any], None] | None = None
-_MISSING = object()
 #: (uvloop.Loop, what its own run_forever entry was, ours) while wrapped
 _uvloop: tuple[type, Any, Callable[..., Any]] | None = None
 
@@ -97,10 +98,8 @@ def _wrap_uvloop() -> None:
             if _told.loop is self:
                 _tell(None)
 
+    dress_as(run_forever, original)
     try:
-        from looptools.inapp._patch import dress_as
-
-        dress_as(run_forever, original)
         cls.run_forever = run_forever  # type: ignore[attr-defined]
     except (AttributeError, TypeError):
         return

@@ -992,8 +992,8 @@ class Monitor:
                 self._quit_mark = (mark, slot)
                 mark.deleteLater()
                 return
-        except Exception:  # stop now, as on Qt 5
-            self._drop_quit_mark()
+        except Exception:  # stop now, as on Qt 5 (_qt_stopped drops a mark half made)
+            pass
         self._qt_stopped()
 
     def _qt_stopped(self) -> None:
