@@ -1,10 +1,11 @@
 """A Qt slot just under the threshold, again and again; the app times each itself.
 
-    slot_spans_app.py qt|qasync SECONDS COUNT
+    slot_spans_app.py qt|qasync|qtasyncio SECONDS COUNT
 
 A ``QTimer`` slot sleeps ``SECONDS`` every 120 ms, ``COUNT`` times, then the app
-quits.  ``qt``: a Qt main thread without asyncio; ``qasync``: the same slot beside a
-qasync loop.  Prints ``SPANS [[start, end], ...]`` (perf_counter seconds) on stderr.
+quits.  ``qt``: a Qt main thread without asyncio; ``qasync``, ``qtasyncio``: the
+same slot beside that asyncio loop.  Prints ``SPANS [[start, end], ...]``
+(perf_counter seconds) on stderr.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import QApplication
 MODE, SECONDS, COUNT = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 spans: list[tuple[float, float]] = []
 app = QApplication(sys.argv[:1])
+done: asyncio.Event | None = None  # beside an asyncio loop: set after the last slot
 
 
 def slot() -> None:
@@ -28,21 +30,31 @@ def slot() -> None:
     spans.append((began, time.perf_counter()))
     if len(spans) == COUNT:
         timer.stop()
-        app.quit()
+        if done is not None:
+            done.set()  # the coroutine ends, and with it the loop
+        else:
+            app.quit()
 
 
 timer = QTimer()
 timer.timeout.connect(slot)
 timer.start(120)
+
+
+async def main() -> None:
+    global done
+    done = asyncio.Event()
+    await done.wait()
+
+
 if MODE == "qasync":
     import qasync
 
-    async def main() -> None:
-        done = asyncio.Event()
-        app.aboutToQuit.connect(done.set)
-        await done.wait()
-
     qasync.run(main())
+elif MODE == "qtasyncio":
+    from PySide6 import QtAsyncio
+
+    QtAsyncio.run(main(), keep_running=False)
 else:
     app.exec()
 print("SPANS " + json.dumps(spans), file=sys.stderr, flush=True)

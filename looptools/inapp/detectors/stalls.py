@@ -441,10 +441,8 @@ class StallWatchdog(Detector):
         self._tick_gap = (0.0, 0.0)  # (the tick before, the late tick): the last late tick
         # (when, what ran then) at the last late tick (see _tick and _observe)
         self._late_seen: tuple[float, Any] = (0.0, None)
-        #: (a Qt main thread without asyncio) the frame Qt's loop runs under, as of
-        #: the last heartbeat
+        #: (a Qt loop) the frame Qt's loop runs under, as of the last heartbeat
         self._loop_frame: Any = None
-        self.qt_only = False
         self._tick_cpu = 0.0  # the loop thread's CPU clock then
         self._look_cpu = 0.0  # the loop thread's CPU clock at the thread's last look
         self._cpu_clock: int | None = None  # the loop thread's CPU clock, read from here
@@ -489,7 +487,6 @@ class StallWatchdog(Detector):
             stopped.join(timeout=1.0)
         self.state = state
         self.qt = bool(plugin.is_qt)
-        self.qt_only = plugin.kind == "qt"
         self._plugin = plugin
         self._rq_marks.clear()  # another loop thread's, if any
         on_main = state.thread_id == threading.main_thread().ident
@@ -741,7 +738,7 @@ class StallWatchdog(Detector):
 
     def heartbeat(self, now: float, lag: float) -> None:
         self._mark_loop()
-        if self.qt_only:
+        if self.qt:
             # The Python frame Qt's loop runs under (the one that called exec, or
             # a nested processEvents): a slot called by the loop has it as f_back.
             frame: Any = sys._getframe(1)
@@ -978,21 +975,18 @@ class StallWatchdog(Detector):
                 self._tick_gap = (previous, now)
             if self._look.acquire(False):
                 try:
-                    if self.qt_only and frame is not None and frame.f_back is not None \
+                    if self.qt and frame is not None and frame.f_back is not None \
                             and frame.f_back is self._loop_frame and _at_entry(frame):
-                        # A slot called by Qt's loop this instant: no Python ran on
+                        # A slot called by Qt's loop this instant (an app's slot,
+                        # qasync's timer event, QtAsyncio's handle): no Python ran on
                         # the loop thread since this tick was sent, so Qt had the
-                        # thread (waiting or dispatching), alive until now.  A slot
-                        # is dated from here, not from the last heartbeat (up to
-                        # 10 ms before: a 40 ms slot read 40-51 ms; helper 45).
-                        # (Only the loop's: Python called from C inside a callback,
-                        # a gc callback, a __del__, is not the loop coming back.
-                        # Only on a Qt main thread without asyncio: on qasync, the
-                        # first version of this (no f_back check) went with
-                        # test_near_threshold's quiet qasync case missing a 57 ms
-                        # step in 3-4 of 5 runs against 1 of 5, though later runs
-                        # of that case failed 1-3 of 3 either way: not settled, so
-                        # a Qt slot there is still dated from the last sign of life.)
+                        # thread (waiting or dispatching), alive until now.  A Qt
+                        # slot, which no hook stamps, is dated from here, not from
+                        # the last heartbeat (up to 10 ms before: a 40 ms slot read
+                        # 40-51 ms on a Qt main thread, up to 65 ms on qasync beside
+                        # another process; helper 45).  (Only the loop's: Python
+                        # called from C inside a callback, a gc callback, a
+                        # __del__, is not the loop coming back.)
                         self._alive = max(self._alive, now)
                     if not late:
                         # On time: whatever runs now began after the last tick.
