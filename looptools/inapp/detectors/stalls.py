@@ -392,7 +392,9 @@ class StallWatchdog(Detector):
         #: Callbacks over the threshold (``slow_callback``) not yet checked against
         #: the stalls recorded: one that no stall covers was missed live (see
         #: _record_missed), and is recorded after the fact by this thread's next look.
-        self._missed: deque[tuple[float, float, Any]] = deque(maxlen=16)
+        #: Each with the last sign of other Python on the loop thread as it ended
+        #: (``_quiet_since``).
+        self._missed: deque[tuple[float, float, Any, float]] = deque(maxlen=16)
         #: the stalls begun or recorded last (live, GIL-held, after the fact): a slow
         #: callback overlapping one of them is that stall, or was judged with it
         self._recorded: deque[Stall] = deque(maxlen=16)
@@ -438,6 +440,7 @@ class StallWatchdog(Detector):
         self._tick_timer: _posix_timer.ThreadTimer | None = None
         self.tick_timer: str | None = None  # what sends them: "posix-timer" or "setitimer"
         self._tick_t = 0.0  # when the last tick ran
+        self._tick_before = 0.0  # when the one before it ran
         self._tick_gap = (0.0, 0.0)  # (the tick before, the late tick): the last late tick
         # (when, what ran then) at the last late tick (see _tick and _observe)
         self._late_seen: tuple[float, Any] = (0.0, None)
@@ -955,6 +958,7 @@ class StallWatchdog(Detector):
         try:
             now = time.perf_counter()
             previous, self._tick_t = self._tick_t, now
+            self._tick_before = previous
             cpu = time.thread_time()
             burst = cpu - max(self._tick_cpu, self._look_cpu)
             self._tick_cpu = cpu
@@ -1080,7 +1084,8 @@ class StallWatchdog(Detector):
         # stall that the watchdog could only see afterwards still name its callback,
         # and one that no look saw in time be recorded after the fact.
         self._recent_slow.append((started, started + duration, handle))
-        self._missed.append((started, started + duration, handle))
+        self._missed.append((started, started + duration, handle,
+                             self._quiet_since(started + duration)))
         for stall in list(self._unnamed):
             ended = stall.ended if stall.ended is not None else started + duration
             if stall.callback is None and started < ended and started + duration > stall.started:
@@ -1089,6 +1094,23 @@ class StallWatchdog(Detector):
                     self._unnamed.remove(stall)
                 except ValueError:
                     pass
+
+    def _quiet_since(self, ended: float) -> float:
+        """Loop thread, as a run over the threshold ends: the last time anything
+        but that run is known to have run Python on this thread (``ended``: not
+        known).  With ticks, the last tick: one is sent every poll and runs at the
+        next bytecode boundary, so none since means no Python ran since (the run
+        was in a C call, a garbage collection, or off the CPU).  With every run
+        stamped, the last run's start (a nested loop's callbacks are stamped too).
+        The heartbeat, either way (a nested Qt loop runs it)."""
+        state = self.state
+        if state is None or not (self.ticking or self.stamped):
+            return ended
+        if not self.ticking:
+            return max(state.last_beat, state.t0)
+        # (A tick kept waiting by the run may run between its end and this call.)
+        tick = self._tick_t if self._tick_t <= ended else self._tick_before
+        return max(state.last_beat, tick)
 
     def _name_from_recent(self, stall: Stall) -> None:
         end = stall.ended or time.perf_counter()
@@ -1531,7 +1553,9 @@ class StallWatchdog(Detector):
         One that overlaps no stall begun or recorded is a stall missed live when
         the loop thread was seen in that one run all along: sampled in it (the
         samples of a run past half the threshold, ``_sample_long_run``) from soon
-        after it began to within two polls of its end, and never seen elsewhere
+        after it began to within two polls of its end (or to its end with no
+        other Python run on the loop thread since the last sample: no tick, no
+        heartbeat, no stamped run, ``_quiet_since``), and never seen elsewhere
         in between.  A callback that ran a loop of its own (a nested
         ``run_until_complete``) was long, but its loop lived: it has samples of
         other runs, or a gap.  It is recorded with those samples as its votes and
@@ -1542,7 +1566,7 @@ class StallWatchdog(Detector):
         state = self.state
         while self._missed:
             try:
-                started, ended, handle = self._missed.popleft()
+                started, ended, handle, quiet_since = self._missed.popleft()
             except IndexError:
                 return
             current = self.current
@@ -1558,8 +1582,12 @@ class StallWatchdog(Detector):
             # GIL up to a switch interval.)
             gap = 2 * self.poll + (0.0 if self.ticking or not self.stamped
                                    else sys.getswitchinterval())
+            # A longer silence at its end is no sign of another run when nothing
+            # else ran Python on the loop thread after the last sample (seen: a
+            # garbage collection of a large heap holding the GIL for the last
+            # 17-28 ms of a 57 ms run, no tick or look in it).
             if during[0][0] - started > self.threshold / 2.0 + 3 * self.poll \
-                    or ended - during[-1][0] > gap:
+                    or (ended - during[-1][0] > gap and quiet_since > during[-1][0]):
                 continue  # not seen in it all along
             stall = Stall(started=started, detected=None, source="loop",
                           idle_frame=state.idle_frame if state is not None else None)
@@ -1666,12 +1694,15 @@ class StallWatchdog(Detector):
             stall.source = "qt" if self.qt else "loop"
         if gil:
             self._vote_dump(stall, held)
-        elif handle is not None:
+        if handle is not None:
             # The run's stacks the ticks and looks kept since it passed half the
             # threshold (_sample_long_run) were taken during it: votes.  Without
             # them a stall first seen as its run finishes (a busy machine's late
             # look) had one sample, of the run's last lines after the blocking
-            # call, and named the wrong line.
+            # call, and named the wrong line.  So had one first seen after a
+            # hold of the GIL at its end: a 57 ms spin, then a 20 ms garbage
+            # collection set off by the next line, was named by the dumps taken
+            # in the collection alone.
             n, ident = self._n, id(handle)
             for when, run, seen, frames in list(self._run_samples):
                 if run == n and seen == ident and when >= started:
