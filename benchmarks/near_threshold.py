@@ -1,7 +1,7 @@
 """Stalls a little over the threshold: how many are missed, and how many misnamed.
 
     python benchmarks/near_threshold.py [--ms 57] [--count 80] [--runs 6] [--burners 0]
-        [--kinds asyncio,qasync] [--against DIR]
+        [--kinds asyncio,qasync,qtasyncio] [--no-ticks] [--heap K] [--against DIR]
 
 Each run is a fresh interpreter with ``looptools.monitor(threshold_ms=50)`` around a
 loop whose task spins ``--ms`` ms (pure Python, by the clock) ``--count`` times, 0.15 s
@@ -9,6 +9,12 @@ apart.  A stall of the spin is *missed* when no reported stall overlaps it, *mis
 when the one that does names another function than the spin.  ``--burners N`` runs N
 CPU-burning processes beside it (a busy machine); ``--against DIR`` runs the same with
 the looptools package in DIR too (another checkout), interleaved run by run.
+``--no-ticks`` runs the watchdog without its ticks (``signal_ticks=False``, as on
+Windows).  ``--heap K`` gives the app a heap of K thousand objects that grows by a
+hundredth of that at each stall: the cyclic garbage collector's full collections
+then come now and then inside a spin (set off by the watchdog's own samples, or by
+the app's allocations) and hold the loop thread for longer the larger the heap (a
+large app; the test suite's own process).
 """
 
 from __future__ import annotations
@@ -27,10 +33,13 @@ import asyncio, json, sys, time
 import looptools
 
 count, seconds, kind = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+ticks, heap = sys.argv[4] == "ticks", int(sys.argv[5]) * 1000
+kept = [[i] for i in range(heap)]
 
 
 def spin(s):
     end = time.perf_counter() + s
+    kept.extend([i] for i in range(heap // 100))
     while time.perf_counter() < end:
         pass
 
@@ -45,13 +54,19 @@ async def main(spans):
 
 
 spans = []
-with looptools.monitor(report=None, threshold_ms=50) as monitor:
+with looptools.monitor(report=None, threshold_ms=50, signal_ticks=ticks) as monitor:
     if kind == "qasync":
         import qasync
         from PySide6.QtWidgets import QApplication
 
         app = QApplication([])
         qasync.run(main(spans))
+    elif kind == "qtasyncio":
+        from PySide6 import QtAsyncio
+        from PySide6.QtWidgets import QApplication
+
+        app = QApplication([])
+        QtAsyncio.run(main(spans), keep_running=False, quit_qapp=True)
     else:
         asyncio.run(main(spans))
 stalls = monitor.final_report["stalls"]
@@ -87,6 +102,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--burners", type=int, default=0)
     parser.add_argument("--kinds", default="asyncio,qasync")
+    parser.add_argument("--no-ticks", action="store_true")
+    parser.add_argument("--heap", type=int, default=0, metavar="K")
     parser.add_argument("--against", metavar="DIR")
     args = parser.parse_args()
     trees = {"this": None}
@@ -108,7 +125,8 @@ def main() -> int:
                     # first on sys.path, before PYTHONPATH's other tree.
                     out = subprocess.run(
                         [sys.executable, "-c", CHILD, str(args.count), str(args.ms / 1000),
-                         kind], capture_output=True, text=True, env=child_env, timeout=600,
+                         kind, "no-ticks" if args.no_ticks else "ticks", str(args.heap)],
+                        capture_output=True, text=True, env=child_env, timeout=600,
                         cwd=tempfile.gettempdir())
                     if out.returncode != 0:
                         print(out.stderr[-2000:], file=sys.stderr)
@@ -122,7 +140,8 @@ def main() -> int:
                                                            "misnamed": 0})
                     for key in row:
                         row[key] += got[key]
-    print(f"{args.ms:g} ms stalls at a 50 ms threshold, {args.burners} burner(s) beside")
+    print(f"{args.ms:g} ms stalls at a 50 ms threshold, {args.burners} burner(s) beside, "
+          f"{'no ticks' if args.no_ticks else 'ticks'}, heap {args.heap}k")
     for (kind, name), row in totals.items():
         print(f"  {kind:8} {name:8} missed {row['missed']:4} of {row['stalls']}, "
               f"misnamed {row['misnamed']}")
