@@ -11,10 +11,9 @@ CPU-burning processes beside it (a busy machine); ``--against DIR`` runs the sam
 the looptools package in DIR too (another checkout), interleaved run by run.
 ``--no-ticks`` runs the watchdog without its ticks (``signal_ticks=False``, as on
 Windows).  ``--heap K`` gives the app a heap of K thousand objects that grows by a
-hundredth of that at each stall: the cyclic garbage collector's full collections
-then come now and then inside a spin (set off by the watchdog's own samples, or by
-the app's allocations) and hold the loop thread for longer the larger the heap (a
-large app; the test suite's own process).
+hundredth of that at the start of each spin: the cyclic garbage collector's full
+collections then come inside some spins and hold the loop thread for longer the
+larger the heap (a large app; the test suite's own process).
 """
 
 from __future__ import annotations
