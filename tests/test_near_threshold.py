@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -225,3 +226,58 @@ def test_a_callback_that_ran_a_loop_of_its_own_is_not_a_stall(qapp: Any) -> None
     assert slow and sum(row["count"] for row in slow) == 4, report["slow_callbacks"]
     # the healthy task ran inside the dialogs' loops: the loop lived
     assert max(b - a for a, b in itertools.pairwise(beats)) < THRESHOLD_MS / 1000
+
+
+def _calibrated_sum(seconds: float) -> int:
+    """An ``n`` for which ``sum(range(n))`` (one C call that holds the GIL) takes about
+    ``seconds``."""
+    n = 2_000_000
+    took = []
+    for _ in range(3):
+        began = time.perf_counter()
+        sum(range(n))
+        took.append(time.perf_counter() - began)
+    return int(n * seconds / min(took))
+
+
+def _python_then_c(python_s: float, n: int) -> None:
+    _spin(python_s)
+    sum(range(n))  # HOLDS THE GIL
+
+
+def test_a_missed_stall_whose_end_held_the_gil_is_recorded_and_named_by_it() -> None:
+    # 40 ms of Python, then a C call holding the GIL for ~45 ms, the last thing its
+    # callback does: no tick or look can run in the call, and the watchdog (made to
+    # look only every 200 ms) does not begin the stall.  Its run has samples only in
+    # the first part, none near its end: before, it was lost; it is recorded from its
+    # callback's end, and the loop thread's dumps taken during the call name the call.
+    spans: list[tuple[float, float]] = []
+    n = _calibrated_sum(0.045)
+
+    async def main() -> None:
+        await asyncio.sleep(0.2)
+        for _ in range(6):
+            began = time.perf_counter()
+            _python_then_c(0.040, n)
+            spans.append((began, time.perf_counter()))
+            await asyncio.sleep(0.25)
+
+    with looptools.monitor(report=None, threshold_ms=THRESHOLD_MS) as monitor:
+        watchdog = _looks_rarely(monitor)
+        asyncio.run(main())
+    report = monitor.final_report
+    assert report is not None
+    if report["stall_summary"]["watchdog"]["gil_stacks"] is None:
+        pytest.skip("no stack dumps during a GIL-holding call on this platform")
+    found = _matched(report, monitor.started, spans)
+    durations = [round((end - began) * 1000, 1) for began, end in spans]
+    assert all(stall is not None for stall in found), (
+        [None if s is None else (s["duration_ms"], s["detected_after_ms"], s["culprit"])
+         for s in found], durations, report["stall_summary"]["watchdog"])
+    assert watchdog.after_the_fact >= 1, watchdog.after_the_fact
+    line = next(number for number, text in enumerate(Path(__file__).read_text().splitlines(), 1)
+                if "# HOLDS THE GIL" in text and "sum(range(n))" in text)
+    for stall in found:
+        assert stall is not None
+        assert stall["culprit"] == {"function": "_python_then_c", "file": __file__,
+                                    "line": line}, stall

@@ -40,6 +40,7 @@ import ctypes
 import dataclasses
 import faulthandler
 import gc
+import itertools
 import opcode
 import os
 import signal
@@ -234,6 +235,20 @@ def _started_the_loop(stack: list[Frame], culprit: Frame) -> bool:
         return frame[0].rsplit(".", 1)[-1] in _LOOP_RUNS and not is_app_file(frame[1])
 
     return any(runs(f) for f in stack[at + 1:]) and not any(runs(f) for f in stack[:at])
+
+
+def _same_callback(stack: list[Frame], other: list[Frame]) -> bool:
+    """Both stacks were taken in one callback: they agree (function and file) from
+    the outermost frame down to an application frame inside the loop's run frames
+    (two callbacks share only the frames down to the loop's, and the line that
+    started it)."""
+    common: list[Frame] = []
+    for mine, theirs in zip(stack, other, strict=False):
+        if mine[:2] != theirs[:2]:
+            break
+        common.append(mine)
+    culprit = culprit_of(common)
+    return culprit is not None and not _started_the_loop(common, culprit)
 
 
 def _at_wait(stack: list[Frame], idle_frame: tuple[str, str]) -> bool:
@@ -1594,6 +1609,16 @@ class StallWatchdog(Detector):
             self._describe(stall, handle)
             for _when, _n, _ident, stack in during:
                 stall.vote(stack, "sampled")
+            if self._dump_written():
+                # Part of it held the GIL (a C call, a collection): the loop
+                # thread's dumps taken in its callback vote too, for the time they
+                # stand for (else 40 ms of Python sampled before a 100 ms C call,
+                # and one sample as the call returned, named the Python).
+                votes = stall.samples
+                marks = [started, *(when for when, _n, _ident, _stack in during), ended]
+                held = max(later - earlier for earlier, later in itertools.pairwise(marks))
+                self._vote_dump(stall, held, like=during[0][3])
+                stall.gil_held = stall.samples > votes
             self._recorded.append(stall)
             self.after_the_fact += 1
             self._finish(stall, ended, already_current=False)
@@ -1694,6 +1719,7 @@ class StallWatchdog(Detector):
             stall.source = "qt" if self.qt else "loop"
         if gil:
             self._vote_dump(stall, held)
+        kept: list[list[Frame]] = []
         if handle is not None:
             # The run's stacks the ticks and looks kept since it passed half the
             # threshold (_sample_long_run) were taken during it: votes.  Without
@@ -1704,10 +1730,19 @@ class StallWatchdog(Detector):
             # collection set off by the next line, was named by the dumps taken
             # in the collection alone.
             n, ident = self._n, id(handle)
-            for when, run, seen, frames in list(self._run_samples):
-                if run == n and seen == ident and when >= started:
-                    stall.vote(frames, "sampled")
+            kept = [frames for when, run, seen, frames in list(self._run_samples)
+                    if run == n and seen == ident and when >= started]
+            for frames in kept:
+                stall.vote(frames, "sampled")
         stack = _sample(state.thread_id)
+        if not gil and handle is not None and self._dump_written():
+            # The GIL was held since the last look and given back before this one
+            # (a C call, a collection, that ended in this run): the dumps taken in
+            # this run's callback vote too.  Else 40 ms of Python sampled before a
+            # 45 ms C call, seen by a look as the call returned, named the Python.
+            votes = stall.samples
+            self._vote_dump(stall, now - started, like=kept[0] if kept else stack)
+            stall.gil_held = stall.samples > votes
         if stack:
             # With the GIL held we could only look once it was released: the
             # function is right, the line may be the one after the C call.
@@ -1730,8 +1765,10 @@ class StallWatchdog(Detector):
         except (OSError, ValueError):
             return False
 
-    def _vote_dump(self, stall: Stall, held: float) -> None:
-        """Count the stack dumped while the GIL was held (if any) for ``held`` seconds."""
+    def _vote_dump(self, stall: Stall, held: float, like: list[Frame] | None = None) -> None:
+        """Count the stack dumped while the GIL was held (if any) for ``held`` seconds
+        (with ``like``, a stack sampled in the stall's callback: only the dumps taken
+        in that callback)."""
         dump = self._dump
         if dump is None:
             return
@@ -1754,7 +1791,8 @@ class StallWatchdog(Detector):
         else:  # faulthandler's timer thread: one dump for the whole hold
             weight = max(1, round(held / self.poll))
         for frames in stacks:
-            stall.vote(frames, "faulthandler", weight=weight)
+            if like is None or _same_callback(frames, like):
+                stall.vote(frames, "faulthandler", weight=weight)
 
     def _finish(self, stall: Stall, ended: float | None, already_current: bool = True) -> None:
         with self._lock:
