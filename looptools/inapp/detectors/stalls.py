@@ -1610,15 +1610,15 @@ class StallWatchdog(Detector):
             for _when, _n, _ident, stack in during:
                 stall.vote(stack, "sampled")
             if self._dump_written():
-                # Part of it held the GIL (a C call, a collection): the loop
+                # Part of it was one long C call (or a collection): the loop
                 # thread's dumps taken in its callback vote too, for the time they
                 # stand for (else 40 ms of Python sampled before a 100 ms C call,
-                # and one sample as the call returned, named the Python).
-                votes = stall.samples
+                # and one sample as the call returned, named the Python).  Not a
+                # sign that the GIL was held: a call that releases it and burns
+                # CPU is dumped too.
                 marks = [started, *(when for when, _n, _ident, _stack in during), ended]
                 held = max(later - earlier for earlier, later in itertools.pairwise(marks))
                 self._vote_dump(stall, held, like=during[0][3])
-                stall.gil_held = stall.samples > votes
             self._recorded.append(stall)
             self.after_the_fact += 1
             self._finish(stall, ended, already_current=False)
@@ -1736,13 +1736,12 @@ class StallWatchdog(Detector):
                 stall.vote(frames, "sampled")
         stack = _sample(state.thread_id)
         if not gil and handle is not None and self._dump_written():
-            # The GIL was held since the last look and given back before this one
-            # (a C call, a collection, that ended in this run): the dumps taken in
-            # this run's callback vote too.  Else 40 ms of Python sampled before a
-            # 45 ms C call, seen by a look as the call returned, named the Python.
-            votes = stall.samples
+            # One long C call (or a collection) since the last look, in this run:
+            # the dumps taken in this run's callback vote too.  Else 40 ms of
+            # Python sampled before a 45 ms C call that held the GIL, seen by a
+            # look as the call returned, named the Python.  (A dump is no sign
+            # that the GIL was held: a call that releases it is dumped too.)
             self._vote_dump(stall, now - started, like=kept[0] if kept else stack)
-            stall.gil_held = stall.samples > votes
         if stack:
             # With the GIL held we could only look once it was released: the
             # function is right, the line may be the one after the C call.
