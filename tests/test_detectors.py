@@ -104,8 +104,28 @@ def test_healthy_app_reports_no_stall(loop: str, tmp_path: Path) -> None:
     report = run.report
     assert report is not None
     validate(report)
-    assert report["stalls"] == [], report["stalls"]
-    assert report["stall_summary"]["count"] == 0
+    stalls = report["stalls"]
+    if loop == "qt":
+        # The Qt-only probe shows a label: Qt's own first layout and paint of it (fonts
+        # loaded on first use) can hold the loop thread, and is reported like any Qt
+        # C++ work: no culprit, the line that started the loop in its stack (never
+        # named), soon after attaching (seen: 52 ms, 100 ms after attach, in a
+        # fresh-clone CI run).  At most one such stall; nothing else.
+        exec_line = next(number for number, text in
+                         enumerate(PROBE.read_text().splitlines(), 1)
+                         if text.strip() == "app.exec()")
+        attached = report["loop"]["attached_at_s"]
+        first_paint = [s for s in stalls
+                       if s["source"] == "qt" and s["culprit"] is None
+                       and s["started_at_s"] - attached < 0.5 and s["duration_ms"] < 150
+                       and s["stack"] and s["stack"][-1]["function"] == "<module>"
+                       and s["stack"][-1]["line"] == exec_line]
+        assert len(first_paint) <= 1, stalls
+        stalls = [s for s in stalls if s not in first_paint]
+        assert report["stall_summary"]["count"] == len(first_paint), report["stall_summary"]
+    assert stalls == [], (stalls, report["stall_summary"]["watchdog"])
+    if loop != "qt":
+        assert report["stall_summary"]["count"] == 0
     assert report["slow_callbacks"] == []
     # Plain asyncio is probed at 10 Hz (a pending timer would cost every loop
     # iteration); the Qt loops have a 10 ms heartbeat timer.
