@@ -152,13 +152,13 @@ class Runs:
         self._pool = ThreadPoolExecutor(max_workers=2)
         self._futures: dict[Case, Future[Run]] = {}
         self._lock = threading.Lock()
-        self._extra = 0
+        self._count = 0
 
     def start(self, case: Case) -> Future[Run]:
         with self._lock:
             if case not in self._futures:
-                self._futures[case] = self._pool.submit(self._run, case,
-                                                        len(self._futures))
+                self._count += 1
+                self._futures[case] = self._pool.submit(self._run, case, self._count)
             return self._futures[case]
 
     def get(self, case: Case) -> Run:
@@ -166,9 +166,9 @@ class Runs:
 
     def again(self, case: Case) -> Run:
         """``case`` run once more, now."""
-        with self._lock:
-            self._extra += 1
-            number = len(self._futures) + self._extra
+        with self._lock:  # (one count for both: run-N was made twice when they differed)
+            self._count += 1
+            number = self._count
         return self._run(case, number)
 
     def close(self) -> None:
