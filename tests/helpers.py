@@ -55,6 +55,28 @@ def run_probe(loop: str, problem: str, tmp_path: Path, stall_ms: int = 200,
     return run_app([str(PROBE), loop, problem, str(stall_ms)], tmp_path, **settings)
 
 
+def first_paint(report: dict[str, Any], script: Path, loop_call: str,
+                within_s: float) -> list[dict[str, Any]]:
+    """The stalls of ``report`` that can be Qt's own first layout and paint of the
+    app's window (fonts loaded on first use): source ``qt``, no application code
+    running (no culprit; the script's line that starts the event loop, the first
+    line holding ``loop_call``, is in the stack and never named), within
+    ``within_s`` of attaching, under 150 ms.  A test of a healthy app with a window
+    allows one."""
+    line = next(n for n, text in enumerate(script.read_text().splitlines(), 1)
+                if loop_call in text and not text.lstrip().startswith("#"))
+
+    def started_the_loop(frame: dict[str, Any]) -> bool:
+        return frame["function"] == "<module>" and frame["line"] == line \
+            and Path(frame["file"]).resolve() == script.resolve()
+
+    attached = report["loop"]["attached_at_s"] or 0.0
+    return [s for s in report["stalls"]
+            if s["source"] == "qt" and s["culprit"] is None
+            and any(started_the_loop(frame) for frame in s["stack"])
+            and s["started_at_s"] - attached < within_s and s["duration_ms"] < 150]
+
+
 def culprit_line(path: Path, problem: str) -> int:
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if re.search(rf"#\s*CULPRIT:\s*{re.escape(problem)}\b", line):

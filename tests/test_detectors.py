@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PROBE, ROOT, Run, culprit_line, run_app, run_probe, validate
+from helpers import PROBE, ROOT, Run, culprit_line, first_paint, run_app, run_probe, validate
 
 import looptools
 
@@ -111,18 +111,10 @@ def test_healthy_app_reports_no_stall(loop: str, tmp_path: Path) -> None:
         # C++ work: no culprit, the line that started the loop in its stack (never
         # named), soon after attaching (seen: 52 ms, 100 ms after attach, in a
         # fresh-clone CI run).  At most one such stall; nothing else.
-        exec_line = next(number for number, text in
-                         enumerate(PROBE.read_text().splitlines(), 1)
-                         if text.strip() == "app.exec()")
-        attached = report["loop"]["attached_at_s"]
-        first_paint = [s for s in stalls
-                       if s["source"] == "qt" and s["culprit"] is None
-                       and s["started_at_s"] - attached < 0.5 and s["duration_ms"] < 150
-                       and s["stack"] and s["stack"][-1]["function"] == "<module>"
-                       and s["stack"][-1]["line"] == exec_line]
-        assert len(first_paint) <= 1, stalls
-        stalls = [s for s in stalls if s not in first_paint]
-        assert report["stall_summary"]["count"] == len(first_paint), report["stall_summary"]
+        paint = first_paint(report, PROBE, "app.exec()", within_s=0.5)
+        assert len(paint) <= 1, stalls
+        stalls = [s for s in stalls if s not in paint]
+        assert report["stall_summary"]["count"] == len(paint), report["stall_summary"]
     assert stalls == [], (stalls, report["stall_summary"]["watchdog"])
     if loop != "qt":
         assert report["stall_summary"]["count"] == 0

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 import realapps as ra
-from helpers import validate
+from helpers import first_paint, validate
 
 pytest.importorskip("PySide6.QtAsyncio")
 
@@ -61,28 +61,16 @@ def _assert_injected_stall(report: dict[str, Any] | None, hooks: Path, function:
 
 
 def _assert_healthy(report: dict[str, Any] | None, script: Path, loop_call: str) -> None:
-    """No stall, except at most one that is Qt's own first layout and paint of the window:
-    source ``qt``, no application code running (no culprit; the innermost application
-    frame of its stack is the script's line that starts the event loop, ``loop_call``,
-    which is never named), within a second of attaching, under 150 ms.  (The eratosthenes
-    window has 1600 labels: 30-60 ms on two busy CPUs; 78 ms once on the CI machine.)"""
+    """No stall, except at most one that is Qt's own first layout and paint of the window
+    (``helpers.first_paint``; ``loop_call`` starts the event loop), within a second of
+    attaching.  (The eratosthenes window has 1600 labels: 30-60 ms on two busy CPUs; 78
+    ms once on the CI machine.)"""
     assert report is not None, "no report"
-    line = next(n for n, text in enumerate(script.read_text().splitlines(), 1)
-                if loop_call in text and not text.lstrip().startswith("#"))
-    attached = report["loop"]["attached_at_s"] or 0.0
-
-    def started_the_loop(frame: dict[str, Any]) -> bool:
-        return frame["function"] == "<module>" and frame["line"] == line \
-            and Path(frame["file"]).resolve() == script.resolve()
-
-    first_paint = [s for s in report["stalls"]
-                   if s["source"] == "qt" and s["culprit"] is None
-                   and any(started_the_loop(frame) for frame in s["stack"])
-                   and s["started_at_s"] - attached < 1.0 and s["duration_ms"] < 150]
-    assert len(first_paint) <= 1, ra.describe(report)
-    others = [s for s in report["stalls"] if s not in first_paint]
+    paint = first_paint(report, script, loop_call, within_s=1.0)
+    assert len(paint) <= 1, ra.describe(report)
+    others = [s for s in report["stalls"] if s not in paint]
     assert others == [], ra.describe(report)
-    assert report["stall_summary"]["count"] == len(first_paint), ra.describe(report)
+    assert report["stall_summary"]["count"] == len(paint), ra.describe(report)
 
 
 def _assert_loop(report: dict[str, Any] | None, kind: str, cls: str | None = None,
