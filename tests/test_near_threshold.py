@@ -206,6 +206,66 @@ def test_a_stall_no_look_saw_is_recorded_when_its_loop_stops(machine: str) -> No
     assert all(s is not None and s["culprit"]["function"] == "_spin"
                for s in _matched(report, monitor.started, spans))
 
+def _tail(seconds: float) -> None:
+    """The lines after a blocking call (a spin of its own, not ``_spin``)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+@pytest.mark.parametrize("loop", ["qt", "qasync", "qasync, no ticks", "qtasyncio"])
+def test_a_qt_slot_just_over_the_threshold_is_named_by_its_samples(
+        loop: str, machine: str) -> None:
+    # A plain Qt slot (no asyncio handle: no hook sees it run) that blocks 50 ms, then
+    # runs 10 ms of other lines.  A look sees the stall at ~50 ms, in those lines; the
+    # stacks the ticks and looks took in the slot since half the threshold
+    # (``_sample_slot``) name the blocking call.  Before, the slot had no samples but
+    # the look's: 12 of 12 were named ``_tail`` (helper 46: a 48 ms slot beside a
+    # growing heap was named by the line after it, nearly every time).
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    spans: list[tuple[float, float]] = []
+    count = 12
+    app = QApplication.instance() or QApplication([])
+
+    def slot() -> None:
+        began = time.perf_counter()
+        _spin(0.050)
+        _tail(0.010)
+        spans.append((began, time.perf_counter()))
+        if len(spans) == count:
+            timer.stop()
+            if loop == "qt":
+                app.quit()
+
+    timer = QTimer()
+    timer.setInterval(150)
+    timer.timeout.connect(slot)
+
+    async def main() -> None:
+        timer.start()
+        while len(spans) < count:
+            await asyncio.sleep(0.05)
+
+    ticks = not loop.endswith("no ticks")
+    with looptools.monitor(report=None, threshold_ms=THRESHOLD_MS,
+                           signal_ticks=ticks) as monitor:
+        if loop == "qt":
+            timer.start()
+            app.exec()
+        else:
+            _run(loop, main())
+    report = monitor.final_report
+    assert report is not None
+    assert report["loop"]["kind"] == loop.split(",")[0], report["loop"]
+    found = [s for s in _matched(report, monitor.started, spans) if s is not None]
+    assert len(found) >= (count if machine == "quiet" else count * 2 // 3), \
+        (len(found), report["stall_summary"]["watchdog"])
+    assert [(s["culprit"] or {}).get("function") for s in found] == ["_spin"] * len(found), \
+        [(s["duration_ms"], s["culprit"], s["samples"]) for s in found]
+
+
 def test_a_callback_that_ran_a_loop_of_its_own_is_not_a_stall(qapp: Any) -> None:
     # A modal dialog's loop inside a callback (QEventLoop.exec, as QDialog.exec runs
     # one): the callback lasts 150 ms, but the loop lived all along (its heartbeat and

@@ -251,6 +251,46 @@ def _same_callback(stack: list[Frame], other: list[Frame]) -> bool:
     return culprit is not None and not _started_the_loop(common, culprit)
 
 
+def _app_caller(frame: Any) -> Any:
+    """(On the loop thread, in a slot Qt's loop called.)  The innermost frame below
+    ours: the Python frame Qt's loop runs under (the one that called exec, or a
+    nested processEvents), which a slot called by the loop has as ``f_back``."""
+    while frame is not None and is_ours(frame.f_code.co_filename):
+        frame = frame.f_back
+    return frame
+
+
+def _weights(samples: list[tuple[float, list[Frame]]], poll: float) -> list[int]:
+    """How many looks' worth each of ``samples`` (time, stack), taken about every
+    look period while the loop thread ran, stands for.  A sample after a gap stands
+    for the gap when the one before it was in the same function: the thread was in
+    it at both ends, most likely all along (a busy machine kept it off the CPU
+    there; a 50 ms spin then 10 ms of other lines, preempted 12 ms in the spin,
+    had two samples in each and was named by the other lines).  Otherwise it
+    stands for one look: what ran in the gap is not known (a look late for the
+    GIL while the thread ran on)."""
+    out = []
+    before: tuple[str, str] | None = None
+    since = 0.0
+    for when, stack in samples:
+        culprit = culprit_of(stack)
+        here = culprit[:2] if culprit is not None else None
+        out.append(max(1, round((when - since) / poll))
+                   if here is not None and here == before else 1)
+        before, since = here, when
+    return out
+
+
+def _same_slot(stack: list[Frame], other: list[Frame], at: int) -> bool:
+    """Both stacks were taken in one Qt slot, whose frame is the ``at``-th from the
+    outermost: they agree (function and file) down to it.  (On a Qt main thread
+    without asyncio two slots share only the line that started the loop, so
+    _same_callback cannot tell them apart.)"""
+    return len(stack) > at < len(other) and all(
+        mine[:2] == theirs[:2] for mine, theirs in zip(stack[:at + 1], other[:at + 1],
+                                                        strict=True))
+
+
 def _at_wait(stack: list[Frame], idle_frame: tuple[str, str]) -> bool:
     """The loop thread is at its idle wait: the frame that called into Qt's event
     loop is on top of ``stack``, or nothing but our own frames are above it.
@@ -417,6 +457,12 @@ class StallWatchdog(Detector):
         #: the ticks and looks while one run went on past half the threshold with no
         #: stall begun: the evidence and votes of a stall recorded after the fact
         self._run_samples: deque[tuple[float, int, int, list[Frame]]] = deque(maxlen=32)
+        #: (when, the loop's last sign of life then, stack) of the loop thread, sampled
+        #: by the ticks and looks while Python ran in one of Qt's slots (no asyncio run)
+        #: past half the threshold after that sign: the votes of its stall
+        self._slot_samples: deque[tuple[float, float, list[Frame]]] = deque(maxlen=32)
+        self._slot_seen = 0.0  # the sign of life before the slot last seen running
+        self._slot_at = 0  # how many frames are outside that slot's (the loop's chain)
         self.after_the_fact = 0  # stalls missed live, recorded from their callback's end
         # What the watchdog has seen of the loop thread (its own thread only):
         self._n = 0  # the run counter at the last look
@@ -729,6 +775,11 @@ class StallWatchdog(Detector):
                 # _starved): each tick and heartbeat reads the loop thread's
                 # run-queue time.
                 self._times_loop = _loop_thread_times(self.state.native_id)
+        if self.qt and getattr(self._plugin, "kind", None) == "qt":
+            # A Qt main thread without asyncio is attached from a slot Qt's loop
+            # called: the frame below ours is the loop's, as at a heartbeat, known
+            # now (an app slot that runs before the first heartbeat is seen in).
+            self._loop_frame = _app_caller(sys._getframe(1))
         self._start_ticks()
         self._stamp_runs(not self.ticking)
 
@@ -757,12 +808,7 @@ class StallWatchdog(Detector):
     def heartbeat(self, now: float, lag: float) -> None:
         self._mark_loop()
         if self.qt:
-            # The Python frame Qt's loop runs under (the one that called exec, or
-            # a nested processEvents): a slot called by the loop has it as f_back.
-            frame: Any = sys._getframe(1)
-            while frame is not None and is_ours(frame.f_code.co_filename):
-                frame = frame.f_back
-            self._loop_frame = frame
+            self._loop_frame = _app_caller(sys._getframe(1))
         if self.stamped and self._waiting and now >= self._due \
                 and not self._stop.is_set() and not self.ticking:
             self._hand_off()  # as a tick would (see _stamp_runs)
@@ -1013,6 +1059,8 @@ class StallWatchdog(Detector):
                         self._last_look = now
                         if cur is not None:
                             self._sample_long_run(now, frame)
+                        elif self.qt:
+                            self._sample_slot(now, _seen, frame)
                         check = state.idle_check
                         if cur is None and check is not None and check(frame):
                             state.idle_seen = now
@@ -1043,7 +1091,11 @@ class StallWatchdog(Detector):
         60 ms did, on an idle machine).  Only then: each hand-off makes the loop
         thread wait for the look, which a healthy busy loop's looks need not (a
         callback chain ran 2-4 % slower when every due look was handed off)."""
-        t0 = self._run_t0
+        t0, state = self._run_t0, self.state
+        if t0 is None and self.qt and state is not None:
+            seen = max(self._alive, state.last_beat, state.last_end, state.idle_seen)
+            if self._slot_seen == seen:
+                t0 = seen  # a Qt slot in progress since then (_sample_slot): the same
         return (t0 is not None and now - t0 >= self.threshold - self.poll
                 and now >= self._due - self.poll / 2.0)
 
@@ -1076,6 +1128,9 @@ class StallWatchdog(Detector):
             if state.armed == state.n and state.end_watch is not None:
                 state.end_watch.arm(found, state.n)
             self._sample_long_run(now, frame)
+        elif found is None and self.qt:
+            self._sample_slot(now, max(self._alive, state.last_beat, state.last_end,
+                                       state.idle_seen), frame)
 
     def _hand_off(self) -> None:
         """Let the due watchdog thread look now, with the GIL free.
@@ -1458,6 +1513,8 @@ class StallWatchdog(Detector):
             # (_record_missed).  Only runs that long are looked at every poll.
             half = self.threshold / 2.0
             t0 = self._run_t0
+            if t0 is None and self._slot_seen == seen:
+                t0 = seen  # a Qt slot in progress since then (_sample_slot): the same
             if t0 is not None:
                 return min(wait, max(poll, t0 + half - now)) if now < t0 + half else poll
             # No run in progress: the loop lives, so its heartbeat hands the thread
@@ -1549,13 +1606,96 @@ class StallWatchdog(Detector):
         """Keep the loop thread's stack (from ``frame``, else sampled) when the run in
         progress has gone on past half the threshold and no stall is begun: if no
         look sees it in time, these are the votes of the stall recorded after it."""
-        t0, state = self._run_t0, self.state
+        t0, state, samples = self._run_t0, self.state, self._run_samples
         if t0 is None or state is None or state.cur is None or self.current is not None \
                 or now - t0 < self.threshold / 2.0:
             return
+        if samples and samples[-1][1] == self._n and now - samples[-1][0] < self.poll / 2.0:
+            return  # (a tick and a look at once: one sample, one poll's worth)
         stack = _without_tick(stack_of(frame)) if frame is not None else _sample(state.thread_id)
         if stack:
-            self._run_samples.append((now, self._n, id(state.cur), stack))
+            samples.append((now, self._n, id(state.cur), stack))
+
+    def _sample_slot(self, now: float, seen: float, frame: Any = None) -> None:
+        """Keep the loop thread's stack (from ``frame``, else sampled) when it runs
+        Python in a slot Qt's loop called (no asyncio run in progress: an app's own
+        slot), half the threshold after the loop's last sign of life ``seen``, and
+        no stall is begun.  Such a slot has no run of its own to sample (no hook
+        sees it), so these are the votes of the stall begun from ``seen``: without
+        them a slot stall first seen as it ended was named by what ran after it
+        (a 48 ms slot beside a growing heap on qasync, helper 46)."""
+        loop_frame, state = self._loop_frame, self.state
+        half = now - seen >= self.threshold / 2.0
+        # (Every run stamped: this thread looks every half threshold, so it notes a
+        # slot in progress at any age, and looks every poll from halfway through it:
+        # see _next_wait.)
+        if self.current is not None or loop_frame is None or state is None \
+                or not (half or (self.stamped and not self.ticking)):
+            return
+        if frame is None:
+            frame = sys._current_frames().get(state.thread_id)
+        inner, depth = frame, 0
+        while inner is not None and inner.f_back is not loop_frame:
+            inner, depth = inner.f_back, depth + 1
+            if depth > 256:
+                return
+        if inner is None:
+            return  # the loop at its wait, or not under the loop: no slot runs
+        self._slot_seen = seen
+        samples = self._slot_samples
+        if not half or (samples and samples[-1][1] == seen
+                and now - samples[-1][0] < self.poll / 2.0):
+            return  # (a tick and a look at once: one sample, one poll's worth)
+        outer, at = loop_frame, 0
+        while outer is not None and at <= 256:
+            outer, at = outer.f_back, at + 1
+        self._slot_at = at
+        stack = _without_tick(stack_of(frame))
+        if stack:
+            samples.append((now, seen, stack))
+
+    def _slot_missed(self, since: float) -> None:
+        """The Qt slot seen running since the sign of life ``since`` (_sample_slot)
+        has ended: the loop has shown life since, and no stall was begun.  If that
+        was over the threshold, and the ticks and looks sampled the loop thread in
+        the slot from soon after ``since`` to within two look periods of the end,
+        it is a stall no look saw in time (as _record_missed, for a slot, which no
+        hook reports when it ends): recorded, with those samples as its votes, if
+        the last of them is over the threshold after ``since``.  The end is the
+        first sign of life after ``since`` (within two look periods of the last
+        sample: never long after the slot)."""
+        self._slot_seen = 0.0
+        state = self.state
+        stall = Stall(started=since, detected=None, source="qt",
+                      idle_frame=state.idle_frame if state is not None else None)
+        ended = self._end_of(stall)
+        if ended is None or ended - since <= self.threshold:
+            return
+        if any(other.started <= ended and (other.ended is None or other.ended >= since)
+               for other in self._recorded):
+            return  # begun live, or recorded already
+        during = [(when, frames) for when, key, frames in list(self._slot_samples)
+                  if key == since and when <= ended]
+        gap = 2 * self.poll + (0.0 if self.ticking or not self.stamped
+                               else sys.getswitchinterval())
+        if not during or during[0][0] - since > self.threshold / 2.0 + 3 * self.poll \
+                or ended - during[-1][0] > gap:
+            return  # not seen in it all along
+        if during[-1][0] - since <= self.threshold:
+            # Its end is only known to lie between the last sample and that sign of
+            # life (no hook times a slot): a stall only if the slot was seen running
+            # past the threshold (seen: a 45.7 ms slot beside two burners read 51 ms).
+            return
+        weights = _weights(during, self.poll)
+        for (_when, frames), weight in zip(during, weights, strict=True):
+            stall.vote(frames, "sampled", weight)
+        if self._dump_written():
+            marks = [since, *(when for when, _frames in during), ended]
+            held = max(later - earlier for earlier, later in itertools.pairwise(marks))
+            self._vote_dump(stall, held, like=during[0][1], slot_at=self._slot_at)
+        self._recorded.append(stall)
+        self.after_the_fact += 1
+        self._finish(stall, ended, already_current=False)
 
     def _record_missed(self) -> None:
         """Record the stalls no look saw while they lasted (this thread).
@@ -1607,8 +1747,10 @@ class StallWatchdog(Detector):
             stall = Stall(started=started, detected=None, source="loop",
                           idle_frame=state.idle_frame if state is not None else None)
             self._describe(stall, handle)
-            for _when, _n, _ident, stack in during:
-                stall.vote(stack, "sampled")
+            weights = _weights([(when, stack) for when, _n, _ident, stack in during],
+                               self.poll)
+            for (_when, _n, _ident, stack), weight in zip(during, weights, strict=True):
+                stall.vote(stack, "sampled", weight)
             if self._dump_written():
                 # Part of it was one long C call (or a collection): the loop
                 # thread's dumps taken in its callback vote too, for the time they
@@ -1649,6 +1791,8 @@ class StallWatchdog(Detector):
             # just before the stamps, the latest it can have begun.)
             dated = now
         seen, cur = self._observe(now, dated)
+        if current is None and self._slot_seen and seen > self._slot_seen:
+            self._slot_missed(self._slot_seen)
         if current is not None and gil:
             end = self._end_of(current)
             if end is not None and end <= now - 0.5 * held:
@@ -1663,8 +1807,11 @@ class StallWatchdog(Detector):
                 # from then stands for every look this thread could not make.
                 current.gil_held = True
                 self._vote_dump(current, held)
-        if current is None and cur is not None and not gil:
-            self._sample_long_run(now)
+        if current is None and not gil:
+            if cur is not None:
+                self._sample_long_run(now)
+            elif self.qt:
+                self._sample_slot(now, seen)
         if current is not None:
             if seen > current.started + 1e-6:
                 self._finish(current, self._end_of(current))
@@ -1719,7 +1866,7 @@ class StallWatchdog(Detector):
             stall.source = "qt" if self.qt else "loop"
         if gil:
             self._vote_dump(stall, held)
-        kept: list[list[Frame]] = []
+        taken: list[tuple[float, list[Frame]]]
         if handle is not None:
             # The run's stacks the ticks and looks kept since it passed half the
             # threshold (_sample_long_run) were taken during it: votes.  Without
@@ -1730,23 +1877,34 @@ class StallWatchdog(Detector):
             # collection set off by the next line, was named by the dumps taken
             # in the collection alone.
             n, ident = self._n, id(handle)
-            kept = [frames for when, run, seen, frames in list(self._run_samples)
-                    if run == n and seen == ident and when >= started]
-            for frames in kept:
-                stall.vote(frames, "sampled")
+            taken = [(when, frames) for when, run, seen, frames in list(self._run_samples)
+                     if run == n and seen == ident and when >= started]
+        elif self.qt:
+            # The same for a slot of Qt's loop, sampled since the sign of life the
+            # stall is dated from (_sample_slot).
+            taken = [(when, frames) for when, since, frames in list(self._slot_samples)
+                     if since == started and when >= started]
+        else:
+            taken = []
+        kept = [frames for _when, frames in taken]
+        weights = _weights(taken, self.poll)
+        for frames, weight in zip(kept, weights, strict=True):
+            stall.vote(frames, "sampled", weight)
         stack = _sample(state.thread_id)
-        if not gil and handle is not None and self._dump_written():
+        if not gil and (handle is not None or kept) and self._dump_written():
             # One long C call (or a collection) since the last look, in this run:
             # the dumps taken in this run's callback vote too.  Else 40 ms of
             # Python sampled before a 45 ms C call that held the GIL, seen by a
             # look as the call returned, named the Python.  (A dump is no sign
             # that the GIL was held: a call that releases it is dumped too.)
-            self._vote_dump(stall, now - started, like=kept[0] if kept else stack)
+            self._vote_dump(stall, now - started, like=kept[0] if kept else stack,
+                            slot_at=None if handle is not None else self._slot_at)
         if stack:
             # With the GIL held we could only look once it was released: the
             # function is right, the line may be the one after the C call.
             stall.vote(stack, "after" if gil else "sampled")
         self.current = stall
+        self._slot_seen = 0.0  # (this stall, if a slot: not one to record after it)
         self._recorded.append(stall)
         if self.hub is not None:
             self.hub.call("stall_started", stall)
@@ -1764,10 +1922,11 @@ class StallWatchdog(Detector):
         except (OSError, ValueError):
             return False
 
-    def _vote_dump(self, stall: Stall, held: float, like: list[Frame] | None = None) -> None:
+    def _vote_dump(self, stall: Stall, held: float, like: list[Frame] | None = None,
+                   slot_at: int | None = None) -> None:
         """Count the stack dumped while the GIL was held (if any) for ``held`` seconds
         (with ``like``, a stack sampled in the stall's callback: only the dumps taken
-        in that callback)."""
+        in that callback; with ``slot_at`` too, in that Qt slot, see _same_slot)."""
         dump = self._dump
         if dump is None:
             return
@@ -1790,7 +1949,8 @@ class StallWatchdog(Detector):
         else:  # faulthandler's timer thread: one dump for the whole hold
             weight = max(1, round(held / self.poll))
         for frames in stacks:
-            if like is None or _same_callback(frames, like):
+            if like is None or (_same_callback(frames, like) if slot_at is None
+                                else _same_slot(frames, like, slot_at)):
                 stall.vote(frames, "faulthandler", weight=weight)
 
     def _finish(self, stall: Stall, ended: float | None, already_current: bool = True) -> None:
