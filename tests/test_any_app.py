@@ -8,6 +8,7 @@ import builtins
 import gc
 import importlib.util
 import io
+import itertools
 import json
 import os
 import subprocess
@@ -593,11 +594,20 @@ def test_a_qt_slot_under_the_threshold_is_dated_from_its_start(
     spans = next(json.loads(line[6:]) for line in run.stderr.splitlines()
                  if line.startswith("SPANS "))
     assert len(spans) == 12
-    longest_ms = max(end - begin for begin, end in spans) * 1000.0
+    # The timer's timeouts can come back to back (the loop late for one: the timer
+    # catches up), and the loop is then held across both slots, with no heartbeat
+    # (every 10 ms) between them (seen beside burners: an 85 ms stall over two 42 ms
+    # slots 0.1 ms apart): as long as those together.
+    held = [end - begin for begin, end in spans] + [
+        second_end - first_begin
+        for (first_begin, first_end), (second_begin, second_end) in itertools.pairwise(spans)
+        if second_begin - first_end < 0.010]
+    longest_ms = max(held) * 1000.0
     for stall in run.report["stalls"]:
         # Beside burners a 42 ms sleep can last 50 ms and more (the slot woken
         # late): a true stall, but never much longer than the longest slot.
-        assert stall["duration_ms"] <= longest_ms + 4.0, (stall, longest_ms)
+        assert stall["duration_ms"] <= longest_ms + 4.0, (
+            stall, longest_ms, sorted(b[0] - a[1] for a, b in itertools.pairwise(spans))[:2])
         assert stall["culprit"]["line"] == culprit_line(SLOT_APP, "slot")
     if machine == "quiet":
         assert run.report["stalls"] == [], [s["duration_ms"] for s in run.report["stalls"]]
