@@ -1,7 +1,8 @@
 """Stalls a little over the threshold: how many are missed, and how many misnamed.
 
     python benchmarks/near_threshold.py [--ms 57] [--count 80] [--runs 6] [--burners 0]
-        [--kinds asyncio,qasync,qtasyncio] [--no-ticks] [--heap K] [--against DIR]
+        [--kinds asyncio,qasync,qtasyncio,qt] [--no-ticks] [--heap K] [--slot]
+        [--tail MS] [--against DIR]
 
 Each run is a fresh interpreter with ``looptools.monitor(threshold_ms=50)`` around a
 loop whose task spins ``--ms`` ms (pure Python, by the clock) ``--count`` times, 0.15 s
@@ -13,7 +14,11 @@ the looptools package in DIR too (another checkout), interleaved run by run.
 Windows).  ``--heap K`` gives the app a heap of K thousand objects that grows by a
 hundredth of that at the start of each spin: the cyclic garbage collector's full
 collections then come inside some spins and hold the loop thread for longer the
-larger the heap (a large app; the test suite's own process).
+larger the heap (a large app; the test suite's own process).  ``--slot`` spins in a
+plain Qt timer slot instead (no asyncio callback: no hook sees it run), on the Qt kinds
+(``qt``: a Qt main thread without asyncio).  ``--tail MS`` runs that many ms of other
+lines after each spin (a function of their own, ``after``): a stall seen only near its
+end is misnamed by them.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import looptools
 
 count, seconds, kind = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 ticks, heap = sys.argv[4] == "ticks", int(sys.argv[5]) * 1000
+slot, tail = sys.argv[6] == "slot", float(sys.argv[7])
 kept = [[i] for i in range(heap)]
 
 
@@ -43,28 +49,63 @@ def spin(s):
         pass
 
 
+def after(s):
+    end = time.perf_counter() + s
+    while time.perf_counter() < end:
+        pass
+
+
+def blocked(spans):
+    began = time.perf_counter()
+    spin(seconds)
+    after(tail)
+    spans.append((began, time.perf_counter()))
+
+
 async def main(spans):
+    if slot:
+        timer.start()
+        while len(spans) < count:
+            await asyncio.sleep(0.05)
+        return
     await asyncio.sleep(0.3)
     for _ in range(count):
-        began = time.perf_counter()
-        spin(seconds)
-        spans.append((began, time.perf_counter()))
+        blocked(spans)
         await asyncio.sleep(0.15)
 
 
 spans = []
+if slot:
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication([])
+
+    def on_timeout():
+        blocked(spans)
+        if len(spans) == count:
+            timer.stop()
+            if kind == "qt":
+                app.quit()
+
+    timer = QTimer()
+    timer.setInterval(150)
+    timer.timeout.connect(on_timeout)
 with looptools.monitor(report=None, threshold_ms=50, signal_ticks=ticks) as monitor:
-    if kind == "qasync":
+    if kind == "qt":
+        timer.start()
+        app.exec()
+    elif kind == "qasync":
         import qasync
         from PySide6.QtWidgets import QApplication
 
-        app = QApplication([])
+        app = QApplication.instance() or QApplication([])
         qasync.run(main(spans))
     elif kind == "qtasyncio":
         from PySide6 import QtAsyncio
         from PySide6.QtWidgets import QApplication
 
-        app = QApplication([])
+        app = QApplication.instance() or QApplication([])
         QtAsyncio.run(main(spans), keep_running=False, quit_qapp=True)
     else:
         asyncio.run(main(spans))
@@ -103,8 +144,14 @@ def main() -> int:
     parser.add_argument("--kinds", default="asyncio,qasync")
     parser.add_argument("--no-ticks", action="store_true")
     parser.add_argument("--heap", type=int, default=0, metavar="K")
+    parser.add_argument("--slot", action="store_true")
+    parser.add_argument("--tail", type=float, default=0.0, metavar="MS")
     parser.add_argument("--against", metavar="DIR")
     args = parser.parse_args()
+    if "qt" in args.kinds.split(",") and not args.slot:
+        parser.error("--kinds qt needs --slot (a Qt main thread without asyncio runs no task)")
+    if args.slot and "asyncio" in args.kinds.split(","):
+        parser.error("--slot needs Qt kinds (qt, qasync, qtasyncio), not asyncio")
     trees = {"this": None}
     if args.against:
         if not os.path.isfile(os.path.join(args.against, "looptools", "__init__.py")):
@@ -124,7 +171,8 @@ def main() -> int:
                     # first on sys.path, before PYTHONPATH's other tree.
                     out = subprocess.run(
                         [sys.executable, "-c", CHILD, str(args.count), str(args.ms / 1000),
-                         kind, "no-ticks" if args.no_ticks else "ticks", str(args.heap)],
+                         kind, "no-ticks" if args.no_ticks else "ticks", str(args.heap),
+                         "slot" if args.slot else "task", str(args.tail / 1000)],
                         capture_output=True, text=True, env=child_env, timeout=600,
                         cwd=tempfile.gettempdir())
                     if out.returncode != 0:
@@ -140,7 +188,8 @@ def main() -> int:
                     for key in row:
                         row[key] += got[key]
     print(f"{args.ms:g} ms stalls at a 50 ms threshold, {args.burners} burner(s) beside, "
-          f"{'no ticks' if args.no_ticks else 'ticks'}, heap {args.heap}k")
+          f"{'no ticks' if args.no_ticks else 'ticks'}, heap {args.heap}k, "
+          f"in a {'Qt slot' if args.slot else 'task step'}, {args.tail:g} ms after")
     for (kind, name), row in totals.items():
         print(f"  {kind:8} {name:8} missed {row['missed']:4} of {row['stalls']}, "
               f"misnamed {row['misnamed']}")
