@@ -220,8 +220,9 @@ def test_a_qt_slot_just_over_the_threshold_is_named_by_its_samples(
     # runs 10 ms of other lines.  A look sees the stall at ~50 ms, in those lines; the
     # stacks the ticks and looks took in the slot since half the threshold
     # (``_sample_slot``) name the blocking call.  Before, the slot had no samples but
-    # the look's: 12 of 12 were named ``_tail`` (helper 46: a 48 ms slot beside a
-    # growing heap was named by the line after it, nearly every time).
+    # the look's, and 7 of this test's 8 cases failed, most stalls named ``_tail``
+    # (helper 46: a 48 ms slot beside a growing heap was named by the line after
+    # it, nearly every time).
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
