@@ -192,6 +192,21 @@ def test_exit_summary_uses_the_same_groups() -> None:
 
 
 
+def test_exit_summary_names_a_group_without_a_culprit_as_the_report_does() -> None:
+    # A fresh-eyes trial (helper 47): two Qt stalls with no Python of the app in them
+    # read "stalls x2, ... in ? [qt]" on stderr, "(Qt dispatch)" in the report.
+    report = by_name("render/qasync_chat.json")
+    report["meta"].setdefault("duration_s", 12.8)
+    bare = {"culprit": None, "stack": [], "callback": None, "task": None,
+            "gil_held": False, "source": "qt", "stack_source": "sampled",
+            "samples": 3, "culprit_samples": 0, "detected_after_ms": 50.0}
+    report["stalls"] = [dict(bare, started_at_s=1.0, duration_ms=70.0),
+                        dict(bare, started_at_s=2.0, duration_ms=60.0)]
+    report["stall_summary"].update(count=2, total_ms=130.0, max_ms=70.0)
+    lines = [line for line in summary_lines(report) if "stalls x2" in line]
+    assert len(lines) == 1 and lines[0].endswith(" in (Qt dispatch) [qt]"), lines
+
+
 def test_exit_summary_says_what_its_short_lists_left_out() -> None:
     # A fresh-eyes trial: 4 unretrieved exceptions, 3 lines, and no word of the 4th.
     report = by_name("render/qasync_chat.json")

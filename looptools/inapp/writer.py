@@ -100,9 +100,12 @@ def _group_line(group: CulpritGroup) -> str:
     kinds = sorted({str(s.get("source")) for s in stalls})
     if any(s.get("gil_held") for s in stalls):
         kinds.append("GIL held")
+    # (No culprit: named as the report's views name it, e.g. "(Qt dispatch)".)
+    first = stalls[0]
+    where = _where(first.get("culprit")) if first.get("culprit") else stall_label(first)
     return (f"stalls x{group.count}, total {fmt_ms(group.total_ms or 0)}, worst "
             f"{fmt_ms(group.worst_ms or 0)}, first at {group.first_s or 0:.2f} s, in "
-            f"{_where(stalls[0].get('culprit'))} [{', '.join(kinds)}]")
+            f"{where} [{', '.join(kinds)}]")
 
 
 def worker_stall_line(report: Mapping[str, Any]) -> str | None:
