@@ -396,7 +396,7 @@ def test_py_spy_profile_opens_on_the_app_s_main_thread(tmp_path: Path) -> None:
     # (py-spy names the thread "MainThread" only once it has read the thread's name.)
     active = doc["profiles"][doc["activeProfileIndex"]]["name"]
     assert active.startswith(f"Process {app_pid} Thread {app_pid} "), (active, names)
-    assert any(name.endswith('"worker"') for name in names)  # other threads stay
+    assert any(name.endswith('"worker"') for name in names), names  # other threads stay
     _validate_speedscope(doc)  # py-spy's null col and index are dropped
     # Our own stall file beside it is another file.
     _check_against_report(json.loads((tmp_path / "stalls.speedscope.json").read_text()), report)

@@ -263,8 +263,13 @@ def test_a_qt_slot_just_over_the_threshold_is_named_by_its_samples(
     found = [s for s in _matched(report, monitor.started, spans) if s is not None]
     assert len(found) >= (count if machine == "quiet" else count * 2 // 3), \
         (len(found), report["stall_summary"]["watchdog"])
-    assert [(s["culprit"] or {}).get("function") for s in found] == ["_spin"] * len(found), \
-        [(s["duration_ms"], s["culprit"], s["samples"]) for s in found]
+    # Beside burners, without ticks, the thread's looks sample the slot about every
+    # 10 ms and a preemption in the spin can leave it two samples: 2 of 96 stalls were
+    # named ``_tail`` in 8 runs (before the slot samples: about half), and a CI run of
+    # this case failed on 1 of 12.  At most one, then; none on an idle machine.
+    wrong = [(s["duration_ms"], s["culprit"], s["samples"]) for s in found
+             if (s["culprit"] or {}).get("function") != "_spin"]
+    assert len(wrong) <= (0 if machine == "quiet" else 1), wrong
 
 
 def test_a_callback_that_ran_a_loop_of_its_own_is_not_a_stall(qapp: Any) -> None:
