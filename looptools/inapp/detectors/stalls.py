@@ -1059,8 +1059,8 @@ class StallWatchdog(Detector):
                         self._last_look = now
                         if cur is not None:
                             self._sample_long_run(now, frame)
-                        elif self.qt:
-                            self._sample_slot(now, _seen, frame)
+                        elif self.qt and now - _seen >= self.threshold / 2.0:
+                            self._sample_slot(now, _seen, frame)  # (only then: a tick's)
                         check = state.idle_check
                         if cur is None and check is not None and check(frame):
                             state.idle_seen = now
@@ -1092,8 +1092,8 @@ class StallWatchdog(Detector):
         thread wait for the look, which a healthy busy loop's looks need not (a
         callback chain ran 2-4 % slower when every due look was handed off)."""
         t0, state = self._run_t0, self.state
-        if t0 is None and self.qt and state is not None:
-            seen = max(self._alive, state.last_beat, state.last_end, state.idle_seen)
+        if t0 is None and self._slot_seen and state is not None:
+            seen = self._last_sign(state)
             if self._slot_seen == seen:
                 t0 = seen  # a Qt slot in progress since then (_sample_slot): the same
         return (t0 is not None and now - t0 >= self.threshold - self.poll
@@ -1129,8 +1129,7 @@ class StallWatchdog(Detector):
                 state.end_watch.arm(found, state.n)
             self._sample_long_run(now, frame)
         elif found is None and self.qt:
-            self._sample_slot(now, max(self._alive, state.last_beat, state.last_end,
-                                       state.idle_seen), frame)
+            self._sample_slot(now, self._last_sign(state), frame)
 
     def _hand_off(self) -> None:
         """Let the due watchdog thread look now, with the GIL free.
@@ -1501,7 +1500,7 @@ class StallWatchdog(Detector):
         # Ticks date the runs, or every run is stamped: look when the last sign of
         # life would turn into a stall (the next tick or heartbeat hands this
         # thread the GIL then).
-        seen = max(self._alive, state.last_beat, state.last_end, state.idle_seen)
+        seen = self._last_sign(state)
         wait = min(max(poll, seen + self.threshold - now), self.threshold)
         if stamped:
             # Every half threshold at least, and from halfway through a run in
@@ -1584,8 +1583,11 @@ class StallWatchdog(Detector):
                 self._run_t0 = None
         elif cur is None:
             self._run_t0 = None
-        seen = max(self._alive, state.last_beat, state.last_end, state.idle_seen)
-        return seen, cur
+        return self._last_sign(state), cur
+
+    def _last_sign(self, state: Any) -> float:
+        """The loop's last sign of life: when it was last seen back in the loop."""
+        return max(self._alive, state.last_beat, state.last_end, state.idle_seen)
 
     def _end_of(self, stall: Stall) -> float | None:
         """The first sign of life after ``stall`` began: when it ended."""
@@ -1676,23 +1678,38 @@ class StallWatchdog(Detector):
             return  # begun live, or recorded already
         during = [(when, frames) for when, key, frames in list(self._slot_samples)
                   if key == since and when <= ended]
-        gap = 2 * self.poll + (0.0 if self.ticking or not self.stamped
-                               else sys.getswitchinterval())
         if not during or during[0][0] - since > self.threshold / 2.0 + 3 * self.poll \
-                or ended - during[-1][0] > gap:
+                or ended - during[-1][0] > self._sample_gap():
             return  # not seen in it all along
         if during[-1][0] - since <= self.threshold:
             # Its end is only known to lie between the last sample and that sign of
             # life (no hook times a slot): a stall only if the slot was seen running
             # past the threshold (seen: a 45.7 ms slot beside two burners read 51 ms).
             return
-        weights = _weights(during, self.poll)
-        for (_when, frames), weight in zip(during, weights, strict=True):
+        self._record_after(stall, during, ended, slot_at=self._slot_at)
+
+    def _sample_gap(self) -> float:
+        """The longest silence between a run's samples (or its last one and its end)
+        that still counts as seen all along: two looks (sampled by the thread
+        without ticks, each look also waited for the GIL up to a switch interval)."""
+        return 2 * self.poll + (0.0 if self.ticking or not self.stamped
+                                else sys.getswitchinterval())
+
+    def _record_after(self, stall: Stall, during: list[tuple[float, list[Frame]]],
+                      ended: float, slot_at: int | None = None) -> None:
+        """Record ``stall``, which no look saw while it lasted and which ended at
+        ``ended``, with the samples (time, stack) taken in it as its votes."""
+        for (_when, frames), weight in zip(during, _weights(during, self.poll), strict=True):
             stall.vote(frames, "sampled", weight)
         if self._dump_written():
-            marks = [since, *(when for when, _frames in during), ended]
+            # Part of it was one long C call (or a collection): the loop thread's
+            # dumps taken in its callback vote too, for the time they stand for
+            # (else 40 ms of Python sampled before a 100 ms C call, and one sample
+            # as the call returned, named the Python).  Not a sign that the GIL
+            # was held: a call that releases it and burns CPU is dumped too.
+            marks = [stall.started, *(when for when, _frames in during), ended]
             held = max(later - earlier for earlier, later in itertools.pairwise(marks))
-            self._vote_dump(stall, held, like=during[0][1], slot_at=self._slot_at)
+            self._vote_dump(stall, held, like=during[0][1], slot_at=slot_at)
         self._recorded.append(stall)
         self.after_the_fact += 1
         self._finish(stall, ended, already_current=False)
@@ -1733,10 +1750,7 @@ class StallWatchdog(Detector):
             if not during or any(ident != id(handle) or n != during[0][1]
                                  for _when, n, ident, _stack in during):
                 continue
-            # (Sampled by the thread, not by ticks: each look also waited for the
-            # GIL up to a switch interval.)
-            gap = 2 * self.poll + (0.0 if self.ticking or not self.stamped
-                                   else sys.getswitchinterval())
+            gap = self._sample_gap()
             # A longer silence at its end is no sign of another run when nothing
             # else ran Python on the loop thread after the last sample (seen: a
             # garbage collection of a large heap holding the GIL for the last
@@ -1747,23 +1761,8 @@ class StallWatchdog(Detector):
             stall = Stall(started=started, detected=None, source="loop",
                           idle_frame=state.idle_frame if state is not None else None)
             self._describe(stall, handle)
-            weights = _weights([(when, stack) for when, _n, _ident, stack in during],
-                               self.poll)
-            for (_when, _n, _ident, stack), weight in zip(during, weights, strict=True):
-                stall.vote(stack, "sampled", weight)
-            if self._dump_written():
-                # Part of it was one long C call (or a collection): the loop
-                # thread's dumps taken in its callback vote too, for the time they
-                # stand for (else 40 ms of Python sampled before a 100 ms C call,
-                # and one sample as the call returned, named the Python).  Not a
-                # sign that the GIL was held: a call that releases it and burns
-                # CPU is dumped too.
-                marks = [started, *(when for when, _n, _ident, _stack in during), ended]
-                held = max(later - earlier for earlier, later in itertools.pairwise(marks))
-                self._vote_dump(stall, held, like=during[0][3])
-            self._recorded.append(stall)
-            self.after_the_fact += 1
-            self._finish(stall, ended, already_current=False)
+            self._record_after(stall, [(when, stack) for when, _n, _ident, stack in during],
+                               ended)
 
     def _check_now(self, now: float, previous: float, late: float, gil: bool,
                    held: float) -> None:
