@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,16 @@ def first_paint(report: dict[str, Any], script: Path, loop_call: str,
             if s["source"] == "qt" and s["culprit"] is None
             and any(started_the_loop(frame) for frame in s["stack"])
             and s["started_at_s"] - attached < within_s and s["duration_ms"] < 150]
+
+
+def run_queue_time() -> float:
+    """The calling thread's time so far on a run queue, ready but given no CPU (its
+    ``schedstat``; 0 where Linux's is not)."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
+            return int(f.read().split()[1]) * 1e-9
+    except OSError:
+        return 0.0
 
 
 def culprit_line(path: Path, problem: str) -> int:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import run_queue_time
 
 import looptools
 
@@ -33,16 +33,6 @@ def _spin(seconds: float) -> None:
         pass
 
 
-def _queued() -> float:
-    """The calling thread's time so far on a run queue, ready but given no CPU (0
-    where Linux's ``schedstat`` is not)."""
-    try:
-        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
-            return int(f.read().split()[1]) * 1e-9
-    except OSError:
-        return 0.0
-
-
 async def _stalls(count: int, seconds: float, spans: list[tuple[float, float]],
                   back: list[float] | None = None,
                   queued: list[float] | None = None) -> None:
@@ -53,16 +43,16 @@ async def _stalls(count: int, seconds: float, spans: list[tuple[float, float]],
     busy machine's preemption, which delays the step's head and not its start)."""
     await asyncio.sleep(0.2)
     loop = asyncio.get_running_loop()
-    waited = _queued()
+    waited = run_queue_time()
     for _ in range(count):
         began = time.perf_counter()
         if queued is not None:
-            queued.append(_queued() - waited)
+            queued.append(run_queue_time() - waited)
         if back is not None:
             loop.call_soon(lambda: back.append(time.perf_counter()))
         _spin(seconds)
         spans.append((began, time.perf_counter()))
-        waited = _queued()
+        waited = run_queue_time()
         await asyncio.sleep(0.12)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import run_queue_time
 
 import looptools
 from looptools._frames import Frame, stack_of
@@ -39,11 +40,6 @@ def _run_qasync(coro: Any) -> Any:
 
     QApplication.instance() or QApplication([])
     return qasync.run(coro)
-
-
-def _run_delay() -> float:
-    with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
-        return int(f.read().split()[1]) * 1e-9
 
 
 def test_a_sample_in_our_heartbeat_is_the_loop_at_its_wait(tmp_path: Path) -> None:
@@ -94,9 +90,9 @@ def test_the_loop_threads_run_queue_time_is_read_on_it_and_not_elsewhere(
     async def main() -> None:
         await asyncio.sleep(0.3)
         watchdog = monitor.hub.get("stalls")
-        before = _run_delay()
+        before = run_queue_time()
         seen["here"] = watchdog._delay_now() - watchdog._held_queued
-        seen["bounds"] = (before, _run_delay())
+        seen["bounds"] = (before, run_queue_time())
         seen["marks"] = list(watchdog._loop_marks)
         elsewhere = threading.Thread(target=lambda: seen.update(other=watchdog._delay_now()))
         elsewhere.start()
