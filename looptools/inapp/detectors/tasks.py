@@ -10,7 +10,9 @@
   cancels them; they were leaked by the app), but for those the app then ran the
   loop until they were done itself (``run_until_complete(task)`` after a stop: how
   aiohttp's ``run_app`` cancels its main task and waits for it, which is the app
-  ending it, not a leak).  Their outcome is read while they
+  ending it, not a leak), and the task a ``run_until_complete`` on the stack at
+  the stop runs the loop for (``asyncio.run``'s or ``qasync.run``'s main task:
+  that call hands the app its outcome).  Their outcome is read while they
   are still alive (at the next stop, at the report) or from the exception handler
   ("destroyed but pending", "never retrieved"), never through a done callback: a
   callback added at a stop is scheduled when the task ends and, with the loop
@@ -50,6 +52,22 @@ from looptools.settings import Settings
 
 #: this file, as its code objects name it (a frame of ours on a task's creation stack)
 _HERE = (lambda: None).__code__.co_filename
+
+
+def _run_futures(frame: Any) -> list[Any]:
+    """The futures the ``run_until_complete`` calls on this stack run the loop for.
+
+    asyncio's, qasync's and QtAsyncio's keep it in their local ``future``; a loop
+    whose method has no Python frame (uvloop) has none to find.
+    """
+    found = []
+    while frame is not None:
+        if frame.f_code.co_name == "run_until_complete":
+            future = frame.f_locals.get("future")
+            if future is not None:
+                found.append(future)
+        frame = frame.f_back
+    return found
 
 
 def _finished_normally(task: Any) -> bool:
@@ -317,7 +335,14 @@ class TaskAudit(Detector):
             self.at_stop = [(weakref.ref(task), self.describe(task, now))
                             for task in pending[: self.limit]]
             self._outcomes = {}
-            self._awaited = set()
+            # The task a run_until_complete on the stack runs the loop for (asyncio.run's
+            # and qasync.run's main task) is the app's: how it ends, it is given to the
+            # app by that call.  qasync's README quits that way: aboutToQuit cancels the
+            # future main awaits, the loop stops with main pending, and its last
+            # processEvents ends it cancelled (a fresh-eyes trial found it reported as
+            # pending at exit on every run).
+            running = {id(future) for future in _run_futures(sys._getframe(1))}
+            self._awaited = {id(entry) for ref, entry in self.at_stop if id(ref()) in running}
 
     def _read_outcomes(self) -> None:
         for ref, entry in self.at_stop:
