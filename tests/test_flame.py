@@ -396,7 +396,12 @@ def test_py_spy_profile_opens_on_the_app_s_main_thread(tmp_path: Path) -> None:
     # (py-spy names the thread "MainThread" only once it has read the thread's name.)
     active = doc["profiles"][doc["activeProfileIndex"]]["name"]
     assert active.startswith(f"Process {app_pid} Thread {app_pid} "), (active, names)
-    assert any(name.endswith('"worker"') for name in names), names  # other threads stay
+    # Other threads stay.  (Not by the worker's name: py-spy reads names from the
+    # app's ``threading._active`` as it samples, and a profile of 7bffb60's
+    # fresh-clone CI run had none named "worker".)
+    others = [name for name in names if name.startswith(f"Process {app_pid} Thread ")
+              and not name.startswith(f"Process {app_pid} Thread {app_pid} ")]
+    assert others, names
     _validate_speedscope(doc)  # py-spy's null col and index are dropped
     # Our own stall file beside it is another file.
     _check_against_report(json.loads((tmp_path / "stalls.speedscope.json").read_text()), report)
