@@ -775,11 +775,18 @@ class StallWatchdog(Detector):
                 # _starved): each tick and heartbeat reads the loop thread's
                 # run-queue time.
                 self._times_loop = _loop_thread_times(self.state.native_id)
-        if self.qt and getattr(self._plugin, "kind", None) == "qt":
-            # A Qt main thread without asyncio is attached from a slot Qt's loop
-            # called: the frame below ours is the loop's, as at a heartbeat, known
-            # now (an app slot that runs before the first heartbeat is seen in).
-            self._loop_frame = _app_caller(sys._getframe(1))
+        if self.qt:
+            # The frame Qt's loop runs under, as a heartbeat learns it, known now: an
+            # app slot that runs before the first heartbeat is seen in (a 52 ms slot
+            # of a QTimer.singleShot(0) on QtAsyncio was named by the 10 ms after it
+            # in 3 of 15 runs).  A Qt main thread without asyncio is attached from a
+            # slot Qt's loop called: the frame below ours.  qasync and QtAsyncio
+            # start from their run_forever, which calls exec itself; attached
+            # elsewhere (a monitor started in a coroutine) the first heartbeat tells.
+            frame = _app_caller(sys._getframe(1))
+            if getattr(self._plugin, "kind", None) == "qt" \
+                    or (frame is not None and frame.f_code.co_name == "run_forever"):
+                self._loop_frame = frame
         self._start_ticks()
         self._stamp_runs(not self.ticking)
 
