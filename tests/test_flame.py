@@ -319,6 +319,20 @@ def test_speedscope_of_a_report_without_stalls_is_valid() -> None:
     assert doc["profiles"][0]["samples"] == [] and doc["profiles"][0]["endValue"] == 0
 
 
+def test_stalls_of_no_length_draw_no_flame(reports: dict[str, dict[str, Any]]) -> None:
+    """A report whose stalls with stacks all last 0 ms (a report's own figures, which
+    readers take unchecked: the fuzz test found it in a fresh-clone CI run) has
+    nothing to draw, and says so; other renderers take it too."""
+    report = copy.deepcopy(reports["qasync"])
+    for stall in report["stalls"]:
+        stall["duration_ms"] = -0.0
+    assert icicle(flame_graph(report)) == []
+    page = get_renderer_class("html")().render(report)
+    assert "blocked: nothing to draw." in page and 'id="flame-graph"' not in page
+    for name in ("speedscope", "markdown", "perfetto"):
+        assert get_renderer_class(name)().render(report)
+
+
 def _profile(args: list[str], cwd: Path, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "looptools", "profile", "--no-dashboard", *args],
                           cwd=cwd, env=env(QT_API="pyside6"), capture_output=True, text=True,

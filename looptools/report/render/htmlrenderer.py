@@ -980,6 +980,9 @@ class HtmlRenderer(Renderer):
         if graph.unstacked:
             intro += f" {left_out} and {'is' if graph.unstacked == 1 else 'are'} not drawn."
         boxes = icicle(graph, min_width=0.5 / self.width)
+        if not boxes:  # stalls of no length (a report's own figures, unchecked)
+            return (f'<p class="muted">{count} stall{"s" if count != 1 else ""} with a stack, '
+                    f'{e(f.fmt_ms(total))} blocked: nothing to draw.</p>')
         rows = 1 + max(box.depth for box in boxes)
         row = self.flame_row
         height = rows * row
