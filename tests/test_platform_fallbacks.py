@@ -221,18 +221,22 @@ def _check(runs: Runs, run: Run, alone: Run, expected: dict[str, Any]) -> dict[s
     GIL comes back, by a watchdog thread that must be on a CPU then.  A busy machine
     can keep it off the CPU for the whole call, and the loop is idle again when it
     looks (2 asyncio runs in 60 beside three CPU burners; once in CI at 6d8accd):
-    the stall is found, as long as it was, with no culprit.  Such a run is run
-    again, twice at most: one of three must name it.  Anything else wrong fails at
-    once.
+    the stall is found, as long as it was, with no culprit.  And where lateness
+    alone tells a held GIL (no schedstat, no CPU clocks: as on Windows), a watchdog
+    the machine woke late takes the sleeping slot for a GIL-holding call (the
+    documented limit; once in a fresh-clone CI run at eda585c, two cases running at
+    once).  Such a run is run again, twice at most: one of three must be right.
+    Anything else wrong fails at once.
     """
     for _ in range(2):
         report = _check_once(run, alone, expected)
         if report is not None:
             return report
-        print(f"{run.case}: the GIL-holding call was found but not named; again")
+        print(f"{run.case}: the GIL-holding call not named, or the sleep judged by "
+              "lateness to hold the GIL; again")
         run = runs.again(run.case)
     report = _check_once(run, alone, expected)
-    assert report is not None, f"{run.case}: the GIL-holding call was not named in 3 runs"
+    assert report is not None, f"{run.case}: not right in 3 runs"
     return report
 
 
@@ -248,7 +252,7 @@ def _unnamed_gil_call(run: Run, report: dict[str, Any]) -> bool:
 
 def _check_once(run: Run, alone: Run, expected: dict[str, Any]) -> dict[str, Any] | None:
     """``_check`` of one run; None if all is well but the GIL-holding call's culprit
-    (``_unnamed_gil_call``)."""
+    (``_unnamed_gil_call``), or the sleep judged by lateness alone to hold the GIL."""
     assert alone.returncode == 3 and alone.report is None, alone.stderr
     # The app's output and status are its own; nothing of ours but the summary.
     assert run.returncode == alone.returncode, run.stderr
@@ -278,6 +282,8 @@ def _check_once(run: Run, alone: Run, expected: dict[str, Any]) -> dict[str, Any
             assert stall["culprit"]["line"] == culprit_line(APP, name), stall
     sleep, gil = by_function["sleeper"], by_function["hash_blob"]
     assert sleep["detected_after_ms"] is not None and sleep["stack_source"] == "sampled"
+    if sleep["gil_held"] and watchdog["gil_judged_by"] == "lateness":
+        return None
     assert sleep["gil_held"] is False
     assert gil["gil_held"] is True
     # Without any dump, the stack is sampled as soon as the GIL is back.  faulthandler's
