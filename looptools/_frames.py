@@ -43,6 +43,30 @@ def _prefixes() -> tuple[str, ...]:
 
 
 _NOT_APP = _prefixes()
+
+
+def _libraries() -> tuple[str, ...]:
+    """Where installed libraries live (site-packages: under the standard library's
+    folder outside a virtualenv, so told apart by these, not by that)."""
+    paths: set[str] = set()
+    for key in ("purelib", "platlib"):
+        paths.add(sysconfig.get_paths().get(key, ""))
+    for getter in (site.getsitepackages, lambda: [site.getusersitepackages()]):
+        try:
+            paths.update(getter())
+        except Exception:
+            pass
+    paths.update(
+        p for p in sys.path if p.rstrip(os.sep).endswith(("site-packages", "dist-packages")))
+    out = set()
+    for path in paths:
+        if path:
+            out.add(os.path.join(os.path.realpath(path), ""))
+            out.add(os.path.join(os.path.abspath(path), ""))
+    return tuple(out) or ("\0",)
+
+
+_LIBRARIES = _libraries()
 _cache: dict[str, bool] = {}
 
 
@@ -114,15 +138,28 @@ def culprit_of(stack: Iterable[Frame]) -> Frame | None:
     return frames[-1] if frames else None
 
 
-def caller_site(frame: types.FrameType | None, depth: int = 8) -> Frame | None:
-    """The first application frame at or above ``frame`` (a cheap, bounded walk)."""
+def caller_site(frame: types.FrameType | None, depth: int = 8,
+                library: bool = False) -> Frame | None:
+    """The first application frame at or above ``frame`` (a cheap, bounded walk).
+
+    With none there: ``frame`` itself, or with ``library`` the first frame of an
+    installed library, not the standard library's (qasync's ``asyncSlot`` wrapper,
+    not the ``asyncio.ensure_future`` it calls: a fresh-eyes trial read "created
+    at _ensure_future (asyncio/tasks.py)" for every task a Qt click made).
+    """
     first = frame
+    fallback = None
     while frame is not None and depth > 0:
-        if is_app_file(frame.f_code.co_filename):
+        filename = frame.f_code.co_filename
+        if is_app_file(filename):
             return frame_tuple(frame)
+        if library and fallback is None and filename.startswith(_LIBRARIES) \
+                and not is_ours(filename):
+            fallback = frame
         frame = frame.f_back
         depth -= 1
-    return frame_tuple(first) if first is not None else None
+    chosen = fallback or first
+    return frame_tuple(chosen) if chosen is not None else None
 
 
 _OWN = tuple({os.path.join(os.path.dirname(os.path.abspath(__file__)), ""),

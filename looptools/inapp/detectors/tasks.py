@@ -139,7 +139,8 @@ class TaskAudit(Detector):
                     return task
                 try:
                     serial = self.created_count + 1
-                    created[task] = (perf_counter(), caller_site(sys._getframe(1)), serial)
+                    site = caller_site(sys._getframe(1), library=True)
+                    created[task] = (perf_counter(), site, serial)
                     self.created_count = serial
                     task.add_done_callback(finished)
                     self.live += 1
