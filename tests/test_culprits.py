@@ -221,6 +221,8 @@ def test_exit_summary_says_what_its_short_lists_left_out() -> None:
     assert "  ... and 1 more exceptions never retrieved (in the report)" in lines
     assert sum("task pending at exit" in line for line in lines) == 5
     assert "  ... and 2 more tasks pending at exit (in the report)" in lines
+    # A task made before we attached has no creation site: said so, not "at ?".
+    assert "  task pending at exit: t0 (c) created before monitoring began, awaiting ?" in lines
     report["tasks"]["unretrieved_exceptions"] = report["tasks"]["unretrieved_exceptions"][:3]
     assert not any("more exceptions" in line for line in summary_lines(report))
 

@@ -195,9 +195,13 @@ def summary_lines(report: dict[str, Any], report_path: str | None = None) -> lis
         lines.append("  " + ", ".join(extras))
     if tasks:
         for task in tasks["pending_at_exit"][:5]:
+            # No creation site: made before looptools attached ("created at ?" read as
+            # a fault of ours; helper 48, a task QtAsyncio.run was given).
+            created = (f"created at {_where(task['created_at'])}" if task["created_at"]
+                       else "created before monitoring began")
             lines.append(
                 f"  task pending at exit: {task['name']} ({task['coro']}) "
-                f"created at {_where(task['created_at'])}, awaiting {_where(task['awaiting'])}"
+                f"{created}, awaiting {_where(task['awaiting'])}"
             )
         _and_more(lines, len(tasks["pending_at_exit"]), 5, "tasks pending at exit")
         for lost in tasks["unretrieved_exceptions"][:3]:
