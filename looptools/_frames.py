@@ -18,35 +18,8 @@ from collections.abc import Iterable
 Frame = tuple[str, str, "int | None"]
 
 
-def _prefixes() -> tuple[str, ...]:
-    paths: set[str] = set()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        try:
-            paths.add(sysconfig.get_paths()[key])
-        except KeyError:
-            pass
-    for getter in (site.getsitepackages, lambda: [site.getusersitepackages()]):
-        try:
-            paths.update(getter())
-        except Exception:
-            pass
-    paths.update(
-        p for p in sys.path if p.rstrip(os.sep).endswith(("site-packages", "dist-packages"))
-    )
-    paths.add(os.path.dirname(os.path.abspath(__file__)))
-    out = set()
-    for path in paths:
-        if path:
-            out.add(os.path.join(os.path.realpath(path), ""))
-            out.add(os.path.join(os.path.abspath(path), ""))
-    return tuple(sorted(out, key=len, reverse=True))
-
-
-_NOT_APP = _prefixes()
-
-
-def _libraries() -> tuple[str, ...]:
-    """Where installed libraries live (site-packages: under the standard library's
+def _site_paths() -> set[str]:
+    """Where installed libraries live: site-packages (under the standard library's
     folder outside a virtualenv, so told apart by these, not by that)."""
     paths: set[str] = set()
     for key in ("purelib", "platlib"):
@@ -57,16 +30,31 @@ def _libraries() -> tuple[str, ...]:
         except Exception:
             pass
     paths.update(
-        p for p in sys.path if p.rstrip(os.sep).endswith(("site-packages", "dist-packages")))
+        p for p in sys.path if p.rstrip(os.sep).endswith(("site-packages", "dist-packages"))
+    )
+    return paths
+
+
+def _as_prefixes(paths: set[str]) -> tuple[str, ...]:
+    """Each path as a folder prefix, real and absolute, longest first."""
     out = set()
     for path in paths:
         if path:
             out.add(os.path.join(os.path.realpath(path), ""))
             out.add(os.path.join(os.path.abspath(path), ""))
-    return tuple(out) or ("\0",)
+    return tuple(sorted(out, key=len, reverse=True))
 
 
-_LIBRARIES = _libraries()
+def _prefixes() -> tuple[str, ...]:
+    paths = _site_paths()
+    for key in ("stdlib", "platstdlib"):
+        paths.add(sysconfig.get_paths().get(key, ""))
+    paths.add(os.path.dirname(os.path.abspath(__file__)))
+    return _as_prefixes(paths)
+
+
+_NOT_APP = _prefixes()
+_LIBRARIES = _as_prefixes(_site_paths()) or ("\0",)
 _cache: dict[str, bool] = {}
 
 
