@@ -54,7 +54,7 @@ def _prefixes() -> tuple[str, ...]:
 
 
 _NOT_APP = _prefixes()
-_LIBRARIES = _as_prefixes(_site_paths()) or ("\0",)
+_LIBRARIES = _as_prefixes(_site_paths())  # (none: startswith(()) is False)
 _cache: dict[str, bool] = {}
 
 
