@@ -130,7 +130,9 @@ def test_stalls_just_over_the_threshold_are_found_with_their_culprit(
          report["stall_summary"]["watchdog"])
     # Never the wrong line: the spin, not the lines of its task step after it.
     assert {(s["culprit"] or {}).get("function") for s in reported} == {"_spin"}, \
-        [s for s in reported if (s["culprit"] or {}).get("function") != "_spin"]
+        [{k: s[k] for k in ("started_at_s", "duration_ms", "detected_after_ms", "culprit",
+                            "stack_source", "samples", "culprit_samples")}
+         for s in reported if (s["culprit"] or {}).get("function") != "_spin"]
     # Never longer than it was: from the spin's task step (its head before the spin:
     # under 3 ms, and any time the loop thread waited for a CPU before the spin) to
     # the loop's next callback.  On an idle machine that callback runs µs after the
@@ -142,6 +144,48 @@ def test_stalls_just_over_the_threshold_are_found_with_their_culprit(
                 (stall, wait)
     extra = [s for s in report["stalls"] if not any(s is r for r in reported)]
     assert not extra, (extra, report["stall_summary"]["watchdog"])  # nothing else reported
+
+
+@pytest.mark.parametrize("loop", ["qasync", "qtasyncio"])
+def test_each_look_votes_once(loop: str, machine: str) -> None:
+    # Without ticks every run is stamped (its start is exact) and only the thread's
+    # looks sample it, each from half the threshold on: a stall's votes are those
+    # looks, one each (gil_capture off: no faulthandler dump votes).  The look that
+    # began the stall had sampled the run just before (``_sample_long_run``) and
+    # sampled it again: two votes, and a look that saw a 57 ms spin as it ended, in
+    # the line after it, outvoted the spin (CI, in the whole suite's process, where
+    # looks came 10-13 ms late).
+    looks: list[float] = []
+    spans: list[tuple[float, float]] = []
+    with looptools.monitor(report=None, threshold_ms=THRESHOLD_MS, signal_ticks=False,
+                           gil_capture=False) as monitor:
+        watchdog: Any = monitor.hub.get("stalls")
+        check = watchdog._check
+
+        def counted(now: float, *args: Any) -> None:
+            looks.append(now)
+            check(now, *args)
+
+        watchdog._check = counted
+        _run(loop, _stalls(10, 0.090, spans))
+    report = monitor.final_report
+    assert report is not None
+    stalls = [s for s in _matched(report, monitor.started, spans) if s is not None]
+    assert len(stalls) >= (10 if machine == "quiet" else 6), len(stalls)
+    poll = watchdog.poll
+    for stall in stalls:
+        began = monitor.started + stall["started_at_s"]
+        detected = began + stall["detected_after_ms"] / 1000
+        ended = began + stall["duration_ms"] / 1000
+        seen = [now for now in looks if began + THRESHOLD_MS / 2000 <= now < ended]
+        # Each look before the stall was begun (the one that began it last) kept a
+        # sample in the spin, which stands for the gap since the one before it
+        # (``_weights``); each look after, one vote.
+        before = [now for now in seen if now <= detected + 1e-5]  # (rounded to µs)
+        votes = len(seen) - len(before) + 1 + sum(
+            max(1, round((now - last) / poll)) for last, now in itertools.pairwise(before))
+        assert stall["samples"] == votes, (stall["samples"], votes, [
+            round((now - began) * 1e3, 1) for now in seen], stall["detected_after_ms"])
 
 
 def test_a_stall_no_look_saw_is_recorded_from_its_callbacks_end() -> None:

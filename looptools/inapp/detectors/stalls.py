@@ -1896,7 +1896,12 @@ class StallWatchdog(Detector):
         weights = _weights(taken, self.poll)
         for frames, weight in zip(kept, weights, strict=True):
             stall.vote(frames, "sampled", weight)
-        stack = _sample(state.thread_id)
+        # This look's own stack is among them when it (or a tick just before it)
+        # sampled the run or slot: one look, one vote.  Counted twice, the look that
+        # saw a 57 ms spin as it ended (in the line after it, where the loop thread
+        # released the GIL) outvoted the one sample taken in the spin.
+        this_look = bool(taken) and taken[-1][0] >= now - self.poll / 2.0
+        stack = taken[-1][1] if this_look else _sample(state.thread_id)
         if not gil and (handle is not None or kept) and self._dump_written():
             # One long C call (or a collection) since the last look, in this run:
             # the dumps taken in this run's callback vote too.  Else 40 ms of
@@ -1905,7 +1910,7 @@ class StallWatchdog(Detector):
             # that the GIL was held: a call that releases it is dumped too.)
             self._vote_dump(stall, now - started, like=kept[0] if kept else stack,
                             slot_at=None if handle is not None else self._slot_at)
-        if stack:
+        if stack and not this_look:
             # With the GIL held we could only look once it was released: the
             # function is right, the line may be the one after the C call.
             stall.vote(stack, "after" if gil else "sampled")
