@@ -126,6 +126,13 @@ class TaskAudit(Detector):
 
         self._finished = finished
 
+        # The loop's own shutdown coroutines (asyncio.run and qasync.run end by running
+        # them as tasks): not the app's tasks, so not counted (an app that made one
+        # task read "created: 3").
+        own = {code for name in ("shutdown_asyncgens", "shutdown_default_executor")
+               if (code := getattr(getattr(type(loop), name, None), "__code__", None))
+               is not None}
+
         def wrap_create(original: Callable[..., Any]) -> Callable[..., Any]:
             def create_task(coro: Any, *args: Any, **kwargs: Any) -> Any:
                 task = original(coro, *args, **kwargs)
@@ -135,7 +142,7 @@ class TaskAudit(Detector):
                     # creation stack; ours is under it.  Off too, so that asyncio's
                     # "created at" names the app's line, as without us.
                     del source[-1]
-                if not self._recording:
+                if not self._recording or getattr(coro, "cr_code", None) in own:
                     return task
                 try:
                     serial = self.created_count + 1
