@@ -126,6 +126,8 @@ class Stall:
     culprit_samples: int = 0  # of those, in the culprit's function
     idle_samples: int = 0  # of those, at the loop's own wait (no Python below it)
     idle_frame: tuple[str, str] | None = None  # (function, file) of that wait
+    #: when the last look's sample was taken, and the function it was in (_weights)
+    last_look: tuple[float, tuple[str, str] | None] = (0.0, None)
     _votes: dict[Frame, int] = dataclasses.field(default_factory=dict, repr=False)
     _stacks: dict[Frame, tuple[list[Frame], str]] = dataclasses.field(default_factory=dict,
                                                                        repr=False)
@@ -270,15 +272,27 @@ def _weights(samples: list[tuple[float, list[Frame]]], poll: float) -> list[int]
     stands for one look: what ran in the gap is not known (a look late for the
     GIL while the thread ran on)."""
     out = []
-    before: tuple[str, str] | None = None
-    since = 0.0
+    last: tuple[float, tuple[str, str] | None] = (0.0, None)
     for when, stack in samples:
-        culprit = culprit_of(stack)
-        here = culprit[:2] if culprit is not None else None
-        out.append(max(1, round((when - since) / poll))
-                   if here is not None and here == before else 1)
-        before, since = here, when
+        weight, last = _weight(when, stack, last, poll)
+        out.append(weight)
     return out
+
+
+def _where(stack: list[Frame]) -> tuple[str, str] | None:
+    """The function (name, file) a sample was taken in: its culprit's, if any."""
+    culprit = culprit_of(stack)
+    return culprit[:2] if culprit is not None else None
+
+
+def _weight(when: float, stack: list[Frame], last: tuple[float, tuple[str, str] | None],
+            poll: float) -> tuple[int, tuple[float, tuple[str, str] | None]]:
+    """The weight of a sample taken at ``when`` after the one ``last`` (its time and
+    function), as :func:`_weights` says, and this one's time and function."""
+    here = _where(stack)
+    since, before = last
+    weight = max(1, round((when - since) / poll)) if here is not None and here == before else 1
+    return weight, (when, here)
 
 
 def _same_slot(stack: list[Frame], other: list[Frame], at: int) -> bool:
@@ -1826,7 +1840,16 @@ class StallWatchdog(Detector):
                 # Still going on, now that the GIL is back: seen while it lasts.
                 current.detected = now
             if current.samples < _MAX_SAMPLES:
-                current.vote(_sample(state.thread_id))
+                # Weighted as the run's samples before the stall was begun: a look
+                # after a gap in the function of the one before stands for the gap.
+                # At one vote a look, a busy machine's sparse looks in a 300 ms
+                # parse (every 10-15 ms: each waits for the GIL) were outweighed by
+                # the 90 ms spin before it, sampled every poll until the stall began.
+                # (After a hold of the GIL the dumps stand for the gap.)
+                stack = _sample(state.thread_id)
+                weight, current.last_look = _weight(now, stack, current.last_look,
+                                                    self.poll)
+                current.vote(stack, weight=1 if gil else weight)
             return
         if cur is None and state.conservative:
             # A loop of unknown kind with no callback running: idle, as far as
@@ -1914,6 +1937,7 @@ class StallWatchdog(Detector):
             # With the GIL held we could only look once it was released: the
             # function is right, the line may be the one after the C call.
             stall.vote(stack, "after" if gil else "sampled")
+        stall.last_look = (now, _where(stack))  # (the next look's weight: _weight)
         self.current = stall
         self._slot_seen = 0.0  # (this stall, if a slot: not one to record after it)
         self._recorded.append(stall)
