@@ -517,8 +517,9 @@ class StallWatchdog(Detector):
         self._tick_t = 0.0  # when the last tick ran
         self._tick_before = 0.0  # when the one before it ran
         self._tick_gap = (0.0, 0.0)  # (the tick before, the late tick): the last late tick
-        # (when, what ran then) at the last late tick (see _tick and _observe)
-        self._late_seen: tuple[float, Any] = (0.0, None)
+        # (when, what ran then, the latest it began) at the last late tick (see _tick
+        # and _observe)
+        self._late_seen: tuple[float, Any, float] = (0.0, None, 0.0)
         #: (a Qt loop) the frame Qt's loop runs under, as of the last heartbeat
         self._loop_frame: Any = None
         self._tick_cpu = 0.0  # the loop thread's CPU clock then
@@ -780,7 +781,7 @@ class StallWatchdog(Detector):
     def loop_started(self, now: float) -> None:
         self._alive = self._last_look = now
         self._run_t0 = None
-        self._late_seen = (0.0, None)
+        self._late_seen = (0.0, None, 0.0)
         if self.state is not None:
             self._n = self.state.n
             self._loop_marks.clear()
@@ -806,7 +807,7 @@ class StallWatchdog(Detector):
 
     def loop_stopped(self, now: float) -> None:
         self._stop_ticks()
-        self._late_seen = (0.0, None)
+        self._late_seen = (0.0, None, 0.0)
         self._loop_frame = None  # (not kept alive past its loop)
         # The loop stopping is the loop thread coming back: end any stall now.
         current = self.current
@@ -1075,8 +1076,9 @@ class StallWatchdog(Detector):
                         # __del__, is not the loop coming back.)
                         self._alive = max(self._alive, now)
                     if not late:
-                        # On time: whatever runs now began after the last tick.
-                        _seen, cur = self._observe(now, now, frame)
+                        # On time: whatever runs now began after the last tick, and
+                        # before this one was due (_began_by).
+                        _seen, cur = self._observe(now, self._began_by(now, frame), frame)
                         self._last_look = now
                         if cur is not None:
                             self._sample_long_run(now, frame)
@@ -1103,6 +1105,34 @@ class StallWatchdog(Detector):
                               f"({type(exc).__name__}: {exc}); it looks by itself from now on")
         finally:
             self._in_tick = False
+
+    def _began_by(self, now: float, frame: Any) -> float:
+        """(A tick, at ``now``.)  The latest a run this tick finds in progress, and
+        no look saw before, can have begun: when this tick was due.
+
+        The loop thread runs a signal's Python handler at its next check for one:
+        at each function's entry, after each call into C, at each backward jump.
+        The entry of the function that runs a callback (asyncio's ``Handle._run``,
+        or our hook) is such a check, and the loop's own code between callbacks
+        calls C at every step.  So a tick that was due before a run began runs
+        there, not in the run: one that finds the loop thread in a run found it
+        begun before the tick was due (the thread ran no check since: a C call
+        in the run, a collection, the OS keeping the thread off the CPU; or it
+        was waiting for the GIL in the run).  The timer is periodic: this tick
+        was due at most a poll after the last one ran.  Dated at this tick
+        instead, a 57 ms spin whose first tick came 9-14 ms after the one before
+        (5 ms apart otherwise) read under the threshold and was not reported (1
+        in ~300 on an idle machine, in the whole suite's process).  A tick run
+        at the callback's very entry found a run that begins now."""
+        due = self._tick_before + self.poll
+        if due >= now:
+            return now
+        state = self.state
+        run_code = state.run_code if state is not None else None
+        if run_code is not None and frame is not None and frame.f_code is run_code \
+                and _at_entry(frame):
+            return now
+        return due
 
     def _stall_due(self, now: float) -> bool:
         """The look is due before the next tick (half a poll of slack) and the run
@@ -1140,7 +1170,11 @@ class StallWatchdog(Detector):
                 found = None
         else:
             found = state.cur
-        self._late_seen = (now, found)
+        began_by = self._began_by(now, frame)
+        _seen_at, then, before = self._late_seen
+        if then is found and found is not None:
+            began_by = min(began_by, before)  # (seen at an earlier late tick too)
+        self._late_seen = (now, found, began_by)
         if found is not None and found is state.cur and self._n == state.n:
             # The run already dated, still going: seen at two looks, so time its end
             # (a busy machine makes most ticks late: otherwise a run seen only by
@@ -1456,11 +1490,25 @@ class StallWatchdog(Detector):
                     self._stopped(now, expected, previous, late, before, now_times)
                 # Look first: re-arming faulthandler waits for its old thread with
                 # the GIL released, and the loop thread would run on meanwhile.
-                with self._look:
-                    self._check(now, max(previous, self._last_look), late, gil, held)
-                    self._last_look = now
-                    if not self._ticks_flowing(now):
-                        self._run_jobs(now)
+                # Never wait for a tick that is looking this instant: it let the GIL
+                # go in the middle (a heartbeat probe's send), and this thread, once
+                # it had the lock, waited for the GIL holding it, so the ticks skipped
+                # their looks meanwhile: a 63 ms spin went unsampled for its last
+                # 12 ms and could not be recorded after it (_record_missed).  The
+                # tick looks now; this look is not needed.  Nor while a tick that has
+                # not looked yet is under way (the GIL switched to us in the middle
+                # of it; unless it hands us the look): it knows when it was due,
+                # which bounds the start of a run it finds (_began_by), and a look
+                # of ours before it dated a run only by when it ran (a 77 ms step
+                # read 51 ms beside two burners).
+                if not (self._in_tick and not self._handoff) and self._look.acquire(False):
+                    try:
+                        self._check(now, max(previous, self._last_look), late, gil, held)
+                        self._last_look = now
+                        if not self._ticks_flowing(now):
+                            self._run_jobs(now)
+                    finally:
+                        self._look.release()
                 if dumper is None and self._dump is not None \
                         and self.dump_kind == "timer-thread" \
                         and now - self._armed_at >= rearm_every:
@@ -1584,8 +1632,12 @@ class StallWatchdog(Detector):
                 if state.t0_n == n:
                     started = state.t0
                 else:  # after every other sign of life
+                    seen_at, then, began_by = self._late_seen
+                    if then is cur:
+                        # A late tick saw it: begun before that tick was due.  (Else
+                        # the next tick on time dated it, up to two polls late.)
+                        dated = min(dated, began_by)
                     started = max(dated, state.last_beat, state.last_end, state.idle_seen)
-                    seen_at, then = self._late_seen
                     if seen_at > started and then is not cur:
                         started = min(seen_at, now)  # not running at that late tick
                 self._alive = self._run_t0 = started
@@ -1799,13 +1851,16 @@ class StallWatchdog(Detector):
         # latest it can have begun, when looks are on time; if this thread was
         # kept from looking by a held GIL, the run most likely held it: date it
         # at the previous look; if the OS woke us late, split the difference.
-        # With ticks, a look is overdue only when no Python ran on the loop thread
-        # since the last one (a C call, or Qt waiting for events): the run in
-        # progress went there soon after that look.
-        if gil:
+        # With ticks, the latest it can have begun is known either way: before
+        # the first tick due after the last one ran (_began_by: a tick due before
+        # a callback runs before it).  Dated at the previous look, a 45 ms C call
+        # that held the GIL read up to a poll longer than it was.
+        if self.ticking:
+            dated = max(previous, min(now, self._tick_t + self.poll))
+        elif gil:
             dated = previous
         elif now - previous > 2.0 * self.poll and not self.stamped:
-            dated = previous if self.ticking else (previous + now) / 2.0
+            dated = (previous + now) / 2.0
         else:
             # (Stamped runs are dated exactly; one that began under the lean hook,
             # just before the stamps, the latest it can have begun.)
