@@ -365,7 +365,17 @@ def test_a_qt_slot_just_over_the_threshold_is_named_by_its_samples(
     assert report is not None
     assert report["loop"]["kind"] == loop.split(",")[0], report["loop"]
     found = [s for s in _matched(report, monitor.started, spans) if s is not None]
-    assert len(found) >= (count if machine == "quiet" else count * 2 // 3), \
+    # Without ticks the thread's looks each wait for the GIL (a switch interval, and
+    # in the whole suite's process up to 13 ms: looks 11-13 ms apart), and now and
+    # then none falls in a 60 ms slot's last 10 ms.  Then no look saw the slot past
+    # the threshold, which alone makes a slot (no hook times it) a stall, and it is
+    # not reported.  Measured in that process (test_dispatcher, test_model and
+    # test_monitor run first), idle machine: 2-9 slots of 960 in a run of 80 of
+    # these cases (five runs, at 35cbba5 and after it); CI found 11 of 12 once.
+    # Looks spaced a poll apart (their wait for the GIL taken off the next wait)
+    # missed as many and misnamed 4-8.
+    quiet_need = count if ticks else count - 1
+    assert len(found) >= (quiet_need if machine == "quiet" else count * 2 // 3), \
         (len(found), report["stall_summary"]["watchdog"])
     # Beside burners, without ticks, the thread's looks sample the slot about every
     # 10 ms and a preemption in the spin can leave it two samples: 2 of 96 stalls were
