@@ -7,7 +7,11 @@
 Each run is a fresh interpreter with ``looptools.monitor(threshold_ms=50)`` around a
 loop whose task spins ``--ms`` ms (pure Python, by the clock) ``--count`` times, 0.15 s
 apart.  A stall of the spin is *missed* when no reported stall overlaps it, *misnamed*
-when the one that does names another function than the spin.  ``--burners N`` runs N
+when the one that does names another function than the spin; *dated early* when a
+reported stall begins over 1 ms before the spin did (a false start: it can turn a
+stall under the threshold into one over it), and the row's *read longest* is the most a
+reported duration exceeded the spin's true length, and *start* how much later than
+the spin the reported stalls began (median, range).  ``--burners N`` runs N
 CPU-burning processes beside it (a busy machine); ``--against DIR`` runs the same with
 the looptools package in DIR too (another checkout), interleaved run by run.
 ``--no-ticks`` runs the watchdog without its ticks (``signal_ticks=False``, as on
@@ -111,7 +115,9 @@ with looptools.monitor(report=None, threshold_ms=50, signal_ticks=ticks) as moni
         asyncio.run(main(spans))
 stalls = monitor.final_report["stalls"]
 origin = monitor.started
-missed = misnamed = 0
+missed = misnamed = early = 0
+longer = -1e9
+late = []
 for began, ended in spans:
     hits = [s for s in stalls if origin + s["started_at_s"] < ended
             and origin + s["started_at_s"] + s["duration_ms"] / 1000 > began]
@@ -119,7 +125,13 @@ for began, ended in spans:
         missed += 1
     elif any((s["culprit"] or {}).get("function") != "spin" for s in hits):
         misnamed += 1
+    for s in hits:
+        # Dated before the blocked call began (by over 1 ms), and read longer than it.
+        early += origin + s["started_at_s"] < began - 0.001
+        late.append((origin + s["started_at_s"] - began) * 1000)
+        longer = max(longer, s["duration_ms"] - (ended - began) * 1000)
 print(json.dumps({"stalls": len(spans), "missed": missed, "misnamed": misnamed,
+                  "early": early, "longer": longer, "late": late,
                   "reported": len(stalls), "looptools": looptools.__file__}))
 """
 
@@ -160,6 +172,8 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPTOOLS")}
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
     totals: dict[tuple[str, str], dict[str, int]] = {}
+    longest: dict[tuple[str, str], float] = {}
+    lates: dict[tuple[str, str], list[float]] = {}
     with burners(args.burners):
         for _ in range(args.runs):
             for kind in args.kinds.split(","):
@@ -184,15 +198,25 @@ def main() -> int:
                               file=sys.stderr)
                         return 1
                     row = totals.setdefault((kind, name), {"stalls": 0, "missed": 0,
-                                                           "misnamed": 0})
+                                                           "misnamed": 0, "early": 0})
                     for key in row:
-                        row[key] += got[key]
+                        row[key] += got.get(key, 0)
+                    lates.setdefault((kind, name), []).extend(got.get("late", []))
+                    longest[(kind, name)] = max(longest.get((kind, name), -1e9),
+                                                got.get("longer", -1e9))
     print(f"{args.ms:g} ms stalls at a 50 ms threshold, {args.burners} burner(s) beside, "
           f"{'no ticks' if args.no_ticks else 'ticks'}, heap {args.heap}k, "
           f"in a {'Qt slot' if args.slot else 'task step'}, {args.tail:g} ms after")
     for (kind, name), row in totals.items():
+        worst = longest.get((kind, name), -1e9)
         print(f"  {kind:8} {name:8} missed {row['missed']:4} of {row['stalls']}, "
-              f"misnamed {row['misnamed']}")
+              f"misnamed {row['misnamed']}, dated early {row['early']}, "
+              f"read longest {'-' if worst < -1e8 else f'{worst:+.1f} ms'}", end="")
+        late = sorted(lates.get((kind, name), []))
+        if late:
+            print(f", start {late[len(late) // 2]:+.1f} ms median "
+                  f"({late[0]:+.1f} to {late[-1]:+.1f})", end="")
+        print()
     return 0
 
 
