@@ -391,6 +391,77 @@ def test_a_qt_slot_just_over_the_threshold_is_named_by_its_samples(
     assert len(wrong) <= (0 if machine == "quiet" else 1), wrong
 
 
+@pytest.mark.parametrize("loop", ["qt", "qasync", "qtasyncio"])
+def test_a_qt_slot_stall_never_begins_before_its_slot(loop: str, machine: str) -> None:
+    # No hook stamps a Qt slot.  It was dated from the loop's last sign of life (the
+    # last heartbeat or tick, up to a poll before it): 25-38 % of 57 ms slots were
+    # dated 1-5 ms before they began on an idle machine, and beside burners 45 ms
+    # slots read 50.5 ms, false stalls (helper 50).  A tick that finds a slot running
+    # (not at its entry) found one begun before that tick was due; it is dated then
+    # (``StallWatchdog._slot_due``), or exactly when a tick ran at its entry.
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    spans: list[tuple[float, float]] = []
+    queued: list[float] = []  # before each slot's first line, since the last one's end
+    count = 16
+    app = QApplication.instance() or QApplication([])
+    waited = [run_queue_time()]
+
+    def slot() -> None:
+        began = time.perf_counter()
+        queued.append(run_queue_time() - waited[0])
+        _spin(0.057)
+        spans.append((began, time.perf_counter()))
+        waited[0] = run_queue_time()
+        if len(spans) == count:
+            timer.stop()
+            if loop == "qt":
+                app.quit()
+
+    timer = QTimer()
+    timer.setInterval(150)
+    timer.timeout.connect(slot)
+
+    async def main() -> None:
+        timer.start()
+        while len(spans) < count:
+            await asyncio.sleep(0.05)
+
+    with looptools.monitor(report=None, threshold_ms=THRESHOLD_MS) as monitor:
+        if loop == "qt":
+            timer.start()
+            app.exec()
+        else:
+            _run(loop, main())
+    report = monitor.final_report
+    assert report is not None and report["loop"]["kind"] == loop, report["loop"]
+    origin = monitor.started
+    found = 0
+    early: list[tuple[float, float, float, float, float]] = []
+    ended_before = -1.0
+    for (began, ended), wait in zip(spans, queued, strict=True):
+        hits = [s for s in report["stalls"] if origin + s["started_at_s"] < ended
+                and origin + s["started_at_s"] + s["duration_ms"] / 1000 > began]
+        found += bool(hits)
+        # A slot the timer ran right after the last one (late for it, beside burners)
+        # has no sign of life of the loop before it but that slot: one stall, from
+        # the first (the loop never came back between).  The slot began before its
+        # first line by the time the loop thread then waited for a CPU (beside
+        # burners, up to 2.5 ms between the tick at its entry and that line).
+        if began - ended_before > 0.010:
+            early += [(round((origin + s["started_at_s"] - began) * 1000, 2), s["duration_ms"],
+                       round((ended - began) * 1000, 1), round((began - ended_before) * 1000),
+                       round(wait * 1000, 2))
+                      for s in hits if origin + s["started_at_s"] < began - wait - 0.0005]
+        ended_before = ended
+    assert early == [], early
+    # Dated up to a poll late, a 57 ms slot is now and then seen under the threshold
+    # (2 of 80 on an idle machine, benchmarks/near_threshold.py --slot --ms 57); most
+    # are found, so the dates above were checked.
+    assert found >= (count - 3 if machine == "quiet" else count // 2), (found, count)
+
+
 @pytest.mark.parametrize("loop", ["qasync", "qtasyncio"])
 def test_a_qt_slot_before_the_first_heartbeat_is_sampled(loop: str, machine: str) -> None:
     # A slot queued before the loop starts (``QTimer.singleShot(0)``) runs before the

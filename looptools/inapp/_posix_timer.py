@@ -173,6 +173,7 @@ class ThreadTimer:
         self._timer = timer
         self.signum = signum
         self._armed = ctypes.byref(_spec(after, every))
+        self._every = every
         self._disarmed = ctypes.byref(_spec(0.0))
         self.deleted = False
         _live.add(self)
@@ -183,6 +184,12 @@ class ThreadTimer:
     def arm(self) -> None:
         """(Re)start: first signal ``after`` from now, then every ``every`` (O(1))."""
         _lib().timer_settime(self._timer, 0, self._armed, None)
+
+    def arm_in(self, after: float) -> None:
+        """Restart with the first signal ``after`` from now, then every ``every``."""
+        if not self.deleted:
+            _lib().timer_settime(self._timer, 0, ctypes.byref(_spec(after, self._every)),
+                                 None)
 
     def disarm(self) -> None:
         if not self.deleted:

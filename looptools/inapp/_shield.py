@@ -134,6 +134,11 @@ def _body(box: list[Callable[[], object]], taken: list[object],
         yield from _body(box, taken, _PASS_ON)
 
 
+#: The code Qt runs for every slot of ours (the heartbeat, the dispatcher's, the
+#: quit watch): Python found running in it is ours, not an app's slot.
+SLOT_CODE = _body.__code__
+
+
 def _primed(box: list[Callable[[], object]],
             taken: list[object]) -> Generator[Callable[[], object], None, None]:
     generator = _body(box, taken, _NOTHING)

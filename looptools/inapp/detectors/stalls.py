@@ -63,7 +63,7 @@ from looptools._frames import (
     stack_of,
     without_ours,
 )
-from looptools.inapp import _fdtable, _posix_timer, _sigdump, _wakeup
+from looptools.inapp import _fdtable, _posix_timer, _shield, _sigdump, _wakeup
 from looptools.inapp._describe import stall_names
 from looptools.inapp._fdtable import private_fd_table, stderr_fds
 from looptools.inapp._ourthreads import block_process_signals
@@ -393,6 +393,7 @@ def _at_entry(frame: Any) -> bool:
 
 _MAX_VOTES = 64  # distinct culprit frames counted per stall
 _MAX_SAMPLES = 2000  # stacks sampled per stall (10 s at one a look): enough to vote
+_AIM_PAST = 0.0003  # a tick brought to this long past a slot's threshold (_aim_tick)
 
 
 class StallWatchdog(Detector):
@@ -476,6 +477,14 @@ class StallWatchdog(Detector):
         #: past half the threshold after that sign: the votes of its stall
         self._slot_samples: deque[tuple[float, float, list[Frame]]] = deque(maxlen=32)
         self._slot_seen = 0.0  # the sign of life before the slot last seen running
+        #: (a sign of life, the latest a slot found running after it began): a tick
+        #: that finds Python in a slot, not at its entry, found one begun before
+        #: that tick was due (_began_by); so does a look of this thread while ticks
+        #: flow.  The slot's stall is dated then, not from the sign of life (up to
+        #: a poll before the slot: 45 ms slots read 50.5 ms, false stalls)
+        self._slot_due = (0.0, 0.0)
+        self._entered = 0.0  # when a tick last ran at a slot's entry (its start, exact)
+        self._looked = 0.0  # when the thread last looked (_check)
         self._slot_at = 0  # how many frames are outside that slot's (the loop's chain)
         self.after_the_fact = 0  # stalls missed live, recorded from their callback's end
         # What the watchdog has seen of the loop thread (its own thread only):
@@ -1074,16 +1083,18 @@ class StallWatchdog(Detector):
                         # another process; helper 45).  (Only the loop's: Python
                         # called from C inside a callback, a gc callback, a
                         # __del__, is not the loop coming back.)
-                        self._alive = max(self._alive, now)
+                        self._alive = self._entered = max(self._alive, now)
                     if not late:
                         # On time: whatever runs now began after the last tick, and
                         # before this one was due (_began_by).
-                        _seen, cur = self._observe(now, self._began_by(now, frame), frame)
+                        began_by = self._began_by(now, frame)
+                        _seen, cur = self._observe(now, began_by, frame)
                         self._last_look = now
                         if cur is not None:
                             self._sample_long_run(now, frame)
-                        elif self.qt and now - _seen >= self.threshold / 2.0:
-                            self._sample_slot(now, _seen, frame)  # (only then: a tick's)
+                        elif self.qt and _seen < now:  # (not at a slot's entry)
+                            self._sample_slot(now, _seen, frame, began_by)
+                            self._aim_tick(now, _seen)
                         check = state.idle_check
                         if cur is None and check is not None and check(frame):
                             state.idle_seen = now
@@ -1134,6 +1145,29 @@ class StallWatchdog(Detector):
             return now
         return due
 
+    def _aim_tick(self, now: float, seen: float) -> None:
+        """(A tick on time, in a Qt slot running since the sign of life ``seen``.)
+        If the slot turns into a stall before the next tick is due, bring that
+        tick to just after it, then every poll from there.
+
+        A slot is a stall only if a tick or look sees it running past the
+        threshold from its date (no hook times its end), and it is dated up to a
+        poll late (_slot_due): with the ticks a poll apart, the one that decides
+        came up to a poll after the threshold, and a 60 ms slot dated 5 ms late
+        ended before it now and then (1 in 120 on an idle machine).  Brought
+        forward (never put back: a tick is then due sooner than _began_by's
+        bound says, which stays sound), the decisive tick comes 0.3 ms past the
+        threshold.  Not with ``setitimer``: the app's own signal handler could
+        stop the ticks between our check and the call, and a SIGALRM sent then
+        would kill the app."""
+        timer = self._tick_timer
+        if timer is None or self._slot_seen != seen or self.current is not None \
+                or self._retiring:
+            return
+        delay = self._slot_start(seen) + self.threshold + _AIM_PAST - now
+        if 0.0 < delay <= self.poll:
+            timer.arm_in(delay)
+
     def _stall_due(self, now: float) -> bool:
         """The look is due before the next tick (half a poll of slack) and the run
         in progress is nearly a threshold long: hand it the GIL now.  Otherwise it
@@ -1141,14 +1175,23 @@ class StallWatchdog(Detector):
         a stall a little over the threshold could end unseen meanwhile (1 in ~100 of
         60 ms did, on an idle machine).  Only then: each hand-off makes the loop
         thread wait for the look, which a healthy busy loop's looks need not (a
-        callback chain ran 2-4 % slower when every due look was handed off)."""
-        t0, state = self._run_t0, self.state
+        callback chain ran 2-4 % slower when every due look was handed off).
+
+        And when a Qt slot is past the threshold and no look of the thread has
+        been since it got there: the thread may have looked just before and be
+        due a poll later, after the slot (a tick brought to just past a slot's
+        threshold, _aim_tick, did not hand off, and its slot was not seen live).
+        (An asyncio run's end is timed: one no look saw is recorded after it.)"""
+        t0, state, slot = self._run_t0, self.state, False
         if t0 is None and self._slot_seen and state is not None:
             seen = self._last_sign(state)
             if self._slot_seen == seen:
-                t0 = seen  # a Qt slot in progress since then (_sample_slot): the same
-        return (t0 is not None and now - t0 >= self.threshold - self.poll
-                and now >= self._due - self.poll / 2.0)
+                t0, slot = self._slot_start(seen), True  # a Qt slot (_sample_slot)
+        if t0 is None or now - t0 < self.threshold - self.poll:
+            return False
+        return now >= self._due - self.poll / 2.0 or (
+            slot and now - t0 > self.threshold and self._looked < t0 + self.threshold
+            and self.current is None)
 
     def _late_look(self, now: float, frame: Any) -> None:
         """A late tick (loop thread): note what runs now, but do not date it.
@@ -1184,7 +1227,9 @@ class StallWatchdog(Detector):
                 state.end_watch.arm(found, state.n)
             self._sample_long_run(now, frame)
         elif found is None and self.qt:
-            self._sample_slot(now, self._last_sign(state), frame)
+            seen = self._last_sign(state)
+            if seen < now:  # (not at a slot's entry)
+                self._sample_slot(now, seen, frame, self._began_by(now, frame))
 
     def _hand_off(self) -> None:
         """Let the due watchdog thread look now, with the GIL free.
@@ -1582,7 +1627,7 @@ class StallWatchdog(Detector):
             half = self.threshold / 2.0
             t0 = self._run_t0
             if t0 is None and self._slot_seen == seen:
-                t0 = seen  # a Qt slot in progress since then (_sample_slot): the same
+                t0 = self._slot_start(seen)  # a Qt slot in progress (_sample_slot)
             if t0 is not None:
                 return min(wait, max(poll, t0 + half - now)) if now < t0 + half else poll
             # No run in progress: the loop lives, so its heartbeat hands the thread
@@ -1673,6 +1718,7 @@ class StallWatchdog(Detector):
 
     def _check(self, now: float, previous: float, late: float, gil: bool,
                held: float) -> None:
+        self._looked = now
         self._check_now(now, previous, late, gil, held)
         if self._missed:
             self._record_missed()
@@ -1691,43 +1737,84 @@ class StallWatchdog(Detector):
         if stack:
             samples.append((now, self._n, id(state.cur), stack))
 
-    def _sample_slot(self, now: float, seen: float, frame: Any = None) -> None:
+    def _sample_slot(self, now: float, seen: float, frame: Any = None,
+                     began_by: float | None = None, sample: bool = True) -> float:
         """Keep the loop thread's stack (from ``frame``, else sampled) when it runs
         Python in a slot Qt's loop called (no asyncio run in progress: an app's own
         slot), half the threshold after the loop's last sign of life ``seen``, and
         no stall is begun.  Such a slot has no run of its own to sample (no hook
         sees it), so these are the votes of the stall begun from ``seen``: without
         them a slot stall first seen as it ended was named by what ran after it
-        (a 48 ms slot beside a growing heap on qasync, helper 46)."""
-        loop_frame, state = self._loop_frame, self.state
+        (a 48 ms slot beside a growing heap on qasync, helper 46).
+
+        ``began_by``, given while ticks flow, is the latest the slot found can
+        have begun (see _slot_due); the earliest such bound is kept.  Python
+        found in a slot of ours (the heartbeat's) is the loop alive now.
+        Not ``sample``: only that bound.  Returns the loop's last sign of life,
+        so updated."""
+        loop_frame, state, current = self._loop_frame, self.state, self.current
         half = now - seen >= self.threshold / 2.0
         # (Every run stamped: this thread looks every half threshold, so it notes a
         # slot in progress at any age, and looks every poll from halfway through it:
-        # see _next_wait.)
-        if self.current is not None or loop_frame is None or state is None \
-                or not (half or (self.stamped and not self.ticking)):
-            return
+        # see _next_wait.)  A stall begun is over if the loop has shown life since
+        # (the thread's next look ends it): without this, a tick that found the next
+        # slot before that look did not date it, and a later one dated it ~10 ms
+        # late (the timer's next slot right after a slot stall).
+        if (current is not None and seen <= current.started + 1e-6) \
+                or loop_frame is None or state is None \
+                or not (began_by is not None
+                        or (sample and (half or (self.stamped and not self.ticking)))):
+            return seen
+        if began_by is not None and not (sample and half) and self._slot_seen == seen \
+                and seen in (self._slot_due[0], self._entered):
+            return seen  # (dated already, no sample due: a tick's, not walked again)
         if frame is None:
             frame = sys._current_frames().get(state.thread_id)
         inner, depth = frame, 0
         while inner is not None and inner.f_back is not loop_frame:
             inner, depth = inner.f_back, depth + 1
             if depth > 256:
-                return
+                return seen
         if inner is None:
-            return  # the loop at its wait, or not under the loop: no slot runs
+            return seen  # the loop at its wait, or not under the loop: no slot runs
+        if inner.f_code is _shield.SLOT_CODE:
+            # Our heartbeat (or another slot of ours): Qt's loop runs it, alive.
+            # Else an app's slot right after it was dated from in it (qasync,
+            # QtAsyncio and Qt alike: up to 3.6 ms before the slot began).
+            self._alive = max(self._alive, now)
+            return self._last_sign(state)
+        if began_by is not None and seen != self._entered:
+            # (A slot whose entry a tick saw is dated exactly, from that tick.)
+            key, due = self._slot_due
+            if key != seen or began_by < due:
+                self._slot_due = (seen, began_by)
         self._slot_seen = seen
         samples = self._slot_samples
-        if not half or (samples and samples[-1][1] == seen
-                and now - samples[-1][0] < self.poll / 2.0):
-            return  # (a tick and a look at once: one sample, one poll's worth)
+        if not sample or not half:
+            return seen
+        # A tick and a look at once: one sample, one poll's worth, the later one (a
+        # slot is a stall only if sampled past the threshold: see _slot_missed).
+        again = bool(samples) and samples[-1][1] == seen \
+            and now - samples[-1][0] < self.poll / 2.0
+        if again and now - seen <= self.threshold:
+            return seen
         outer, at = loop_frame, 0
         while outer is not None and at <= 256:
             outer, at = outer.f_back, at + 1
         self._slot_at = at
         stack = _without_tick(stack_of(frame))
         if stack:
+            if again:
+                samples.pop()
             samples.append((now, seen, stack))
+        return seen
+
+    def _slot_start(self, seen: float) -> float:
+        """When the Qt slot running since the sign of life ``seen`` is dated: the
+        latest it can have begun, when a tick or a look while ticks flow found it
+        (_slot_due), else ``seen``.  A lower bound of its length either way."""
+        key, due = self._slot_due
+        return max(seen, due) if key == seen else seen
 
     def _slot_missed(self, since: float) -> None:
         """The Qt slot seen running since the sign of life ``since`` (_sample_slot)
@@ -1741,10 +1828,11 @@ class StallWatchdog(Detector):
         sample: never long after the slot)."""
         self._slot_seen = 0.0
         state = self.state
-        stall = Stall(started=since, detected=None, source="qt",
+        began = self._slot_start(since)
+        stall = Stall(started=began, detected=None, source="qt",
                       idle_frame=state.idle_frame if state is not None else None)
         ended = self._end_of(stall)
-        if ended is None or ended - since <= self.threshold:
+        if ended is None or ended - began <= self.threshold:
             return
         if any(other.started <= ended and (other.ended is None or other.ended >= since)
                for other in self._recorded):
@@ -1754,7 +1842,7 @@ class StallWatchdog(Detector):
         if not during or during[0][0] - since > self.threshold / 2.0 + 3 * self.poll \
                 or ended - during[-1][0] > self._sample_gap():
             return  # not seen in it all along
-        if during[-1][0] - since <= self.threshold:
+        if during[-1][0] - began <= self.threshold:
             # Its end is only known to lie between the last sample and that sign of
             # life (no hook times a slot): a stall only if the slot was seen running
             # past the threshold (seen: a 45.7 ms slot beside two burners read 51 ms).
@@ -1882,11 +1970,16 @@ class StallWatchdog(Detector):
                 # from then stands for every look this thread could not make.
                 current.gil_held = True
                 self._vote_dump(current, held)
-        if current is None and not gil:
-            if cur is not None:
-                self._sample_long_run(now)
-            elif self.qt:
-                self._sample_slot(now, seen)
+        if current is None and cur is not None and not gil:
+            self._sample_long_run(now)
+        elif current is None and cur is None and self.qt and (self.ticking or not gil):
+            # While ticks flow, a slot found now began before the tick due after
+            # the last one ran (one due before it would have run at its entry),
+            # after a hold of the GIL too (not sampled then: its stack is the
+            # line after the C call).  (Not after this thread's previous look, as
+            # a run: that look may have seen this slot, without the GIL to sample.)
+            seen = self._sample_slot(now, seen, began_by=min(
+                now, self._tick_t + self.poll) if self.ticking else None, sample=not gil)
         if current is not None:
             if seen > current.started + 1e-6:
                 self._finish(current, self._end_of(current))
@@ -1911,14 +2004,16 @@ class StallWatchdog(Detector):
             # anyone can tell (its wait for events is not recognised).
             state.idle_seen = now
             return
-        if now - seen > self.threshold:
+        # A Qt slot found running is dated when it was found to have begun by.
+        started = self._slot_start(seen) if cur is None and self.qt else seen
+        if now - started > self.threshold:
             check = state.idle_check
             if check is not None and cur is None and not gil:
                 frame = sys._current_frames().get(state.thread_id)
                 if check(frame):
                     state.idle_seen = now  # waiting for I/O: alive, not stalled
                     return
-            self._begin(seen, now, gil, cur, held)
+            self._begin(started, now, gil, cur, held, since=seen)
         elif gil and held > self.threshold and seen > previous:
             # A GIL-holding stall that began after our last look and had already
             # ended when we could run again (the loop came back and went on):
@@ -1935,9 +2030,10 @@ class StallWatchdog(Detector):
             self._finish(stall, min(signs) if signs else now, already_current=False)
 
     def _begin(self, started: float, now: float, gil: bool, handle: Any,
-               held: float = 0.0) -> None:
+               held: float = 0.0, since: float | None = None) -> None:
         """The loop has shown no sign of life since ``started``, over the
-        threshold ago, and has not come back: a stall."""
+        threshold ago, and has not come back: a stall.  (``since``: the sign of
+        life before it, when that is earlier: a Qt slot's samples are kept by it.)"""
         state = self.state
         # Held by a C call until just now: it is seen as the GIL comes back, not
         # while it lasted (unless a later look finds it still going on).
@@ -1966,8 +2062,9 @@ class StallWatchdog(Detector):
         elif self.qt:
             # The same for a slot of Qt's loop, sampled since the sign of life the
             # stall is dated from (_sample_slot).
-            taken = [(when, frames) for when, since, frames in list(self._slot_samples)
-                     if since == started and when >= started]
+            key = started if since is None else since
+            taken = [(when, frames) for when, seen, frames in list(self._slot_samples)
+                     if seen == key and when >= started]
         else:
             taken = []
         kept = [frames for _when, frames in taken]
