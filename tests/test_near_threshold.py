@@ -284,7 +284,10 @@ def test_a_stall_no_look_saw_is_recorded_from_its_callbacks_end() -> None:
         assert stall["culprit"]["function"] == "_spin", stall
         assert stall["stack_source"] == "sampled" and stall["samples"] >= 3
         assert stall["task"] is not None  # named from its callback, like a live one
-        assert 62.0 <= stall["duration_ms"] <= 71.0, stall
+        # The step is timed exactly, the spin in it by the test: in the whole suite's
+        # process 2 of 210 such steps read 72.8 and 76.4 ms (a tick's hand-off or
+        # a collection at the step's head or tail is in the step); CI read 71.8.
+        assert 62.0 <= stall["duration_ms"] <= 77.0, stall
 
 
 
