@@ -1093,7 +1093,7 @@ class StallWatchdog(Detector):
                         if cur is not None:
                             self._sample_long_run(now, frame)
                         elif self.qt and _seen < now:  # (not at a slot's entry)
-                            self._sample_slot(now, _seen, frame, began_by)
+                            _seen = self._sample_slot(now, _seen, frame, began_by)
                             self._aim_tick(now, _seen)
                         check = state.idle_check
                         if cur is None and check is not None and check(frame):
@@ -1943,8 +1943,9 @@ class StallWatchdog(Detector):
         # the first tick due after the last one ran (_began_by: a tick due before
         # a callback runs before it).  Dated at the previous look, a 45 ms C call
         # that held the GIL read up to a poll longer than it was.
-        if self.ticking:
-            dated = max(previous, min(now, self._tick_t + self.poll))
+        tick_due = min(now, self._tick_t + self.poll) if self.ticking else None
+        if tick_due is not None:
+            dated = max(previous, tick_due)
         elif gil:
             dated = previous
         elif now - previous > 2.0 * self.poll and not self.stamped:
@@ -1978,8 +1979,7 @@ class StallWatchdog(Detector):
             # after a hold of the GIL too (not sampled then: its stack is the
             # line after the C call).  (Not after this thread's previous look, as
             # a run: that look may have seen this slot, without the GIL to sample.)
-            seen = self._sample_slot(now, seen, began_by=min(
-                now, self._tick_t + self.poll) if self.ticking else None, sample=not gil)
+            seen = self._sample_slot(now, seen, began_by=tick_due, sample=not gil)
         if current is not None:
             if seen > current.started + 1e-6:
                 self._finish(current, self._end_of(current))
