@@ -325,27 +325,20 @@ def _tail(seconds: float) -> None:
         pass
 
 
-@pytest.mark.parametrize("loop", ["qt", "qasync", "qasync, no ticks", "qtasyncio"])
-def test_a_qt_slot_just_over_the_threshold_is_named_by_its_samples(
-        loop: str, machine: str) -> None:
-    # A plain Qt slot (no asyncio handle: no hook sees it run) that blocks 50 ms, then
-    # runs 10 ms of other lines.  A look sees the stall at ~50 ms, in those lines; the
-    # stacks the ticks and looks took in the slot since half the threshold
-    # (``_sample_slot``) name the blocking call.  Before, the slot had no samples but
-    # the look's, and 7 of this test's 8 cases failed, most stalls named ``_tail``
-    # (helper 46: a 48 ms slot beside a growing heap was named by the line after
-    # it, nearly every time).
+def _timer_slots(loop: str, count: int, body: Any,
+                 **settings: Any) -> tuple[Any, list[tuple[float, float]]]:
+    """``body`` run ``count`` times as a Qt timer's slot, 150 ms apart, on ``loop``
+    ("qt": a Qt main thread without asyncio), under ``looptools.monitor`` at
+    THRESHOLD_MS with ``settings``: the monitor, and each slot's span."""
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     spans: list[tuple[float, float]] = []
-    count = 12
     app = QApplication.instance() or QApplication([])
 
     def slot() -> None:
         began = time.perf_counter()
-        _spin(0.050)
-        _tail(0.010)
+        body()
         spans.append((began, time.perf_counter()))
         if len(spans) == count:
             timer.stop()
@@ -361,14 +354,33 @@ def test_a_qt_slot_just_over_the_threshold_is_named_by_its_samples(
         while len(spans) < count:
             await asyncio.sleep(0.05)
 
-    ticks = not loop.endswith("no ticks")
-    with looptools.monitor(report=None, threshold_ms=THRESHOLD_MS,
-                           signal_ticks=ticks) as monitor:
+    with looptools.monitor(report=None, threshold_ms=THRESHOLD_MS, **settings) as monitor:
         if loop == "qt":
             timer.start()
             app.exec()
         else:
             _run(loop, main())
+    return monitor, spans
+
+
+@pytest.mark.parametrize("loop", ["qt", "qasync", "qasync, no ticks", "qtasyncio"])
+def test_a_qt_slot_just_over_the_threshold_is_named_by_its_samples(
+        loop: str, machine: str) -> None:
+    # A plain Qt slot (no asyncio handle: no hook sees it run) that blocks 50 ms, then
+    # runs 10 ms of other lines.  A look sees the stall at ~50 ms, in those lines; the
+    # stacks the ticks and looks took in the slot since half the threshold
+    # (``_sample_slot``) name the blocking call.  Before, the slot had no samples but
+    # the look's, and 7 of this test's 8 cases failed, most stalls named ``_tail``
+    # (helper 46: a 48 ms slot beside a growing heap was named by the line after
+    # it, nearly every time).
+    count = 12
+
+    def slot() -> None:
+        _spin(0.050)
+        _tail(0.010)
+
+    ticks = not loop.endswith("no ticks")
+    monitor, spans = _timer_slots(loop.split(",")[0], count, slot, signal_ticks=ticks)
     report = monitor.final_report
     assert report is not None
     assert report["loop"]["kind"] == loop.split(",")[0], report["loop"]
@@ -402,41 +414,16 @@ def test_a_qt_slot_stall_never_begins_before_its_slot(loop: str, machine: str) -
     # slots read 50.5 ms, false stalls (helper 50).  A tick that finds a slot running
     # (not at its entry) found one begun before that tick was due; it is dated then
     # (``StallWatchdog._slot_due``), or exactly when a tick ran at its entry.
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
-
-    spans: list[tuple[float, float]] = []
     queued: list[float] = []  # before each slot's first line, since the last one's end
     count = 16
-    app = QApplication.instance() or QApplication([])
     waited = [run_queue_time()]
 
     def slot() -> None:
-        began = time.perf_counter()
         queued.append(run_queue_time() - waited[0])
         _spin(0.057)
-        spans.append((began, time.perf_counter()))
         waited[0] = run_queue_time()
-        if len(spans) == count:
-            timer.stop()
-            if loop == "qt":
-                app.quit()
 
-    timer = QTimer()
-    timer.setInterval(150)
-    timer.timeout.connect(slot)
-
-    async def main() -> None:
-        timer.start()
-        while len(spans) < count:
-            await asyncio.sleep(0.05)
-
-    with looptools.monitor(report=None, threshold_ms=THRESHOLD_MS) as monitor:
-        if loop == "qt":
-            timer.start()
-            app.exec()
-        else:
-            _run(loop, main())
+    monitor, spans = _timer_slots(loop, count, slot)
     report = monitor.final_report
     assert report is not None and report["loop"]["kind"] == loop, report["loop"]
     origin = monitor.started
