@@ -51,7 +51,8 @@ from typing import Any
 Key = tuple[str, str | None, int | None]
 
 #: Every kind a group can have, in the order they are listed.
-KINDS = ("Qt slot", "task", "callback", "loop", "GIL held", "slow callback", "blocking call")
+KINDS = ("Qt slot", "Qt dispatch", "task", "callback", "loop", "GIL held", "slow callback",
+         "blocking call")
 
 _SOURCE_KIND = {"qt": "Qt slot", "task": "task", "callback": "callback", "loop": "loop"}
 
@@ -199,7 +200,11 @@ def _finish(draft: _Draft) -> CulpritGroup:
     blocking = sorted(draft.blocking, key=lambda pair: -int(pair[1].get("count") or 1))
     kinds: set[str] = set()
     for stall in stalls:
-        kinds.add(_SOURCE_KIND.get(str(stall.get("source")), "loop"))
+        kind = _SOURCE_KIND.get(str(stall.get("source")), "loop")
+        if kind == "Qt slot" and not stall.get("culprit"):
+            # Qt's own work (a paint, a layout, a C++ slot): no Python slot in it.
+            kind = "Qt dispatch"
+        kinds.add(kind)
         if stall.get("gil_held"):
             kinds.add("GIL held")
     for row in draft.slow:

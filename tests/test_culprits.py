@@ -121,6 +121,13 @@ def test_chat_report_culprits() -> None:
     assert [(call, site["count"]) for call, site in worst.blocking_calls] == [("time.sleep", 3)]
     # parse_history's stalls ran in the task step ChatWindow.load_history (the stall's "task"
     # field): that slow callback is the same blocked time, attached, not counted again.
+    # A Qt stall with no Python of the app in it (a paint, Qt's own C++) is Qt dispatch,
+    # not a slot (a fresh-eyes reader found "(Qt dispatch)" rows listed as "Qt slot").
+    native = copy.deepcopy(send[0])
+    native.update(culprit=None, stack=[], gil_held=False)
+    only = culprit_groups({**report, "stalls": [native], "slow_callbacks": [],
+                           "blocking_calls": []})
+    assert [g.kinds for g in only] == [("Qt dispatch",)], only
     parse = next(g for g in groups if g.function == "parse_history")
     assert [row["name"] for row in parse.slow_callbacks] == ["ChatWindow.load_history"]
     assert not [g for g in groups if g.function == "ChatWindow.load_history"]
