@@ -206,7 +206,7 @@ def test_text_sections() -> None:
     assert "Slow callbacks (4)" in out and "ChatWindow.load_history" in out
     assert "p50 0.61 ms   p90 2.40 ms   p99 236 ms   max 810 ms   mean 6.80 ms" in out
     assert "busy 23.8% of the time; 1843 iterations (144/s); longest busy 812 ms" in out
-    assert "peak 14 pending; 57 created; 3 pending as the report was written" in out
+    assert "peak 14 pending; 57 created; 3 pending at the last audit" in out
     leaked = out[out.index("Leaked (pending at exit): 3"):]
     assert "Task-41  ChatWindow.fetch_avatar  2.33 s  sample_apps/chat_qasync.py:166" in leaked
     assert "ChatWindow.fetch_avatar (sample_apps/chat_qasync.py:172)" in leaked

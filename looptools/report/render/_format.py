@@ -258,16 +258,18 @@ def dispatcher_text(dispatcher: DispatcherFigures) -> str:
 
 
 def task_counts_text(tasks: TaskFigures) -> str:
-    """``peak 14 pending; 230 created; 2 pending as the report was written``.
+    """``peak 14 pending; 230 created; 2 pending at the last audit``.
 
-    (Written at exit, that count can include the run's own main task, still finishing:
-    it is not the tasks left pending at exit, which the Tasks section lists.)
+    (The audit runs once a second: its count includes the run's own main task while
+    it runs, so it is not the tasks left pending at exit, which the Tasks section
+    lists.  It said "as the report was written", and a fresh-eyes reader looked for
+    the pending task in an empty list.)
     """
     parts = [f"peak {tasks.peak} pending"]
     if tasks.created is not None:
         parts.append(f"{tasks.created} created")
     if tasks.pending_now is not None:
-        parts.append(f"{tasks.pending_now} pending as the report was written")
+        parts.append(f"{tasks.pending_now} pending at the last audit")
     return "; ".join(parts)
 
 
