@@ -393,8 +393,12 @@ def test_a_qt_slot_just_over_the_threshold_is_named_by_its_samples(
     # test_monitor run first), idle machine: 2-9 slots of 960 in a run of 80 of
     # these cases (five runs, at 35cbba5 and after it); CI found 11 of 12 once.
     # Looks spaced a poll apart (their wait for the GIL taken off the next wait)
-    # missed as many and misnamed 4-8.
-    quiet_need = count if ticks else count - 1
+    # missed as many and misnamed 4-8.  With ticks, CI at 161d7ce found 11 of 12 once
+    # (quiet, qasync, in the whole suite's process); not seen since in 180 slots of
+    # this case after test_dispatcher, test_model and test_monitor in one process,
+    # nor in 480 by benchmarks/near_threshold.py --slot --ms 50 --tail 10 on the
+    # three Qt kinds.  One slot of twelve may go, then, either way.
+    quiet_need = count - 1
     assert len(found) >= (quiet_need if machine == "quiet" else count * 2 // 3), \
         (len(found), report["stall_summary"]["watchdog"])
     # Beside burners, without ticks, the thread's looks sample the slot about every
@@ -595,3 +599,47 @@ def test_a_missed_stall_whose_end_held_the_gil_is_recorded_and_named_by_it() -> 
         assert stall is not None
         assert stall["culprit"] == {"function": "_python_then_c", "file": __file__,
                                     "line": line}, stall
+
+
+def _sleep_then_c(sleep_s: float, n: int) -> None:
+    time.sleep(sleep_s)  # RELEASES THE GIL
+    sum(range(n))
+
+
+def _spin_then_c(spin_s: float, n: int) -> None:
+    _spin(spin_s)
+    sum(range(n))  # HOLDS THE GIL AT LENGTH
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "qasync"])
+def test_a_stall_is_gil_held_only_if_the_gil_was_held_for_most_of_it(
+        loop: str, machine: str) -> None:
+    # A stall the watchdog saw live, with the GIL, for most of its length is not
+    # "GIL held" because one look waited for the GIL at its end: 400 ms of a
+    # GIL-releasing call, then a C call that holds the GIL 60 ms.  (The 2-3 s zlib and
+    # sha256 calls of benchmarks/accuracy.py were labelled so: their output's copy at
+    # the end holds the GIL.)  The other way round, 60 ms of Python then 400 ms
+    # holding the GIL, it is.
+    short, long = _calibrated_sum(0.060), _calibrated_sum(0.400)
+    spans: dict[str, tuple[float, float]] = {}
+
+    async def main() -> None:
+        await asyncio.sleep(0.2)
+        for name, call in (("sleep", lambda: _sleep_then_c(0.400, short)),
+                           ("gil", lambda: _spin_then_c(0.060, long))):
+            began = time.perf_counter()
+            call()
+            spans[name] = (began, time.perf_counter())
+            await asyncio.sleep(0.2)
+
+    with looptools.monitor(report=None, threshold_ms=THRESHOLD_MS) as monitor:
+        _run(loop, main())
+    report = monitor.final_report
+    assert report is not None and report["loop"]["kind"] == loop
+    sleep, gil = _matched(report, monitor.started, [spans["sleep"], spans["gil"]])
+    assert sleep is not None and gil is not None, report["stalls"]
+    assert sleep["culprit"]["function"] == "_sleep_then_c", sleep
+    assert sleep["gil_held"] is False, (sleep["duration_ms"], sleep["stack_source"])
+    assert gil["culprit"]["function"] == "_spin_then_c", gil
+    if report["stall_summary"]["watchdog"]["gil_judged_by"] != "lateness":
+        assert gil["gil_held"] is True, (gil["duration_ms"], gil["stack_source"])
