@@ -51,21 +51,32 @@ from typing import Any
 Key = tuple[str, str | None, int | None]
 
 #: Every kind a group can have, in the order they are listed.
-KINDS = ("Qt slot", "Qt dispatch", "task", "callback", "loop", "GIL held", "slow callback",
-         "blocking call")
+KINDS = ("Qt slot", "Qt dispatch", "task", "callback", "loop", "garbage collection", "GIL held",
+         "slow callback", "blocking call")
 
 _SOURCE_KIND = {"qt": "Qt slot", "task": "task", "callback": "callback", "loop": "loop"}
 
 # What to call a stall that has no culprit frame, callback or task, by its source.
+GARBAGE_COLLECTION = "(garbage collection)"
 _NO_CULPRIT = {"callback": "(a callback)", "task": "(a task step)", "qt": "(Qt dispatch)",
                "loop": "(loop internals)"}
 
 
+def collected(stall: Mapping[str, Any]) -> bool:
+    """The stall was the cyclic garbage collector's: it ran for at least half of it (the
+    watchdog then names no culprit line: the line that allocated is not what held)."""
+    return not stall.get("culprit") \
+        and _ms(stall.get("gc_ms")) >= 0.5 * _ms(stall.get("duration_ms")) > 0.0
+
+
 def stall_label(stall: Mapping[str, Any]) -> str:
-    """What a stall is best called: its culprit function, else its callback or task."""
+    """What a stall is best called: its culprit function, else the garbage collector,
+    else its callback or task."""
     culprit = stall.get("culprit")
     if culprit:
         return str(culprit.get("function", "?"))
+    if collected(stall):
+        return GARBAGE_COLLECTION
     for key in ("callback", "task"):
         if stall.get(key):
             return str(stall[key])
@@ -201,7 +212,9 @@ def _finish(draft: _Draft) -> CulpritGroup:
     kinds: set[str] = set()
     for stall in stalls:
         kind = _SOURCE_KIND.get(str(stall.get("source")), "loop")
-        if kind == "Qt slot" and not stall.get("culprit"):
+        if collected(stall):
+            kind = "garbage collection"
+        elif kind == "Qt slot" and not stall.get("culprit"):
             # Qt's own work (a paint, a layout, a C++ slot): no Python slot in it.
             kind = "Qt dispatch"
         kinds.add(kind)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.events
 import builtins
+import gc
 import io
 import os
 import signal
@@ -40,6 +41,7 @@ def _leaves_nothing_behind() -> object:
     realtime_before = {signum: signal.getsignal(signum) for signum in realtime}
     hook_before = sys.excepthook
     meta_path_before = list(sys.meta_path)
+    gc_callbacks_before = list(gc.callbacks)
     yield
     problems = []
     if looptools.active() is not None:
@@ -66,6 +68,8 @@ def _leaves_nothing_behind() -> object:
         problems.append("sys.excepthook was changed")
     if sys.meta_path != meta_path_before:
         problems.append("sys.meta_path was changed")
+    if gc.callbacks != gc_callbacks_before:
+        problems.append("gc.callbacks was changed")
     if time.sleep.__module__ != "time" and getattr(time.sleep, "__qualname__", "") != "sleep":
         problems.append("time.sleep is still patched")
     if builtins.open is not io.open or not type(builtins.open).__name__.startswith("builtin"):

@@ -214,6 +214,33 @@ def test_exit_summary_names_a_group_without_a_culprit_as_the_report_does() -> No
     assert len(lines) == 1 and lines[0].endswith(" in (Qt dispatch) [qt]"), lines
 
 
+def test_the_garbage_collector_s_stalls_are_a_group_of_their_own() -> None:
+    # Stalls the collector ran for most of (gc_ms, no culprit line) are called so in
+    # every view and by the gate, apart from other stalls without a culprit.
+    report = by_name("render/qasync_chat.json")
+    report["meta"].setdefault("duration_s", 12.8)
+    bare = {"culprit": None, "stack": [], "callback": None, "task": "main (main)",
+            "gil_held": True, "source": "task", "stack_source": "faulthandler",
+            "samples": 3, "culprit_samples": 0, "detected_after_ms": 50.0}
+    report["stalls"] = [dict(bare, started_at_s=1.0, duration_ms=200.0, gc_ms=180.0,
+                             gc_generation=2),
+                        dict(bare, started_at_s=2.0, duration_ms=90.0, gc_ms=10.0,
+                             gc_generation=0)]
+    report["stall_summary"].update(count=2, total_ms=290.0, max_ms=200.0)
+    groups = culprit_groups({**report, "slow_callbacks": [], "blocking_calls": []})
+    assert [(g.function, g.kinds, g.count) for g in groups] == [
+        ("(garbage collection)", ("garbage collection", "GIL held"), 1),
+        ("main (main)", ("task", "GIL held"), 1)], groups
+    assert any(line.endswith(" in (garbage collection) [task, GIL held]")
+               for line in summary_lines(report)), summary_lines(report)
+    from looptools.gate.offenders import offenders
+
+    described = sorted(o.describe() for o in offenders(report) if o.kind == "stall")
+    assert described == [
+        "stall of 200 ms with no culprit frame (garbage collection of generation 2)",
+        "stall of 90 ms with no culprit frame (task step of main (main))"], described
+
+
 def test_exit_summary_says_what_its_short_lists_left_out() -> None:
     # A fresh-eyes trial: 4 unretrieved exceptions, 3 lines, and no word of the 4th.
     report = by_name("render/qasync_chat.json")

@@ -432,6 +432,32 @@ def test_an_app_that_switched_gc_off_keeps_it_off() -> None:
         gc.enable()
 
 
+def test_the_app_s_gc_callbacks_keep_running_and_ours_goes_at_stop() -> None:
+    # The collector's runs are read from gc.callbacks (looptools.inapp._collections):
+    # ours goes after the app's, the app's is still called, and stop takes ours alone.
+    seen: list[str] = []
+
+    def apps(phase: str, info: dict[str, int]) -> None:
+        seen.append(phase)
+
+    gc.callbacks.append(apps)
+    try:
+        before = list(gc.callbacks)
+
+        async def main() -> None:
+            assert gc.callbacks[:len(before)] == before and len(gc.callbacks) == len(before) + 1
+            await asyncio.sleep(0.01)
+            gc.collect()
+            await asyncio.sleep(0.01)
+
+        with looptools.monitor(report=None):
+            asyncio.run(main())
+        assert gc.callbacks == before
+        assert seen.count("start") >= 1 and seen.count("stop") == seen.count("start")
+    finally:
+        gc.callbacks.remove(apps)
+
+
 def test_a_loop_off_the_main_thread_shares_the_table_and_private_fds_can_be_switched_off() -> None:
     results: list[bool] = []
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from looptools._culprits import collected
 from looptools.gate.allow import _norm
 from looptools.gate.limits import fmt_ms
 
@@ -148,17 +149,24 @@ def relative_file(file: str | None, roots: Sequence[str | os.PathLike[str] | Non
 
 
 def _stall_offenders(report: Mapping[str, Any]) -> list[Offender]:
-    groups: dict[tuple[str | None, str | None], list[Mapping[str, Any]]] = {}
+    # Stalls without a culprit frame group apart when they were the garbage
+    # collector's (looptools._culprits.collected) and when they were not.
+    groups: dict[tuple[str | None, str | None, bool], list[Mapping[str, Any]]] = {}
     for stall in report.get("stalls") or ():
         culprit = Location.from_frame(stall.get("culprit"))
-        key = (culprit.function, _norm(culprit.file)) if culprit else (None, None)
+        key = (culprit.function, _norm(culprit.file), False) if culprit \
+            else (None, None, collected(stall))
         groups.setdefault(key, []).append(stall)
     found = []
-    for stalls in groups.values():
+    for (_function, _file, by_gc), stalls in groups.items():
         worst = max(stalls, key=lambda s: float(s["duration_ms"]))
         culprit = Location.from_frame(worst.get("culprit")) or Location(None, None, None)
         source = _SOURCE_WORDS.get(str(worst.get("source")), str(worst.get("source") or ""))
-        if worst.get("task"):
+        if by_gc:
+            generation = worst.get("gc_generation")
+            source = "garbage collection" + (
+                f" of generation {generation}" if generation is not None else "")
+        elif worst.get("task"):
             source = f"{source} of {worst['task']}"
         elif worst.get("callback") and worst.get("source") == "callback":
             source = f"{source} {worst['callback']}"

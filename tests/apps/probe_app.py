@@ -4,7 +4,11 @@
 
 LOOP: asyncio | uvloop | qasync | qtasyncio | qt (Qt main thread, no asyncio loop)
 PROBLEM: none | blocking-slot | blocking-coro | cpu-parse | sync-io | gil-call |
-         leaked-task | unretrieved-exception | idle-sleep
+         gc-pause | leaked-task | unretrieved-exception | idle-sleep
+
+gc-pause: a heap of 300 lists of 100,000 items (240 MB) is built at start; the problem
+makes 100,000 small lists and keeps them, which sets off one full collection of that
+heap (~130 ms here) while the allocating line runs (STALL is not used).
 Culprit lines carry ``# CULPRIT: <problem>``.
 """
 
@@ -63,6 +67,14 @@ def hash_blob(n: int) -> int:
     return sum(range(n))  # CULPRIT: gil-call
 
 
+KEPT: list[list[int]] = []
+
+
+def allocate(n: int) -> None:
+    for i in range(n):
+        KEPT.append([i])  # CULPRIT: gc-pause
+
+
 def do_problem() -> None:
     """Run the injected problem synchronously on the loop thread."""
     mark("stall_start")
@@ -74,6 +86,8 @@ def do_problem() -> None:
         save_sync(STALL)
     elif PROBLEM == "gil-call":
         hash_blob(N)
+    elif PROBLEM == "gc-pause":
+        allocate(100_000)
     mark("stall_end")
 
 
@@ -93,7 +107,7 @@ async def main() -> None:
 
         QTimer.singleShot(0, blocking_slot)
         await asyncio.sleep(STALL + 0.2)
-    elif PROBLEM in ("blocking-coro", "cpu-parse", "sync-io", "gil-call"):
+    elif PROBLEM in ("blocking-coro", "cpu-parse", "sync-io", "gil-call", "gc-pause"):
         do_problem()
     elif PROBLEM == "leaked-task":
         asyncio.ensure_future(poll_forever()).set_name("leaky-poller")
@@ -117,6 +131,9 @@ def report_marks() -> None:
 
 
 N = calibrate() if PROBLEM == "gil-call" else 0
+if PROBLEM == "gc-pause":
+    HEAP = [[None] * 100_000 for _ in range(300)]
+    gc.collect()  # the heap is old: the next full collection waits for 25 % more
 
 if LOOP == "asyncio":
     asyncio.run(main())

@@ -64,6 +64,7 @@ from looptools._frames import (
     without_ours,
 )
 from looptools.inapp import _fdtable, _posix_timer, _shield, _sigdump, _wakeup
+from looptools.inapp._collections import Collections
 from looptools.inapp._describe import stall_names
 from looptools.inapp._fdtable import private_fd_table, stderr_fds
 from looptools.inapp._ourthreads import block_process_signals
@@ -124,6 +125,10 @@ class Stall:
     #: waiting waited (wall time: the CPU the loop thread burned meanwhile, which
     #: _gil_held says, is less on a busy machine)
     gil_s: float = 0.0
+    #: how long the cyclic garbage collector ran on the loop thread in it, and the
+    #: oldest generation it collected (None: it did not run); set as it ends
+    gc_s: float = 0.0
+    gc_generation: int | None = None
     source: str = "loop"
     stack_source: str = "none"
     samples: int = 0  # stacks sampled during the stall
@@ -197,6 +202,8 @@ class Stall:
             "callback": self.callback,
             "task": self.task,
             "gil_held": self.gil_held,
+            "gc_ms": round(self.gc_s * 1000.0, 3),
+            "gc_generation": self.gc_generation,
             "source": self.source,
             "stack_source": self.stack_source,
             "samples": self.samples,
@@ -519,6 +526,8 @@ class StallWatchdog(Detector):
         self.private_fds = False  # the thread runs with a table of its own
         self.no_private_fds: str | None = "no loop ran"
         self._guard_gc = False  # pause cyclic GC while the thread runs Python
+        self._collections: Collections | None = None  # the collector's runs on the loop thread
+        self._gc_voted = 0.0  # the start of the last collection _vote_dump took off dumps
         self._ready = threading.Event()  # the thread has set its table up
         self._gc_paused = False
         self._in_tick = False
@@ -582,6 +591,10 @@ class StallWatchdog(Detector):
         self._plugin = plugin
         self._rq_marks.clear()  # another loop thread's, if any
         on_main = state.thread_id == threading.main_thread().ident
+        if self._collections is not None:
+            self._collections.remove()
+        self._collections = Collections(state.thread_id)
+        self._collections.install()
         self._set_up_dumps(state, on_main)
         self._fd_keep = None
         self.private_fds = False
@@ -744,6 +757,8 @@ class StallWatchdog(Detector):
         if self.current is not None:
             self._finish(self.current, self._end_of(self.current))
         self._record_missed_now()
+        if self._collections is not None:
+            self._collections.remove()  # (kept, not cleared: a report may follow)
         if not (self.private_fds and itself):  # (its table is not the app's)
             times, self._times_loop = self._times_loop, None
             if times is not None:
@@ -767,6 +782,9 @@ class StallWatchdog(Detector):
         self._thread = None
         self.current = None
         self.state = None
+        collections, self._collections = self._collections, None
+        if collections is not None:
+            collections.remove()
         self._tick_timer = None  # POSIX timers and itimers are not inherited
         self._wakeup_watched = False  # (the monitor puts set_wakeup_fd back)
         times, self._times_loop = self._times_loop, None
@@ -2143,10 +2161,29 @@ class StallWatchdog(Detector):
             weight = max(1, round(self.dump_after / self.poll))
         else:  # faulthandler's timer thread: one dump for the whole hold
             weight = max(1, round(held / self.poll))
+        # A dump taken while the garbage collector ran shows the frame that
+        # allocated, which did not hold the loop (_finish): the collections since
+        # the last dumps were read take their time off the dumps in their frame,
+        # each dump standing for `each` of it.  Counted at no weight, such dumps
+        # still keep a stack for a stall that was all the collector's.
+        spent: dict[Frame, float] = {}
+        if self._collections is not None:
+            for began, ended, _generation, where in \
+                    self._collections.began_after(self._gc_voted):
+                if where is not None:
+                    spent[where] = spent.get(where, 0.0) + (ended - began)
+                self._gc_voted = max(self._gc_voted, began)
+        each = self.dump_after if self._dumper is not None else max(held, self.poll)
         for frames in stacks:
             if like is None or (_same_callback(frames, like) if slot_at is None
                                 else _same_slot(frames, like, slot_at)):
-                stall.vote(frames, "faulthandler", weight=weight)
+                counted = weight
+                top = frames[-1] if frames else None
+                if top is not None and spent.get(top, 0.0) > 0.0:
+                    cover = min(spent[top], each)
+                    spent[top] -= cover
+                    counted = round(weight * (1.0 - cover / each))
+                stall.vote(frames, "faulthandler", weight=counted)
 
     def _finish(self, stall: Stall, ended: float | None, already_current: bool = True) -> None:
         with self._lock:
@@ -2155,6 +2192,10 @@ class StallWatchdog(Detector):
                     return  # the other thread finished it first
                 self.current = None
         stall.ended = ended if ended is not None else time.perf_counter()
+        collected_at = None
+        if self._collections is not None:
+            stall.gc_s, stall.gc_generation, collected_at = self._collections.within(
+                stall.started, stall.ended)
         if stall.callback is None and stall.gil_held:
             self._name_from_recent(stall)
             if stall.callback is None:
@@ -2169,6 +2210,20 @@ class StallWatchdog(Detector):
             # labelled so, 5-6 of 8 a load; the label was set by any one look that
             # waited for the GIL).  Its dumps still vote, by the time they stand for.
             stall.gil_held = False
+        if stall.gc_s >= 0.5 * duration and duration - stall.gc_s <= self.threshold:
+            # The collector's (looptools.inapp._collections): its stacks show the
+            # line that made the object that set the collection off, which did not
+            # hold the loop, and the rest would not be a stall.  Its callback or
+            # task, if named, is where it ran.  (With more than a stall's worth
+            # besides, the culprit stands: the dumps taken in the collection did
+            # not vote, see _vote_dump.)
+            stall.culprit, stall.culprit_samples = None, 0
+            # The stack shown: one taken in the collection (its dumps voted at no
+            # weight), which has the line that set it off on top.
+            for stack, source in stall._stacks.values():
+                if stack and stack[-1] == collected_at:
+                    stall.stack, stall.stack_source = stack, source
+                    break
         starved = self._starved(stall, duration)
         if duration <= self.threshold or starved:
             # Not a stall: a stall is over the threshold, always.  (One seen

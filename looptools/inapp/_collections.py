@@ -1,0 +1,128 @@
+"""The cyclic garbage collector's runs on the loop thread, for the stalls they fall in.
+
+A full collection of a large heap holds the loop thread for as long as a slow
+callback: 185-290 ms was measured on this project's CI machine inside pytest-asyncio's
+own test suite (a pytest process that had run a few hundred in-process sessions), with
+an event loop running.  It runs in whichever frame allocated the object that tipped a
+generation's threshold, so the stall's stacks all point at an innocent line (a
+``Handle`` made by the loop itself: "(loop internals)"; an app line that built one
+list).  Only the collector can say it ran: ``gc.callbacks`` calls every function on it
+at the start and the end of each collection, on the collecting thread.
+
+:class:`Collections` appends one such function while the monitor is attached and
+removes it (only it: the app's own callbacks stay where they are) at detach.  It
+keeps the collections that ran on the loop thread for at least :data:`FLOOR_S`, as
+``(start, end, generation, where)`` in ``perf_counter`` time, ``where`` being the frame
+that allocated (``(co_name, file, line)``, as a faulthandler dump names it: the dumps the
+loop thread takes during the collection show that frame, see ``StallWatchdog._vote_dump``);
+a collection on another thread costs one ``get_ident`` call.
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import sys
+import threading
+import time
+from typing import Any
+
+#: (co_name, file, line) of a frame
+Where = tuple[str, str, "int | None"]
+
+#: Shorter collections are not kept: young-generation runs of a fraction of a
+#: millisecond are part of the allocating code's own cost.
+FLOOR_S = 0.001
+#: Collections kept (the newest): enough for any stall's span to look back on.
+KEEP = 256
+
+
+class Collections:
+    """Collections on one thread, kept while installed."""
+
+    def __init__(self, thread_id: int, floor_s: float = FLOOR_S) -> None:
+        self.thread_id = thread_id
+        self.floor = floor_s
+        self.runs: collections.deque[tuple[float, float, int, Where | None]] = \
+            collections.deque(maxlen=KEEP)
+        # The collection under way (from its start callback to its stop callback):
+        # when it began (0.0: none), its generation, the frame that allocated.
+        self._began = 0.0
+        self._generation = 0
+        self._frame: Any = None
+        self.installed = False
+
+    def install(self) -> None:
+        if not self.installed:
+            gc.callbacks.append(self._event)
+            self.installed = True
+
+    def remove(self) -> None:
+        if self.installed:
+            self.installed = False
+            # By identity: a bound method equal to ours (none should be) stays.
+            for i, callback in enumerate(gc.callbacks):
+                if getattr(callback, "__self__", None) is self \
+                        and getattr(callback, "__func__", None) is Collections._event:
+                    del gc.callbacks[i]
+                    break
+            self._frame = None
+
+    def _event(self, phase: str, info: dict[str, Any]) -> None:
+        if threading.get_ident() != self.thread_id:
+            return
+        now = time.perf_counter()
+        if phase == "start":
+            self._frame = sys._getframe(1)  # the frame that allocated, below this call
+            self._generation = info["generation"]
+            self._began = now  # last, and no call after it: see _under_way
+            return
+        # The watchdog thread, kept waiting for the GIL through the collection, may
+        # take it as this function is entered, before what follows: _under_way.
+        began, self._began = self._began, 0.0
+        frame, self._frame = self._frame, None
+        if began and now - began >= self.floor:
+            self.runs.append((began, now, self._generation, _where(frame)))
+
+    def _under_way(self) -> tuple[float, float, int, Where | None] | None:
+        """The collection whose start callback has run and whose stop callback has
+        not, seen from another thread: it ran to its end (it holds the GIL all along),
+        and the stop callback has not got the GIL back yet.  Ends now."""
+        began, frame = self._began, self._frame
+        if not began or threading.get_ident() == self.thread_id:
+            return None
+        return (began, time.perf_counter(), self._generation, _where(frame))
+
+    def _all(self) -> list[tuple[float, float, int, Where | None]]:
+        runs = list(self.runs)
+        under_way = self._under_way()
+        if under_way is not None:
+            runs.append(under_way)
+        return runs
+
+    def within(self, start: float, end: float) -> tuple[float, int | None, Where | None]:
+        """Seconds the collector ran on the thread between ``start`` and ``end``, the
+        oldest generation it collected then (None: it did not run), and the frame
+        that set off the longest collection."""
+        total = 0.0
+        oldest: int | None = None
+        longest, where = 0.0, None
+        for began, ended, generation, at in self._all():
+            overlap = min(end, ended) - max(start, began)
+            if overlap > 0.0:
+                total += overlap
+                oldest = generation if oldest is None else max(oldest, generation)
+                if overlap > longest:
+                    longest, where = overlap, at
+        return total, oldest, where
+
+    def began_after(self, since: float) -> list[tuple[float, float, int, Where | None]]:
+        """The collections kept (and the one under way) that began after ``since``,
+        oldest first."""
+        return [run for run in self._all() if run[0] > since]
+
+
+def _where(frame: Any) -> Where | None:
+    if frame is None:
+        return None
+    return (frame.f_code.co_name, frame.f_code.co_filename, frame.f_lineno)
