@@ -493,14 +493,16 @@ class LoopBudgets:
                                 f"off ({error.get('error')})")
         # A limit on what a crashed detector no longer measures is looptools'
         # failure, not the test's.
-        violations = [v for v in evaluate(report, budget).violations
+        judged, collected_ms = _net_of_collections(report)
+        violations = [v for v in evaluate(judged, budget).violations
                       if not (v.actual is None and _MEASURED_BY.get(v.key) in crashed)]
         over = tuple(dict.fromkeys(v.key for v in violations))
         stall = _longest_stall(report)
         self.results.append(_Result(
             item.nodeid, float(report["stall_summary"].get("max_ms") or 0.0),
             self._where(stall) if stall is not None else None, over))
-        item.add_report_section("call", "looptools", self._section(report, budget, violations))
+        item.add_report_section("call", "looptools",
+                                self._section(report, budget, violations, collected_ms))
         if self.report_dir is not None:
             self._write(item, report)
         if not violations or not passed:
@@ -538,10 +540,14 @@ class LoopBudgets:
         return f"{file}{line}{function}"
 
     def _section(self, report: dict[str, Any], budget: Budget,
-                 violations: Sequence[Violation]) -> str:
+                 violations: Sequence[Violation], collected_ms: float = 0.0) -> str:
         from looptools.inapp.writer import summary_lines
 
         lines: list[str] = []
+        if collected_ms > 0.0:
+            lines.append(f"not counted against the budget: {fmt_ms(collected_ms)} of garbage "
+                         f"collection in its stalls (when a collection runs depends on "
+                         f"the whole session's heap)")
         for violation in violations:
             lines.append(f"OVER BUDGET: {violation.message} "
                          f"(set by {budget.sources.get(violation.key, 'default')})")
@@ -611,6 +617,50 @@ def _longest_stall(report: Mapping[str, Any]) -> Location | None:
         return None
     worst = max(stalls, key=lambda s: float(s.get("duration_ms") or 0.0))
     return Location.from_frame(worst.get("culprit"))
+
+
+def _net_of_collections(report: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    """The report a test is judged on: each stall less the time the cyclic garbage
+    collector ran in it (``gc_ms``), and the time taken off.
+
+    In a pytest process every test shares one heap: when a full collection runs,
+    and for how long, depends on what all the tests before this one left (pytest-asyncio's
+    own suite, in-process ``pytester`` sessions, saw 185-349 ms collections with a
+    loop running).  Counted against the test it fell in, it fails a test that
+    passes alone.  The report kept (``--looptools-report``) and shown is the whole one.
+    """
+    stalls = report.get("stalls") or []
+    if not any(_float(s.get("gc_ms")) > 0.0 for s in stalls):
+        return report, 0.0
+    threshold = _float((report.get("meta") or {}).get("threshold_ms"))
+    kept: list[dict[str, Any]] = []
+    taken = 0.0
+    for stall in stalls:
+        duration = _float(stall.get("duration_ms"))
+        net = max(0.0, duration - _float(stall.get("gc_ms")))
+        taken += duration - net
+        if net > threshold:
+            kept.append({**stall, "duration_ms": round(net, 3)})
+        else:
+            taken += net  # no longer a stall: none of it counts
+    summary = dict(report.get("stall_summary") or {})
+    dropped = int(summary.get("dropped") or 0)
+    summary["count"] = len(kept) + dropped
+    summary["total_ms"] = round(max(0.0, _float(summary.get("total_ms")) - taken), 3)
+    longest = [_float(s["duration_ms"]) for s in kept]
+    if dropped:
+        # The stalls dropped past max_stalls were no longer than the shortest kept.
+        longest.append(min(_float(s.get("duration_ms")) for s in stalls))
+    summary["max_ms"] = max(longest, default=0.0)
+    return {**report, "stalls": kept, "stall_summary": summary}, \
+        sum(min(_float(s.get("gc_ms")), _float(s.get("duration_ms"))) for s in stalls)
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _keep_own_leaks(report: dict[str, Any]) -> None:

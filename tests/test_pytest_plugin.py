@@ -305,6 +305,67 @@ def test_bad_marker_errors_that_test_only(pytester: pytest.Pytester) -> None:
     assert "Traceback" not in result.stdout.str()
 
 
+GC_TESTS = """
+import gc
+import time
+
+import pytest
+
+# A heap of 300 lists of 100,000 items: keeping 100,000 more small lists sets off one
+# full collection of it (~130 ms) in the test that makes them.
+HEAP = [[None] * 100_000 for _ in range(300)]
+KEPT = []
+gc.collect()  # the heap is old: the next full collection waits for 25 % more
+
+
+def _allocate():
+    for i in range(100_000):
+        KEPT.append([i])
+
+
+@pytest.mark.asyncio
+async def test_collects():
+    _allocate()
+
+
+@pytest.mark.asyncio
+async def test_collects_and_blocks():
+    _allocate()
+    time.sleep(0.2)  # LINE:blocks
+"""
+
+
+def test_garbage_collection_does_not_count_against_a_test(pytester: pytest.Pytester) -> None:
+    # A test shares its heap with the session: when a full collection runs is not its
+    # doing (the compatibility job failed a pytest-asyncio test on a 349 ms one).
+    pytester.makeini(INI.format(extra=""))
+    source = pytester.makepyfile(test_gc=GC_TESTS)
+    result = _run(pytester, "-v", "-rA", "--looptools", "--looptools-max-stall-ms", "100",
+                  "--looptools-report", "reports")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "PASSED test_gc.py::test_collects" in out
+    # The time of the test's own on top of a collection still counts, and names its line.
+    result.stdout.fnmatch_lines([
+        "*_ test_collects_and_blocks _*",
+        "looptools: stall of * in test_collects_and_blocks * exceeds max_stall_ms = 100 ms *",
+        f"  culprit: test_gc.py:{_line(source, 'blocks')} in test_collects_and_blocks",
+    ])
+    assert out.count("not counted against the budget: ") == 2, out
+    collected = json.loads((pytester.path / "reports" / report_name(
+        "test_gc.py::test_collects")).read_text())
+    _validate(collected)
+    # The report is the whole truth: the collector's stall, as long as it was.
+    stalls = [s for s in collected["stalls"] if s["gc_generation"] == 2]
+    assert len(stalls) == 1, collected["stalls"]
+    assert stalls[0]["duration_ms"] > 100 and stalls[0]["culprit"] is None, stalls
+    assert stalls[0]["gc_ms"] >= 0.5 * stalls[0]["duration_ms"], stalls
+    both = json.loads((pytester.path / "reports" / report_name(
+        "test_gc.py::test_collects_and_blocks")).read_text())
+    worst = max(both["stalls"], key=lambda s: s["duration_ms"])
+    assert worst["gc_generation"] == 2 and worst["culprit"]["line"] == _line(source, "blocks")
+
+
 QT_TESTS = """
 import asyncio
 import time
