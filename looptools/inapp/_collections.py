@@ -73,7 +73,10 @@ class Collections:
             return
         now = time.perf_counter()
         if phase == "start":
-            self._frame = sys._getframe(1)  # the frame that allocated, below this call
+            try:
+                self._frame = sys._getframe(1)  # the frame that allocated, below this call
+            except ValueError:  # none: set off from C with no Python frame under it
+                self._frame = None
             self._generation = info["generation"]
             self._began = now  # last, and no call after it: see _under_way
             return
