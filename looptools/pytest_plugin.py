@@ -500,7 +500,7 @@ class LoopBudgets:
         stall = _longest_stall(report)
         self.results.append(_Result(
             item.nodeid, float(report["stall_summary"].get("max_ms") or 0.0),
-            self._where(stall) if stall is not None else None, over))
+            stall if isinstance(stall, str) or stall is None else self._where(stall), over))
         item.add_report_section("call", "looptools",
                                 self._section(report, budget, violations, collected_ms))
         if self.report_dir is not None:
@@ -510,7 +510,9 @@ class LoopBudgets:
         lines = []
         for violation in violations:
             source = budget.sources.get(violation.key, "default")
-            lines.append(f"looptools: {violation.message} (set by {source})")
+            net = f" (judged without {fmt_ms(collected_ms)} of garbage collection)" \
+                if collected_ms > 0.0 and violation.key in _NET_OF_COLLECTIONS else ""
+            lines.append(f"looptools: {violation.message}{net} (set by {source})")
             culprit = violation.culprit
             if culprit is not None and culprit.file:
                 lines.append(f"  culprit: {self._where(culprit)}")
@@ -611,12 +613,19 @@ def _is_ours(file: str | None) -> bool:
     return bool(file) and os.path.abspath(str(file)).startswith(_PACKAGE)
 
 
-def _longest_stall(report: Mapping[str, Any]) -> Location | None:
+def _longest_stall(report: Mapping[str, Any]) -> Location | str | None:
+    """Where the longest stall was, or what it is called when it has no culprit line
+    (``(garbage collection)``, ``(Qt dispatch)``...)."""
+    from looptools._culprits import stall_label
+
     stalls = report.get("stalls") or ()
     if not stalls:
         return None
     worst = max(stalls, key=lambda s: float(s.get("duration_ms") or 0.0))
-    return Location.from_frame(worst.get("culprit"))
+    return Location.from_frame(worst.get("culprit")) or stall_label(worst)
+
+
+_NET_OF_COLLECTIONS = ("max_stall_ms", "max_total_stall_ms")
 
 
 def _net_of_collections(report: dict[str, Any]) -> tuple[dict[str, Any], float]:
