@@ -353,7 +353,8 @@ def test_garbage_collection_does_not_count_against_a_test(pytester: pytest.Pytes
         f"  culprit: test_gc.py:{_line(source, 'blocks')} in test_collects_and_blocks",
     ])
     # The session's list names the collector's stall as what it was.
-    result.stdout.fnmatch_lines(["longest stalls:", "*test_gc.py::test_collects *(garbage collection)*"])
+    result.stdout.fnmatch_lines(["longest stalls:",
+                                 "*test_gc.py::test_collects *(garbage collection)*"])
     assert out.count("not counted against the budget: ") == 2, out
     collected = json.loads((pytester.path / "reports" / report_name(
         "test_gc.py::test_collects")).read_text())
