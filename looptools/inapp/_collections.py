@@ -16,11 +16,15 @@ keeps the collections that ran on the loop thread for at least :data:`FLOOR_S`, 
 that allocated (``(co_name, file, line)``, as a faulthandler dump names it: the dumps the
 loop thread takes during the collection show that frame, see ``StallWatchdog._vote_dump``);
 a collection on another thread costs one ``get_ident`` call.
+
+A collection the app asked for (``gc.collect()``, seen by the call its frame is at)
+is not kept: that line is what held the loop, and the stall is the app's.
 """
 
 from __future__ import annotations
 
 import collections
+import dis
 import gc
 import sys
 import threading
@@ -35,6 +39,12 @@ Where = tuple[str, str, "int | None"]
 FLOOR_S = 0.001
 #: Collections kept (the newest): enough for any stall's span to look back on.
 KEEP = 256
+#: Opcodes that load the object a call is made on, by name.
+_LOADS = frozenset({"LOAD_ATTR", "LOAD_METHOD", "LOAD_GLOBAL", "LOAD_NAME", "LOAD_FAST",
+                    "LOAD_DEREF", "LOAD_CLASSDEREF"})
+#: Opcodes that end a statement: a scan back for the callable stops there.
+_ENDS = frozenset({"POP_TOP", "RETURN_VALUE", "STORE_FAST", "STORE_NAME", "STORE_GLOBAL",
+                   "STORE_ATTR", "STORE_SUBSCR", "STORE_DEREF"})
 
 
 class Collections:
@@ -51,6 +61,8 @@ class Collections:
         self._generation = 0
         self._frame: Any = None
         self.installed = False
+        # (code, offset) -> is the instruction there a call of ``collect``?
+        self._calls: dict[tuple[Any, int], bool] = {}
 
     def install(self) -> None:
         if not self.installed:
@@ -84,7 +96,7 @@ class Collections:
         # take it as this function is entered, before what follows: _under_way.
         began, self._began = self._began, 0.0
         frame, self._frame = self._frame, None
-        if began and now - began >= self.floor:
+        if began and now - began >= self.floor and not self._asked(frame):
             self.runs.append((began, now, self._generation, _where(frame)))
 
     def _under_way(self) -> tuple[float, float, int, Where | None] | None:
@@ -92,7 +104,7 @@ class Collections:
         not, seen from another thread: it ran to its end (it holds the GIL all along),
         and the stop callback has not got the GIL back yet.  Ends now."""
         began, frame = self._began, self._frame
-        if not began or threading.get_ident() == self.thread_id:
+        if not began or threading.get_ident() == self.thread_id or self._asked(frame):
             return None
         return (began, time.perf_counter(), self._generation, _where(frame))
 
@@ -123,6 +135,40 @@ class Collections:
         """The collections kept (and the one under way) that began after ``since``,
         oldest first."""
         return [run for run in self._all() if run[0] > since]
+
+
+    def _asked(self, frame: Any) -> bool:
+        """Did ``frame`` call ``gc.collect()`` (or any ``collect`` by that name) itself?"""
+        if frame is None:
+            return False
+        try:
+            key = (frame.f_code, frame.f_lasti)
+            known = self._calls.get(key)
+            if known is None:
+                if len(self._calls) > 1024:
+                    self._calls.clear()
+                known = self._calls[key] = _calls_collect(*key)
+            return known
+        except Exception:  # a frame torn down meanwhile, a code object dis cannot read
+            return False
+
+
+def _calls_collect(code: Any, offset: int) -> bool:
+    """Is the instruction at ``offset`` of ``code`` a call whose callable was
+    loaded by the name ``collect`` in the same statement?  (``gc.collect()``,
+    ``collect(2)`` after ``from gc import collect``.)  A collection set off by
+    an allocation stops at the allocating instruction: a ``CALL`` there is of a
+    function that allocated."""
+    instructions = list(dis.get_instructions(code))
+    index = next((i for i, ins in enumerate(instructions) if ins.offset == offset), None)
+    if index is None or not instructions[index].opname.startswith("CALL"):
+        return False
+    for before in reversed(instructions[max(0, index - 24):index]):
+        if before.opname in _ENDS:
+            return False
+        if before.opname in _LOADS and before.argval == "collect":
+            return True
+    return False
 
 
 def _where(frame: Any) -> Where | None:
