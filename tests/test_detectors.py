@@ -138,6 +138,28 @@ def test_a_collection_the_app_asks_for_is_the_apps_own_stall(
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "qtasyncio"])
+def test_a_collection_after_a_sleep_is_not_called_a_gil_holding_call(
+        loop: str, machine: str, tmp_path: Path) -> None:
+    # A 120 ms time.sleep, then a full collection of ~250 ms: the sleep is the
+    # culprit (the rest besides the collection is over the threshold), and the GIL,
+    # held by the collector for most of the stall, is not said to be held by a C call.
+    run = run_probe(loop, "sleep-gc", tmp_path, stall_ms=120, threshold_ms="100")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "probe done sleep-gc"
+    report = run.report
+    assert report is not None
+    validate(report)
+    line = culprit_line(PROBE, "sleep-gc")
+    stalls = [s for s in report["stalls"]
+              if s["culprit"] is not None and s["culprit"]["line"] == line]
+    assert len(stalls) == 1, report["stalls"]
+    stall = stalls[0]
+    assert stall["gc_generation"] == 2, stall
+    assert stall["gc_ms"] >= 0.5 * stall["duration_ms"], stall
+    assert stall["gil_held"] is False, stall
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "qtasyncio"])
 @pytest.mark.parametrize("disable", ["", "stalls"])
 def test_slow_callback_timed_with_and_without_the_watchdog(loop: str, disable: str,
                                                            tmp_path: Path) -> None:

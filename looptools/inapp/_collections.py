@@ -12,10 +12,13 @@ at the start and the end of each collection, on the collecting thread.
 :class:`Collections` appends one such function while the monitor is attached and
 removes it (only it: the app's own callbacks stay where they are) at detach.  It
 keeps the collections that ran on the loop thread for at least :data:`FLOOR_S`, as
-``(start, end, generation, where)`` in ``perf_counter`` time, ``where`` being the frame
+:class:`Run` rows in ``perf_counter`` time, ``where`` being the frame
 that allocated (``(co_name, file, line)``, as a faulthandler dump names it: the dumps the
 loop thread takes during the collection show that frame, see ``StallWatchdog._vote_dump``);
-a collection on another thread costs one ``get_ident`` call.
+a collection on another thread costs one ``get_ident`` call.  A collection of an
+older generation (1 or 2: a tenth and a hundredth of them) also reads the loop
+thread's CPU time at both ends, so that a busy machine's share of it is known: a
+collection is all CPU, and what it took longer than its CPU time was the run queue.
 
 A collection the app asked for (``gc.collect()``, seen by the call its frame is at)
 is not kept: that line is what held the loop, and the stall is the app's.
@@ -29,7 +32,7 @@ import gc
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 #: (co_name, file, line) of a frame
 Where = tuple[str, str, "int | None"]
@@ -39,6 +42,20 @@ Where = tuple[str, str, "int | None"]
 FLOOR_S = 0.001
 #: Collections kept (the newest): enough for any stall's span to look back on.
 KEEP = 256
+
+
+class Run(NamedTuple):
+    """One collection on the loop thread."""
+
+    began: float
+    ended: float
+    generation: int
+    #: the frame that allocated the object that set it off (None: C code did)
+    where: Where | None
+    #: the loop thread's CPU seconds in it (None: not read, a young generation's)
+    cpu: float | None
+
+
 #: Opcodes that load the object a call is made on, by name.
 _LOADS = frozenset({"LOAD_ATTR", "LOAD_METHOD", "LOAD_GLOBAL", "LOAD_NAME", "LOAD_FAST",
                     "LOAD_DEREF", "LOAD_CLASSDEREF"})
@@ -53,13 +70,13 @@ class Collections:
     def __init__(self, thread_id: int, floor_s: float = FLOOR_S) -> None:
         self.thread_id = thread_id
         self.floor = floor_s
-        self.runs: collections.deque[tuple[float, float, int, Where | None]] = \
-            collections.deque(maxlen=KEEP)
+        self.runs: collections.deque[Run] = collections.deque(maxlen=KEEP)
         # The collection under way (from its start callback to its stop callback):
         # when it began (0.0: none), its generation, the frame that allocated.
         self._began = 0.0
         self._generation = 0
         self._frame: Any = None
+        self._cpu = -1.0  # the thread's CPU time at the start (-1: not read)
         self.installed = False
         # (code, offset) -> is the instruction there a call of ``collect``?
         self._calls: dict[tuple[Any, int], bool] = {}
@@ -89,7 +106,8 @@ class Collections:
                 self._frame = sys._getframe(1)  # the frame that allocated, below this call
             except ValueError:  # none: set off from C with no Python frame under it
                 self._frame = None
-            self._generation = info["generation"]
+            generation = self._generation = info["generation"]
+            self._cpu = time.thread_time() if generation else -1.0
             self._began = now  # last, and no call after it: see _under_way
             return
         # The watchdog thread, kept waiting for the GIL through the collection, may
@@ -97,44 +115,46 @@ class Collections:
         began, self._began = self._began, 0.0
         frame, self._frame = self._frame, None
         if began and now - began >= self.floor and not self._asked(frame):
-            self.runs.append((began, now, self._generation, _where(frame)))
+            cpu = time.thread_time() - self._cpu if self._cpu >= 0.0 else None
+            self.runs.append(Run(began, now, self._generation, _where(frame), cpu))
 
-    def _under_way(self) -> tuple[float, float, int, Where | None] | None:
+    def _under_way(self) -> Run | None:
         """The collection whose start callback has run and whose stop callback has
         not, seen from another thread: it ran to its end (it holds the GIL all along),
         and the stop callback has not got the GIL back yet.  Ends now."""
         began, frame = self._began, self._frame
         if not began or threading.get_ident() == self.thread_id or self._asked(frame):
             return None
-        return (began, time.perf_counter(), self._generation, _where(frame))
+        return Run(began, time.perf_counter(), self._generation, _where(frame), None)
 
-    def _all(self) -> list[tuple[float, float, int, Where | None]]:
+    def _all(self) -> list[Run]:
         runs = list(self.runs)
         under_way = self._under_way()
         if under_way is not None:
             runs.append(under_way)
         return runs
 
-    def within(self, start: float, end: float) -> tuple[float, int | None, Where | None]:
-        """Seconds the collector ran on the thread between ``start`` and ``end``, the
-        oldest generation it collected then (None: it did not run), and the frame
-        that set off the longest collection."""
-        total = 0.0
+    def within(self, start: float, end: float) -> Within:
+        """The collector's runs on the thread between ``start`` and ``end``."""
+        total = queued = 0.0
         oldest: int | None = None
         longest, where = 0.0, None
-        for began, ended, generation, at in self._all():
-            overlap = min(end, ended) - max(start, began)
+        for run in self._all():
+            overlap = min(end, run.ended) - max(start, run.began)
             if overlap > 0.0:
                 total += overlap
-                oldest = generation if oldest is None else max(oldest, generation)
+                wall = run.ended - run.began
+                if run.cpu is not None and wall > 0.0:
+                    queued += overlap * max(0.0, 1.0 - run.cpu / wall)
+                oldest = run.generation if oldest is None else max(oldest, run.generation)
                 if overlap > longest:
-                    longest, where = overlap, at
-        return total, oldest, where
+                    longest, where = overlap, run.where
+        return Within(total, oldest, where, queued)
 
-    def began_after(self, since: float) -> list[tuple[float, float, int, Where | None]]:
+    def began_after(self, since: float) -> list[Run]:
         """The collections kept (and the one under way) that began after ``since``,
         oldest first."""
-        return [run for run in self._all() if run[0] > since]
+        return [run for run in self._all() if run.began > since]
 
 
     def _asked(self, frame: Any) -> bool:
@@ -151,6 +171,20 @@ class Collections:
             return known
         except Exception:  # a frame torn down meanwhile, a code object dis cannot read
             return False
+
+
+class Within(NamedTuple):
+    """What the collector did in a span of time."""
+
+    #: seconds it ran
+    seconds: float
+    #: the oldest generation it collected (None: it did not run)
+    generation: int | None
+    #: the frame that set off the longest collection
+    where: Where | None
+    #: of ``seconds``, about how long the loop thread waited for a CPU (from the
+    #: older generations' CPU time; 0 where it was not read)
+    queued: float
 
 
 def _calls_collect(code: Any, offset: int) -> bool:

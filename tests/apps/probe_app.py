@@ -4,12 +4,14 @@
 
 LOOP: asyncio | uvloop | qasync | qtasyncio | qt (Qt main thread, no asyncio loop)
 PROBLEM: none | blocking-slot | blocking-coro | cpu-parse | sync-io | gil-call |
-         gc-pause | gc-collect | leaked-task | unretrieved-exception | idle-sleep
+         gc-pause | gc-collect | sleep-gc | leaked-task | unretrieved-exception | idle-sleep
 
 gc-pause: a heap of 300 lists of 100,000 items (240 MB) is built at start; the problem
 makes 100,000 small lists and keeps them, which sets off one full collection of that
 heap (~130 ms here) while the allocating line runs (STALL is not used).
 gc-collect: the same heap, collected by the app's own ``gc.collect()``.
+sleep-gc: ``time.sleep(STALL)``, then the allocating of gc-pause against a heap twice
+as large (a full collection of ~250 ms).
 Culprit lines carry ``# CULPRIT: <problem>``.
 """
 
@@ -91,6 +93,9 @@ def do_problem() -> None:
         allocate(100_000)
     elif PROBLEM == "gc-collect":
         gc.collect()  # CULPRIT: gc-collect
+    elif PROBLEM == "sleep-gc":
+        time.sleep(STALL)  # CULPRIT: sleep-gc
+        allocate(100_000)
     mark("stall_end")
 
 
@@ -111,7 +116,7 @@ async def main() -> None:
         QTimer.singleShot(0, blocking_slot)
         await asyncio.sleep(STALL + 0.2)
     elif PROBLEM in ("blocking-coro", "cpu-parse", "sync-io", "gil-call", "gc-pause",
-                     "gc-collect"):
+                     "gc-collect", "sleep-gc"):
         do_problem()
     elif PROBLEM == "leaked-task":
         asyncio.ensure_future(poll_forever()).set_name("leaky-poller")
@@ -135,8 +140,8 @@ def report_marks() -> None:
 
 
 N = calibrate() if PROBLEM == "gil-call" else 0
-if PROBLEM in ("gc-pause", "gc-collect"):
-    HEAP = [[None] * 100_000 for _ in range(300)]
+if PROBLEM in ("gc-pause", "gc-collect", "sleep-gc"):
+    HEAP = [[None] * 100_000 for _ in range(600 if PROBLEM == "sleep-gc" else 300)]
     gc.collect()  # the heap is old: the next full collection waits for 25 % more
 
 if LOOP == "asyncio":

@@ -2168,11 +2168,10 @@ class StallWatchdog(Detector):
         # still keep a stack for a stall that was all the collector's.
         spent: dict[Frame, float] = {}
         if self._collections is not None:
-            for began, ended, _generation, where in \
-                    self._collections.began_after(self._gc_voted):
-                if where is not None:
-                    spent[where] = spent.get(where, 0.0) + (ended - began)
-                self._gc_voted = max(self._gc_voted, began)
+            for run in self._collections.began_after(self._gc_voted):
+                if run.where is not None:
+                    spent[run.where] = spent.get(run.where, 0.0) + (run.ended - run.began)
+                self._gc_voted = max(self._gc_voted, run.began)
         each = self.dump_after if self._dumper is not None else max(held, self.poll)
         for frames in stacks:
             if like is None or (_same_callback(frames, like) if slot_at is None
@@ -2193,9 +2192,10 @@ class StallWatchdog(Detector):
                 self.current = None
         stall.ended = ended if ended is not None else time.perf_counter()
         collected_at = None
+        gc_queued = 0.0
         if self._collections is not None:
-            stall.gc_s, stall.gc_generation, collected_at = self._collections.within(
-                stall.started, stall.ended)
+            stall.gc_s, stall.gc_generation, collected_at, gc_queued = \
+                self._collections.within(stall.started, stall.ended)
         if stall.callback is None and stall.gil_held:
             self._name_from_recent(stall)
             if stall.callback is None:
@@ -2210,8 +2210,13 @@ class StallWatchdog(Detector):
             # labelled so, 5-6 of 8 a load; the label was set by any one look that
             # waited for the GIL).  Its dumps still vote, by the time they stand for.
             stall.gil_held = False
-        if stall.gc_s >= 0.5 * duration and self._rest_of_collection(stall, duration) \
-                <= self.threshold:
+        if stall.gil_held and stall.gc_s > 0.0 and stall.gil_s - stall.gc_s < 0.5 * duration:
+            # The collector held it (a collection holds the GIL all through), not a
+            # C call: a 200 ms time.sleep with a 250 ms full collection after it was
+            # shown "GIL held" beside the sleep's line.
+            stall.gil_held = False
+        if stall.gc_s >= 0.5 * duration \
+                and self._rest_of_collection(stall, duration, gc_queued) <= self.threshold:
             # The collector's (looptools.inapp._collections): its stacks show the
             # line that made the object that set the collection off, which did not
             # hold the loop, and the rest would not be a stall.  Its callback or
@@ -2248,22 +2253,25 @@ class StallWatchdog(Detector):
             self.hub.call("stall_ended", stall)
             self.hub.emit("stall_ended", **stall.as_dict(self.hub.started))
 
-    def _rest_of_collection(self, stall: Stall, duration: float) -> float:
+    def _rest_of_collection(self, stall: Stall, duration: float, gc_queued: float) -> float:
         """The part of a stall that was neither the collector's nor the
         machine's: the app's own run around a collection.
 
         The machine's time (a busy machine's run queue, a stopped process) is
-        known for the whole stall only, not for its parts, so it is taken off
-        the rest in proportion: a 150 ms collection beside 60 ms of allocating
+        known for the whole stall; the part of it in the collections
+        (``gc_queued``: a collection is all CPU, so what it took longer than the
+        loop thread's CPU time in it) is already in ``gc_s``, and the rest of it
+        is taken off the rest: a 150 ms collection beside 60 ms of allocating
         that a loaded machine stretched to 80 ms is a collection's stall, as it
         is on an idle one (3 of 41 such stalls beside CPU burners kept the
-        allocating line while the wall-clock rest was the rule).
+        allocating line while the wall-clock rest was the rule), and a 120 ms
+        ``time.sleep`` before it, which no run queue stretches, stays a stall.
         """
         rest = duration - stall.gc_s
         if rest <= self.threshold or duration <= 0.0:
             return rest
         machine, _idle = self._machine(stall, duration)
-        return rest * max(0.0, 1.0 - machine / duration)
+        return rest - max(0.0, machine - gc_queued)
 
     def _starved(self, stall: Stall, duration: float) -> bool:
         """The machine, not the app: most of the stall was time the OS kept the
