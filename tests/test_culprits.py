@@ -241,6 +241,30 @@ def test_the_garbage_collector_s_stalls_are_a_group_of_their_own() -> None:
         "stall of 90 ms with no culprit frame (task step of main (main))"], described
 
 
+def test_the_collector_s_part_of_a_line_s_stall_is_told() -> None:
+    # A 200 ms sleep and a 150 ms full collection are one stall in the sleep's line:
+    # the summary and the report's views say how much of it the line did not do, and
+    # a collection of a few ms in a long stall is not worth a word.
+    report = by_name("render/qasync_chat.json")
+    report["meta"].setdefault("duration_s", 12.8)
+    line = {"function": "load", "file": "/app/store.py", "line": 40}
+    named = {"culprit": line, "stack": [line], "callback": None, "task": "main (main)",
+             "gil_held": False, "source": "task", "stack_source": "sampled",
+             "samples": 7, "culprit_samples": 7, "detected_after_ms": 50.0}
+    report["stalls"] = [dict(named, started_at_s=1.0, duration_ms=350.0, gc_ms=150.0,
+                             gc_generation=2)]
+    report["stall_summary"].update(count=1, total_ms=350.0, max_ms=350.0)
+    wanted = "150 ms of it garbage collection"
+    assert any("load (/app/store.py:40)" in text and wanted in text
+               for text in summary_lines(report)), summary_lines(report)
+    groups = culprit_groups({**report, "slow_callbacks": [], "blocking_calls": []})
+    assert wanted in fmt.stall_sources(groups[0]), fmt.stall_sources(groups[0])
+    report["stalls"][0].update(gc_ms=5.0, gc_generation=0)
+    assert not any("garbage collection" in text for text in summary_lines(report))
+    groups = culprit_groups({**report, "slow_callbacks": [], "blocking_calls": []})
+    assert "garbage" not in fmt.stall_sources(groups[0])
+
+
 def test_exit_summary_says_what_its_short_lists_left_out() -> None:
     # A fresh-eyes trial: 4 unretrieved exceptions, 3 lines, and no word of the 4th.
     report = by_name("render/qasync_chat.json")

@@ -149,14 +149,23 @@ def test_a_collection_after_a_sleep_is_not_called_a_gil_holding_call(
     report = run.report
     assert report is not None
     validate(report)
-    line = culprit_line(PROBE, "sleep-gc")
-    stalls = [s for s in report["stalls"]
-              if s["culprit"] is not None and s["culprit"]["line"] == line]
+    stalls = [s for s in report["stalls"] if s["gc_generation"] == 2]
     assert len(stalls) == 1, report["stalls"]
     stall = stalls[0]
-    assert stall["gc_generation"] == 2, stall
     assert stall["gc_ms"] >= 0.5 * stall["duration_ms"], stall
     assert stall["gil_held"] is False, stall
+    # The sleep's line, not the collector's.  (Beside burners the ~25 ms of allocating
+    # between them can wait on the run queue for longer than the sleep, and then it
+    # is the line the loop thread spent most of the rest in: either line is true.)
+    lines = {culprit_line(PROBE, "sleep-gc")}
+    if machine == "busy":
+        lines.add(culprit_line(PROBE, "gc-pause"))
+    assert stall["culprit"] is not None and stall["culprit"]["line"] in lines, stall
+    # The summary says how much of the line's stall was the collector's.
+    summary = summary_lines(report)
+    line = stall["culprit"]["line"]
+    assert any(f"probe_app.py:{line})" in text and "of it garbage collection" in text
+               for text in summary), summary
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "qtasyncio"])
