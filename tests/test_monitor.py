@@ -458,6 +458,34 @@ def test_the_app_s_gc_callbacks_keep_running_and_ours_goes_at_stop() -> None:
         gc.callbacks.remove(apps)
 
 
+def test_an_app_that_clears_gc_callbacks_is_not_undone_and_the_report_says_so() -> None:
+    # An app (or a test harness) that empties gc.callbacks takes ours off too: it is
+    # not put back behind its back, and the report says gc_ms stopped being counted.
+    before = list(gc.callbacks)
+
+    async def main() -> None:
+        await asyncio.sleep(0.01)
+        gc.callbacks.clear()
+        await asyncio.sleep(0.01)
+
+    try:
+        with looptools.monitor(report=None) as monitor:
+            asyncio.run(main())
+        assert gc.callbacks == []
+        report = monitor.final_report
+        assert report is not None
+        validate(report)
+        watchdog = report["stall_summary"]["watchdog"]
+        assert watchdog["no_gc_counts"] == "the app took looptools' function off gc.callbacks"
+        with looptools.monitor(report=None) as monitor:
+            asyncio.run(asyncio.sleep(0.01))
+        report = monitor.final_report
+        assert report is not None
+        assert report["stall_summary"]["watchdog"]["no_gc_counts"] is None
+    finally:
+        gc.callbacks[:] = before
+
+
 def test_a_loop_off_the_main_thread_shares_the_table_and_private_fds_can_be_switched_off() -> None:
     results: list[bool] = []
 

@@ -78,6 +78,7 @@ class Collections:
         self._frame: Any = None
         self._cpu = -1.0  # the thread's CPU time at the start (-1: not read)
         self.installed = False
+        self.taken_off = False  # found gone from gc.callbacks at remove()
         # (code, offset) -> is the instruction there a call of ``collect``?
         self._calls: dict[tuple[Any, int], bool] = {}
 
@@ -95,7 +96,15 @@ class Collections:
                         and getattr(callback, "__func__", None) is Collections._event:
                     del gc.callbacks[i]
                     break
+            else:
+                self.taken_off = True
             self._frame = None
+
+    def lost(self) -> bool:
+        """Installed, and no longer on ``gc.callbacks``: the app took it off (a
+        ``gc.callbacks.clear()``).  It is not put back: the list is the app's."""
+        return self.taken_off or (self.installed and not any(
+            getattr(callback, "__self__", None) is self for callback in gc.callbacks))
 
     def _event(self, phase: str, info: dict[str, Any]) -> None:
         if threading.get_ident() != self.thread_id:

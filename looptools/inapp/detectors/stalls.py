@@ -2394,8 +2394,18 @@ class StallWatchdog(Detector):
                 "gil_judged_by": self.gil_judged_by(),
                 "no_gil_stacks": self.no_gil_stacks,
                 "no_thread_dump": self.no_thread_dump,
+                "no_gc_counts": self._no_gc_counts(),
             },
         }
+
+    def _no_gc_counts(self) -> str | None:
+        """Why the collector's runs were not counted (``gc_ms``) to the end, or None."""
+        collections = self._collections
+        if collections is None:
+            return "no loop ran"
+        if collections.lost():
+            return "the app took looptools' function off gc.callbacks"
+        return None
 
     def gil_judged_by(self) -> str:
         """How a late look is told to be a C call holding the GIL (see _gil_held)."""
