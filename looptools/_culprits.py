@@ -63,8 +63,12 @@ _NO_CULPRIT = {"callback": "(a callback)", "task": "(a task step)", "qt": "(Qt d
 
 
 def collected(stall: Mapping[str, Any]) -> bool:
-    """The stall was the cyclic garbage collector's: it ran for at least half of it (the
-    watchdog then names no culprit line: the line that allocated is not what held)."""
+    """The stall was the cyclic garbage collector's (the watchdog then names no culprit
+    line: the line that allocated is not what held), as the watchdog judged it
+    (``collected``); in a report from before that field, the collector ran for at least
+    half of it and no line was named."""
+    if "collected" in stall:
+        return bool(stall["collected"])
     return not stall.get("culprit") \
         and _ms(stall.get("gc_ms")) >= 0.5 * _ms(stall.get("duration_ms")) > 0.0
 

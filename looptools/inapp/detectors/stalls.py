@@ -129,6 +129,8 @@ class Stall:
     #: oldest generation it collected (None: it did not run); set as it ends
     gc_s: float = 0.0
     gc_generation: int | None = None
+    #: the collector's stall: no culprit line (see _finish)
+    collected: bool = False
     source: str = "loop"
     stack_source: str = "none"
     samples: int = 0  # stacks sampled during the stall
@@ -204,6 +206,7 @@ class Stall:
             "gil_held": self.gil_held,
             "gc_ms": round(self.gc_s * 1000.0, 3),
             "gc_generation": self.gc_generation,
+            "collected": self.collected,
             "source": self.source,
             "stack_source": self.stack_source,
             "samples": self.samples,
@@ -2224,6 +2227,7 @@ class StallWatchdog(Detector):
             # besides, the culprit stands: the dumps taken in the collection did
             # not vote, see _vote_dump.)
             stall.culprit, stall.culprit_samples = None, 0
+            stall.collected = True
             # The stack shown: one taken in the collection (its dumps voted at no
             # weight), which has the line that set it off on top.
             for stack, source in stall._stacks.values():
