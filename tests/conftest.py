@@ -73,6 +73,8 @@ def _leaves_nothing_behind() -> object:
     if [cb for cb in gc.callbacks if type(getattr(cb, "__self__", None)).__module__
             == "looptools.inapp._collections"]:
         problems.append("our gc callback is still on gc.callbacks")
+    if [cb for cb in gc.callbacks if getattr(cb, "__module__", None) == "looptools.inapp.monitor"]:
+        problems.append("the Qt probe's gc callbacks are still on gc.callbacks")
     if [cb for cb in gc_callbacks_before if cb not in gc.callbacks]:
         problems.append("a gc callback of the app was taken off gc.callbacks")
     if time.sleep.__module__ != "time" and getattr(time.sleep, "__qualname__", "") != "sleep":

@@ -146,6 +146,26 @@ def test_a_qt_only_app_is_watched_from_exec_even_if_it_never_runs_python(
     assert "(Qt dispatch)" in stderr
 
 
+def test_a_probe_signal_handled_while_pyside6_makes_a_class_touches_no_qt(
+        tmp_path: Path) -> None:
+    # PySide6 makes QtWidgets.QApplication at its first lookup (qasync's import), in C;
+    # a collection set off meanwhile runs Python (finalizers, gc callbacks), and the
+    # Qt-only probe's signal handled there looked the application classes up again,
+    # inside the first making: a qasync app with a thread leaving cyclic garbage with
+    # __del__ crashed in libshiboken6 in 21 of 80 loaded runs (helper 53).  Here the
+    # app's own gc callback sends the probe's signal, so the handler surely runs in a
+    # collection: before the fix every run crashed (or hung in a C++ static's guard).
+    _binding("pyside6")
+    run = run_app([str(ROOT / "tests" / "apps" / "lazy_class_app.py")], tmp_path,
+                  environ={"QT_API": "pyside6"})
+    assert run.returncode == 0, run.stderr
+    sent = int(run.stdout.strip().rsplit(":", 1)[1])
+    assert sent > 0, run.stdout  # the signal was sent in collections, with Qt imported
+    report = run.report
+    assert report is not None, run.stderr
+    assert (report["loop"]["kind"], report["loop"]["binding"]) == ("qasync", "PySide6")
+
+
 class _EventWaitLoop(asyncio.SelectorEventLoop):
     """A loop looptools does not know: it idles in a wait of its own."""
 

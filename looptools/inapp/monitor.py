@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import enum
 import functools
+import gc
 import json
 import os
 import signal
@@ -94,12 +95,16 @@ class _QtImportWatch:
 
 def _inside_qt_making(frame: Any) -> bool:
     """Is the interrupted code (``frame`` and its callers) importing a module of
-    a Qt binding (or its sip/shiboken), or making an enum (which the bindings
-    do from C, at import or lazily)?"""
+    a Qt binding (or its sip/shiboken), making an enum (which the bindings
+    do from C, at import or lazily), running the binding's own Python (PySide's
+    import hook and signature support, which shiboken calls from C), or a
+    finalizer (which any C code, a class being made lazily too, may set off)?"""
     while frame is not None:
         code = frame.f_code
         filename = code.co_filename
-        if filename == _ENUM_FILE:
+        if filename == _ENUM_FILE or code.co_name == "__del__" \
+                or filename.startswith(_BINDING_SUPPORT) or any(
+                    part in filename for part in _BINDING_DIRS):
             return True
         if code.co_name == "_find_and_load" and (
                 filename.startswith("<frozen importlib") or filename.endswith(_BOOTSTRAP)):
@@ -112,7 +117,12 @@ def _inside_qt_making(frame: Any) -> bool:
 
 _ENUM_FILE = enum.__file__
 _BOOTSTRAP = os.path.join("importlib", "_bootstrap.py")
-_QT_MODULES = ("PyQt5", "PyQt6", "PySide2", "PySide6", "sip", "shiboken2", "shiboken6")
+_QT_MODULES = ("PyQt5", "PyQt6", "PySide2", "PySide6", "sip", "shiboken2", "shiboken6",
+               "shibokensupport")
+#: The bindings' own Python: PySide's support code is loaded from an embedded zip as
+#: ``shibokensupport/...``; the rest sits in the packages' directories.
+_BINDING_SUPPORT = "shibokensupport"
+_BINDING_DIRS = tuple(f"{os.sep}{name}{os.sep}" for name in _QT_MODULES[:-1])
 
 
 def _warn(line: str) -> None:
@@ -218,6 +228,12 @@ class Monitor:
         self._probe_armed = False
         self._qt_seen_at: float | None = None  # when a Qt import was first seen
         self._import_watch: _QtImportWatch | None = None
+        #: a collection is under way on the main thread (the probe's gc.callbacks
+        #: pair, _watch_probe_collections), and the handler is running
+        self._probe_collecting = False
+        self._probe_gc: tuple[Any, Any] | None = None
+        self._probe_gc_codes: tuple[Any, ...] = ()
+        self._in_probe_handler = False
         self._qtbinding: Any = None
         #: binding name -> ((QtGui imported, QtWidgets imported), undo of the exec hook)
         self._exec_hooked: dict[str, tuple[tuple[bool, bool], Any]] = {}
@@ -697,6 +713,7 @@ class Monitor:
             sys.meta_path.insert(0, self._import_watch)
         if _wakeup.fd != -1:
             self._probe_to_pending()
+        self._watch_probe_collections()
         thread = threading.Thread(target=self._qt_probe, args=(self._probe_send,),
                                   name="looptools-qt-probe", daemon=True)
         self._probe_thread = thread
@@ -745,6 +762,61 @@ class Monitor:
                 sys.meta_path.remove(watch)
             except ValueError:
                 pass
+        self._unwatch_probe_collections()
+
+    def _watch_probe_collections(self) -> None:
+        """(Main thread, as the probe starts) Know when the collector runs on the
+        main thread: the handler must not touch Qt then.
+
+        A collection runs finalizers and weakref callbacks (Python) wherever it
+        was set off, and that can be inside C code of a binding making a class
+        lazily (PySide6 builds ``QtWidgets.QApplication`` at its first lookup,
+        qasync's import); the probe's signal is handled in that Python, and its
+        lookups of the application classes started making the same class again,
+        inside the first: 21 of 80 loaded runs of a qasync app with a thread
+        leaving cyclic garbage with ``__del__`` crashed in libshiboken6 (helper
+        53), none without looptools.  The Python stack cannot show the C below
+        it, so the collector says: one function first on ``gc.callbacks`` marks a
+        collection's start before any other callback runs, one last marks its
+        end after all of them (a callback the app appends later is Python run
+        by the collector too: each, called at its own end of the list, puts the
+        other back at the far end, which CPython's walk over the live list
+        allows without skipping one).  Both go when the probe ends (by
+        identity)."""
+        main = threading.main_thread().ident
+        callbacks = gc.callbacks
+
+        def first(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start" and threading.get_ident() == main:
+                self._probe_collecting = True
+                if callbacks[-1] is not last and last in callbacks:
+                    callbacks.remove(last)  # after this one: none is skipped
+                    callbacks.append(last)
+
+        def last(phase: str, info: dict[str, Any]) -> None:
+            if phase == "stop" and threading.get_ident() == main:
+                self._probe_collecting = False
+                if callbacks[0] is not first and first in callbacks:
+                    callbacks.remove(first)  # before this one, the last: the walk ends
+                    callbacks.insert(0, first)
+
+        self._probe_gc = (first, last)
+        # A signal is handled as a function starts, before its first line: one
+        # handled as `first` starts is in a collection the flag does not show yet.
+        self._probe_gc_codes = (first.__code__, last.__code__)
+        gc.callbacks.insert(0, first)
+        gc.callbacks.append(last)
+
+    def _unwatch_probe_collections(self) -> None:
+        pair, self._probe_gc = self._probe_gc, None
+        if pair is None:
+            return
+        for function in pair:
+            for i, callback in enumerate(gc.callbacks):
+                if callback is function:
+                    del gc.callbacks[i]
+                    break
+        self._probe_collecting = False
 
     def _qt_probe(self, send: Any) -> None:
         """The probe thread: no Qt here, only sys.modules and ``send()`` (a signal,
@@ -817,6 +889,19 @@ class Monitor:
         if self._probe_retiring:  # stopped from another thread
             self._retire_qt_probe()
             return
+        if self._in_probe_handler or self._probe_collecting or (
+                frame is not None and frame.f_code in self._probe_gc_codes):
+            # Not inside itself (a signal handled in the handler: a loaded machine,
+            # a fast timer), nor inside a collection (_watch_probe_collections),
+            # which may be on the first line of the function that marks it.
+            return
+        self._in_probe_handler = True
+        try:
+            self._look_for_qt_app(frame)
+        finally:
+            self._in_probe_handler = False
+
+    def _look_for_qt_app(self, frame: Any) -> None:
         try:
             if self._probe_done or self._probe_posted or self._attaching \
                     or self.plugin is not None or self._stopped or self._broken:
