@@ -47,6 +47,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from looptools._units import fmt_ms
+
 #: (function, file, line) of a culprit; file and line are None for a stall without a frame.
 Key = tuple[str, str | None, int | None]
 
@@ -84,6 +86,12 @@ def collector_ms(stalls: Iterable[Mapping[str, Any]]) -> float:
         total += _ms(stall.get("duration_ms"))
         spent += min(_ms(stall.get("gc_ms")), _ms(stall.get("duration_ms")))
     return spent if total > 0.0 and spent >= 0.1 * total else 0.0
+
+
+def collector_words(stalls: Iterable[Mapping[str, Any]]) -> str:
+    """``150 ms of it garbage collection`` (see :func:`collector_ms`), or ``""``."""
+    spent = collector_ms(stalls)
+    return f"{fmt_ms(spent)} of it garbage collection" if spent else ""
 
 
 def stall_label(stall: Mapping[str, Any]) -> str:

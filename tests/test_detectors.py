@@ -80,6 +80,19 @@ def test_stall_is_caught_with_culprit_and_duration(loop: str, problem: str, mach
     assert report["lag"]["max_ms"] >= 0.75 * actual_ms - probe_phase_ms
 
 
+def _gc_probe(loop: str, problem: str, tmp_path: Path,
+              stall_ms: int = 200) -> tuple[dict[str, Any], float]:
+    """Run a garbage-collection problem of the probe app at a 100 ms threshold: its
+    report (checked against the schema) and how long the problem ran, in ms."""
+    run = run_probe(loop, problem, tmp_path, stall_ms=stall_ms, threshold_ms="100")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"probe done {problem}"
+    report = run.report
+    assert report is not None
+    validate(report)
+    return report, (run.marks["stall_end"] - run.marks["stall_start"]) * 1000.0
+
+
 @pytest.mark.parametrize("loop", [*LOOPS, "qt"])
 def test_a_garbage_collection_is_named_as_such_not_the_line_that_set_it_off(
         loop: str, machine: str, tmp_path: Path) -> None:
@@ -90,13 +103,7 @@ def test_a_garbage_collection_is_named_as_such_not_the_line_that_set_it_off(
     # A threshold of 100 ms: the ~25 ms of allocating around the collection (~50 ms on
     # a busy machine) stays under it, as a collection in a real app is set off by a
     # line that takes no time at all.
-    run = run_probe(loop, "gc-pause", tmp_path, threshold_ms="100")
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "probe done gc-pause"
-    report = run.report
-    assert report is not None
-    validate(report)
-    actual_ms = (run.marks["stall_end"] - run.marks["stall_start"]) * 1000.0
+    report, actual_ms = _gc_probe(loop, "gc-pause", tmp_path)
     stalls = [s for s in report["stalls"] if s["gc_generation"] == 2]
     assert len(stalls) == 1, (report["stalls"], actual_ms)
     stall = stalls[0]
@@ -119,13 +126,7 @@ def test_a_collection_the_app_asks_for_is_the_apps_own_stall(
     # The same heap, collected by the app's own gc.collect(): that line held the loop,
     # and the stall is named by it, not called the collector's (helper 52 saw an
     # explicit collect counted as the collector's).
-    run = run_probe(loop, "gc-collect", tmp_path, threshold_ms="100")
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "probe done gc-collect"
-    report = run.report
-    assert report is not None
-    validate(report)
-    actual_ms = (run.marks["stall_end"] - run.marks["stall_start"]) * 1000.0
+    report, actual_ms = _gc_probe(loop, "gc-collect", tmp_path)
     line = culprit_line(PROBE, "gc-collect")
     stalls = [s for s in report["stalls"]
               if s["culprit"] is not None and s["culprit"]["line"] == line]
@@ -143,12 +144,7 @@ def test_a_collection_after_a_sleep_is_not_called_a_gil_holding_call(
     # A 120 ms time.sleep, then a full collection of ~250 ms: the sleep is the
     # culprit (the rest besides the collection is over the threshold), and the GIL,
     # held by the collector for most of the stall, is not said to be held by a C call.
-    run = run_probe(loop, "sleep-gc", tmp_path, stall_ms=120, threshold_ms="100")
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "probe done sleep-gc"
-    report = run.report
-    assert report is not None
-    validate(report)
+    report, _actual_ms = _gc_probe(loop, "sleep-gc", tmp_path, stall_ms=120)
     stalls = [s for s in report["stalls"] if s["gc_generation"] == 2]
     assert len(stalls) == 1, report["stalls"]
     stall = stalls[0]

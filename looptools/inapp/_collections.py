@@ -92,8 +92,7 @@ class Collections:
             self.installed = False
             # By identity: a bound method equal to ours (none should be) stays.
             for i, callback in enumerate(gc.callbacks):
-                if getattr(callback, "__self__", None) is self \
-                        and getattr(callback, "__func__", None) is Collections._event:
+                if self._ours(callback):
                     del gc.callbacks[i]
                     break
             else:
@@ -104,7 +103,13 @@ class Collections:
         """Installed, and no longer on ``gc.callbacks``: the app took it off (a
         ``gc.callbacks.clear()``).  It is not put back: the list is the app's."""
         return self.taken_off or (self.installed and not any(
-            getattr(callback, "__self__", None) is self for callback in gc.callbacks))
+            self._ours(callback) for callback in gc.callbacks))
+
+    def _ours(self, callback: Any) -> bool:
+        """Is ``callback`` this one's function?  (By identity: a bound method equal
+        to ours, none should be, is not.)"""
+        return getattr(callback, "__self__", None) is self \
+            and getattr(callback, "__func__", None) is Collections._event
 
     def _event(self, phase: str, info: dict[str, Any]) -> None:
         if threading.get_ident() != self.thread_id:
@@ -164,7 +169,6 @@ class Collections:
         """The collections kept (and the one under way) that began after ``since``,
         oldest first."""
         return [run for run in self._all() if run.began > since]
-
 
     def _asked(self, frame: Any) -> bool:
         """Did ``frame`` call ``gc.collect()`` (or any ``collect`` by that name) itself?"""

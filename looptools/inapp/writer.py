@@ -12,7 +12,7 @@ from typing import Any
 
 from looptools._culprits import (
     CulpritGroup,
-    collector_ms,
+    collector_words,
     culprit_groups,
     stall_groups,
     stall_label,
@@ -84,8 +84,8 @@ def stall_line(stall: Mapping[str, Any]) -> str:
     """One stall on one line: duration, when, culprit, kind (the summary and the live
     progress of ``looptools profile --no-dashboard`` print the same)."""
     gil = ", GIL held" if stall.get("gil_held") else ""
-    gc = collector_ms([stall])
-    collector = f", {fmt_ms(gc)} of it garbage collection" if gc else ""
+    collector = collector_words([stall])
+    collector = f", {collector}" if collector else ""
     return (f"stall {fmt_ms(float(stall.get('duration_ms') or 0)):>10} at "
             f"{float(stall.get('started_at_s') or 0):.2f} s in "
             f"{_where(stall.get('culprit')) if stall.get('culprit') else stall_label(stall)} "
@@ -103,9 +103,9 @@ def _group_line(group: CulpritGroup) -> str:
     kinds = sorted({str(s.get("source")) for s in stalls})
     if any(s.get("gil_held") for s in stalls):
         kinds.append("GIL held")
-    gc = collector_ms(stalls)
-    if gc:
-        kinds.append(f"{fmt_ms(gc)} of it garbage collection")
+    collector = collector_words(stalls)
+    if collector:
+        kinds.append(collector)
     # (No culprit: named as the report's views name it, e.g. "(Qt dispatch)".)
     first = stalls[0]
     where = _where(first.get("culprit")) if first.get("culprit") else stall_label(first)

@@ -2272,7 +2272,7 @@ class StallWatchdog(Detector):
         ``time.sleep`` before it, which no run queue stretches, stays a stall.
         """
         rest = duration - stall.gc_s
-        if rest <= self.threshold or duration <= 0.0:
+        if rest <= self.threshold:
             return rest
         machine, _idle = self._machine(stall, duration)
         return rest - max(0.0, machine - gc_queued)

@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from looptools._culprits import CulpritGroup, collector_ms
+from looptools._culprits import CulpritGroup, collector_words
 from looptools._culprits import stall_label as stall_label  # re-exported for the renderers
 from looptools._units import fmt_ms as fmt_ms  # re-exported: the one duration formatter
 from looptools._units import fmt_pct as fmt_pct
@@ -190,9 +190,9 @@ def stall_sources(group: CulpritGroup) -> str:
     held = sum(1 for s in group.stalls if s.get("gil_held"))
     if held:
         sources.append("GIL held" if held == len(group.stalls) else f"GIL held ×{held}")
-    gc = collector_ms(group.stalls)
-    if gc:
-        sources.append(f"{fmt_ms(gc)} of it garbage collection")
+    collector = collector_words(group.stalls)
+    if collector:
+        sources.append(collector)
     return ", ".join(sources)
 
 
