@@ -17,8 +17,17 @@ Every run is a fresh interpreter, started the way a user starts the app:
   aiocop and asyncio debug mode, on the loop kinds they run on;
 * with ``--breakdown``, looptools with one mechanism taken away at a time
   (``LOOPTOOLS_LISTEN=0``: no stream thread; ``LOOPTOOLS_DISABLE=<detector>`` for each
-  default detector; ``LOOPTOOLS_DETECTORS=stalls``: the watchdog alone), so that each
-  mechanism's cost is the difference it makes.
+  default detector; ``LOOPTOOLS_DETECTORS=stalls``: the watchdog alone; every default
+  detector disabled: loaded and attached, watching nothing), so that each mechanism's
+  cost is the difference it makes; and ``a thread, no monitor``: nothing attached, but
+  one thread started and joined first, the floor under any monitor that has a thread.
+
+Run the Qt kinds on a display (``QT_QPA_PLATFORM=xcb DISPLAY=:N``; Xvfb will do) as
+users run them: a ``QApplication`` on the offscreen platform has no thread of its own,
+and glibc's allocator skips its locks in a process that never had a second thread, so
+there *any* thread (a monitor's watchdog, a peer's) costs a Qt chain ~3-8 % that an app
+on a display, which has Qt's own threads already, does not pay (docs/design.md, "A
+thread at all").  Without ``QT_QPA_PLATFORM`` the children use ``offscreen``.
 
 Each child times its workloads inside the running loop (start-up, attach and the
 report at exit are not in the figure: a running app pays per callback).  The
@@ -47,6 +56,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -208,7 +218,7 @@ def child_qt(workloads: tuple[str, ...] = QT_WORKLOADS) -> dict[str, float]:
 
 # -- the parent -------------------------------------------------------------------------
 def supported(kind: str, tool: str) -> bool:
-    if tool in ("off", "control") or tool.startswith("looptools"):
+    if tool in ("off", "control", "a thread, no monitor") or tool.startswith("looptools"):
         return True
     if kind == "qt":
         return False  # no peer runs on a Qt main thread without an asyncio loop
@@ -226,6 +236,8 @@ def variants(tools: list[str], breakdown: bool,
     for tool in tools:
         if tool == "looptools":
             out["looptools"] = {"LOOPTOOLS": "1"}
+            if breakdown:
+                out["a thread, no monitor"] = {"LOOPTOOLS_BENCH_THREAD": "1"}
             if against is not None:
                 out["looptools, against"] = {"LOOPTOOLS": "1", "PYTHONPATH": against}
             if breakdown:
@@ -236,6 +248,9 @@ def variants(tools: list[str], breakdown: bool,
                     if against is not None:
                         out[f"looptools, against, {label}"] = {
                             "LOOPTOOLS": "1", "PYTHONPATH": against, **extra}
+                # Loaded and attached, watching nothing: what being in the process costs
+                out["looptools, no detector"] = {"LOOPTOOLS": "1",
+                                                 "LOOPTOOLS_DISABLE": ",".join(DETECTORS)}
                 for detector in DETECTORS:
                     if detector != "stalls":
                         out[f"looptools, no {detector}"] = {"LOOPTOOLS": "1",
@@ -331,6 +346,13 @@ def main() -> int:
     if unknown or not workloads:
         parser.error(f"--workloads: unknown workload(s) {', '.join(sorted(unknown)) or '(none)'}")
     if args.child:
+        if os.environ.get("LOOPTOOLS_BENCH_THREAD"):
+            # "a thread, no monitor": one thread started and joined before anything
+            # runs, so the process is no longer single-threaded (glibc's allocator
+            # keeps its locks from then on): the floor under any monitor's thread
+            thread = threading.Thread(target=lambda: None)
+            thread.start()
+            thread.join()
         got = (child_qt(workloads) if args.child == "qt"
                else child_async(args.child, args.tool, workloads))
         print(json.dumps(got))
