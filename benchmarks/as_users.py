@@ -75,6 +75,8 @@ BREAKDOWN = {
     "stalls only": {"LOOPTOOLS_DETECTORS": "stalls"},
     "lag only (no callback hook)": {"LOOPTOOLS_DETECTORS": "lag"},
 }
+#: --breakdown: no monitor, one thread started and joined first (LOOPTOOLS_BENCH_THREAD)
+THREAD_ONLY = "a thread, no monitor"
 THRESHOLD_S = 0.050
 #: where the app workload writes its segments (set by the child, outside the loop)
 APP_FOLDER: Path | None = None
@@ -218,7 +220,7 @@ def child_qt(workloads: tuple[str, ...] = QT_WORKLOADS) -> dict[str, float]:
 
 # -- the parent -------------------------------------------------------------------------
 def supported(kind: str, tool: str) -> bool:
-    if tool in ("off", "control", "a thread, no monitor") or tool.startswith("looptools"):
+    if tool in ("off", "control", THREAD_ONLY) or tool.startswith("looptools"):
         return True
     if kind == "qt":
         return False  # no peer runs on a Qt main thread without an asyncio loop
@@ -236,8 +238,6 @@ def variants(tools: list[str], breakdown: bool,
     for tool in tools:
         if tool == "looptools":
             out["looptools"] = {"LOOPTOOLS": "1"}
-            if breakdown:
-                out["a thread, no monitor"] = {"LOOPTOOLS_BENCH_THREAD": "1"}
             if against is not None:
                 out["looptools, against"] = {"LOOPTOOLS": "1", "PYTHONPATH": against}
             if breakdown:
@@ -248,6 +248,7 @@ def variants(tools: list[str], breakdown: bool,
                     if against is not None:
                         out[f"looptools, against, {label}"] = {
                             "LOOPTOOLS": "1", "PYTHONPATH": against, **extra}
+                out[THREAD_ONLY] = {"LOOPTOOLS_BENCH_THREAD": "1"}
                 # Loaded and attached, watching nothing: what being in the process costs
                 out["looptools, no detector"] = {"LOOPTOOLS": "1",
                                                  "LOOPTOOLS_DISABLE": ",".join(DETECTORS)}
@@ -347,7 +348,7 @@ def main() -> int:
         parser.error(f"--workloads: unknown workload(s) {', '.join(sorted(unknown)) or '(none)'}")
     if args.child:
         if os.environ.get("LOOPTOOLS_BENCH_THREAD"):
-            # "a thread, no monitor": one thread started and joined before anything
+            # THREAD_ONLY: one thread started and joined before anything
             # runs, so the process is no longer single-threaded (glibc's allocator
             # keeps its locks from then on): the floor under any monitor's thread
             thread = threading.Thread(target=lambda: None)
