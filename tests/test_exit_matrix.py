@@ -435,3 +435,25 @@ def test_an_app_chaining_its_sigterm_handler_ends_as_it_would_without_us(
     if mode == "graceful":
         assert monitored.report is not None
         assert monitored.report["meta"]["exit"]["reason"] == "normal"
+
+
+@pytest.mark.parametrize("binding", ["PyQt6", "PySide6", "PyQt5"])
+def test_our_exit_runs_before_the_atexit_calls_of_the_app_and_its_qt_binding(
+        binding: str, tmp_path: Path) -> None:
+    """The report is written and every thread of ours stopped before the atexit calls
+    registered after the monitor started run: among them the Qt binding's clean-up,
+    which deletes the Qt objects Python owns with the GIL released while it walks its
+    table of wrappers — a thread of ours that ran Python then could corrupt the walk
+    (FeelUOwn on PyQt6 died of SIGSEGV there under ``looptools profile``)."""
+    if importlib.util.find_spec(binding) is None or importlib.util.find_spec("qasync") is None:
+        pytest.skip(f"{binding} or qasync is not installed")
+    app = ROOT / "tests" / "apps" / "exit_order_app.py"
+    plain = run_app([str(app), binding], tmp_path, monitored=False)
+    monitored = run_app([str(app), binding], tmp_path, summary="0")
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert plain.stdout == "done\nat exit: threads of looptools []; report written: False\n"
+    assert (monitored.returncode, monitored.stdout) == (
+        0, "done\nat exit: threads of looptools []; report written: True\n"), monitored.stderr
+    assert monitored.report is not None
+    assert monitored.report["loop"]["kind"] == "qasync", monitored.report["loop"]
+    assert monitored.report["meta"]["exit"]["reason"] == "normal"

@@ -293,15 +293,23 @@ def test_a_failing_tick_stops_with_one_warning_and_the_thread_looks_alone(
 
 
 def test_install_returns_running_monitor_and_uninstall_stops_it(tmp_path: Path) -> None:
+    # What the exit hooks go into, as they were: threading's calls at shutdown (see
+    # Monitor._at_shutdown), os._exit.
+    shutdown_calls = list(threading._threading_atexits)  # type: ignore[attr-defined]
+    original_exit = os._exit
     monitor = looptools.install(report=str(tmp_path / "x.json"), summary=False)
     try:
         assert looptools.install() is monitor
         assert looptools.active() is monitor
+        assert len(threading._threading_atexits) == len(shutdown_calls) + 1  # type: ignore[attr-defined]
+        assert os._exit is not original_exit
     finally:
         report = looptools.uninstall()
     assert report is not None and report["loop"]["kind"] == "none"
     assert looptools.active() is None
     assert looptools.uninstall() is None
+    assert threading._threading_atexits == shutdown_calls  # type: ignore[attr-defined]
+    assert os._exit is original_exit
 
 
 def test_attaches_to_a_loop_already_running(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import _thread
 import asyncio
 import atexit
+import contextlib
 import dataclasses
 import datetime
 import enum
@@ -240,6 +241,7 @@ class Monitor:
         self._previous_sigterm: Any = None
         #: (what os._exit was, our wrapper) while ours is installed
         self._os_exit: tuple[Any, Any] | None = None
+        self._shutdown_hook = False  # registered with threading (_at_shutdown)
         self._broken = False
 
     def _maybe_add_sampler(self) -> None:
@@ -1102,6 +1104,7 @@ class Monitor:
         # slot only while it is the default, so replacing it changes how a PyQt
         # app ends.  An unhandled exception is read at exit from sys.last_type.
         atexit.register(self._at_exit)
+        self._register_shutdown_hook()
         self._wrap_os_exit()
         # SIGTERM is taken (to write the report, then die of it) only when our
         # heartbeat runs Python on the loop thread: a Python handler runs only when
@@ -1139,6 +1142,49 @@ class Monitor:
         os._exit = _exit
         self._os_exit = (original, _exit)
 
+    def _register_shutdown_hook(self) -> None:
+        """Have ``_at_shutdown`` called as the interpreter begins to shut down (by
+        ``threading``, before it joins the app's threads and before any atexit call)."""
+        register = getattr(threading, "_register_atexit", None)
+        if register is None:
+            return
+        try:
+            register(self._at_shutdown)
+        except RuntimeError:  # shutting down already: atexit alone
+            return
+        self._shutdown_hook = True
+
+    def _unregister_shutdown_hook(self) -> None:
+        if not self._shutdown_hook:
+            return
+        self._shutdown_hook = False
+        calls = getattr(threading, "_threading_atexits", None)
+        if not isinstance(calls, list) or getattr(threading, "_SHUTTING_DOWN", False):
+            return  # (once called, it does nothing: the exit hooks are gone)
+        for call in list(calls):
+            if getattr(call, "func", None) == self._at_shutdown:
+                with contextlib.suppress(ValueError):
+                    calls.remove(call)
+
+    def _at_shutdown(self) -> None:
+        """The main thread is done; the app's other threads are about to be joined,
+        then the atexit calls run, last registered first.  Ours, registered as we
+        started, would run after every call the app and its libraries registered
+        since: after the Qt bindings' clean-up, which deletes the Qt objects
+        Python owns, one by one with the GIL released, while it walks the
+        binding's table of wrappers.  Our threads ran then, and our hooks were
+        still in Qt (FeelUOwn on PyQt6 died of SIGSEGV in that walk, at a freed
+        wrapper, under ``looptools profile``, now and then; what freed it was not
+        found, see docs/design.md).  Registered again now, ours runs first: the report is
+        written, our threads joined and our hooks removed before any library
+        tears down, and after the app's own threads have ended.  (An atexit call
+        of the app's that runs an event loop is no longer watched.)"""
+        if self._stopped or not self.exit_hooks:
+            return
+        with contextlib.suppress(Exception):
+            atexit.unregister(self._at_exit)
+            atexit.register(self._at_exit)
+
     def _unwrap_os_exit(self) -> None:
         saved, self._os_exit = self._os_exit, None
         if saved is not None and os._exit is saved[1]:
@@ -1148,6 +1194,7 @@ class Monitor:
         if not self.exit_hooks:
             return
         atexit.unregister(self._at_exit)
+        self._unregister_shutdown_hook()
         self._unwrap_os_exit()
         if self._previous_sigterm is not None and \
                 threading.current_thread() is threading.main_thread():
