@@ -1971,6 +1971,20 @@ class StallWatchdog(Detector):
         tick_due = min(now, self._tick_t + self.poll) if self.ticking else None
         if tick_due is not None:
             dated = max(previous, tick_due)
+            if gil and held > self.threshold:
+                # The loop thread burned more than a stall's worth of CPU with no
+                # tick since the last one ran: a C call (or a collection) held the
+                # GIL, and the GIL comes to us at the first bytecode after it, in
+                # the run that made it.  That run, if first seen now, began when the
+                # hold did, as far as its CPU time tells (or after a sign of life
+                # since, _observe): one stall, begun now.  Dated by the tick due, it
+                # read under the threshold, the hold was recorded after the fact as
+                # a stall of its own, and the run became a second one a look later:
+                # a 105 ms step, 103 ms of it a full collection, was reported as
+                # 0.0925 s + 105 ms and 0.1026 s + 105 ms.  (Only over the
+                # threshold: the CPU time may include a moment before the run, and
+                # a 45 ms call so dated could read over a 50 ms threshold.)
+                dated = max(previous, min(dated, now - held))
         elif gil:
             dated = previous
         elif now - previous > 2.0 * self.poll and not self.stamped:
@@ -2041,12 +2055,15 @@ class StallWatchdog(Detector):
                     state.idle_seen = now  # waiting for I/O: alive, not stalled
                     return
             self._begin(started, now, gil, cur, held, since=seen, hold=hold)
-        elif gil and held > self.threshold and seen > previous:
+        elif gil and held > self.threshold and seen > previous \
+                and (cur is None or self._came_back(previous + held * 0.9)):
             # A GIL-holding stall that began after our last look and had already
             # ended when we could run again (the loop came back and went on):
             # record it after the fact.  It held the GIL for ``held`` from some
             # time after ``previous``, so it ended at the first sign of life
-            # that late.
+            # that late.  (Not when a run found in progress is the one that held
+            # it, with no sign of the loop since: its stall is that run's, see the
+            # dating above.)
             stall = Stall(started=previous, detected=None, gil_held=True, gil_s=hold,
                           source="loop")
             self._recorded.append(stall)
@@ -2056,6 +2073,13 @@ class StallWatchdog(Detector):
             signs = [t for t in (state.last_end, state.last_beat, state.idle_seen, self._alive)
                      if t >= previous + held * 0.9]
             self._finish(stall, min(signs) if signs else now, already_current=False)
+
+    def _came_back(self, after: float) -> bool:
+        """Has the loop shown a sign of life of its own (a run's end, a heartbeat, its
+        wait) since ``after``?  (Not the dated start of a run first seen now.)"""
+        state = self.state
+        return state is not None and max(state.last_end, state.last_beat,
+                                         state.idle_seen) >= after
 
     def _begin(self, started: float, now: float, gil: bool, handle: Any,
                held: float = 0.0, since: float | None = None, hold: float = 0.0) -> None:
