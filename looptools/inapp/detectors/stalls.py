@@ -542,6 +542,7 @@ class StallWatchdog(Detector):
         self._tick_t = 0.0  # when the last tick ran
         self._tick_before = 0.0  # when the one before it ran
         self._tick_gap = (0.0, 0.0)  # (the tick before, the late tick): the last late tick
+        self._tick_gaps: deque[tuple[float, float]] = deque(maxlen=16)  # the last ones
         # (when, what ran then, the latest it began) at the last late tick (see _tick
         # and _observe)
         self._late_seen: tuple[float, Any, float] = (0.0, None, 0.0)
@@ -1094,6 +1095,7 @@ class StallWatchdog(Detector):
             late = now - previous > 2.0 * self.poll
             if late:
                 self._tick_gap = (previous, now)
+                self._tick_gaps.append(self._tick_gap)
             if self._look.acquire(False):
                 try:
                     if self.qt and frame is not None and frame.f_back is not None \
@@ -1940,15 +1942,30 @@ class StallWatchdog(Detector):
             # A longer silence at its end is no sign of another run when nothing
             # else ran Python on the loop thread after the last sample (seen: a
             # garbage collection of a large heap holding the GIL for the last
-            # 17-28 ms of a 57 ms run, no tick or look in it).
-            if during[0][0] - started > self.threshold / 2.0 + 3 * self.poll \
-                    or (ended - during[-1][0] > gap and quiet_since > during[-1][0]):
+            # 17-28 ms of a 57 ms run, no tick or look in it).  Nor at its start,
+            # when no tick ran from its start to its first sample: a C call held
+            # the GIL (a 105 ms one, then 15 ms of Python, beside two burners: the
+            # look after the call dated the run by the tick due, 96 ms before,
+            # and the next came after its end; ~3 in 90 such 116-122 ms callbacks
+            # went unreported).
+            unseen_start = during[0][0] - started > self.threshold / 2.0 + 3 * self.poll \
+                and not self._no_python(started, during[0][0])
+            if unseen_start or (ended - during[-1][0] > gap and quiet_since > during[-1][0]):
                 continue  # not seen in it all along
             stall = Stall(started=started, detected=None, source="loop",
                           idle_frame=state.idle_frame if state is not None else None)
             self._describe(stall, handle)
             self._record_after(stall, [(when, stack) for when, _n, _ident, stack in during],
                                ended)
+
+    def _no_python(self, since: float, until: float) -> bool:
+        """Did the loop thread run no Python from about ``since`` to ``until``?  A tick
+        runs at its next bytecode boundary, every poll: one late tick spanning that
+        time says the thread was in one C call, a collection, or off the CPU — not
+        in a loop of its own, which runs Python (its waits let the ticks in)."""
+        return self.ticking and any(
+            before <= since + self.poll and late >= until - self.poll
+            for before, late in list(self._tick_gaps))
 
     def _check_now(self, now: float, previous: float, late: float, gil: bool,
                    held: float) -> None:
