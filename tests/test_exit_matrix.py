@@ -457,3 +457,12 @@ def test_our_exit_runs_before_the_atexit_calls_of_the_app_and_its_qt_binding(
     assert monitored.report is not None
     assert monitored.report["loop"]["kind"] == "qasync", monitored.report["loop"]
     assert monitored.report["meta"]["exit"]["reason"] == "normal"
+    # An atexit call of the app's that ends the process by os._exit(5), after our exit
+    # wrote the report: the report says so, as it did when ours ran last.
+    plain = run_app([str(app), binding, "osexit"], tmp_path, monitored=False)
+    monitored = run_app([str(app), binding, "osexit"], tmp_path, summary="0")
+    assert (plain.returncode, monitored.returncode) == (5, 5), monitored.stderr
+    assert monitored.stdout == plain.stdout.replace("written: False", "written: True")
+    assert monitored.report is not None
+    assert monitored.report["meta"]["exit"] == {"reason": "exit", "signal": None,
+                                                "exception": None, "code": 5}

@@ -242,6 +242,7 @@ class Monitor:
         #: (what os._exit was, our wrapper) while ours is installed
         self._os_exit: tuple[Any, Any] | None = None
         self._shutdown_hook = False  # registered with threading (_at_shutdown)
+        self._exiting = False  # stopping (or stopped) from our atexit call
         self._broken = False
 
     def _maybe_add_sampler(self) -> None:
@@ -1131,9 +1132,13 @@ class Monitor:
             if os.getpid() == pid and monitor._os_exit is not None:
                 try:
                     code = int(status)
-                    monitor.exit_info = {"reason": "normal" if code == 0 else "exit",
-                                         "signal": None, "exception": None, "code": code}
-                    monitor.stop()
+                    info = {"reason": "normal" if code == 0 else "exit",
+                            "signal": None, "exception": None, "code": code}
+                    if monitor._stopped:
+                        monitor._amend_exit(info)
+                    else:
+                        monitor.exit_info = info
+                        monitor.stop()
                 except BaseException:
                     pass
             original(status)
@@ -1195,7 +1200,10 @@ class Monitor:
             return
         atexit.unregister(self._at_exit)
         self._unregister_shutdown_hook()
-        self._unwrap_os_exit()
+        if not self._exiting:
+            # (At exit it stays: an atexit call of the app's that runs after ours, as
+            # all do now (_at_shutdown), may still end by os._exit(n), see _amend_exit.)
+            self._unwrap_os_exit()
         if self._previous_sigterm is not None and \
                 threading.current_thread() is threading.main_thread():
             try:
@@ -1222,10 +1230,21 @@ class Monitor:
                                   "exception": f"{exc_type.__name__}: {value}"}
             else:
                 self.exit_info = {"reason": "normal", "signal": None, "exception": None}
+        self._exiting = True
         try:
             self.stop()
         except Exception as exc:
             _warn(f"looptools: could not finish the report: {type(exc).__name__}: {exc}")
+
+    def _amend_exit(self, info: dict[str, Any]) -> None:
+        """``os._exit(n)`` after our exit wrote the report (in an atexit call of the
+        app's): the report says how the process ends after all."""
+        report = self.final_report
+        if report is None or self.report_path is None or not self._exiting:
+            return
+        self.exit_info = info
+        report["meta"]["exit"] = dict(info)
+        self.report_path = self._write(report)
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         try:

@@ -1,11 +1,12 @@
 """A qasync app on BINDING that registers an atexit call after it made its QApplication,
 as the Qt bindings register their own clean-up of the Qt objects Python owns.
 
-usage: python exit_order_app.py BINDING
+usage: python exit_order_app.py BINDING [osexit]
 
 At exit it prints which threads of looptools are still alive then, and whether the
 report (``LOOPTOOLS_REPORT``) is written yet: an atexit call registered after the monitor
-started runs before the monitor's own unless the monitor moves its own ahead.
+started runs before the monitor's own unless the monitor moves its own ahead.  With
+``osexit`` that call then ends the process by ``os._exit(5)``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def at_exit() -> None:
     ours = sorted(t.name for t in threading.enumerate() if t.name.startswith("looptools"))
     written = bool(REPORT) and os.path.exists(REPORT)
     print(f"at exit: threads of looptools {ours}; report written: {written}", flush=True)
+    if sys.argv[2:] == ["osexit"]:
+        os._exit(5)
 
 
 atexit.register(at_exit)
