@@ -367,8 +367,8 @@ def main() -> int:
                         help="also looptools imported from DIR (another copy of the package)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--ci", action="store_true",
-                        help="show each median's 90%% confidence interval instead of the IQR, "
-                             "and which looptools rows are over --target")
+                        help="show each median's confidence interval (at least 90%%) instead "
+                             "of the IQR, and which looptools rows are over --target")
     parser.add_argument("--target", type=float, default=1.05,
                         help="the ratio --ci judges looptools against (default 1.05, issue 14)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
