@@ -436,14 +436,14 @@ def main() -> int:
         else:
             print(f"\n{kind} (median of {args.rounds} paired ratios to 'off'; IQR in brackets)")
         print(f"{'':34}" + "".join(f"{w:>22}" for w in columns))
+        spread = ci if args.ci else iqr
         for name, row in table.items():
             if name == "off":
                 continue
-            spread = ci if args.ci else iqr
             cells = "".join(f"{row[w]:>8.3f}x [{spread[name][w][0]:.2f}-{spread[name][w][1]:.2f}]"
                             for w in columns)
             print(f"{name:34}{cells}")
-            if name.startswith("looptools") and "," not in name:
+            if name == "looptools":
                 for w in columns:
                     low, high = ci[name][w][0], ci[name][w][1]
                     if low > args.target:

@@ -43,6 +43,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -151,14 +152,12 @@ def main() -> int:
                      f"(known: poll, {', '.join(overhead.SIZES)})")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    perf = None
-    if args.perf:
-        if shutil.which("perf") is None:
-            print("thread_cost: --perf needs perf on PATH (Debian: apt-get install linux-perf)",
-                  file=sys.stderr)
-            return 2
-        perf = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"thread_cost.{os.getpid()}.data")
-    try:
+    if args.perf and shutil.which("perf") is None:
+        print("thread_cost: --perf needs perf on PATH (Debian: apt-get install linux-perf)",
+              file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="thread_cost-") as folder:
+        perf = os.path.join(folder, "perf.data") if args.perf else None
         for workload in workloads:
             times: dict[str, list[float]] = {mode: [] for mode in MODES}
             shares: dict[str, list[float]] = {mode: [] for mode in MODES}
@@ -181,9 +180,6 @@ def main() -> int:
                 print(f"{'':9s} glibc multi-threaded share of the main thread's samples: "
                       + "   ".join(f"{mode} {statistics.median(shares[mode]):.2f}%"
                                    for mode in MODES), flush=True)
-    finally:
-        if perf is not None and os.path.exists(perf):
-            os.unlink(perf)
     return 0
 
 
