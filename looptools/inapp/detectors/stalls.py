@@ -408,6 +408,9 @@ def _at_entry(frame: Any) -> bool:
 _MAX_VOTES = 64  # distinct culprit frames counted per stall
 _MAX_SAMPLES = 2000  # stacks sampled per stall (10 s at one a look): enough to vote
 _AIM_PAST = 0.0003  # a tick brought to this long past a slot's threshold (_aim_tick)
+#: how late a Qt loop's idle wait may end after its heartbeat timer is due (a
+#: ``PreciseTimer`` fired 0.6-1.1 ms late here: Qt's wait rounds to whole ms)
+_BEAT_SLACK = 0.0015
 
 
 class StallWatchdog(Detector):
@@ -551,6 +554,14 @@ class StallWatchdog(Detector):
         self._tick_cpu = 0.0  # the loop thread's CPU clock then
         self._look_cpu = 0.0  # the loop thread's CPU clock at the thread's last look
         self._cpu_clock: int | None = None  # the loop thread's CPU clock, read from here
+        # (A Qt loop) how the loop thread had spent its time, read on it when it ran
+        # Python (a tick, a heartbeat) and by this thread at each look: (when, its
+        # CPU clock, the machine's delay of it so far as in _rq_marks, or None),
+        # for _in_qt_since; and that clock, read from the watchdog thread (exact:
+        # schedstat's CPU time lags a running thread by up to a scheduler tick).
+        self._cpu_refs: deque[tuple[float, float, float | None]] = deque(maxlen=256)
+        self._loop_clock: int | None = None
+        self._loop_delay: float | None = None  # the last _mark_loop's reading
         self._burst = (0.0, 0.0)  # (when, CPU seconds) of the last C call seen by a tick
         self._jobs_t = 0.0  # when the jobs last ran
         self._last_look = time.perf_counter()  # when a look (tick or thread) last dated runs
@@ -594,6 +605,15 @@ class StallWatchdog(Detector):
         self.qt = bool(plugin.is_qt)
         self._plugin = plugin
         self._rq_marks.clear()  # another loop thread's, if any
+        self._cpu_refs.clear()
+        self._loop_clock = None
+        if self.qt:
+            try:
+                clock = time.pthread_getcpuclockid(state.thread_id)
+                time.clock_gettime(clock)
+                self._loop_clock = clock
+            except (AttributeError, OSError):  # not on this platform
+                pass
         on_main = state.thread_id == threading.main_thread().ident
         if self._collections is not None:
             self._collections.remove()
@@ -866,6 +886,7 @@ class StallWatchdog(Detector):
         self._mark_loop()
         if self.qt:
             self._loop_frame = _app_caller(sys._getframe(1))
+            self._cpu_refs.append((now, time.thread_time(), self._loop_delay))
         if self.stamped and self._waiting and now >= self._due \
                 and not self._stop.is_set() and not self.ticking:
             self._hand_off()  # as a tick would (see _stamp_runs)
@@ -880,9 +901,10 @@ class StallWatchdog(Detector):
             return
         when = time.perf_counter()
         try:
-            self._loop_marks.append((when, times.read()[1] + self._held_queued))
+            self._loop_delay = delay = times.read()[1] + self._held_queued
+            self._loop_marks.append((when, delay))
         except (OSError, ValueError, IndexError):  # e.g. the app closed it
-            self._times_loop = None
+            self._times_loop = self._loop_delay = None
 
     # -- ticks (loop thread) -------------------------------------------------
     def _start_ticks(self) -> None:
@@ -1080,6 +1102,8 @@ class StallWatchdog(Detector):
             cpu = time.thread_time()
             burst = cpu - max(self._tick_cpu, self._look_cpu)
             self._tick_cpu = cpu
+            if self.qt:
+                self._cpu_refs.append((now, cpu, self._loop_delay))
             if burst >= self.gil_late * 0.5:
                 # The loop thread burned this much CPU without a bytecode
                 # boundary (ticks run at each one, every poll) and without the
@@ -1719,6 +1743,15 @@ class StallWatchdog(Detector):
                 if state.end_watch is not None and now - started > self.poll:
                     # Already long (seen late, after a C call held the GIL).
                     state.end_watch.arm(cur, n)
+            elif self.qt and state.t0_n == n:
+                # Every run timed (the precise hot path, while the dispatcher
+                # detector watches): the last one ended at last_end.  Qt's loop
+                # may have gone on into C++ since (a paint, a layout, a C++
+                # slot), stalled, with no run in progress: it is not alive now.
+                # (Taken for alive here, a repaint that began 5 ms after the
+                # last run was dated from this look, 10-16 ms into it, and 9 of
+                # 25 repaints of 54-76 ms on qasync were not reported.)
+                self._run_t0 = None
             elif not self.stamped or self.ticking:
                 self._alive = now
                 self._run_t0 = None
@@ -1746,6 +1779,10 @@ class StallWatchdog(Detector):
     def _check(self, now: float, previous: float, late: float, gil: bool,
                held: float) -> None:
         self._looked = now
+        if self._loop_clock is not None:
+            # (Read after ``now``: a reading is never older than it says.)
+            self._cpu_refs.append((now, time.clock_gettime(self._loop_clock),
+                                   self._delay_now()))
         self._check_now(now, previous, late, gil, held)
         if self._missed:
             self._record_missed()
@@ -2064,6 +2101,10 @@ class StallWatchdog(Detector):
             return
         # A Qt slot found running is dated when it was found to have begun by.
         started = self._slot_start(seen) if cur is None and self.qt else seen
+        if cur is None and self.qt and not gil and now - started > self.threshold \
+                and self._slot_seen != seen:
+            # No Python under Qt's loop since then: Qt's C++ (or its wait).
+            started = self._in_qt_since(now, seen)
         if now - started > self.threshold:
             check = state.idle_check
             if check is not None and cur is None and not gil:
@@ -2090,6 +2131,70 @@ class StallWatchdog(Detector):
             signs = [t for t in (state.last_end, state.last_beat, state.idle_seen, self._alive)
                      if t >= previous + held * 0.9]
             self._finish(stall, min(signs) if signs else now, already_current=False)
+
+    def _in_qt_since(self, now: float, seen: float) -> float:
+        """The latest a Qt loop found in C++ at ``now`` (no Python running under
+        its loop: a paint, a layout, a C++ slot, or its idle wait) can have begun
+        to be, its last sign of life at ``seen``.
+
+        A stall in C++ has no run and no slot to date it, and began some time
+        after ``seen``: the loop may have waited idle first.  Dated from ``seen``,
+        it read up to a heartbeat long (a repaint of 43 ms that began 7.7 ms
+        after the last run was reported as a 51.4 ms stall; FeelUOwn's
+        start-up showed a 42.6 ms busy window as a 52.5 ms stall).  Two things
+        bound it, and the earlier is kept (a stall is never longer than
+        either says):
+
+        * the heartbeat: a Qt timer that wakes the idle loop when due, so the
+          loop was busy by then, if the beat has not run since (Qt fires the
+          timers that are due in order; ``_BEAT_SLACK`` for its lateness);
+        * the time the loop thread has spent running (its own CPU clock, exact)
+          or ready to run with no CPU to run on (a busy machine's delay of it, as
+          _starved counts it) since a reading at or after ``seen`` (at a tick or
+          a heartbeat on the loop thread, at a look of this thread), or since the
+          last before it, less all the time from that reading to ``seen``: what
+          it ran since, C++, had it busy at least that long up to now.  (A wait
+          in C++ that burns no CPU, a blocking call, is bounded by the heartbeat
+          alone.)  Without the delay, a 55 ms repaint that a busy machine
+          stretched to 88 ms read 55 ms, and _starved took its 33 ms of delay
+          off that again: every one was dismissed.
+
+        The heartbeat's bound moves on by the machine's delay of the loop thread
+        since ``seen`` too: woken for the beat, it may wait for a CPU, and run
+        the C++ of a timer due before the beat first.  Whether the machine's
+        share of the stall makes it not the app's is for _starved to judge.
+        """
+        state = self.state
+        if state is None:
+            return seen
+        beat_due = max(seen, state.last_beat + self._beat_every) + _BEAT_SLACK
+        by_cpu = now
+        clock = self._loop_clock
+        refs = list(self._cpu_refs)
+        if clock is not None and refs:
+            try:
+                cpu_now = time.clock_gettime(clock)
+            except OSError:  # the thread is gone
+                return min(max(seen, beat_due), now)
+            delay_now = self._delay_now()
+
+            def waited(delay: float | None) -> float:
+                if delay_now is None or delay is None:
+                    return 0.0
+                return max(0.0, delay_now - delay)
+
+            before = [ref for ref in refs if ref[0] <= seen]
+            after = [ref for ref in refs if ref[0] >= seen]
+            if after:
+                # (The first reading since: all it was busy since went on C++.)
+                _when, cpu, delay = min(after, key=lambda ref: ref[0])
+                by_cpu = min(by_cpu, now - (cpu_now - cpu + waited(delay)))
+            if before:
+                # (The last reading before: less what it can have spent until seen.)
+                when, cpu, delay = max(before, key=lambda ref: ref[0])
+                by_cpu = min(by_cpu, now - (cpu_now - cpu + waited(delay) - (seen - when)))
+                beat_due += waited(delay)
+        return min(max(seen, min(beat_due, by_cpu)), now)
 
     def _came_back(self, after: float) -> bool:
         """Has the loop shown a sign of life of its own (a run's end, a heartbeat, its
