@@ -41,8 +41,10 @@ import dataclasses
 import faulthandler
 import gc
 import itertools
+import linecache
 import opcode
 import os
+import re
 import signal
 import socket
 import sys
@@ -155,7 +157,8 @@ class Stall:
         """
         self.samples += weight
         stack = _without_tick(stack)
-        waiting = self.idle_frame is not None and _at_wait(stack, self.idle_frame)
+        waiting = (self.idle_frame is not None and _at_wait(stack, self.idle_frame)) \
+            or _in_qt_loop_call(stack)
         culprit = None if waiting else culprit_of(stack)
         if waiting or (culprit is not None and _started_the_loop(stack, culprit)):
             # The loop thread was not in a callback: at its idle wait (no Python ran:
@@ -334,6 +337,34 @@ def _at_wait(stack: list[Frame], idle_frame: tuple[str, str]) -> bool:
             return True
         if not is_ours(frame[1]):
             return False
+    return False
+
+
+#: a line that runs a Qt event loop: ``app.exec()``, ``dialog.exec_()``.  (Not
+#: ``processEvents()``: an app's code that calls it runs the events it chose to
+#: run, and is named by them.)
+_QT_LOOP_CALL = re.compile(r"\.\s*exec_?\s*\(")
+
+
+def _in_qt_loop_call(stack: list[Frame]) -> bool:
+    """The innermost app frame of ``stack`` (outermost first), with nothing but our
+    own frames above it, is at a line that runs Qt's event loop: the loop thread was
+    in Qt's C++ under that call (a paint, a layout, a C++ slot, or the wait).
+
+    That line is not what held the loop: a Python slot Qt ran would be on the stack
+    above it.  Without this, a repaint run by a C++ timer on a Qt main thread was
+    named by the ``app.exec()`` line whenever the frame the loop idles in was not
+    known yet (a stall before the first heartbeat: the window's first paint), or
+    was learnt in another loop (a nested ``QEventLoop.exec`` before ``app.exec``).
+    """
+    for frame in reversed(stack):
+        if is_ours(frame[1]):
+            continue
+        if not is_app_file(frame[1]):
+            return False
+        line = frame[2]
+        return line is not None \
+            and bool(_QT_LOOP_CALL.search(linecache.getline(frame[1], line)))
     return False
 
 
@@ -1873,6 +1904,19 @@ class StallWatchdog(Detector):
             samples.append((now, seen, stack))
         return seen
 
+    def _in_loop_slot(self, thread_id: int | None) -> bool:
+        """The loop thread runs Python in a slot that Qt's loop called (the frame Qt's
+        loop runs under, as of the last heartbeat, is below it)."""
+        loop_frame = self._loop_frame
+        if loop_frame is None or thread_id is None:
+            return False
+        frame, depth = sys._current_frames().get(thread_id), 0
+        while frame is not None and frame.f_back is not loop_frame:
+            frame, depth = frame.f_back, depth + 1
+            if depth > 256:
+                return False
+        return frame is not None
+
     def _slot_start(self, seen: float) -> float:
         """When the Qt slot running since the sign of life ``seen`` is dated: the
         latest it can have begun, when a tick or a look while ticks flow found it
@@ -2078,6 +2122,16 @@ class StallWatchdog(Detector):
         if current is not None:
             if seen > current.started + 1e-6:
                 self._finish(current, self._end_of(current))
+                return
+            if self.qt and not gil and current.samples \
+                    and current.idle_samples >= current.samples \
+                    and self._in_loop_slot(state.thread_id):
+                # All of it in Qt's C++ so far, and Python runs now in a slot Qt's
+                # loop called: the loop came back after this thread's last look.
+                # (The tick at the slot's entry says so, unless this thread held
+                # the look then: the one sample taken in the slot after a 116 ms
+                # repaint, beside two burners, was its only vote and named it.)
+                self._finish(current, max(previous, current.started))
                 return
             if current.detected is None and not gil:
                 # Still going on, now that the GIL is back: seen while it lasts.
