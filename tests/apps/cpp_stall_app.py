@@ -17,11 +17,12 @@ Prints ``MARKS {"origin": ..., "rounds": [[due, end], ...]}`` to stderr
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import sys
 import time
 from typing import Any
+
+from _marks import print_marks
 
 kind, binding, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 targets = [float(x) / 1000.0 for x in sys.argv[4].split(",")]
@@ -154,12 +155,5 @@ else:
     with loop:
         loop.run_until_complete(main())
 
-try:
-    import looptools
-
-    monitor = looptools.active()
-    origin = monitor.hub.started if monitor is not None else None
-except ImportError:
-    origin = None
-print("MARKS " + json.dumps({"origin": origin, "rounds": marks}), file=sys.stderr)
+print_marks(marks)
 print("done")

@@ -10,10 +10,11 @@ Prints ``MARKS {"origin": ..., "rounds": [[start, hold_end, end], ...]}`` to std
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import sys
 import time
+
+from _marks import print_marks
 
 ROUNDS, HOLD, AFTER = int(sys.argv[1]), float(sys.argv[2]) / 1000, float(sys.argv[3]) / 1000
 
@@ -44,12 +45,5 @@ async def main() -> list[list[float]]:
 
 
 rounds = asyncio.run(main())
-try:
-    import looptools
-
-    monitor = looptools.active()
-    origin = monitor.hub.started if monitor is not None else None
-except ImportError:
-    origin = None
-print("MARKS " + json.dumps({"origin": origin, "rounds": rounds}), file=sys.stderr)
+print_marks(rounds)
 print("done")

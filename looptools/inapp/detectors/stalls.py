@@ -270,6 +270,18 @@ def _same_callback(stack: list[Frame], other: list[Frame]) -> bool:
     return culprit is not None and not _started_the_loop(common, culprit)
 
 
+def _slot_under(frame: Any, loop_frame: Any) -> Any:
+    """The frame of ``frame``'s stack that Qt's loop called (its ``f_back`` is
+    ``loop_frame``, the frame the loop runs under), or None: the loop at its wait,
+    or not under the loop."""
+    depth = 0
+    while frame is not None and frame.f_back is not loop_frame:
+        frame, depth = frame.f_back, depth + 1
+        if depth > 256:
+            return None
+    return frame
+
+
 def _app_caller(frame: Any) -> Any:
     """(On the loop thread, in a slot Qt's loop called.)  The innermost frame below
     ours: the Python frame Qt's loop runs under (the one that called exec, or a
@@ -1606,8 +1618,13 @@ class StallWatchdog(Detector):
             try:
                 dumper = self._dumper
                 now_times = self._times_before() if before is not None else None
+                delay = None
                 if now_times is not None:
-                    self._rq_marks.append((now, now_times[3] + self._held_queued))
+                    delay = now_times[3] + self._held_queued
+                    self._rq_marks.append((now, delay))
+                if self._loop_clock is not None:
+                    # (Read after ``now``: a reading is never older than it says.)
+                    self._cpu_refs.append((now, time.clock_gettime(self._loop_clock), delay))
                 # Late by more than the GIL's switch interval allows: why?
                 gil, held = self._gil_held(late, wait, previous, before, now_times) \
                     if self.state is not None else (False, 0.0)
@@ -1810,10 +1827,6 @@ class StallWatchdog(Detector):
     def _check(self, now: float, previous: float, late: float, gil: bool,
                held: float) -> None:
         self._looked = now
-        if self._loop_clock is not None:
-            # (Read after ``now``: a reading is never older than it says.)
-            self._cpu_refs.append((now, time.clock_gettime(self._loop_clock),
-                                   self._delay_now()))
         self._check_now(now, previous, late, gil, held)
         if self._missed:
             self._record_missed()
@@ -1865,11 +1878,7 @@ class StallWatchdog(Detector):
             return seen  # (dated already, no sample due: a tick's, not walked again)
         if frame is None:
             frame = sys._current_frames().get(state.thread_id)
-        inner, depth = frame, 0
-        while inner is not None and inner.f_back is not loop_frame:
-            inner, depth = inner.f_back, depth + 1
-            if depth > 256:
-                return seen
+        inner = _slot_under(frame, loop_frame)
         if inner is None:
             return seen  # the loop at its wait, or not under the loop: no slot runs
         if inner.f_code is _shield.SLOT_CODE:
@@ -1910,12 +1919,7 @@ class StallWatchdog(Detector):
         loop_frame = self._loop_frame
         if loop_frame is None or thread_id is None:
             return False
-        frame, depth = sys._current_frames().get(thread_id), 0
-        while frame is not None and frame.f_back is not loop_frame:
-            frame, depth = frame.f_back, depth + 1
-            if depth > 256:
-                return False
-        return frame is not None
+        return _slot_under(sys._current_frames().get(thread_id), loop_frame) is not None
 
     def _slot_start(self, seen: float) -> float:
         """When the Qt slot running since the sign of life ``seen`` is dated: the
