@@ -141,8 +141,8 @@ def test_the_qt_binding_a_qasync_app_gets_is_reported() -> None:
     assert check_binding({}.get, qt_api="").level == "note"
 
 
-_MECHANISMS = ["ticks", "thread dumps", "faulthandler timer", "schedstat", "cpu clock",
-               "private fds", "signal masks", "qt probe", "pdeathsig"]
+_MECHANISMS = ["ticks", "wake timer", "thread dumps", "faulthandler timer", "schedstat",
+               "cpu clock", "private fds", "signal masks", "qt probe", "pdeathsig"]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux mechanisms")
@@ -165,6 +165,10 @@ def test_a_mechanism_switched_off_by_a_setting_is_a_note() -> None:
         "switched off (LOOPTOOLS_PRIVATE_FDS=0): it shares the app's")
     assert by_name["ticks"].message == ("switched off (LOOPTOOLS_SIGNAL_TICKS=0): the watchdog "
                                         "thread looks every few ms (dearer on a busy loop)")
+    by_name = {c.name: c for c in check_platform({"LOOPTOOLS_WAKE_TIMER": "0"})}
+    assert by_name["wake timer"].level == "note"
+    assert by_name["wake timer"].message.startswith(
+        "switched off (LOOPTOOLS_WAKE_TIMER=0): the watchdog thread wakes about once")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="emulates macOS on Linux")
@@ -189,6 +193,9 @@ def test_platform_section_names_the_fallback_of_what_is_missing() -> None:
     assert checks["qt probe"]["message"] == (
         "no real-time signals: CPython's pending calls (Py_AddPendingCall)")
     assert checks["cpu clock"]["level"] == "note"
+    assert checks["wake timer"]["message"] == (
+        "no real-time signals: the watchdog thread wakes about once a threshold to look "
+        "(1-3 % of a busy loop)")
     assert checks["schedstat"]["level"] == "ok"  # still there: only the CPU clock is gone
     assert checks["schedstat"]["message"].endswith("without it: lateness alone (on a busy "
                                                    "machine a Python stall may be marked "

@@ -221,19 +221,29 @@ def test_the_culprit_is_where_most_samples_of_the_stall_were(ticks: bool, machin
     assert all(f["function"] != "StallWatchdog._tick" for f in stall["stack"])
 
 
-def test_ticks_look_for_the_watchdog_thread_on_a_busy_loop() -> None:
-    with looptools.monitor(report=None) as monitor:
+@pytest.mark.parametrize("wake_timer", [True, False], ids=["wake-timer", "routine-looks"])
+def test_ticks_look_for_the_watchdog_thread_on_a_busy_loop(wake_timer: bool) -> None:
+    with looptools.monitor(report=None, wake_timer=wake_timer) as monitor:
         watchdog = monitor.hub.get("stalls")
         assert asyncio.run(_queue_traffic(0.6)) > 0
         assert watchdog is not None
         ticks, looks, handoffs = watchdog.ticks, watchdog.looks, watchdog.handoffs
+        sleeps_on = watchdog.sleeps_on
     report = monitor.final_report
     assert report is not None and report["stalls"] == []
+    assert report["stall_summary"]["watchdog"]["wake_timer"] is wake_timer
+    assert ticks >= 60, ticks
+    if wake_timer:
+        # The ticks put the thread's wake-up back while the loop lives: it does
+        # not wake to look on this healthy loop (but at its start and end), nor
+        # wake much to sleep on.
+        assert looks <= 4, (looks, handoffs, sleeps_on)
+        assert sleeps_on <= 4, (looks, handoffs, sleeps_on)
+        return
     # Ticks every 5 ms; the thread looks about once per threshold (50 ms), no
     # more, and is not starved of the GIL on this busy loop: a due tick hands it
     # over (within 2 ms, or the thread takes it at the next switch interval: on
     # a busy machine the hand-off itself often times out).
-    assert ticks >= 60, ticks
     assert looks <= ticks // 3, (looks, ticks)
     assert looks >= 6, (looks, handoffs)
 

@@ -1,6 +1,6 @@
 """POSIX timers that signal one thread (Linux ``timer_create`` with ``SIGEV_THREAD_ID``).
 
-The stall watchdog uses two, both aimed at the loop thread:
+The stall watchdog uses three, two aimed at the loop thread:
 
 * **ticks**: a periodic timer on ``CLOCK_MONOTONIC`` whose real-time signal runs
   a Python handler on the loop thread between two bytecodes.  ``setitimer``'s
@@ -11,6 +11,14 @@ The stall watchdog uses two, both aimed at the loop thread:
   delivered to that thread only, and a real-time signal nobody handles is free.
 * **stack dumps**: a timer on the loop thread's *CPU clock*, whose signal
   ``faulthandler.register`` handles (looptools/inapp/_sigdump.py).
+
+and one at the watchdog thread:
+
+* **its wake-up**: a one-shot timer on ``CLOCK_MONOTONIC`` whose signal the
+  watchdog thread keeps blocked and waits for with ``sigtimedwait``.  The ticks
+  put it back while the loop shows life, so that the thread sleeps until the
+  loop could be stalled instead of waking about once a threshold to find it
+  was not (looptools/inapp/detectors/stalls.py, ``_sleep``).
 
 Each timer is created with ``ctypes.PyDLL`` functions, which keep the GIL: a
 ``CDLL`` call releases it, and the ticks re-arm a timer on the loop thread,
@@ -28,6 +36,7 @@ from types import FrameType
 from typing import Any
 
 _SIGEV_THREAD_ID = 4
+_TIMER_ABSTIME = 1
 CLOCK_MONOTONIC = 1
 
 
@@ -175,6 +184,7 @@ class ThreadTimer:
         self._armed = ctypes.byref(_spec(after, every))
         self._every = every
         self._disarmed = ctypes.byref(_spec(0.0))
+        self._now = ctypes.byref(_spec(1e-9, every))
         self.deleted = False
         _live.add(self)
         if not _exit_hook:
@@ -190,6 +200,21 @@ class ThreadTimer:
         if not self.deleted:
             _lib().timer_settime(self._timer, 0, ctypes.byref(_spec(after, self._every)),
                                  None)
+
+    def arm_at(self, deadline: float) -> bool:
+        """Restart with one signal at ``deadline`` on the timer's clock (absolute;
+        ``time.perf_counter()``'s for ``CLOCK_MONOTONIC`` on Linux), then every
+        ``every``; at once if it is past.  False if it could not be (deleted, or
+        the call failed)."""
+        if self.deleted:
+            return False
+        return _lib().timer_settime(self._timer, _TIMER_ABSTIME,
+                                    ctypes.byref(_spec(deadline, self._every)), None) == 0
+
+    def fire(self) -> None:
+        """Signal as soon as can be (a nanosecond from now), then every ``every``."""
+        if not self.deleted:
+            _lib().timer_settime(self._timer, 0, self._now, None)
 
     def disarm(self) -> None:
         if not self.deleted:

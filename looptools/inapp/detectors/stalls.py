@@ -557,6 +557,17 @@ class StallWatchdog(Detector):
         # blocks on it: it skips).
         self.use_ticks = settings.signal_ticks
         self.ticking = False
+        self.use_wake_timer = settings.wake_timer
+        #: the thread's wake-up timer was set up at the last loop's attach (_sleep)
+        self.wake_timer = False
+        #: why not (None: it was, or no loop was attached)
+        self.no_wake_timer: str | None = "no loop ran"
+        self._wake_signal: int | None = None
+        self._wake_timer: _posix_timer.ThreadTimer | None = None
+        # The thread waits for the loop's last sign of life + threshold (_next_wait),
+        # on its wake-up timer: a tick that sees the loop alive may put it back.
+        self._by_sign = False
+        self.sleeps_on = 0  # wake-ups of the thread that found the loop alive: no look
         self.ticks = 0  # ticks run
         self.handoffs = 0  # looks of the thread handed the GIL by a tick
         self.looks = 0  # looks of the thread
@@ -663,6 +674,7 @@ class StallWatchdog(Detector):
         self._collections = Collections(state.thread_id)
         self._collections.install()
         self._set_up_dumps(state, on_main)
+        self._choose_wake_signal(on_main)
         self._fd_keep = None
         self.private_fds = False
         fds = plugin.thread_fds() if self.use_private_fds else None
@@ -722,12 +734,34 @@ class StallWatchdog(Detector):
         returns it, for the caller to join once the lock is released."""
         self._workers_only = False
         self._stop.set()
-        try:
-            self._wake.release()
-        except RuntimeError:
-            pass
+        self._kick()
         thread, self._thread = self._thread, None
         return thread if thread is not threading.current_thread() else None
+
+    def _choose_wake_signal(self, on_main: bool) -> None:
+        """The real-time signal of the thread's wake-up timer (_sleep), chosen here,
+        before the ticks choose theirs; the timer is made by the thread itself."""
+        self._wake_signal = None
+        self.wake_timer = False
+        if not self.use_wake_timer:
+            self.no_wake_timer = "switched off (wake_timer)"
+        elif not self.use_ticks:
+            self.no_wake_timer = "it needs the ticks (signal_ticks is off)"
+        elif not on_main:
+            self.no_wake_timer = "the loop runs off the main thread"
+        else:
+            # (Its signal must be blocked in the thread: its default ends the process.)
+            self.no_wake_timer = _posix_timer.missing() or (
+                None if hasattr(signal, "pthread_sigmask") else "no signal.pthread_sigmask") \
+                or (None if hasattr(signal, "sigtimedwait") else "no signal.sigtimedwait") \
+                or (None if hasattr(signal, "sigwait") else "no signal.sigwait")
+            if self.no_wake_timer is None:
+                taken = (self._dumper.signum,) if self._dumper is not None else ()
+                found = _posix_timer.free_signals(1, taken)
+                if found:
+                    self._wake_signal = found[0]
+                else:
+                    self.no_wake_timer = "no free real-time signal"
 
     def _set_up_dumps(self, state: Any, on_main: bool) -> None:
         """How the stack of a stall that holds the GIL will be taken (``dump_kind``).
@@ -797,10 +831,8 @@ class StallWatchdog(Detector):
             self._wakeup_watched = False
             _wakeup.unwatch(self._wakeup_changed)
         self._stop.set()
-        try:
-            self._wake.release()
-        except RuntimeError:
-            pass
+        self._kick()
+        self._wake_signal = None
         thread, self._thread = self._thread, None
         itself = thread is threading.current_thread()
         if thread is not None and not itself:
@@ -853,6 +885,7 @@ class StallWatchdog(Detector):
         if collections is not None:
             collections.remove()
         self._tick_timer = None  # POSIX timers and itimers are not inherited
+        self._wake_timer, self._wake_signal, self._by_sign = None, None, False
         self._wakeup_watched = False  # (the monitor puts set_wakeup_fd back)
         times, self._times_loop = self._times_loop, None
         if times is not None:
@@ -1003,7 +1036,9 @@ class StallWatchdog(Detector):
         """Ticks from a POSIX timer aimed at the loop thread (Linux); False if none."""
         if state.native_id is None:
             return False
-        taken = (self._dumper.signum,) if self._dumper is not None else ()
+        taken = tuple(signum for signum in (
+            self._dumper.signum if self._dumper is not None else None, self._wake_signal)
+            if signum is not None)
         signals = _posix_timer.free_signals(1, taken)
         if not signals:
             return False
@@ -1200,9 +1235,11 @@ class StallWatchdog(Detector):
                         self._run_jobs(now, min(now, self._jobs_t + self.poll))
                 finally:
                     self._look.release()
-            if self._waiting and not self._stop.is_set() and (
-                    now >= self._due or self._stall_due(now)):
-                self._hand_off()
+            if self._waiting and not self._stop.is_set():
+                if self._by_sign and self._due - now < 2.0 * self.poll:
+                    self._put_back(now, state)
+                if now >= self._due or self._stall_due(now):
+                    self._hand_off()
         except Exception as exc:  # a KeyboardInterrupt goes on into the frame we interrupted
             self._stop_ticks()
             if self.hub is not None:
@@ -1261,6 +1298,25 @@ class StallWatchdog(Detector):
         delay = self._slot_start(seen) + self.threshold + _AIM_PAST - now
         if 0.0 < delay <= self.poll:
             timer.arm_in(delay)
+
+    def _put_back(self, now: float, state: Any) -> None:
+        """(A tick, the thread asleep till the loop's last sign of life + threshold,
+        which is near.)  Put its wake-up back to the newest sign's: the loop lived
+        since, and the look would find nothing.
+
+        Done once the wake-up is under two polls away, so about once a threshold
+        on a healthy loop (one ``timer_settime``, a few µs), not at every tick.
+        A run in progress moves no sign: its wake-up stays (and _stall_due hands
+        it the GIL as it nears the threshold, as before)."""
+        timer = self._wake_timer
+        if timer is None:
+            return
+        # (Never later than the sign says: a stall's look is due from there.)
+        due = min(self._last_sign(state), now) + self.threshold
+        if due > self._due:
+            self._due = due
+            if not timer.arm_at(due):
+                self._kick()  # (the thread looks, and waits as without the timer)
 
     def _stall_due(self, now: float) -> bool:
         """The look is due before the next tick (half a poll of slack) and the run
@@ -1334,13 +1390,27 @@ class StallWatchdog(Detector):
         done = self._done
         done.acquire(False)  # drop a release left over from a handoff that timed out
         self._handoff = True
+        self._kick()
+        if done.acquire(timeout=HANDOFF_S):
+            self.handoffs += 1
+        self._handoff = False
+
+    def _kick(self) -> None:
+        """Wake the thread now, however it waits.
+
+        The timer only when the thread sleeps on it: a signal sent while it
+        looks stays pending, and its next sleep would wake at once for nothing.
+        (No call that lets the GIL go, such as ``sigtimedwait`` to take one off,
+        may run while the collector is paused: the app ran its allocations
+        with the collector off meanwhile, and a full collection that belonged
+        in a stall did not happen.)"""
+        timer = self._wake_timer
+        if timer is not None and self._by_sign:
+            timer.fire()
         try:
             self._wake.release()
         except RuntimeError:  # already woken
             pass
-        if done.acquire(timeout=HANDOFF_S):
-            self.handoffs += 1
-        self._handoff = False
 
     def slow_callback(self, handle: Any, started: float, duration: float) -> None:
         # Loop thread, only for callbacks over the threshold.  Lets a GIL-holding
@@ -1349,6 +1419,12 @@ class StallWatchdog(Detector):
         self._recent_slow.append((started, started + duration, handle))
         self._missed.append((started, started + duration, handle,
                              self._quiet_since(started + duration)))
+        if self._by_sign and self._waiting:
+            # Asleep till the loop could stall: record it now (_record_missed),
+            # not at a look that may be seconds away.
+            timer = self._wake_timer
+            if timer is not None:
+                timer.fire()
         for stall in list(self._unnamed):
             ended = stall.ended if stall.ended is not None else started + duration
             if stall.callback is None and started < ended and started + duration > stall.started:
@@ -1433,6 +1509,14 @@ class StallWatchdog(Detector):
         # Before faulthandler's C thread is started from here: it inherits the mask.
         block_process_signals()
         try:
+            signum = self._wake_signal
+            if signum is not None and not self._workers_only:
+                # Blocked here (block_process_signals): taken by sigtimedwait alone.
+                self._wake_timer = _posix_timer.create(
+                    _posix_timer.CLOCK_MONOTONIC, threading.get_native_id(), signum, 0.0)
+                self.wake_timer = self._wake_timer is not None
+                if self._wake_timer is None:
+                    self.no_wake_timer = "timer_create failed"
             self._pause_gc()
             if self._fd_keep is not None:
                 self.private_fds = private_fd_table(self._fd_keep)
@@ -1465,6 +1549,10 @@ class StallWatchdog(Detector):
             self._ready.set()
             self._watch(poll, idle_wait, rearm_every, dump_after, stop or self._stop)
         finally:
+            self._by_sign = False
+            timer, self._wake_timer = self._wake_timer, None
+            if timer is not None:
+                timer.delete()  # (a signal it sent this thread dies with it)
             self._ready.set()
             for times in (self._times_w, self._times_l):
                 if times is not None:
@@ -1596,15 +1684,19 @@ class StallWatchdog(Detector):
         while True:
             self._due = expected - self._early
             self._waiting = True
-            self._resume_gc()
-            # Stamped runs: until it is due, counted from the look's start.  The
-            # look's own time, and a wait for the GIL back within it (faulthandler's
-            # re-arm releases it), are part of the wait, not added to it: else the
-            # looks sampling a long run came too far apart to see a stall a little
-            # over the threshold (and with ticks they are right as they are: a tick
-            # hands the due look the GIL).
-            self._wake.acquire(timeout=max(0.001, expected - time.perf_counter())
-                               if self.stamped else wait)
+            timer = self._wake_timer
+            if self._by_sign and timer is not None and self._sleep(timer, stop):
+                expected = self._due  # (put back by the ticks meanwhile)
+            else:
+                self._resume_gc()
+                # Stamped runs: until it is due, counted from the look's start.  The
+                # look's own time, and a wait for the GIL back within it
+                # (faulthandler's re-arm releases it), are part of the wait, not
+                # added to it: else the looks sampling a long run came too far
+                # apart to see a stall a little over the threshold (and with ticks
+                # they are right as they are: a tick hands the due look the GIL).
+                self._wake.acquire(timeout=max(0.001, expected - time.perf_counter())
+                                   if self.stamped else wait)
             self._waiting = False
             if stop.is_set():
                 return
@@ -1670,6 +1762,10 @@ class StallWatchdog(Detector):
                 if workers is not None:  # worker-thread loops: not under _look
                     workers.look(now)
                     wait = min(wait, workers.next_wait(now, poll))
+                    self._by_sign = False
+                elif self._by_sign and dumper is None and self._dump is not None \
+                        and self.dump_kind == "timer-thread":
+                    self._by_sign = False  # (faulthandler's timer is re-armed by looks)
                 before = self._times_before()
                 if before is not None:
                     if queued_from is not None:
@@ -1700,7 +1796,45 @@ class StallWatchdog(Detector):
             previous = now
             expected = now + wait
 
+    def _sleep(self, timer: _posix_timer.ThreadTimer, stop: threading.Event) -> bool:
+        """Wait for the wake-up timer, which the ticks put back while the loop lives
+        (_put_back): wake when the loop could be stalled, or when woken (a hand-off,
+        a stop, a stall to record), not about once a threshold to find it alive.
+
+        On plain asyncio those routine looks cost a busy loop 1.5-3 %, more than
+        their own time: each is a thread that wakes and waits for the GIL while
+        the loop drops and retakes it at every ``select``, then holds it
+        (docs/benchmarks.md, "What any thread costs plain asyncio").  A wake-up
+        that finds the deadline put back sleeps on without looking.  Returns
+        False if the timer could not be armed (the thread waits as without it).
+
+        The collector stays paused (_pause_gc) but in the wait itself: nothing
+        this thread allocates may set off a collection here (``sigwait`` returns
+        a small int; ``sigtimedwait``'s ``siginfo`` is a tracked object: a full
+        collection of the app's heap ran on this thread, split a stall in two,
+        and ran the app's finalizers where its descriptors are not)."""
+        signals = {timer.signum}
+        if not timer.arm_at(self._due):
+            return False
+        while True:
+            self._resume_gc()
+            try:
+                signal.sigwait(signals)
+            except (OSError, ValueError) as exc:
+                # Never again (each wait would fail at once): wait as without it.
+                self._wake_timer, self.wake_timer = None, False
+                self.no_wake_timer = f"sigwait failed ({type(exc).__name__}: {exc})"
+                timer.delete()
+                return False
+            finally:
+                self._pause_gc()
+            if stop.is_set() or self._handoff or self._missed \
+                    or time.perf_counter() >= self._due - 0.0001:
+                return True
+            self.sleeps_on += 1
+
     def _next_wait(self, now: float, poll: float, idle_wait: float) -> float:
+        self._by_sign = False
         state = self.state
         if state is None or not state.running:
             return idle_wait
@@ -1712,9 +1846,11 @@ class StallWatchdog(Detector):
             return poll
         # Ticks date the runs, or every run is stamped: look when the last sign of
         # life would turn into a stall (the next tick or heartbeat hands this
-        # thread the GIL then).
+        # thread the GIL then; with the wake-up timer, the ticks put it back while
+        # the loop lives, _put_back).
         seen = self._last_sign(state)
         wait = min(max(poll, seen + self.threshold - now), self.threshold)
+        self._by_sign = not stamped and self._wake_timer is not None
         if stamped:
             # Every half threshold at least, and from halfway through a run in
             # progress every poll, as a tick would: a run that becomes a stall is
@@ -2591,6 +2727,8 @@ class StallWatchdog(Detector):
                 "ticks": self.ticks,
                 "looks": self.looks,
                 "handoffs": self.handoffs,
+                "wake_timer": self.wake_timer,
+                "sleeps_on": self.sleeps_on,
                 "no_ticks": self.no_ticks,
                 "runs_stamped": self.stamped_ever,
                 "private_fds": self.private_fds,
@@ -2602,6 +2740,7 @@ class StallWatchdog(Detector):
                 "gil_judged_by": self.gil_judged_by(),
                 "no_gil_stacks": self.no_gil_stacks,
                 "no_thread_dump": self.no_thread_dump,
+                "no_wake_timer": None if self.wake_timer else self.no_wake_timer,
                 "no_gc_counts": self._no_gc_counts(),
             },
         }
