@@ -417,10 +417,10 @@ def check_platform(environ: dict[str, str] | None = None) -> list[Check]:
                    "signal_ticks", environ,
                    "the watchdog thread looks every few ms (dearer on a busy loop)"),
         _mechanism("wake timer", "the watchdog thread sleeps while the ticks flow, woken by a "
-                                 "POSIX timer they put back (timer_create, sigtimedwait)",
+                                 "POSIX timer they put back (timer_create, sigwait)",
                    _tick_timer_missing() or (
                        None if hasattr(signal, "pthread_sigmask") else "no signal.pthread_sigmask")
-                   or (None if hasattr(signal, "sigtimedwait") else "no signal.sigtimedwait"),
+                   or (None if hasattr(signal, "sigwait") else "no signal.sigwait"),
                    "the watchdog thread wakes about once a threshold to look (1-3 % of a busy "
                    "loop)", "wake_timer", environ),
         _mechanism("thread dumps", "the loop thread dumps its own stack in a GIL-holding call "

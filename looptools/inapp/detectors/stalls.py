@@ -753,7 +753,6 @@ class StallWatchdog(Detector):
             # (Its signal must be blocked in the thread: its default ends the process.)
             self.no_wake_timer = _posix_timer.missing() or (
                 None if hasattr(signal, "pthread_sigmask") else "no signal.pthread_sigmask") \
-                or (None if hasattr(signal, "sigtimedwait") else "no signal.sigtimedwait") \
                 or (None if hasattr(signal, "sigwait") else "no signal.sigwait")
             if self.no_wake_timer is None:
                 taken = (self._dumper.signum,) if self._dumper is not None else ()
@@ -1511,7 +1510,7 @@ class StallWatchdog(Detector):
         try:
             signum = self._wake_signal
             if signum is not None and not self._workers_only:
-                # Blocked here (block_process_signals): taken by sigtimedwait alone.
+                # Blocked here (block_process_signals): taken by sigwait alone.
                 self._wake_timer = _posix_timer.create(
                     _posix_timer.CLOCK_MONOTONIC, threading.get_native_id(), signum, 0.0)
                 self.wake_timer = self._wake_timer is not None
