@@ -60,6 +60,7 @@ WATCHDOG: dict[str, dict[str, Any]] = {
                         "wake_timer": False, "no_wake_timer": "no signal.pthread_sigmask"},
     "sigtimedwait": {"gil_stacks": "timer-thread",
                      "no_thread_dump": "no signal.pthread_sigmask or signal.sigtimedwait"},
+    "sigwait": {"wake_timer": False, "no_wake_timer": "no signal.sigwait"},
     "pthread-kill": {},  # the Qt-only probe's: see test_a_qt_only_app_is_still_found
     "cpu-clock": {"gil_stacks": "timer-thread",
                   "no_thread_dump": "no per-thread CPU clocks (time.pthread_getcpuclockid)"},

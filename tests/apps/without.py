@@ -36,6 +36,8 @@ REMOVE: dict[str, dict[str, tuple[str, ...]]] = {
     "pthread-kill": {"signal": ("pthread_kill",)},
     # waiting for a signal with a timeout: not on macOS or Windows
     "sigtimedwait": {"signal": ("sigtimedwait",)},
+    # waiting for a signal without a timeout (the watchdog thread's wake-up): not on Windows
+    "sigwait": {"signal": ("sigwait",)},
     # another thread's CPU clock: not on macOS or Windows
     "cpu-clock": {"time": ("pthread_getcpuclockid",)},
     # /proc/<pid>/task/<tid>/schedstat: Linux only
