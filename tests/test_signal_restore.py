@@ -6,6 +6,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -97,3 +98,46 @@ def test_our_sigterm_handler_is_shown_as_the_default_and_the_view_goes_at_stop()
         monitor.stop()
     assert signal.getsignal is getsignal and signal.signal is set_handler  # taken off
     assert getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGRTMIN"), reason="real-time signals")
+@pytest.mark.parametrize("take", ["free", "all"])
+def test_an_app_that_takes_our_signals_once_the_loop_runs_gets_only_its_own(
+        take: str, tmp_path: Path) -> None:
+    """The app puts handlers of its own on real-time signals after the loop started
+    (``all``: the ticks' own signal too, whatever handler it had).  Our timers stop
+    sending them first: the app's handler runs once per signal it sent (before,
+    the ticks called it ~170 more times in a second), and the stall is still found.
+    Found by a helper's fresh-eyes run."""
+    from helpers import ROOT, culprit_line, run_app
+
+    app = ROOT / "tests" / "apps" / "rt_handlers_app.py"
+    args = [str(app)] + (["all"] if take == "all" else [])
+    alone = run_app(args, tmp_path, monitored=False)
+    run = run_app(args, tmp_path)
+    assert alone.returncode == run.returncode == 0, run.stderr
+    sent, got = (int(word) for word in run.stdout.split()[1:4:2])
+    assert got == sent > 0 and run.stdout.endswith("extra {}\n"), run.stdout
+    assert alone.stdout.endswith("extra {}\n"), alone.stdout
+    assert "Traceback" not in run.stderr, run.stderr
+    report = run.report
+    assert report is not None
+    lines = [s["culprit"]["line"] for s in report["stalls"] if s["culprit"]]
+    assert lines == [culprit_line(app, "stall")], report["stalls"]
+
+
+def test_signal_signal_is_put_back_at_detach() -> None:
+    """The wrapper looptools.inapp._sigtaken puts on ``signal.signal`` while the
+    ticks run goes with the monitor."""
+    import asyncio
+
+    import looptools
+
+    original = signal.signal
+    with looptools.monitor(report=None):
+        async def main() -> bool:
+            await asyncio.sleep(0.05)
+            return signal.signal is not original
+
+        assert asyncio.run(main())
+    assert signal.signal is original

@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any, NoReturn, cast
 
 from looptools._safewrite import names_a_folder, why, write_fallback
-from looptools.inapp import _attach, _sigterm_view, _wakeup
+from looptools.inapp import _attach, _sigtaken, _sigterm_view, _wakeup
 from looptools.inapp._shield import GuardedSlot, guarded_slot
 from looptools.inapp.detectors import build
 from looptools.inapp.hub import Hub
@@ -369,6 +369,7 @@ class Monitor:
         self.exit_hooks_removed = True
         self._wakeup_watched = False
         _wakeup.forget()
+        _sigtaken.forget()
         try:
             _attach.uninstall()
         except Exception:

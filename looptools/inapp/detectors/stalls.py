@@ -65,7 +65,7 @@ from looptools._frames import (
     stack_of,
     without_ours,
 )
-from looptools.inapp import _fdtable, _posix_timer, _shield, _sigdump, _wakeup
+from looptools.inapp import _fdtable, _posix_timer, _shield, _sigdump, _sigtaken, _wakeup
 from looptools.inapp._collections import Collections
 from looptools.inapp._describe import stall_names
 from looptools.inapp._fdtable import private_fd_table, stderr_fds
@@ -579,6 +579,7 @@ class StallWatchdog(Detector):
         self.stamped = False
         self.stamped_ever = False  # for the report: at any time while attached
         self._wakeup_watched = False  # looptools.inapp._wakeup: the app's wakeup descriptor
+        self._signals_watched = False  # looptools.inapp._sigtaken: the app's own handlers
         # A descriptor table of the thread's own (looptools.inapp._fdtable): the
         # descriptors to keep in it, None for a shared table.
         self.use_private_fds = settings.private_fds
@@ -829,6 +830,9 @@ class StallWatchdog(Detector):
         if self._wakeup_watched:
             self._wakeup_watched = False
             _wakeup.unwatch(self._wakeup_changed)
+        if self._signals_watched:
+            self._signals_watched = False
+            _sigtaken.unwatch(self._signal_taken)
         self._stop.set()
         self._kick()
         self._wake_signal = None
@@ -886,6 +890,7 @@ class StallWatchdog(Detector):
         self._tick_timer = None  # POSIX timers and itimers are not inherited
         self._wake_timer, self._wake_signal, self._by_sign = None, None, False
         self._wakeup_watched = False  # (the monitor puts set_wakeup_fd back)
+        self._signals_watched = False  # (and signal.signal)
         times, self._times_loop = self._times_loop, None
         if times is not None:
             times.close()  # the parent's loop thread's
@@ -1067,6 +1072,8 @@ class StallWatchdog(Detector):
         """(Main thread.)  Follow the app's signal wakeup descriptor from now on."""
         if not self._wakeup_watched:
             self._wakeup_watched = _wakeup.watch(self._wakeup_changed)
+        if not self._signals_watched:
+            self._signals_watched = _sigtaken.watch(self._signal_taken)
 
     def _wakeup_fd_in_the_way(self) -> bool:
         """Would each tick write a byte the app reads?  Not into the watched loop's
@@ -1095,6 +1102,27 @@ class StallWatchdog(Detector):
             if state is not None and state.running and not self._detached:
                 self._start_ticks()
                 self._stamp_runs(not self.ticking)
+
+    def _signal_taken(self, signum: Any, handler: Any) -> None:
+        """(The app calls ``signal.signal``, main thread.)  A handler of its own on the
+        ticks' signal, or on the dumps': stop our timer first, or it would call the
+        app's handler about 200 times a second (looptools.inapp._sigtaken)."""
+        if self.ticking and signum == self._tick_signal and handler != self._tick:
+            self._stop_ticks()
+            self.no_ticks = f"the app put a handler of its own on the ticks' signal ({signum})"
+            self._stamp_runs(True)
+        dumper = self._dumper
+        if dumper is not None and signum == dumper.signum:
+            self._dumper = None
+            state = self.state
+            dumper.close(on_target_thread=state is not None
+                         and threading.get_ident() == state.thread_id)
+            self.no_thread_dump = (f"the app put a handler of its own on the dumps' "
+                                   f"signal ({signum})")
+            if self._dump is not None and hasattr(faulthandler, "dump_traceback_later"):
+                self.dump_kind = "timer-thread"  # (re-armed at the thread's looks)
+            else:
+                self.dump_kind = None
 
     def _stamp_runs(self, on: bool) -> None:
         """(Loop thread.)  Without ticks, have every run stamped, where that is cheap.
