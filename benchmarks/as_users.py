@@ -78,7 +78,7 @@ PEERS = ("asynclens", "loopmon", "aiodebug", "pyleak", "aiocop", "debug")
 BREAKDOWN = {
     "no stream thread": {"LOOPTOOLS_LISTEN": "0"},
     "no ticks (thread looks)": {"LOOPTOOLS_SIGNAL_TICKS": "0"},
-    "no wake timer (routine looks)": {"LOOPTOOLS_WAKE_TIMER": "0"},
+    "wake timer (experimental)": {"LOOPTOOLS_WAKE_TIMER": "1"},
     "stalls only": {"LOOPTOOLS_DETECTORS": "stalls"},
     "lag only (no callback hook)": {"LOOPTOOLS_DETECTORS": "lag"},
 }

@@ -151,10 +151,10 @@ FIELDS: tuple[_Field, ...] = (
     _Field("signal_ticks", _boolean, True, (),
            "Let the stall watchdog date runs from a SIGALRM interval timer on the main thread "
            "(off: a thread looks every few ms, which costs a busy loop more)."),
-    _Field("wake_timer", _boolean, True, (),
-           "While the ticks flow, let the stall watchdog thread sleep until the loop could be "
-           "stalled, woken by a POSIX timer the ticks put back (Linux; off: it wakes about "
-           "once a threshold to look, which costs a busy loop 1-3 %)."),
+    _Field("wake_timer", _boolean, False, (),
+           "Experimental: while the ticks flow, let the stall watchdog thread sleep until the "
+           "loop could be stalled, woken by a POSIX timer the ticks put back (Linux; saves a "
+           "busy plain-asyncio loop 1-3 %; off: it wakes about once a threshold to look)."),
     _Field("private_fds", _boolean, True, (),
            "Give the stall watchdog thread a file-descriptor table of its own (Linux; a "
            "shared one costs every epoll_wait and read of a single-threaded app)."),
@@ -190,7 +190,7 @@ class Settings:
     thread_dump: bool = True
     thread_times: bool = True
     signal_ticks: bool = True
-    wake_timer: bool = True
+    wake_timer: bool = False
     private_fds: bool = True
     blocking_strict: bool = False
     summary: bool = True

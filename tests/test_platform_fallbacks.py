@@ -45,22 +45,18 @@ NORMAL: dict[str, Any] = {
     "tick_timer": "posix-timer", "no_ticks": None, "gil_stacks": "signal",
     "no_gil_stacks": None, "no_thread_dump": None, "thread_times": True,
     "no_thread_times": None, "gil_judged_by": "schedstat", "private_fds": True,
-    "no_private_fds": None, "wake_timer": True, "no_wake_timer": None,
+    "no_private_fds": None, "wake_timer": False, "no_wake_timer": "switched off (wake_timer)",
 }
 WATCHDOG: dict[str, dict[str, Any]] = {
     "posix-timers": {"tick_timer": "setitimer", "gil_stacks": "timer-thread",
-                     "no_thread_dump": "the C library has no timer_create",
-                     "wake_timer": False, "no_wake_timer": "the C library has no timer_create"},
+                     "no_thread_dump": "the C library has no timer_create"},
     "rt-signals": {"tick_timer": "setitimer", "gil_stacks": "timer-thread",
-                   "no_thread_dump": "no real-time signals",
-                   "wake_timer": False, "no_wake_timer": "no real-time signals"},
+                   "no_thread_dump": "no real-time signals"},
     "sigalrm": {},  # only ever the fallback of POSIX timers
     "pthread-sigmask": {"gil_stacks": "timer-thread",
-                        "no_thread_dump": "no signal.pthread_sigmask or signal.sigtimedwait",
-                        "wake_timer": False, "no_wake_timer": "no signal.pthread_sigmask"},
+                        "no_thread_dump": "no signal.pthread_sigmask or signal.sigtimedwait"},
     "sigtimedwait": {"gil_stacks": "timer-thread",
                      "no_thread_dump": "no signal.pthread_sigmask or signal.sigtimedwait"},
-    "sigwait": {"wake_timer": False, "no_wake_timer": "no signal.sigwait"},
     "pthread-kill": {},  # the Qt-only probe's: see test_a_qt_only_app_is_still_found
     "cpu-clock": {"gil_stacks": "timer-thread",
                   "no_thread_dump": "no per-thread CPU clocks (time.pthread_getcpuclockid)"},
@@ -78,22 +74,17 @@ WATCHDOG: dict[str, dict[str, Any]] = {
             "no_gil_stacks": "no faulthandler.dump_traceback_later on this platform",
             "no_thread_dump": "no faulthandler.register", "thread_times": False,
             "no_thread_times": "no pread in the C library", "gil_judged_by": "lateness",
-            "private_fds": False, "no_private_fds": "the C library has no unshare",
-            "wake_timer": False, "no_wake_timer": "no real-time signals"},
+            "private_fds": False, "no_private_fds": "the C library has no unshare"},
     "macos": {"tick_timer": "setitimer", "gil_stacks": "timer-thread",
               "no_thread_dump": "no per-thread CPU clocks (time.pthread_getcpuclockid)",
               "thread_times": False, "no_thread_times": "no /proc/self/task/<tid>/schedstat",
               "gil_judged_by": "lateness", "private_fds": False,
-              "no_private_fds": "the C library has no unshare",
-              "wake_timer": False, "no_wake_timer": "no real-time signals"},
+              "no_private_fds": "the C library has no unshare"},
 }
 SETTINGS: dict[str, dict[str, Any]] = {
     "signal_ticks": {"tick_timer": None, "no_ticks": "switched off (signal_ticks)",
                      "gil_stacks": "timer-thread",
-                     "no_thread_dump": "it needs the ticks (signal_ticks is off)",
-                     "wake_timer": False,
-                     "no_wake_timer": "it needs the ticks (signal_ticks is off)"},
-    "wake_timer": {"wake_timer": False, "no_wake_timer": "switched off (wake_timer)"},
+                     "no_thread_dump": "it needs the ticks (signal_ticks is off)"},
     "private_fds": {"private_fds": False, "no_private_fds": "switched off (private_fds)"},
     "thread_times": {"thread_times": False, "no_thread_times": "switched off (thread_times)",
                      "gil_judged_by": "lateness"},
@@ -107,8 +98,7 @@ ALL_SETTINGS_OFF = {"tick_timer": None, "no_ticks": "switched off (signal_ticks)
                     "no_thread_dump": "switched off (gil_capture)", "thread_times": False,
                     "no_thread_times": "switched off (thread_times)",
                     "gil_judged_by": "lateness", "private_fds": False,
-                    "no_private_fds": "switched off (private_fds)", "wake_timer": False,
-                    "no_wake_timer": "switched off (wake_timer)"}
+                    "no_private_fds": "switched off (private_fds)"}
 QT_ONLY_PROBE = ["rt-signals", "pthread-kill", "posix-timers"]  # what the Qt-only probe uses
 
 

@@ -714,6 +714,8 @@ class StallWatchdog(Detector):
         stopped = None
         with self._lock:
             self._workers = workers
+            if workers is not None:
+                self._kick()  # (asleep on its wake-up timer: look at them now)
             if workers is None:
                 if self._workers_only:
                     stopped = self._stop_thread()
@@ -1263,7 +1265,8 @@ class StallWatchdog(Detector):
                 finally:
                     self._look.release()
             if self._waiting and not self._stop.is_set():
-                if self._by_sign and self._due - now < 2.0 * self.poll:
+                if self._by_sign and 0.0 < self._due - now < 2.0 * self.poll \
+                        and self._workers is None:
                     self._put_back(now, state)
                 if now >= self._due or self._stall_due(now):
                     self._hand_off()
@@ -1334,7 +1337,12 @@ class StallWatchdog(Detector):
         Done once the wake-up is under two polls away, so about once a threshold
         on a healthy loop (one ``timer_settime``, a few µs), not at every tick.
         A run in progress moves no sign: its wake-up stays (and _stall_due hands
-        it the GIL as it nears the threshold, as before)."""
+        it the GIL as it nears the threshold, as before).  Never once it is due:
+        a tick that comes after it (the process was stopped, the loop thread kept
+        off the CPU or in a C call) lets the thread look, late — its lateness is
+        what tells a stopped process and a busy machine from a stall (_stopped,
+        _gil_held).  Put back then, the thread woke, found it not due, and slept
+        on: a process stopped for 200 ms was not seen stopped."""
         timer = self._wake_timer
         if timer is None:
             return
