@@ -57,6 +57,7 @@ WATCHDOG: dict[str, dict[str, Any]] = {
                         "no_thread_dump": "no signal.pthread_sigmask or signal.sigtimedwait"},
     "sigtimedwait": {"gil_stacks": "timer-thread",
                      "no_thread_dump": "no signal.pthread_sigmask or signal.sigtimedwait"},
+    "sigwait": {},  # only the wake timer's (experimental, off by default)
     "pthread-kill": {},  # the Qt-only probe's: see test_a_qt_only_app_is_still_found
     "cpu-clock": {"gil_stacks": "timer-thread",
                   "no_thread_dump": "no per-thread CPU clocks (time.pthread_getcpuclockid)"},
