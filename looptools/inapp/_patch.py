@@ -1,9 +1,11 @@
-"""Patches that undo exactly: shadowing one object's method with an instance attribute.
+"""Patches that undo exactly.
 
-Used for a loop's ``create_task`` and ``call_exception_handler``: the class is
-left alone, what the app set is kept, and undoing puts back exactly what was
-there (an instance attribute the app had set, or none).  If the app replaced
-ours in the meantime, the undo leaves the app's in place.
+:func:`shadow` shadows one object's method with an instance attribute (a loop's
+``create_task`` and ``call_exception_handler``): the class is left alone, what
+the app set is kept, and undoing puts back exactly what was there (an instance
+attribute the app had set, or none).  :class:`ModuleHook` wraps a module's
+function while anyone listens (``signal.signal``, ``signal.set_wakeup_fd``).  If
+the app replaced ours in the meantime, the undo leaves the app's in place.
 
 Never through ``vars(obj)`` or ``obj.__dict__``: on CPython 3.11 that makes an
 object whose attributes live inline build a real dictionary, and every
@@ -14,6 +16,7 @@ callback chain.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -76,3 +79,70 @@ def dress_as(wrapper: Callable[..., Any], original: Callable[..., Any]) -> Calla
     except (AttributeError, TypeError):
         pass
     return wrapper
+
+
+class ModuleHook:
+    """``module.name`` wrapped while it has listeners: the first :meth:`watch`
+    installs ``make(original)`` (which calls the original, and :meth:`tell` for
+    the listeners), the last :meth:`unwatch` puts the original back, unless the
+    app replaced the wrapper meanwhile (then its own stays).  A caller that kept
+    a reference to the original (``from signal import signal``) is not seen."""
+
+    def __init__(self, module: Any, name: str,
+                 make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+        self.module, self.name, self._make = module, name, make
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[..., None]] = []
+        self._original: Callable[..., Any] | None = None
+        self._wrapper: Callable[..., Any] | None = None
+
+    def watch(self, listener: Callable[..., None],
+              ready: Callable[[Callable[..., Any]], bool] | None = None) -> bool:
+        """Add ``listener``; False (nothing watched) where the module has no such
+        function, or ``ready(original)`` says it cannot be watched (it is asked
+        only when the wrapper goes on, under the lock)."""
+        with self._lock:
+            if self._wrapper is not None:
+                if listener not in self._listeners:
+                    self._listeners.append(listener)
+                return True
+            original = getattr(self.module, self.name, None)
+            if original is None or (ready is not None and not ready(original)):
+                return False
+            wrapper = dress_as(self._make(original), original)
+            setattr(self.module, self.name, wrapper)
+            self._original, self._wrapper = original, wrapper
+            self._listeners.append(listener)
+            return True
+
+    def unwatch(self, listener: Callable[..., None]) -> None:
+        """Any thread: stop calling ``listener``; the last one out puts the original
+        back (unless the app replaced ours meanwhile: then its own stays)."""
+        with self._lock:
+            try:
+                self._listeners.remove(listener)
+            except ValueError:
+                return
+            if not self._listeners:
+                self._put_back()
+
+    def forget(self) -> None:
+        """In a child made by ``fork``: put the original back and watch nothing,
+        taking no lock (one held by a thread of the parent's is never released
+        here)."""
+        self._lock = threading.Lock()
+        self._listeners.clear()
+        self._put_back()
+
+    def tell(self, *args: Any) -> None:
+        """Call every listener with ``args`` (a listener's failure is not the app's)."""
+        for listener in list(self._listeners):
+            try:
+                listener(*args)
+            except Exception:
+                pass
+
+    def _put_back(self) -> None:
+        if self._wrapper is not None and getattr(self.module, self.name, None) is self._wrapper:
+            setattr(self.module, self.name, self._original)
+        self._original = self._wrapper = None

@@ -10,80 +10,44 @@ handler, the listeners are told the signal and the handler, and the one whose
 timer sends that signal stops it first.  A signal already sent is handled by our
 handler as the call returns (the app's is not in place yet).
 
-Same shape as looptools.inapp._wakeup: the wrapper calls the original, and is
-taken off when the last listener goes unless the app replaced it meanwhile.  A
-library that kept a reference to the original (``from signal import signal``)
-is not seen.
+The wrapper calls the original, and is taken off when the last listener goes
+unless the app replaced it meanwhile (looptools.inapp._patch.ModuleHook, as
+looptools.inapp._wakeup).
 """
 
 from __future__ import annotations
 
 import signal
-import threading
 from collections.abc import Callable
 from typing import Any
 
-from looptools.inapp._patch import dress_as
+from looptools.inapp._patch import ModuleHook
 
-_lock = threading.Lock()
-_listeners: list[Callable[[int, Any], None]] = []
-_original: Callable[..., Any] | None = None
-_wrapper: Callable[..., Any] | None = None
+
+def _make(original: Callable[..., Any]) -> Callable[..., Any]:
+    def signal_(signalnum: Any, handler: Any, /) -> Any:
+        _hook.tell(signalnum, handler)
+        return original(signalnum, handler)
+
+    return signal_
+
+
+_hook = ModuleHook(signal, "signal", _make)
 
 
 def watch(listener: Callable[[int, Any], None]) -> bool:
     """Call ``listener(signalnum, handler)`` before each ``signal.signal`` installs a
     handler (on the main thread, where Python sets handlers); False where that cannot
     be done."""
-    global _original, _wrapper
-    with _lock:
-        if _wrapper is not None:
-            if listener not in _listeners:
-                _listeners.append(listener)
-            return True
-        original = getattr(signal, "signal", None)
-        if original is None:
-            return False
-
-        def signal_(signalnum: Any, handler: Any, /) -> Any:
-            for each in list(_listeners):
-                try:
-                    each(signalnum, handler)
-                except Exception:  # a listener's failure is not the app's
-                    pass
-            return original(signalnum, handler)
-
-        dress_as(signal_, original)
-        setattr(signal, "signal", signal_)  # noqa: B010 (typed as the builtin)
-        _original, _wrapper = original, signal_
-        _listeners.append(listener)
-        return True
+    return _hook.watch(listener)
 
 
 def unwatch(listener: Callable[[int, Any], None]) -> None:
     """Any thread: stop calling ``listener``; the last one out puts the original back
     (unless the app replaced ours meanwhile: then its own stays)."""
-    with _lock:
-        try:
-            _listeners.remove(listener)
-        except ValueError:
-            return
-        if not _listeners:
-            _put_back()
+    _hook.unwatch(listener)
 
 
 def forget() -> None:
-    """In a child made by ``fork``: put the original back and watch nothing, taking no
-    lock (one held by a thread of the parent's is never released here)."""
-    global _lock
-    _lock = threading.Lock()
-    _listeners.clear()
-    _put_back()
-
-
-def _put_back() -> None:
-    """The original back in ``signal``, unless the app replaced our wrapper since."""
-    global _original, _wrapper
-    if _wrapper is not None and getattr(signal, "signal", None) is _wrapper:
-        setattr(signal, "signal", _original)  # noqa: B010
-    _original = _wrapper = None
+    """In a child made by ``fork``: put the original back and watch nothing."""
+    _hook.forget()

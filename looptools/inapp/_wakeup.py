@@ -30,12 +30,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from looptools.inapp._patch import dress_as
+from looptools.inapp._patch import ModuleHook
 
-_lock = threading.Lock()
-_listeners: list[Callable[[bool], None]] = []
-_original: Callable[..., Any] | None = None
-_wrapper: Callable[..., Any] | None = None
 #: The app's wakeup descriptor, -1 for none (as far as :func:`watch` could tell).
 fd: object = -1
 
@@ -43,11 +39,46 @@ fd: object = -1
 def _seen(new: object) -> None:
     global fd
     fd = new
-    for listener in list(_listeners):
+    _hook.tell(new != -1)
+
+
+def _make(original: Callable[..., Any]) -> Callable[..., Any]:
+    def set_wakeup_fd(new: Any, /, **kwargs: Any) -> Any:
+        # Told before a descriptor is set, so that what sends our signals stops
+        # first (one sent a moment before would otherwise be handled, and
+        # written, just after); told after one is taken away.
+        before = fd
+        if new != -1:
+            _seen(new)
         try:
-            listener(new != -1)
-        except Exception:  # a watcher's failure is not the app's
-            pass
+            previous = original(new, **kwargs)
+        except BaseException:
+            if new != -1:
+                _seen(before)  # refused: as it was
+            raise
+        if new == -1:
+            _seen(new)
+        return previous
+
+    return set_wakeup_fd
+
+
+_hook = ModuleHook(signal, "set_wakeup_fd", _make)
+
+
+def _learn(original: Callable[..., Any]) -> bool:
+    """The descriptor in force, learnt by setting it to -1 and back (main thread)."""
+    global fd
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        old = original(-1)
+        if old != -1:
+            original(old)
+    except (ValueError, OSError, TypeError):
+        return False
+    fd = old
+    return True
 
 
 def watch(listener: Callable[[bool], None]) -> bool:
@@ -55,71 +86,15 @@ def watch(listener: Callable[[bool], None]) -> bool:
     app's — before the original sets a descriptor (and again, with the old state, if
     it refuses it), after it takes one away; False (nothing watched) where that
     cannot be done."""
-    global _original, _wrapper, fd
-    with _lock:
-        if _wrapper is not None:
-            if listener not in _listeners:
-                _listeners.append(listener)
-            return True
-        original = getattr(signal, "set_wakeup_fd", None)
-        if original is None or threading.current_thread() is not threading.main_thread():
-            return False
-        try:
-            old = original(-1)
-            if old != -1:
-                original(old)
-        except (ValueError, OSError, TypeError):
-            return False
-
-        def set_wakeup_fd(new: Any, /, **kwargs: Any) -> Any:
-            # Told before a descriptor is set, so that what sends our signals stops
-            # first (one sent a moment before would otherwise be handled, and
-            # written, just after); told after one is taken away.
-            before = fd
-            if new != -1:
-                _seen(new)
-            try:
-                previous = original(new, **kwargs)
-            except BaseException:
-                if new != -1:
-                    _seen(before)  # refused: as it was
-                raise
-            if new == -1:
-                _seen(new)
-            return previous
-
-        dress_as(set_wakeup_fd, original)
-        setattr(signal, "set_wakeup_fd", set_wakeup_fd)  # noqa: B010 (typed as the builtin)
-        _original, _wrapper = original, set_wakeup_fd
-        fd = old
-        _listeners.append(listener)
-        return True
+    return _hook.watch(listener, ready=_learn)
 
 
 def unwatch(listener: Callable[[bool], None]) -> None:
     """Any thread: stop calling ``listener``; the last one out puts the original back
     (unless the app replaced ours meanwhile: then its own stays)."""
-    with _lock:
-        try:
-            _listeners.remove(listener)
-        except ValueError:
-            return
-        if not _listeners:
-            _put_back()
+    _hook.unwatch(listener)
 
 
 def forget() -> None:
-    """In a child made by ``fork``: put the original back and watch nothing, taking no
-    lock (one held by a thread of the parent's is never released here)."""
-    global _lock
-    _lock = threading.Lock()
-    _listeners.clear()
-    _put_back()
-
-
-def _put_back() -> None:
-    """The original back in ``signal``, unless the app replaced our wrapper since."""
-    global _original, _wrapper
-    if _wrapper is not None and getattr(signal, "set_wakeup_fd", None) is _wrapper:
-        setattr(signal, "set_wakeup_fd", _original)  # noqa: B010
-    _original = _wrapper = None
+    """In a child made by ``fork``: put the original back and watch nothing."""
+    _hook.forget()
