@@ -10,8 +10,10 @@ was dated from an earlier sign of life.
 
     cpp_stall_app.py qasync|qtasyncio|qt BINDING ROUNDS TARGETS_MS
 
-Prints ``MARKS {"origin": ..., "rounds": [[due, end], ...]}`` to stderr
-(perf_counter seconds; origin: the monitor's) and ``done``.
+Prints ``MARKS {"origin": ..., "rounds": [[due, end, cpu], ...]}`` to stderr
+(perf_counter seconds; origin: the monitor's; ``cpu``: the loop thread's CPU
+seconds from the round's start to its end, the repaint's own time beside CPU
+burners that stretch its wall-clock span) and ``done``.
 """
 
 from __future__ import annotations
@@ -59,17 +61,19 @@ def show(made: Any) -> None:
 
 
 def timed_repaint() -> float:
-    """One repaint as the rounds make it (a C++ timer's), timed from when it was due."""
+    """One repaint as the rounds make it (a C++ timer's): the loop thread's CPU
+    seconds (beside CPU burners its wall-clock time is longer by its waits for a
+    CPU, which vary; its own time does not)."""
     done = QtCore.QEventLoop()
     timer = QtCore.QTimer()
     timer.setSingleShot(True)
     timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
     timer.timeout.connect(view.viewport().repaint)
     timer.timeout.connect(done.quit)
-    due = time.perf_counter() + 0.002
+    cpu = time.thread_time()
     timer.start(2)
     done.exec() if hasattr(done, "exec") else done.exec_()
-    return time.perf_counter() - due
+    return time.thread_time() - cpu
 
 
 def sized(target: float, items: int) -> Any:
@@ -89,10 +93,12 @@ scenes = [sized(target, 8000) for target in targets]
 
 marks: list[list[float]] = []
 timers: list[Any] = []
+armed_cpu: list[float] = []
 
 
 def ended() -> None:
     marks[-1].append(time.perf_counter())
+    marks[-1].append(time.thread_time() - armed_cpu[-1])
 
 
 def arm() -> None:
@@ -105,6 +111,7 @@ def arm() -> None:
     timer.timeout.connect(ended)
     delay = rnd.randint(3, 40)
     marks.append([time.perf_counter() + delay / 1000.0])
+    armed_cpu.append(time.thread_time())
     timer.start(delay)
     timers.append(timer)
 

@@ -544,6 +544,9 @@ class StallWatchdog(Detector):
         #: a poll before the slot: 45 ms slots read 50.5 ms, false stalls)
         self._slot_due = (0.0, 0.0)
         self._entered = 0.0  # when a tick last ran at a slot's entry (its start, exact)
+        #: when a tick last ran at a slot's entry while this thread held the look, so
+        #: that it could not say so (_tick); read by the looks after (_back_at_entry)
+        self._entry_skipped = 0.0
         self._looked = 0.0  # when the thread last looked (_check)
         self._slot_at = 0  # how many frames are outside that slot's (the loop's chain)
         self.after_the_fact = 0  # stalls missed live, recorded from their callback's end
@@ -1227,10 +1230,14 @@ class StallWatchdog(Detector):
             if late:
                 self._tick_gap = (previous, now)
                 self._tick_gaps.append(self._tick_gap)
-            if self._look.acquire(False):
+            at_slot = self.qt and frame is not None and frame.f_back is not None \
+                and frame.f_back is self._loop_frame and _at_entry(frame)
+            if not self._look.acquire(False):
+                if at_slot:
+                    self._entry_skipped = now  # (the look that holds it reads it)
+            else:
                 try:
-                    if self.qt and frame is not None and frame.f_back is not None \
-                            and frame.f_back is self._loop_frame and _at_entry(frame):
+                    if at_slot:
                         # A slot called by Qt's loop this instant (an app's slot,
                         # qasync's timer event, QtAsyncio's handle): no Python ran on
                         # the loop thread since this tick was sent, so Qt had the
@@ -2328,6 +2335,16 @@ class StallWatchdog(Detector):
             # anyone can tell (its wait for events is not recognised).
             state.idle_seen = now
             return
+        if cur is None and self.qt:
+            entry = self._entry_skipped
+            if entry > seen:
+                self._back_at_entry(now, seen, entry)
+                return
+            if self._in_tick and not self._handoff:
+                # A tick began on the loop thread since this look did (the GIL
+                # switched to it): at a slot's entry, it says so as it finds the
+                # look held (_entry_skipped), and the next look reads it.
+                return
         # A Qt slot found running is dated when it was found to have begun by.
         started = self._slot_start(seen) if cur is None and self.qt else seen
         if cur is None and self.qt and not gil and now - started > self.threshold \
@@ -2360,6 +2377,21 @@ class StallWatchdog(Detector):
             signs = [t for t in (state.last_end, state.last_beat, state.idle_seen, self._alive)
                      if t >= previous + held * 0.9]
             self._finish(stall, min(signs) if signs else now, already_current=False)
+
+    def _back_at_entry(self, now: float, seen: float, entry: float) -> None:
+        """A tick ran at the entry of a slot Qt's loop called, at ``entry``, while this
+        look held the lock, so it could not mark the loop back (_tick): the loop
+        came back then, and what runs now is that slot, or one after it.
+
+        Without this, the look found Python in that slot and dated it from the
+        last sign of life before: a 55 ms repaint that no look saw in time (this
+        thread waited for a CPU) became a 57 ms stall named by the slot connected
+        after it, dated 2.3 ms before the repaint could begin
+        (tests/test_qt_cpp_stalls.py: 1 of 26 runs of qasync on PySide6 beside two
+        burners; 1 of 6 Qt-only PySide6 runs beside five)."""
+        self._alive = self._entered = max(self._alive, entry)  # (so read once)
+        if self._slot_seen == seen:
+            self._slot_seen = 0.0  # (the slot sampled in it began at entry)
 
     def _in_qt_since(self, now: float, seen: float) -> float:
         """The latest a Qt loop found in C++ at ``now`` (no Python running under
