@@ -242,7 +242,9 @@ looptools_max_pending_tasks = 3
         "max_leaked_tasks = 5 (--looptools-max-leaked-tasks); threshold 50 ms (default)",
     ])
     result.stdout.fnmatch_lines([
-        "looptools: stall of * exceeds max_stall_ms = 100 ms (set by loop_budget marker)",
+        # (A collection that ran in the stall adds "(judged without N ms of garbage
+        # collection)" before the source: seen in a CI run, 1 ms.)
+        "looptools: stall of * exceeds max_stall_ms = 100 ms *(set by loop_budget marker)",
         "looptools: 1 task still pending at exit exceeds max_leaked_tasks = 0 "
         "* (set by loop_budget marker)",
         "looptools: peak of 6 pending tasks exceeds max_pending_tasks = 3 "
