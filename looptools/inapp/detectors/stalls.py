@@ -36,6 +36,7 @@ looks every few ms itself, as before, and it is cheap because the GIL is free.
 from __future__ import annotations
 
 import _thread
+import contextlib
 import ctypes
 import dataclasses
 import faulthandler
@@ -52,7 +53,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from looptools._frames import (
@@ -291,7 +292,8 @@ def _app_caller(frame: Any) -> Any:
     return frame
 
 
-def _weights(samples: list[tuple[float, list[Frame]]], poll: float) -> list[int]:
+def _weights(samples: list[tuple[float, list[Frame]]], poll: float,
+             holds: Mapping[float, float] | None = None) -> list[int]:
     """How many looks' worth each of ``samples`` (time, stack), taken about every
     look period while the loop thread ran, stands for.  A sample after a gap stands
     for the gap when the one before it was in the same function: the thread was in
@@ -299,11 +301,21 @@ def _weights(samples: list[tuple[float, list[Frame]]], poll: float) -> list[int]
     there; a 50 ms spin then 10 ms of other lines, preempted 12 ms in the spin,
     had two samples in each and was named by the other lines).  Otherwise it
     stands for one look: what ran in the gap is not known (a look late for the
-    GIL while the thread ran on)."""
+    GIL while the thread ran on).  But a sample a tick took at the end of a hold
+    (``holds``: the time a tick ran, after the loop thread burned CPU with no
+    bytecode boundary, to when the hold began as far as its span tells, see
+    StallWatchdog._holds) stands for the hold whatever came before it: one C call,
+    made from the frame the tick found (a C call returns to its caller, where the
+    tick runs at the first check after it)."""
     out = []
     last: tuple[float, tuple[str, str] | None] = (0.0, None)
     for when, stack in samples:
-        weight, last = _weight(when, stack, last, poll)
+        began = holds.get(when) if holds else None
+        if began is not None:
+            weight = max(1, round((when - max(began, last[0])) / poll))
+            last = (when, _where(stack))
+        else:
+            weight, last = _weight(when, stack, last, poll)
         out.append(weight)
     return out
 
@@ -611,6 +623,11 @@ class StallWatchdog(Detector):
         self._loop_frame: Any = None
         self._tick_cpu = 0.0  # the loop thread's CPU clock then
         self._look_cpu = 0.0  # the loop thread's CPU clock at the thread's last look
+        # ... as that look began, when this thread had just got the GIL: the loop
+        # thread was in no C call that holds it.  (Not at its end: a look that lets
+        # the GIL go midway, preempted beside burners, let the loop thread run a
+        # 40 ms C call, whose CPU its end's reading took from the tick after it.)
+        self._look_began_cpu = 0.0
         self._cpu_clock: int | None = None  # the loop thread's CPU clock, read from here
         # (A Qt loop) how the loop thread had spent its time, read on it when it ran
         # Python (a tick, a heartbeat) and by this thread at each look: (when, its
@@ -621,6 +638,8 @@ class StallWatchdog(Detector):
         self._loop_clock: int | None = None
         self._loop_delay: float | None = None  # the last _mark_loop's reading
         self._burst = (0.0, 0.0)  # (when, CPU seconds) of the last C call seen by a tick
+        # (the tick before, the tick after) of each such call: the last ones (_holds)
+        self._bursts: deque[tuple[float, float]] = deque(maxlen=16)
         self._jobs_t = 0.0  # when the jobs last ran
         self._last_look = time.perf_counter()  # when a look (tick or thread) last dated runs
         # Held while faulthandler's timer is (re-)armed, and across a fork: a
@@ -1210,7 +1229,7 @@ class StallWatchdog(Detector):
             previous, self._tick_t = self._tick_t, now
             self._tick_before = previous
             cpu = time.thread_time()
-            burst = cpu - max(self._tick_cpu, self._look_cpu)
+            burst = cpu - max(self._tick_cpu, self._look_began_cpu)
             self._tick_cpu = cpu
             if self.qt:
                 self._cpu_refs.append((now, cpu, self._loop_delay))
@@ -1219,6 +1238,7 @@ class StallWatchdog(Detector):
                 # boundary (ticks run at each one, every poll) and without the
                 # watchdog thread looking: one C call that held the GIL.
                 self._burst = (now, burst)
+                self._bursts.append((previous, now))
             dumper = self._dumper
             if dumper is not None:
                 dumper.arm()  # Python runs on the loop thread: no C call holds the GIL
@@ -1650,6 +1670,17 @@ class StallWatchdog(Detector):
             return excess >= self.gil_late * 0.5, max(0.0, excess)
         return True, late  # nothing to tell by: judge by lateness alone
 
+    def _note_hold(self, now: float, loop_cpu: float | None) -> None:
+        """(This thread, at a look not late enough to be judged a wait for the GIL.)
+        The loop thread burned a hold's worth of CPU (``loop_cpu``: its clock now)
+        since it last ran Python that we know of: a C call, which returned as this
+        look began (the look got the GIL before the tick after it could run), made
+        from the frame this look samples.  Noted as a hold that sample stands for
+        (_holds), as a tick's is."""
+        if self.ticking and loop_cpu is not None \
+                and loop_cpu - max(self._tick_cpu, self._look_began_cpu) >= self.gil_late * 0.5:
+            self._bursts.append((self._tick_t, now))
+
     def _since_cpu(self) -> float:
         """The loop thread's CPU clock when it last ran Python that we know of: at
         the last tick, or at this thread's last look."""
@@ -1756,9 +1787,15 @@ class StallWatchdog(Detector):
                 if now_times is not None:
                     delay = now_times[3] + self._held_queued
                     self._rq_marks.append((now, delay))
+                loop_cpu = None
                 if self._loop_clock is not None:
                     # (Read after ``now``: a reading is never older than it says.)
-                    self._cpu_refs.append((now, time.clock_gettime(self._loop_clock), delay))
+                    loop_cpu = time.clock_gettime(self._loop_clock)
+                    self._cpu_refs.append((now, loop_cpu, delay))
+                elif now_times is not None:
+                    loop_cpu = now_times[2]  # (exact: the thread waits for the GIL)
+                elif self._cpu_clock is not None and self.ticking:
+                    loop_cpu = time.clock_gettime(self._cpu_clock)
                 # Late by more than the GIL's switch interval allows: why?
                 gil, held = self._gil_held(late, wait, previous, before, now_times) \
                     if self.state is not None else (False, 0.0)
@@ -1766,6 +1803,9 @@ class StallWatchdog(Detector):
                     self.gil_waits += 1
                 elif self.state is not None:
                     self._stopped(now, expected, previous, late, before, now_times)
+                    self._note_hold(now, loop_cpu)
+                if loop_cpu is not None:
+                    self._look_began_cpu = loop_cpu
                 # Look first: re-arming faulthandler waits for its old thread with
                 # the GIL released, and the loop thread would run on meanwhile.
                 # Never wait for a tick that is looking this instant: it let the GIL
@@ -2146,13 +2186,43 @@ class StallWatchdog(Detector):
         return 2 * self.poll + (0.0 if self.ticking or not self.stamped
                                 else sys.getswitchinterval())
 
+    def _holds(self) -> dict[float, float]:
+        """The C calls the ticks saw lately (``_bursts``), as the time of the tick
+        after each to when it began as far as its span tells: the tick before it,
+        later by the garbage collector's time in between (a collection set off by
+        a line is no call of that line's, see _vote_dump)."""
+        collections = self._collections
+        out = {}
+        for before, after in list(self._bursts):
+            gc_s = collections.within(before, after).seconds if collections is not None else 0.0
+            out[after] = before + gc_s
+        return out
+
+    def _vote_samples(self, stall: Stall, samples: list[tuple[float, list[Frame]]]) -> bool:
+        """Count ``samples`` (time, stack) taken in ``stall``, each for what it stands
+        for (_weights); True if one stands for a hold of the GIL a tick saw end."""
+        holds = self._holds()
+        for (_when, frames), weight in zip(samples, _weights(samples, self.poll, holds),
+                                           strict=True):
+            stall.vote(frames, "sampled", weight)
+        return any(when in holds for when, _frames in samples)
+
+    def _drop_dump(self) -> None:
+        """Empty the dump file unread (its dumps stand for a hold counted already)."""
+        if self._dump is not None and self._dump_written():
+            with contextlib.suppress(OSError, ValueError):
+                _clear_dump(self._dump.fileno())
+
     def _record_after(self, stall: Stall, during: list[tuple[float, list[Frame]]],
                       ended: float, slot_at: int | None = None) -> None:
         """Record ``stall``, which no look saw while it lasted and which ended at
         ``ended``, with the samples (time, stack) taken in it as its votes."""
-        for (_when, frames), weight in zip(during, _weights(during, self.poll), strict=True):
-            stall.vote(frames, "sampled", weight)
-        if self._dump_written():
+        if self._vote_samples(stall, during):
+            # A tick's sample stands for the hold, which the dumps taken in it
+            # would count again (a 45 ms C call after 40 ms of Python weighed as
+            # 90 ms); its line is theirs, the call's.
+            self._drop_dump()
+        elif self._dump_written():
             # Part of it was one long C call (or a collection): the loop thread's
             # dumps taken in its callback vote too, for the time they stand for
             # (else 40 ms of Python sampled before a 100 ms C call, and one sample
@@ -2480,8 +2550,6 @@ class StallWatchdog(Detector):
             self._describe(stall, handle)
         else:
             stall.source = "qt" if self.qt else "loop"
-        if gil:
-            self._vote_dump(stall, held)
         taken: list[tuple[float, list[Frame]]]
         if handle is not None:
             # The run's stacks the ticks and looks kept since it passed half the
@@ -2503,8 +2571,17 @@ class StallWatchdog(Detector):
                      if seen == key and when >= started]
         else:
             taken = []
+        # A tick's sample at the end of a hold of the GIL stands for it (_weights):
+        # the dumps taken in it would count it again, and say no more.
+        holds = self._holds()
+        by_tick = any(when in holds for when, _frames in taken)
+        if gil:
+            if by_tick:
+                self._drop_dump()
+            else:
+                self._vote_dump(stall, held)
         kept = [frames for _when, frames in taken]
-        weights = _weights(taken, self.poll)
+        weights = _weights(taken, self.poll, holds)
         for frames, weight in zip(kept, weights, strict=True):
             stall.vote(frames, "sampled", weight)
         # This look's own stack is among them when it (or a tick just before it)
@@ -2513,7 +2590,9 @@ class StallWatchdog(Detector):
         # released the GIL) outvoted the one sample taken in the spin.
         this_look = bool(taken) and taken[-1][0] >= now - self.poll / 2.0
         stack = taken[-1][1] if this_look else _sample(state.thread_id)
-        if not gil and (handle is not None or kept) and self._dump_written():
+        if not gil and by_tick:
+            self._drop_dump()
+        elif not gil and (handle is not None or kept) and self._dump_written():
             # One long C call (or a collection) since the last look, in this run:
             # the dumps taken in this run's callback vote too.  Else 40 ms of
             # Python sampled before a 45 ms C call that held the GIL, seen by a
