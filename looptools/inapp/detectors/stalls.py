@@ -1238,7 +1238,8 @@ class StallWatchdog(Detector):
                 # boundary (ticks run at each one, every poll) and without the
                 # watchdog thread looking: one C call that held the GIL.
                 self._burst = (now, burst)
-                self._bursts.append((previous, now))
+                if previous > 0.0:  # (not the first tick)
+                    self._bursts.append((previous, now))
             dumper = self._dumper
             if dumper is not None:
                 dumper.arm()  # Python runs on the loop thread: no C call holds the GIL
@@ -1677,7 +1678,7 @@ class StallWatchdog(Detector):
         look began (the look got the GIL before the tick after it could run), made
         from the frame this look samples.  Noted as a hold that sample stands for
         (_holds), as a tick's is."""
-        if self.ticking and loop_cpu is not None \
+        if self.ticking and loop_cpu is not None and self._tick_t > 0.0 \
                 and loop_cpu - max(self._tick_cpu, self._look_began_cpu) >= self.gil_late * 0.5:
             self._bursts.append((self._tick_t, now))
 
@@ -1752,7 +1753,7 @@ class StallWatchdog(Detector):
         previous = time.perf_counter()
         before = self._times_before()
         if before is not None:
-            self._look_cpu = before[2]
+            self._look_cpu = self._look_began_cpu = before[2]
             self._rq_marks.append((time.perf_counter(), before[3] + self._held_queued))
         while True:
             self._due = expected - self._early
