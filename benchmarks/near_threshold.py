@@ -2,7 +2,7 @@
 
     python benchmarks/near_threshold.py [--ms 57] [--count 80] [--runs 6] [--burners 0]
         [--kinds asyncio,qasync,qtasyncio,qt] [--no-ticks] [--heap K] [--slot]
-        [--tail MS] [--against DIR]
+        [--tail MS] [--c-tail MS] [--against DIR]
 
 Each run is a fresh interpreter with ``looptools.monitor(threshold_ms=50)`` around a
 loop whose task spins ``--ms`` ms (pure Python, by the clock) ``--count`` times, 0.15 s
@@ -22,7 +22,11 @@ larger the heap (a large app; the test suite's own process).  ``--slot`` spins i
 plain Qt timer slot instead (no asyncio callback: no hook sees it run), on the Qt kinds
 (``qt``: a Qt main thread without asyncio).  ``--tail MS`` runs that many ms of other
 lines after each spin (a function of their own, ``after``): a stall seen only near its
-end is misnamed by them.
+end is misnamed by them.  ``--c-tail MS`` ends each stall with one C call that holds
+the GIL (``sum(range(n))`` in ``c_call``, sized to about MS ms in the child as it
+starts): each part is timed, and the stall's culprit should be ``c_call`` where that
+part is 1.3 times the spin or more, ``spin`` where the spin is 1.3 times the call or
+more; a stall with the parts closer than that is not judged (*unjudged*).
 """
 
 from __future__ import annotations
@@ -42,8 +46,17 @@ import looptools
 
 count, seconds, kind = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 ticks, heap = sys.argv[4] == "ticks", int(sys.argv[5]) * 1000
-slot, tail = sys.argv[6] == "slot", float(sys.argv[7])
+slot, tail, c_tail = sys.argv[6] == "slot", float(sys.argv[7]), float(sys.argv[8])
 kept = [[i] for i in range(heap)]
+n_c = 0
+if c_tail:
+    took = []
+    for _ in range(3):
+        t = time.perf_counter()
+        sum(range(2_000_000))
+        took.append(time.perf_counter() - t)
+    n_c = int(2_000_000 * c_tail / min(took))
+parts = []
 
 
 def spin(s):
@@ -59,11 +72,21 @@ def after(s):
         pass
 
 
+def c_call(n):
+    sum(range(n))  # holds the GIL
+
+
 def blocked(spans):
     began = time.perf_counter()
     spin(seconds)
+    spun = time.perf_counter()
     after(tail)
-    spans.append((began, time.perf_counter()))
+    called = time.perf_counter()
+    if n_c:
+        c_call(n_c)
+    ended = time.perf_counter()
+    parts.append((spun - began, ended - called))
+    spans.append((began, ended))
 
 
 async def main(spans):
@@ -115,15 +138,22 @@ with looptools.monitor(report=None, threshold_ms=50, signal_ticks=ticks) as moni
         asyncio.run(main(spans))
 stalls = monitor.final_report["stalls"]
 origin = monitor.started
-missed = misnamed = early = 0
+missed = misnamed = early = unjudged = 0
 longer = -1e9
 late = []
-for began, ended in spans:
+for (began, ended), (spun, called) in zip(spans, parts):
     hits = [s for s in stalls if origin + s["started_at_s"] < ended
             and origin + s["started_at_s"] + s["duration_ms"] / 1000 > began]
+    name = "spin"
+    if n_c and called >= 1.3 * spun:
+        name = "c_call"
+    elif n_c and spun < 1.3 * called:
+        name = None
     if not hits:
         missed += 1
-    elif any((s["culprit"] or {}).get("function") != "spin" for s in hits):
+    elif name is None:
+        unjudged += 1
+    elif any((s["culprit"] or {}).get("function") != name for s in hits):
         misnamed += 1
     for s in hits:
         # Dated before the blocked call began (by over 1 ms), and read longer than it.
@@ -131,7 +161,7 @@ for began, ended in spans:
         late.append((origin + s["started_at_s"] - began) * 1000)
         longer = max(longer, s["duration_ms"] - (ended - began) * 1000)
 print(json.dumps({"stalls": len(spans), "missed": missed, "misnamed": misnamed,
-                  "early": early, "longer": longer, "late": late,
+                  "unjudged": unjudged, "early": early, "longer": longer, "late": late,
                   "reported": len(stalls), "looptools": looptools.__file__}))
 """
 
@@ -158,6 +188,7 @@ def main() -> int:
     parser.add_argument("--heap", type=int, default=0, metavar="K")
     parser.add_argument("--slot", action="store_true")
     parser.add_argument("--tail", type=float, default=0.0, metavar="MS")
+    parser.add_argument("--c-tail", type=float, default=0.0, metavar="MS")
     parser.add_argument("--against", metavar="DIR")
     args = parser.parse_args()
     if "qt" in args.kinds.split(",") and not args.slot:
@@ -186,7 +217,8 @@ def main() -> int:
                     out = subprocess.run(
                         [sys.executable, "-c", CHILD, str(args.count), str(args.ms / 1000),
                          kind, "no-ticks" if args.no_ticks else "ticks", str(args.heap),
-                         "slot" if args.slot else "task", str(args.tail / 1000)],
+                         "slot" if args.slot else "task", str(args.tail / 1000),
+                         str(args.c_tail / 1000)],
                         capture_output=True, text=True, env=child_env, timeout=600,
                         cwd=tempfile.gettempdir())
                     if out.returncode != 0:
@@ -198,7 +230,8 @@ def main() -> int:
                               file=sys.stderr)
                         return 1
                     row = totals.setdefault((kind, name), {"stalls": 0, "missed": 0,
-                                                           "misnamed": 0, "early": 0})
+                                                           "misnamed": 0, "unjudged": 0,
+                                                           "early": 0})
                     for key in row:
                         row[key] += got.get(key, 0)
                     lates.setdefault((kind, name), []).extend(got.get("late", []))
@@ -206,11 +239,14 @@ def main() -> int:
                                                 got.get("longer", -1e9))
     print(f"{args.ms:g} ms stalls at a 50 ms threshold, {args.burners} burner(s) beside, "
           f"{'no ticks' if args.no_ticks else 'ticks'}, heap {args.heap}k, "
-          f"in a {'Qt slot' if args.slot else 'task step'}, {args.tail:g} ms after")
+          f"in a {'Qt slot' if args.slot else 'task step'}, {args.tail:g} ms after"
+          + (f", then a C call of ~{args.c_tail:g} ms" if args.c_tail else ""))
     for (kind, name), row in totals.items():
         worst = longest.get((kind, name), -1e9)
         print(f"  {kind:8} {name:8} missed {row['missed']:4} of {row['stalls']}, "
-              f"misnamed {row['misnamed']}, dated early {row['early']}, "
+              f"misnamed {row['misnamed']}"
+              + (f" (unjudged {row['unjudged']})" if args.c_tail else "")
+              + f", dated early {row['early']}, "
               f"read longest {'-' if worst < -1e8 else f'{worst:+.1f} ms'}", end="")
         late = sorted(lates.get((kind, name), []))
         if late:
