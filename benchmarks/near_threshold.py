@@ -191,6 +191,8 @@ def main() -> int:
     parser.add_argument("--c-tail", type=float, default=0.0, metavar="MS")
     parser.add_argument("--against", metavar="DIR")
     args = parser.parse_args()
+    if args.c_tail < 0 or args.tail < 0:
+        parser.error("--tail and --c-tail take a length in ms, 0 or more")
     if "qt" in args.kinds.split(",") and not args.slot:
         parser.error("--kinds qt needs --slot (a Qt main thread without asyncio runs no task)")
     if args.slot and "asyncio" in args.kinds.split(","):
