@@ -656,6 +656,7 @@ class Monitor:
         if now >= self._next_tick:
             self._next_tick = now + self.settings.task_audit_s
             hub.call("tick", now)
+        hub.call("beat_done")
 
     # -- the Qt-only probe ---------------------------------------------------------
     def _start_qt_probe(self) -> None:
